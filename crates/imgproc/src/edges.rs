@@ -1,0 +1,253 @@
+//! Derivatives (Sobel, Scharr, Laplacian) and the Canny edge detector.
+use crate::border::BorderType;
+use crate::error::{bad, Result};
+use crate::filter::{filter_2d, separable};
+use crate::image::{Image, Pixel};
+
+/// `cv::getDerivKernels` integer Sobel kernel of `order` for `ksize` (1 means 3 for order > 0).
+pub(crate) fn sobel_kernel(order: usize, ksize: usize) -> Vec<i32> {
+    let ksize = if ksize == 1 && order > 0 { 3 } else { ksize };
+    if ksize == 1 {
+        return vec![1];
+    }
+    if ksize == 3 {
+        return match order {
+            0 => vec![1, 2, 1],
+            1 => vec![-1, 0, 1],
+            _ => vec![1, -2, 1],
+        };
+    }
+    let mut k = vec![0i32; ksize + 1];
+    k[0] = 1;
+    for _ in 0..ksize - order - 1 {
+        let mut old = k[0];
+        for j in 1..=ksize {
+            let new = k[j] + k[j - 1];
+            k[j - 1] = old;
+            old = new;
+        }
+    }
+    for _ in 0..order {
+        let mut old = -k[0];
+        for j in 1..=ksize {
+            let new = k[j - 1] - k[j];
+            k[j - 1] = old;
+            old = new;
+        }
+    }
+    k.truncate(ksize);
+    k
+}
+
+fn check_deriv(op: &'static str, dx: usize, dy: usize, ksize: usize) -> Result<()> {
+    if !(ksize == 1 || (ksize % 2 == 1 && ksize <= 31)) {
+        return Err(bad(op, format!("ksize {ksize} must be 1, 3, 5 or 7 (odd, <= 31)")));
+    }
+    if dx + dy == 0 || dx >= ksize.max(3) || dy >= ksize.max(3) {
+        return Err(bad(op, format!("derivative orders dx={dx}, dy={dy} are invalid for ksize {ksize}")));
+    }
+    Ok(())
+}
+
+/// Integer separable filter of an 8-bit image into 16-bit signed (saturated), like
+/// `cv::sepFilter2D(src, CV_16S, ...)` with integer kernels.
+pub(crate) fn sep_i16(src: &Image<u8>, kx: &[i32], ky: &[i32], border: BorderType) -> Image<i16> {
+    let cn = src.channels();
+    let (kw, kh) = (kx.len(), ky.len());
+    let row = move |pad: &[u8], out: &mut [i32]| {
+        let n = out.len();
+        out.fill(0);
+        for (i, &k) in kx.iter().enumerate() {
+            if k == 0 {
+                continue;
+            }
+            for (o, &p) in out.iter_mut().zip(&pad[i * cn..i * cn + n]) {
+                *o += p as i32 * k;
+            }
+        }
+    };
+    let col = move |rows: &[&[i32]], out: &mut [i16]| {
+        let mut acc = [0i32; 256];
+        for x0 in (0..out.len()).step_by(256) {
+            let len = (out.len() - x0).min(256);
+            let acc = &mut acc[..len];
+            acc.fill(0);
+            for (r, &k) in rows.iter().zip(ky) {
+                if k == 0 {
+                    continue;
+                }
+                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
+                    *a += v * k;
+                }
+            }
+            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
+                *o = a.clamp(-32768, 32767) as i16;
+            }
+        }
+    };
+    separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col)
+}
+
+/// `cv::Sobel(src, CV_16S, dx, dy, ksize, 1, 0, border)` for 8-bit images.
+pub fn sobel(src: &Image<u8>, dx: usize, dy: usize, ksize: usize, border: BorderType) -> Result<Image<i16>> {
+    src.check("sobel")?;
+    check_deriv("sobel", dx, dy, ksize)?;
+    if border == BorderType::Wrap {
+        return Err(bad("sobel", "BORDER_WRAP is not supported"));
+    }
+    let kx = sobel_kernel(dx, if ksize == 1 && dx == 0 { 1 } else { ksize });
+    let ky = sobel_kernel(dy, if ksize == 1 && dy == 0 { 1 } else { ksize });
+    Ok(sep_i16(src, &kx, &ky, border))
+}
+
+/// `cv::Sobel` into float with a `scale` (as used by corner detectors).
+pub fn sobel_f32<T: Pixel>(src: &Image<T>, dx: usize, dy: usize, ksize: usize, scale: f32, border: BorderType) -> Result<Image<f32>> {
+    src.check("sobel")?;
+    check_deriv("sobel", dx, dy, ksize)?;
+    let kx: Vec<f32> = sobel_kernel(dx, if ksize == 1 && dx == 0 { 1 } else { ksize }).iter().map(|&v| v as f32).collect();
+    let ky: Vec<f32> = sobel_kernel(dy, if ksize == 1 && dy == 0 { 1 } else { ksize }).iter().map(|&v| v as f32 * scale).collect();
+    crate::filter::sep_filter_2d(src, &kx, &ky, 0.0, border)
+}
+
+/// `cv::Scharr(src, CV_16S, dx, dy)` (3x3, more rotation-invariant than Sobel).
+pub fn scharr(src: &Image<u8>, dx: usize, dy: usize, border: BorderType) -> Result<Image<i16>> {
+    src.check("scharr")?;
+    if dx + dy != 1 {
+        return Err(bad("scharr", "exactly one of dx, dy must be 1"));
+    }
+    let d = [-1, 0, 1];
+    let s = [3, 10, 3];
+    Ok(if dx == 1 { sep_i16(src, &d, &s, border) } else { sep_i16(src, &s, &d, border) })
+}
+
+/// `cv::Laplacian(src, CV_16S, ksize)`.
+pub fn laplacian(src: &Image<u8>, ksize: usize, border: BorderType) -> Result<Image<i16>> {
+    src.check("laplacian")?;
+    if ksize == 0 || ksize % 2 == 0 || ksize > 31 {
+        return Err(bad("laplacian", format!("ksize {ksize} must be odd and <= 31")));
+    }
+    if ksize <= 3 {
+        let k: [f32; 9] = if ksize == 1 { [0., 1., 0., 1., -4., 1., 0., 1., 0.] } else { [2., 0., 2., 0., -8., 0., 2., 0., 2.] };
+        let f = src.to_f32();
+        let out = filter_2d(&f, &k, 3, 3, 0.0, border)?;
+        return Ok(out.map(|v| i16::from_f32(v)));
+    }
+    let a = sep_i32(src, &sobel_kernel(2, ksize), &sobel_kernel(0, ksize), border);
+    let b = sep_i32(src, &sobel_kernel(0, ksize), &sobel_kernel(2, ksize), border);
+    let data = a.iter().zip(&b).map(|(&x, &y)| (x + y).clamp(-32768, 32767) as i16).collect();
+    Image::from_vec(src.width(), src.height(), src.channels(), data)
+}
+
+fn sep_i32(src: &Image<u8>, kx: &[i32], ky: &[i32], border: BorderType) -> Vec<i32> {
+    let cn = src.channels();
+    let (kw, kh) = (kx.len(), ky.len());
+    let row = move |pad: &[u8], out: &mut [i32]| {
+        let n = out.len();
+        out.fill(0);
+        for (i, &k) in kx.iter().enumerate() {
+            for (o, &p) in out.iter_mut().zip(&pad[i * cn..i * cn + n]) {
+                *o += p as i32 * k;
+            }
+        }
+    };
+    // Results land in an f32 image (exact for these magnitudes) to reuse the engine.
+    let col = move |rows: &[&[i32]], out: &mut [f32]| {
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = rows.iter().zip(ky).map(|(r, &k)| r[x] * k).sum::<i32>() as f32;
+        }
+    };
+    let img: Image<f32> = separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col);
+    img.data().iter().map(|&v| v as i32).collect()
+}
+
+/// `cv::Canny` on an 8-bit single-channel image: Sobel (`aperture` 3, 5 or 7, replicated
+/// border), non-maximum suppression with OpenCV's fixed-point tan(22.5°) test, hysteresis.
+pub fn canny(src: &Image<u8>, low: f64, high: f64, aperture: usize, l2: bool) -> Result<Image<u8>> {
+    src.check_cn("canny", "1", &[1])?;
+    if !matches!(aperture, 3 | 5 | 7) {
+        return Err(bad("canny", format!("aperture {aperture} must be 3, 5 or 7")));
+    }
+    if low.is_nan() || high.is_nan() {
+        return Err(bad("canny", "thresholds must not be NaN"));
+    }
+    let (mut lo, mut hi) = if low > high { (high, low) } else { (low, high) };
+    if l2 {
+        lo = lo.min(32767.0);
+        hi = hi.min(32767.0);
+        if lo > 0.0 {
+            lo *= lo;
+        }
+        if hi > 0.0 {
+            hi *= hi;
+        }
+    }
+    let (lo, hi) = (lo.floor() as i64, hi.floor() as i64);
+    let (w, h) = (src.width(), src.height());
+    let dx = sobel(src, 1, 0, aperture, BorderType::Replicate)?;
+    let dy = sobel(src, 0, 1, aperture, BorderType::Replicate)?;
+    let (dxd, dyd) = (dx.data(), dy.data());
+    // magnitudes with a zero frame
+    let mw = w + 2;
+    let mut mag = vec![0i64; mw * (h + 2)];
+    for y in 0..h {
+        for x in 0..w {
+            let (a, b) = (dxd[y * w + x] as i64, dyd[y * w + x] as i64);
+            mag[(y + 1) * mw + x + 1] = if l2 { a * a + b * b } else { a.abs() + b.abs() };
+        }
+    }
+    const TG22: i64 = 13573; // tan(22.5°) in Q15
+    // 0: none, 1: weak candidate, 2: strong
+    let mut class = vec![0u8; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let j = (y + 1) * mw + x + 1;
+            let m = mag[j];
+            if m <= lo {
+                continue;
+            }
+            let (xs, ys) = (dxd[y * w + x] as i64, dyd[y * w + x] as i64);
+            let ax = xs.abs();
+            let ay = ys.abs() << 15;
+            let tg22x = ax * TG22;
+            let keep = if ay < tg22x {
+                m > mag[j - 1] && m >= mag[j + 1]
+            } else {
+                let tg67x = tg22x + (ax << 16);
+                if ay > tg67x {
+                    m > mag[j - mw] && m >= mag[j + mw]
+                } else {
+                    let s: isize = if (xs ^ ys) < 0 { -1 } else { 1 };
+                    m > mag[(j as isize - mw as isize - s) as usize] && m > mag[(j as isize + mw as isize + s) as usize]
+                }
+            };
+            if keep {
+                class[y * w + x] = if m > hi { 2 } else { 1 };
+            }
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    let mut stack: Vec<usize> = Vec::new();
+    for (i, &c) in class.iter().enumerate() {
+        if c == 2 {
+            out[i] = 255;
+            stack.push(i);
+        }
+    }
+    while let Some(i) = stack.pop() {
+        let (x, y) = ((i % w) as isize, (i / w) as isize);
+        for ddy in -1..=1isize {
+            for ddx in -1..=1isize {
+                let (nx, ny) = (x + ddx, y + ddy);
+                if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
+                    continue;
+                }
+                let n = ny as usize * w + nx as usize;
+                if class[n] != 0 && out[n] == 0 {
+                    out[n] = 255;
+                    stack.push(n);
+                }
+            }
+        }
+    }
+    Image::from_vec(w, h, 1, out)
+}

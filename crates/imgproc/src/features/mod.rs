@@ -1,0 +1,2 @@
+//! Corner and keypoint detectors.
+pub mod harris;

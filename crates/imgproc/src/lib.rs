@@ -1,0 +1,37 @@
+//! Classical image processing with OpenCV semantics, written in plain Rust.
+//!
+//! Names follow OpenCV's API in snake_case (`cvt_color`, `gaussian_blur`, `warp_affine`, ...), flags
+//! are enums, border handling is explicit ([`BorderType`], default reflect-101), and every argument
+//! OpenCV would reject is an [`Error`] rather than a panic. 8-bit results reproduce OpenCV's
+//! fixed-point arithmetic so that they are byte-identical to `cv2` (see `tests/golden.rs`).
+
+pub mod bench;
+mod border;
+pub mod color;
+pub mod draw;
+pub mod edges;
+mod error;
+pub mod features;
+pub mod filter;
+pub mod geometry;
+pub mod hist;
+mod image;
+pub mod morphology;
+pub mod npy;
+mod parallel;
+pub mod segment;
+pub mod threshold;
+
+pub use border::{border_interpolate, BorderType};
+pub use color::{cvt_color, ColorConversion};
+pub use draw::{circle, rectangle};
+pub use edges::{canny, laplacian, scharr, sobel};
+pub use error::{Error, Result};
+pub use features::harris::{corner_harris, corner_min_eigen_val, good_features_to_track};
+pub use filter::{blur, box_filter, filter_2d, gaussian_blur, get_gaussian_kernel, median_blur, sep_filter_2d};
+pub use geometry::{get_rotation_matrix_2d, resize, warp_affine, Interpolation};
+pub use hist::{calc_hist, convert_scale_abs, equalize_hist, lut};
+pub use image::{Image, Pixel};
+pub use morphology::{dilate, erode, get_structuring_element, morphology_ex, MorphOp, MorphShape};
+pub use segment::{connected_components_with_stats, kmeans, split_merge, Components, KmeansResult};
+pub use threshold::{adaptive_threshold, threshold, AdaptiveMethod, ThresholdType};

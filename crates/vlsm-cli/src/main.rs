@@ -1,0 +1,56 @@
+//! `vlsm`: language-guided medical image segmentation from the command line.
+
+mod bench_cmd;
+mod segment_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vlsm", version, about = "Language-guided medical image segmentation (CLIPSeg and friends)")]
+struct Cli {
+    /// Worker threads for the model and image ops (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Segment images with text and/or image prompts.
+    Segment(segment_cmd::SegmentArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        // candle and rayon both read this on first use; nothing has started threads yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let result = match cli.command {
+        Command::Segment(a) => segment_cmd::run(a),
+        Command::Bench(b) => bench_cmd::run(b),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context and the root cause.
+            let mut msg = e.to_string();
+            let root = e.root_cause().to_string();
+            if root != msg && !msg.contains(&root) {
+                msg = format!("{msg}: {root}");
+            }
+            eprintln!("error: {}", msg.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

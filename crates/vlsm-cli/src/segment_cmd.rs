@@ -1,0 +1,218 @@
+//! `vlsm segment`: masks and overlays for images × prompts.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use image::{DynamicImage, RgbImage};
+use indicatif::{ProgressBar, ProgressStyle};
+use vlsm::io;
+use vlsm::pipeline::{self, Segmenter};
+
+#[derive(Args, Debug)]
+pub struct SegmentArgs {
+    /// Images to segment (PNG, JPEG, TIFF, BMP).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// A text prompt; repeat for several. The empty prompt "" is valid.
+    #[arg(long = "prompt", short = 'p')]
+    pub prompts: Vec<String>,
+    /// An example image whose masked object is the prompt.
+    #[arg(long)]
+    pub prompt_image: Option<PathBuf>,
+    /// The mask of the object in --prompt-image.
+    #[arg(long, requires = "prompt_image")]
+    pub prompt_mask: Option<PathBuf>,
+    /// With text and image prompts: 0 = text only, 1 = image only.
+    #[arg(long, default_value_t = 0.5)]
+    pub mix: f64,
+    /// Model directory (Hugging Face CLIPSeg layout).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Probability threshold for the mask.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Write the raw logits at model resolution as float32 .npy [H, W] (one image, one prompt).
+    #[arg(long)]
+    pub logits: Option<PathBuf>,
+    /// Images per batch through the image encoder.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+}
+
+struct Condition {
+    name: String,
+    label: String,
+}
+
+pub fn run(a: SegmentArgs) -> Result<()> {
+    if a.prompts.is_empty() && a.prompt_image.is_none() {
+        bail!("give at least one --prompt TEXT or --prompt-image IMG --prompt-mask MASK");
+    }
+    if a.prompt_image.is_some() && a.prompt_mask.is_none() {
+        bail!("--prompt-image needs --prompt-mask");
+    }
+    if !(0.0..=1.0).contains(&a.threshold) {
+        bail!("--threshold must be in 0..1, got {}", a.threshold);
+    }
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    for p in &a.images {
+        check_image_header(p)?;
+    }
+    let seg = Segmenter::load(&a.model)?;
+
+    // Conditions: every text prompt (mixed with the image prompt when both are given), or the
+    // image prompt alone.
+    let image_cond = match (&a.prompt_image, &a.prompt_mask) {
+        (Some(img), Some(mask)) => {
+            let im = io::read_rgb(img)?;
+            let m = io::read_mask(mask)?;
+            if im.dimensions() != m.dimensions() {
+                bail!(
+                    "{}: mask is {}x{} but {} is {}x{}",
+                    mask.display(),
+                    m.width(),
+                    m.height(),
+                    img.display(),
+                    im.width(),
+                    im.height()
+                );
+            }
+            if m.pixels().all(|p| p[0] == 0) {
+                bail!("{}: the prompt mask is empty", mask.display());
+            }
+            Some(seg.image_conditional(&im, &m).with_context(|| format!("{}", img.display()))?)
+        }
+        _ => None,
+    };
+    let (cond, conds) = if a.prompts.is_empty() {
+        let c = image_cond.clone().expect("checked above");
+        (c, vec![Condition { name: String::new(), label: "image prompt".into() }])
+    } else {
+        let text = seg.text_conditional(&a.prompts)?;
+        let cond = match &image_cond {
+            Some(ic) => pipeline::mix_conditionals(&text, ic, a.mix)?,
+            None => text,
+        };
+        let many = a.prompts.len() > 1;
+        let conds = a
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Condition { name: if many { format!(".{i}") } else { String::new() }, label: p.clone() })
+            .collect();
+        (cond, conds)
+    };
+    if a.logits.is_some() && (a.images.len() != 1 || conds.len() != 1) {
+        bail!("--logits needs exactly one image and one prompt");
+    }
+    check_unique_stems(&a.images)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create output directory", a.out.display()))?;
+
+    let bar = progress(a.images.len() as u64);
+    // Decode and preprocess the next batch while the model runs on this one.
+    let (tx, rx) = mpsc::sync_channel::<Result<(Vec<(PathBuf, RgbImage)>, candle_core::Tensor)>>(1);
+    let batches: Vec<Vec<PathBuf>> = a.images.chunks(a.batch).map(|c| c.to_vec()).collect();
+    std::thread::scope(|s| -> Result<()> {
+        let seg_ref = &seg;
+        s.spawn(move || {
+            for batch in batches {
+                let item = (|| {
+                    let imgs: Vec<(PathBuf, RgbImage)> =
+                        batch.iter().map(|p| Ok((p.clone(), io::read_rgb(p)?))).collect::<Result<_>>()?;
+                    let refs: Vec<&RgbImage> = imgs.iter().map(|(_, i)| i).collect();
+                    let pv = seg_ref.pixel_values(&refs)?;
+                    Ok((imgs, pv))
+                })();
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for item in rx {
+            let (imgs, pv) = item?;
+            let feats = seg.encode_images(&pv)?;
+            for ((path, img), f) in imgs.iter().zip(&feats) {
+                let logits = seg.decode(f, &cond)?; // [N, h, w]
+                for (k, c) in conds.iter().enumerate() {
+                    let l = logits.get(k)?;
+                    write_outputs(&a, path, img, &l, c)?;
+                    if let Some(npy) = &a.logits {
+                        let (h, w) = l.dims2()?;
+                        io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    eprintln!("wrote {} image(s) x {} prompt(s) to {}", a.images.len(), conds.len(), a.out.display());
+    Ok(())
+}
+
+fn write_outputs(a: &SegmentArgs, path: &Path, img: &RgbImage, logits: &candle_core::Tensor, c: &Condition) -> Result<()> {
+    let (w, h) = img.dimensions();
+    let probs = pipeline::probabilities_at(logits, w, h)?;
+    let mask = pipeline::threshold_mask(&probs, w, h, a.threshold)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+    let base = a.out.join(format!("{stem}{}", c.name));
+    io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;
+    let ov = pipeline::overlay(img, &mask);
+    io::write_png_atomic(&with_suffix(&base, ".overlay.png"), &DynamicImage::ImageRgb8(ov))?;
+    let _ = &c.label;
+    Ok(())
+}
+
+fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Outputs are named by stem, so two inputs with one stem would overwrite each other.
+fn check_unique_stems(images: &[PathBuf]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for p in images {
+        let stem = p.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
+        if let Some(prev) = seen.insert(stem, p) {
+            bail!("{} and {} share a file stem, so their outputs would collide", prev.display(), p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Fail before any model work on a missing file or one that is not an image.
+fn check_image_header(p: &Path) -> Result<()> {
+    let r = image::ImageReader::open(p).map_err(|e| anyhow::anyhow!("{}: cannot open: {e}", p.display()))?;
+    let r = r.with_guessed_format().map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", p.display()))?;
+    if r.format().is_none() {
+        bail!("{}: not a PNG, JPEG, TIFF or BMP image", p.display());
+    }
+    let (w, h) = r.into_dimensions().map_err(|e| anyhow::anyhow!("{}: unreadable image: {e}", p.display()))?;
+    if w == 0 || h == 0 {
+        bail!("{}: image has zero size ({w}x{h})", p.display());
+    }
+    Ok(())
+}
+
+pub fn progress(n: u64) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} images  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -1,0 +1,1 @@
+//! Prompt generation for a new dataset (medvlsm templates). In progress.

@@ -1,0 +1,129 @@
+//! NIfTI-1 single-file images (`.nii`, `.nii.gz`): a 2-D image or one slice of a 3-D volume.
+//!
+//! Pixel (x, y) of the result is voxel (i = x, j = y, k = slice) as stored; no orientation
+//! (qform/sform) is applied, so the picture is the array as written, like `data[:, :, k].T`
+//! in nibabel.
+
+use std::io::Read;
+
+use anyhow::{anyhow, bail, Result};
+use image::RgbImage;
+
+use super::window::Decoded;
+
+/// Decompressed volumes larger than this are refused.
+const MAX_BYTES: u64 = 2 << 30;
+
+pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
+    let raw;
+    let b: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .take(MAX_BYTES + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
+        if out.len() as u64 > MAX_BYTES {
+            bail!("decompressed NIfTI is larger than {MAX_BYTES} bytes");
+        }
+        raw = out;
+        &raw
+    } else {
+        bytes
+    };
+    if b.len() < 348 {
+        bail!("not a NIfTI file (only {} bytes, a header needs 348)", b.len());
+    }
+    let le = match (i32::from_le_bytes(b[0..4].try_into()?), i32::from_be_bytes(b[0..4].try_into()?)) {
+        (348, _) => true,
+        (_, 348) => false,
+        (540, _) | (_, 540) => bail!("NIfTI-2 is not supported (NIfTI-1 only)"),
+        _ => bail!("not a NIfTI-1 file (sizeof_hdr is not 348)"),
+    };
+    let i16_at = |o: usize| {
+        let a = [b[o], b[o + 1]];
+        if le { i16::from_le_bytes(a) } else { i16::from_be_bytes(a) }
+    };
+    let f32_at = |o: usize| {
+        let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+        if le { f32::from_le_bytes(a) } else { f32::from_be_bytes(a) }
+    };
+    match &b[344..348] {
+        b"n+1\0" => {}
+        b"ni1\0" => bail!("two-file NIfTI (.hdr/.img) is not supported; use a single .nii"),
+        _ => bail!("not a NIfTI-1 file (bad magic)"),
+    }
+    let ndim = i16_at(40);
+    if !(1..=7).contains(&ndim) {
+        bail!("bad dim[0] = {ndim}");
+    }
+    let dim: Vec<usize> = (1..=7)
+        .map(|i| if i <= ndim as usize { i16_at(40 + 2 * i).max(0) as usize } else { 1 })
+        .collect();
+    let (nx, ny, nz) = (dim[0], dim[1], dim[2]);
+    if let Some(i) = dim[3..].iter().position(|&d| d > 1) {
+        bail!("{}-D data (dim[{}] = {}) is not supported; 2-D images and 3-D volumes only", ndim, i + 4, dim[i + 3]);
+    }
+    if nx == 0 || ny == 0 || nz == 0 {
+        bail!("image has zero size ({nx}x{ny}x{nz})");
+    }
+    let k = match slice {
+        Some(k) if k >= nz => bail!("slice {k} is out of range: the volume has {nz} slices (0..{})", nz - 1),
+        Some(k) => k,
+        None => nz / 2,
+    };
+    let datatype = i16_at(70);
+    let bpv: usize = match datatype {
+        2 | 256 => 1,
+        4 | 512 => 2,
+        8 | 16 | 768 => 4,
+        64 | 1024 | 1280 => 8,
+        128 => 3,
+        d => bail!("NIfTI datatype {d} is not supported"),
+    };
+    let vox_offset = f32_at(108);
+    if !(vox_offset >= 348.0) || vox_offset.fract() != 0.0 {
+        bail!("bad vox_offset {vox_offset}");
+    }
+    let plane = nx.checked_mul(ny).ok_or_else(|| anyhow!("image too large"))?;
+    if plane as u64 > super::MAX_PIXELS {
+        bail!("slice is {nx}x{ny} = {plane} pixels, more than the limit of {}", super::MAX_PIXELS);
+    }
+    let start = vox_offset as usize + k * plane * bpv;
+    let data = b
+        .get(start..start + plane * bpv)
+        .ok_or_else(|| anyhow!("truncated: slice {k} of {nx}x{ny}x{nz} needs bytes up to {}, file has {}", start + plane * bpv, b.len()))?;
+    if datatype == 128 {
+        let img = RgbImage::from_raw(nx as u32, ny as u32, data.to_vec()).expect("buffer size matches");
+        return Ok(Decoded::Rgb(img));
+    }
+    let mut values: Vec<f32> = data
+        .chunks_exact(bpv)
+        .map(|c| {
+            let mut a = [0u8; 8];
+            a[..bpv].copy_from_slice(c);
+            if !le {
+                a[..bpv].reverse();
+            }
+            match datatype {
+                2 => a[0] as f32,
+                256 => a[0] as i8 as f32,
+                4 => i16::from_le_bytes([a[0], a[1]]) as f32,
+                512 => u16::from_le_bytes([a[0], a[1]]) as f32,
+                8 => i32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f32,
+                768 => u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f32,
+                16 => f32::from_le_bytes([a[0], a[1], a[2], a[3]]),
+                64 => f64::from_le_bytes(a) as f32,
+                1024 => i64::from_le_bytes(a) as f32,
+                _ => u64::from_le_bytes(a) as f32,
+            }
+        })
+        .collect();
+    // Per the NIfTI-1 standard, scl_slope == 0 means "no scaling".
+    let (slope, inter) = (f32_at(112), f32_at(116));
+    if slope != 0.0 && slope.is_finite() && inter.is_finite() && (slope != 1.0 || inter != 0.0) {
+        for v in values.iter_mut() {
+            *v = *v * slope + inter;
+        }
+    }
+    Ok(Decoded::Gray { width: nx as u32, height: ny as u32, values, file_window: None, invert: false })
+}

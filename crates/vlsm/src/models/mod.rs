@@ -1,0 +1,38 @@
+//! Models, one file each, in the manner of candle-transformers: a `Config` that deserialises the
+//! reference `config.json`, modules named like the reference state-dict keys, and a `forward`
+//! that follows the paper.
+
+pub mod clip;
+pub mod clipseg;
+pub mod interp;
+
+use candle_core::{Result, Tensor};
+
+/// `x * sigmoid(1.702 x)`, the activation of OpenAI's CLIP ("quick_gelu").
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
+}
+
+/// Activations named as in Hugging Face configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenAct {
+    #[default]
+    QuickGelu,
+    Gelu,
+    Relu,
+    GeluNew,
+    #[serde(rename = "gelu_pytorch_tanh")]
+    GeluPytorchTanh,
+}
+
+impl HiddenAct {
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            HiddenAct::QuickGelu => quick_gelu(x),
+            HiddenAct::Gelu => x.gelu_erf(),
+            HiddenAct::Relu => x.relu(),
+            HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => x.gelu(),
+        }
+    }
+}

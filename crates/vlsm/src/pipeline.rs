@@ -1,0 +1,165 @@
+//! preprocess → encode image (reusable across prompts) → condition → decode → postprocess.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use image::{GrayImage, RgbImage};
+
+use crate::checkpoint::{self, ModelKind};
+use crate::models::clipseg::{ClipSeg, ClipSegConfig};
+use crate::models::interp;
+use crate::preprocess::ImageProcessorConfig;
+use crate::tokenize::ClipTokenizer;
+
+/// Encoded image: the activations the decoder reads, for one image.
+#[derive(Clone)]
+pub struct ImageFeatures {
+    pub activations: Vec<Tensor>,
+}
+
+/// A loaded CLIPSeg model directory, ready to segment.
+pub struct Segmenter {
+    pub model: ClipSeg,
+    pub tokenizer: ClipTokenizer,
+    pub processor: ImageProcessorConfig,
+    pub dir: PathBuf,
+    pub device: Device,
+}
+
+impl Segmenter {
+    /// Load a Hugging Face CLIPSeg directory (`config.json`, weights, `preprocessor_config.json`,
+    /// tokenizer files).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let device = Device::Cpu;
+        match checkpoint::detect(dir)? {
+            ModelKind::ClipSeg => {}
+        }
+        let cfg_path = dir.join("config.json");
+        let config: ClipSegConfig = checkpoint::read_json(&cfg_path)?;
+        config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
+        let weights = checkpoint::find_weights(dir)?;
+        let vb = checkpoint::var_builder(&weights, DType::F32, &device, None)?;
+        let model = ClipSeg::new(vb, &config).map_err(|e| checkpoint::load_error(&weights, e))?;
+        let tokenizer = ClipTokenizer::from_dir(dir)?;
+        let pp = dir.join("preprocessor_config.json");
+        let processor = if pp.is_file() {
+            ImageProcessorConfig::from_file(&pp)?
+        } else {
+            ImageProcessorConfig::clipseg(352)
+        };
+        Ok(Self { model, tokenizer, processor, dir: dir.to_path_buf(), device })
+    }
+
+    /// Pixel values [B, 3, H, W] as the reference image processor makes them.
+    pub fn pixel_values(&self, images: &[&RgbImage]) -> Result<Tensor> {
+        if images.is_empty() {
+            bail!("no images");
+        }
+        let t: Vec<Tensor> = images.iter().map(|im| self.processor.preprocess(im)).collect::<std::result::Result<_, _>>()?;
+        Ok(Tensor::cat(&t, 0)?)
+    }
+
+    /// Image activations for a batch of pixel values, split per image.
+    pub fn encode_images(&self, pixel_values: &Tensor) -> Result<Vec<ImageFeatures>> {
+        let acts = self.model.image_activations(pixel_values)?;
+        let b = pixel_values.dim(0)?;
+        (0..b)
+            .map(|i| {
+                Ok(ImageFeatures {
+                    activations: acts.iter().map(|a| a.narrow(0, i, 1)).collect::<candle_core::Result<_>>()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Conditional embeddings [N, D] for N prompts. Each prompt runs unpadded (padding after
+    /// the end token cannot change the pooled feature, see `ClipTextTransformer`).
+    pub fn text_conditional(&self, prompts: &[String]) -> Result<Tensor> {
+        let mut rows = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            let ids = self.tokenizer.encode(p)?;
+            let n = ids.len();
+            let ids = Tensor::from_vec(ids, (1, n), &self.device)?;
+            rows.push(self.model.text_conditional(&ids)?);
+        }
+        Ok(Tensor::cat(&rows, 0)?)
+    }
+
+    /// Conditional embedding [1, D] from an example image and its mask, with the CLIPSeg paper's
+    /// visual prompt engineering (crop to the object, background darkened and blurred).
+    pub fn image_conditional(&self, image: &RgbImage, mask: &GrayImage) -> Result<Tensor> {
+        let engineered = visual_prompt(image, mask)?;
+        let pv = self.pixel_values(&[&engineered])?;
+        Ok(self.model.image_conditional(&pv)?)
+    }
+
+    /// Logits [N, h, w] at model resolution for one image and N conditions.
+    pub fn decode(&self, features: &ImageFeatures, cond: &Tensor) -> Result<Tensor> {
+        Ok(self.model.decoder.forward(&features.activations, cond)?)
+    }
+}
+
+/// Blend text and image conditions: `(1 - mix) · text + mix · image`.
+pub fn mix_conditionals(text: &Tensor, image: &Tensor, mix: f64) -> Result<Tensor> {
+    if !(0.0..=1.0).contains(&mix) {
+        bail!("--mix must be in 0..1, got {mix}");
+    }
+    let image = image.broadcast_as(text.shape())?;
+    Ok(((text * (1.0 - mix))? + (image * mix)?)?)
+}
+
+/// Logits [h, w] → probabilities resized to `(height, width)` (bilinear, align_corners=False,
+/// as `F.interpolate`) → row-major f32.
+pub fn probabilities_at(logits: &Tensor, width: u32, height: u32) -> Result<Vec<f32>> {
+    let (h, w) = logits.dims2()?;
+    let x = logits.reshape((1, 1, h, w))?;
+    let y = if (h, w) == (height as usize, width as usize) {
+        x
+    } else {
+        interp::bilinear(&x, height as usize, width as usize)?
+    };
+    let p = candle_nn::ops::sigmoid(&y)?;
+    Ok(p.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// 0/255 mask from probabilities.
+pub fn threshold_mask(probs: &[f32], width: u32, height: u32, threshold: f32) -> Result<GrayImage> {
+    let data: Vec<u8> = probs.iter().map(|&p| if p > threshold { 255 } else { 0 }).collect();
+    GrayImage::from_raw(width, height, data).context("mask size does not match its probabilities")
+}
+
+/// The image with the mask laid over it in translucent green and its border in solid green.
+pub fn overlay(image: &RgbImage, mask: &GrayImage) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let mut out = image.clone();
+    let inside = |x: i64, y: i64| -> bool {
+        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32)[0] > 0
+    };
+    for y in 0..h {
+        for x in 0..w {
+            if !inside(x as i64, y as i64) {
+                continue;
+            }
+            let (xi, yi) = (x as i64, y as i64);
+            let edge = !(inside(xi - 1, yi) && inside(xi + 1, yi) && inside(xi, yi - 1) && inside(xi, yi + 1));
+            let p = out.get_pixel_mut(x, y);
+            if edge {
+                *p = image::Rgb([0, 255, 0]);
+            } else {
+                p[0] = (p[0] as f32 * 0.6) as u8;
+                p[1] = (p[1] as f32 * 0.6 + 255.0 * 0.4) as u8;
+                p[2] = (p[2] as f32 * 0.6) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Visual prompt engineering of the CLIPSeg paper, as the fixture script defines it.
+pub fn visual_prompt(image: &RgbImage, mask: &GrayImage) -> Result<RgbImage> {
+    if image.dimensions() != mask.dimensions() {
+        bail!("prompt mask is {:?} but its image is {:?}", mask.dimensions(), image.dimensions());
+    }
+    Ok(crate::preprocess::visual_prompt(image, mask)?)
+}

@@ -1,0 +1,383 @@
+//! `vlsm train --config FILE.toml`: the training configuration.
+//!
+//! ```toml
+//! output_dir = "runs/kvasir"          # required; run directory (checkpoints, logs, curves)
+//! seed = 42                           # default 42: init, shuffling and prompt sampling
+//! threads = 0                         # default 0 = all cores (RAYON_NUM_THREADS / CANDLE_NUM_THREADS)
+//!
+//! [model]
+//! kind = "clipseg"                    # required; architecture (clipseg)
+//! dir = "models/clipseg-rd64-refined" # required; model directory or weight file
+//! freeze = ["vision", "text"]         # default ["vision", "text"]; parts kept fixed: vision | text | decoder
+//!
+//! [data]
+//! datasets = ["data/kvasir_polyp"]    # required, non-empty; medvlsm-layout dirs, pooled
+//! prompts = ["p0", "p1"]              # default ["p0".."p9"]; prompt keys sampled per image load
+//! image_size = 352                    # default 352; square model input size in pixels
+//! feature_cache = true                # default true; cache frozen-encoder activations (needs vision frozen)
+//! cache_dir = "cache"                 # default "<output_dir>/feature_cache"; share it to reuse across runs
+//!
+//! [train]
+//! epochs = 1000                       # default 1000 (medvlsm max_epochs)
+//! min_epochs = 10                     # default 10; early stopping cannot end the run before this
+//! batch_size = 16                     # default 16 (medvlsm datamodule; its run script uses 128)
+//! lr = 2e-4                           # default 2e-4 (medvlsm clipseg.yaml; run script uses 2e-3)
+//! weight_decay = 1e-3                 # default 1e-3; AdamW decoupled decay
+//! betas = [0.9, 0.999]                # default [0.9, 0.999]
+//! eps = 1e-8                          # default 1e-8
+//! grad_clip = 0.5                     # default 0.5; max total L2 gradient norm, 0 = off
+//!
+//! [scheduler]                         # ReduceLROnPlateau on val loss, stepped each epoch
+//! factor = 0.1                        # default 0.1; in (0, 1)
+//! patience = 5                        # default 5
+//! threshold = 1e-4                    # default 1e-4; relative improvement needed
+//! cooldown = 0                        # default 0
+//! min_lr = 0.0                        # default 0
+//!
+//! [loss]
+//! kind = "dice_bce"                   # default "dice_bce"; dice | bce | dice_bce
+//! dice_weight = 1.0                   # default 1.0 (dice_bce only)
+//! bce_weight = 0.2                    # default 0.2 (dice_bce only)
+//!
+//! [early_stopping]                    # on val Dice, higher is better
+//! patience = 20                       # default 20; 0 = never stop early
+//! min_delta = 1e-4                    # default 1e-4
+//! ```
+//! Relative paths are resolved against the directory of the config file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::loss::LossKind;
+use super::optim::AdamWParams;
+
+/// Model architectures `train` knows.
+pub const MODEL_KINDS: &[&str] = &["clipseg"];
+/// Parts of a model that can be frozen.
+pub const FREEZE_PARTS: &[&str] = &["vision", "text", "decoder"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub output_dir: PathBuf,
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub threads: usize,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub train: TrainParams,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub loss: LossConfig,
+    #[serde(default)]
+    pub early_stopping: EarlyStoppingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: String,
+    pub dir: PathBuf,
+    #[serde(default = "d_freeze")]
+    pub freeze: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub datasets: Vec<PathBuf>,
+    #[serde(default = "d_prompts")]
+    pub prompts: Vec<String>,
+    #[serde(default = "d_size")]
+    pub image_size: usize,
+    #[serde(default = "d_true")]
+    pub feature_cache: bool,
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainParams {
+    pub epochs: usize,
+    pub min_epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub grad_clip: f64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            epochs: 1000,
+            min_epochs: 10,
+            batch_size: 16,
+            lr: 2e-4,
+            weight_decay: 1e-3,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            grad_clip: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    pub factor: f64,
+    pub patience: usize,
+    pub threshold: f64,
+    pub cooldown: usize,
+    pub min_lr: f64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { factor: 0.1, patience: 5, threshold: 1e-4, cooldown: 0, min_lr: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossName {
+    Dice,
+    Bce,
+    DiceBce,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub kind: LossName,
+    pub dice_weight: f64,
+    pub bce_weight: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig { kind: LossName::DiceBce, dice_weight: 1.0, bce_weight: 0.2 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EarlyStoppingConfig {
+    pub patience: usize,
+    pub min_delta: f64,
+}
+
+impl Default for EarlyStoppingConfig {
+    fn default() -> Self {
+        EarlyStoppingConfig { patience: 20, min_delta: 1e-4 }
+    }
+}
+
+fn d_seed() -> u64 {
+    42
+}
+fn d_freeze() -> Vec<String> {
+    vec!["vision".into(), "text".into()]
+}
+fn d_prompts() -> Vec<String> {
+    (0..10).map(|i| format!("p{i}")).collect()
+}
+fn d_size() -> usize {
+    352
+}
+fn d_true() -> bool {
+    true
+}
+
+impl TrainConfig {
+    /// Reads, parses and validates a config file; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        let mut cfg = Self::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
+    /// Parses and validates TOML text (paths left as written).
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.output_dir);
+        fix(&mut self.model.dir);
+        self.data.datasets.iter_mut().for_each(fix);
+        if let Some(c) = self.data.cache_dir.as_mut() {
+            fix(c);
+        }
+    }
+
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        fn pos(key: &str, v: f64) -> Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{key}: must be a finite number > 0 (got {v})");
+            }
+            Ok(())
+        }
+        fn nonneg(key: &str, v: f64) -> Result<()> {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{key}: must be a finite number >= 0 (got {v})");
+            }
+            Ok(())
+        }
+        fn unit_open(key: &str, v: f64) -> Result<()> {
+            if !(v > 0.0 && v < 1.0) {
+                bail!("{key}: must be in (0, 1) (got {v})");
+            }
+            Ok(())
+        }
+        if self.output_dir.as_os_str().is_empty() {
+            bail!("output_dir: must not be empty");
+        }
+        if !MODEL_KINDS.contains(&self.model.kind.as_str()) {
+            bail!("model.kind: unknown model '{}' (expected one of: {})", self.model.kind, MODEL_KINDS.join(", "));
+        }
+        if self.model.dir.as_os_str().is_empty() {
+            bail!("model.dir: must not be empty");
+        }
+        for f in &self.model.freeze {
+            if !FREEZE_PARTS.contains(&f.as_str()) {
+                bail!("model.freeze: unknown part '{f}' (expected some of: {})", FREEZE_PARTS.join(", "));
+            }
+        }
+        if FREEZE_PARTS.iter().all(|p| self.model.freeze.iter().any(|f| f == p)) {
+            bail!("model.freeze: everything is frozen, nothing would train");
+        }
+        if self.data.datasets.is_empty() {
+            bail!("data.datasets: must list at least one dataset directory");
+        }
+        if self.data.prompts.is_empty() {
+            bail!("data.prompts: must list at least one prompt key (e.g. \"p0\")");
+        }
+        if let Some(p) = self.data.prompts.iter().find(|p| p.trim().is_empty()) {
+            bail!("data.prompts: empty prompt key {p:?}");
+        }
+        if !(16..=4096).contains(&self.data.image_size) {
+            bail!("data.image_size: must be between 16 and 4096 (got {})", self.data.image_size);
+        }
+        if self.data.feature_cache && !self.model.freeze.iter().any(|f| f == "vision") {
+            bail!("data.feature_cache: needs the vision encoder frozen (add \"vision\" to model.freeze or set feature_cache = false)");
+        }
+        let t = &self.train;
+        if t.epochs == 0 {
+            bail!("train.epochs: must be at least 1");
+        }
+        if t.min_epochs > t.epochs {
+            bail!("train.min_epochs: {} is more than train.epochs ({})", t.min_epochs, t.epochs);
+        }
+        if t.batch_size == 0 {
+            bail!("train.batch_size: must be at least 1");
+        }
+        pos("train.lr", t.lr)?;
+        nonneg("train.weight_decay", t.weight_decay)?;
+        if !(0.0..1.0).contains(&t.betas[0]) || !(0.0..1.0).contains(&t.betas[1]) {
+            bail!("train.betas: both must be in [0, 1) (got {:?})", t.betas);
+        }
+        pos("train.eps", t.eps)?;
+        nonneg("train.grad_clip", t.grad_clip)?;
+        let s = &self.scheduler;
+        unit_open("scheduler.factor", s.factor)?;
+        nonneg("scheduler.threshold", s.threshold)?;
+        nonneg("scheduler.min_lr", s.min_lr)?;
+        let l = &self.loss;
+        nonneg("loss.dice_weight", l.dice_weight)?;
+        nonneg("loss.bce_weight", l.bce_weight)?;
+        if l.kind == LossName::DiceBce && l.dice_weight + l.bce_weight == 0.0 {
+            bail!("loss.dice_weight, loss.bce_weight: both are 0");
+        }
+        nonneg("early_stopping.min_delta", self.early_stopping.min_delta)?;
+        Ok(())
+    }
+
+    pub fn loss_kind(&self) -> LossKind {
+        match self.loss.kind {
+            LossName::Dice => LossKind::Dice,
+            LossName::Bce => LossKind::Bce,
+            LossName::DiceBce => LossKind::DiceBce { dice_weight: self.loss.dice_weight, bce_weight: self.loss.bce_weight },
+        }
+    }
+
+    pub fn adamw(&self) -> AdamWParams {
+        let t = &self.train;
+        AdamWParams { lr: t.lr, beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weight_decay: t.weight_decay }
+    }
+
+    /// Where the feature cache lives.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data.cache_dir.clone().unwrap_or_else(|| self.output_dir.join("feature_cache"))
+    }
+
+    pub fn is_frozen(&self, part: &str) -> bool {
+        self.model.freeze.iter().any(|f| f == part)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "output_dir = \"out\"\n[model]\nkind = \"clipseg\"\ndir = \"m\"\n[data]\ndatasets = [\"d\"]\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = TrainConfig::parse(MIN).unwrap();
+        assert_eq!(c.seed, 42);
+        assert_eq!(c.data.prompts.len(), 10);
+        assert_eq!(c.train, TrainParams::default());
+        assert_eq!(c.loss_kind(), LossKind::DiceBce { dice_weight: 1.0, bce_weight: 0.2 });
+        assert_eq!(c.cache_dir(), PathBuf::from("out/feature_cache"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let cases = [
+            (format!("{MIN}[train]\nlrr = 1.0\n"), "lrr"),
+            (format!("{MIN}[train]\nlr = -1.0\n"), "train.lr"),
+            (format!("{MIN}[train]\nbatch_size = 0\n"), "train.batch_size"),
+            (format!("{MIN}[scheduler]\nfactor = 1.5\n"), "scheduler.factor"),
+            (format!("{MIN}[loss]\nkind = \"focal\"\n"), "focal"),
+            (format!("{MIN}[train]\nepochs = \"ten\"\n"), "epochs"),
+            (MIN.replace("clipseg", "unet"), "model.kind"),
+            (format!("{MIN}[early_stopping]\nmin_delta = -1.0\n"), "early_stopping.min_delta"),
+            (MIN.replace("output_dir = \"out\"\n", ""), "output_dir"),
+            (format!("bogus = 1\n{MIN}"), "bogus"),
+        ];
+        for (text, key) in cases {
+            let e = TrainConfig::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key), "error for {key} does not name it: {e}");
+        }
+    }
+
+    #[test]
+    fn load_resolves_relative_paths() {
+        let dir = std::env::temp_dir().join(format!("vlsm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, MIN).unwrap();
+        let c = TrainConfig::load(&p).unwrap();
+        assert_eq!(c.output_dir, dir.join("out"));
+        assert_eq!(c.data.datasets, vec![dir.join("d")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,243 @@
+//! The training loop: shuffled batches from a seeded RNG, forward/backward, gradient clipping,
+//! AdamW, validation Dice, ReduceLROnPlateau on val loss, early stopping on val Dice, and
+//! checkpoints, CSV and TensorBoard scalars every epoch.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Result};
+use candle_core::{Tensor, Var};
+use rand::seq::SliceRandom;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::checkpoint::{self, RngState, TrainState};
+use super::config::TrainConfig;
+use super::log::{self, EpochRecord};
+use super::loss::{dice_per_image, LossKind};
+use super::optim::{clip_grad_norm, AdamW};
+use super::plot;
+use super::sched::{EarlyStopping, ReduceLrOnPlateau};
+use super::tensorboard::EventWriter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// What the model side supplies: parameters, data access and a forward pass.
+pub trait Trainable {
+    /// Whatever the forward pass takes (pixel values, cached activations, token ids...).
+    type Input;
+
+    /// The trainable parameters with unique, stable names (the keys of `weights.safetensors`).
+    fn vars(&self) -> Vec<(String, Var)>;
+
+    /// Number of samples in a split.
+    fn len(&self, split: Split) -> usize;
+
+    /// Loads samples `idx` of `split`: the model input and {0,1} targets `[B,H,W]`. `rng` is the
+    /// only randomness allowed (prompt choice), so runs are reproducible and resumable.
+    fn batch(&mut self, split: Split, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<(Self::Input, Tensor)>;
+
+    /// Logits `[B,H,W]`.
+    fn forward(&self, input: &Self::Input) -> Result<Tensor>;
+
+    /// The training loss; override for anything besides `loss(forward(input), targets)`.
+    fn loss(&self, input: &Self::Input, targets: &Tensor, loss: &LossKind) -> Result<Tensor> {
+        Ok(loss.compute(&self.forward(input)?, targets)?)
+    }
+}
+
+/// Run options besides the config.
+pub struct Hooks<'a> {
+    /// Continue the run in `output_dir` from `last/`.
+    pub resume: bool,
+    /// Show progress bars (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Called after each epoch, once its checkpoint is on disk; returning false stops the run
+    /// there, unfinished, as if the process had been killed.
+    pub on_epoch: Option<Box<dyn FnMut(&EpochRecord) -> bool + 'a>>,
+}
+
+impl Default for Hooks<'_> {
+    fn default() -> Self {
+        Hooks { resume: false, progress: true, on_epoch: None }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub history: Vec<EpochRecord>,
+    pub best_val_dice: Option<f64>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    /// False when a hook stopped the run.
+    pub finished: bool,
+}
+
+pub const METRICS_CSV: &str = "metrics.csv";
+pub const CURVES_PNG: &str = "curves.png";
+
+/// Sets the rayon pool and candle's matmul thread count (only before any other threads start).
+pub fn apply_threads(n: usize) {
+    if n > 0 {
+        if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+}
+
+fn fresh_state(cfg: &TrainConfig) -> (TrainState, ChaCha8Rng) {
+    let s = &cfg.scheduler;
+    let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let st = TrainState {
+        epoch: 0,
+        global_step: 0,
+        lr: cfg.train.lr,
+        rng: RngState::of(&rng),
+        scheduler: ReduceLrOnPlateau::new(s.factor, s.patience, s.threshold, s.cooldown, s.min_lr),
+        early_stopping: EarlyStopping::new(cfg.early_stopping.patience, cfg.early_stopping.min_delta),
+        best_val_dice: None,
+        best_epoch: 0,
+        finished: false,
+        history: Vec::new(),
+    };
+    (st, rng)
+}
+
+/// Mean loss and per-image Dice over the validation split, prompts drawn from a fixed RNG so
+/// every epoch sees the same val set.
+fn validate<T: Trainable>(task: &mut T, cfg: &TrainConfig, loss: &LossKind) -> Result<(f64, f64)> {
+    let n = task.len(Split::Val);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    rng.set_stream(1);
+    let (mut loss_sum, mut dice) = (0.0, Vec::with_capacity(n));
+    let idx: Vec<usize> = (0..n).collect();
+    for chunk in idx.chunks(cfg.train.batch_size) {
+        let (input, targets) = task.batch(Split::Val, chunk, &mut rng)?;
+        let logits = task.forward(&input)?.detach();
+        loss_sum += loss.compute(&logits, &targets)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        dice.extend(dice_per_image(&logits, &targets)?);
+    }
+    Ok((loss_sum / n as f64, dice.iter().sum::<f64>() / n as f64))
+}
+
+/// Trains `task` as `cfg` says, in `cfg.output_dir`.
+pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> Result<RunSummary> {
+    cfg.validate()?;
+    apply_threads(cfg.threads);
+    let run_dir = cfg.output_dir.clone();
+    let loss_kind = cfg.loss_kind();
+    let (n_train, n_val) = (task.len(Split::Train), task.len(Split::Val));
+    if n_train == 0 {
+        bail!("no training samples");
+    }
+    if n_val == 0 {
+        bail!("no validation samples");
+    }
+    let vars = task.vars();
+    if vars.is_empty() {
+        bail!("the model has no trainable parameters");
+    }
+    let mut opt = AdamW::new(vars, cfg.adamw())?;
+    let (mut st, mut rng) = fresh_state(cfg);
+    if hooks.resume {
+        let dir = checkpoint::resolve(&run_dir, "last")
+            .ok_or_else(|| anyhow!("{}: no checkpoint to resume (expected last/{})", run_dir.display(), checkpoint::STATE))?;
+        st = checkpoint::load(&dir, &mut opt)?;
+        rng = st.rng.restore().map_err(|e| anyhow!("{}: {e}", dir.join(checkpoint::STATE).display()))?;
+        if st.finished {
+            return Ok(summary(&run_dir, &st, cfg));
+        }
+    } else if checkpoint::resolve(&run_dir, "last").is_some() {
+        bail!("{}: already holds a run (last/); resume it or choose another output_dir", run_dir.display());
+    }
+    std::fs::create_dir_all(&run_dir).map_err(|e| anyhow!("{}: cannot create: {e}", run_dir.display()))?;
+    crate::io::write_atomic(&run_dir.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
+    let mut tb = EventWriter::create(&run_dir)?;
+    let var_list: Vec<Var> = opt.vars().iter().map(|(_, v)| v.clone()).collect();
+    let n_batches = n_train.div_ceil(cfg.train.batch_size);
+
+    for epoch in st.epoch + 1..=cfg.train.epochs {
+        let t0 = Instant::now();
+        let lr = opt.lr();
+        // One seed per epoch from the master RNG: shuffling and prompt sampling use it.
+        let mut erng = ChaCha8Rng::seed_from_u64(rng.next_u64());
+        let mut order: Vec<usize> = (0..n_train).collect();
+        order.shuffle(&mut erng);
+        let pb = log::progress_bar(n_batches, format!("epoch {epoch}/{}", cfg.train.epochs), hooks.progress);
+        let mut loss_sum = 0.0;
+        for (b, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
+            let (input, targets) = task.batch(Split::Train, chunk, &mut erng)?;
+            let loss = task.loss(&input, &targets, &loss_kind)?;
+            let lv = loss.to_scalar::<f32>()? as f64;
+            if !lv.is_finite() {
+                bail!("epoch {epoch}, batch {}: loss is {lv}; lower train.lr or check the data", b + 1);
+            }
+            let mut grads = loss.backward()?;
+            if cfg.train.grad_clip > 0.0 {
+                clip_grad_norm(&mut grads, &var_list, cfg.train.grad_clip)?;
+            }
+            opt.step(&grads)?;
+            st.global_step += 1;
+            loss_sum += lv * chunk.len() as f64;
+            pb.set_message(format!("loss {:.4}", loss_sum / ((b * cfg.train.batch_size + chunk.len()) as f64)));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let train_loss = loss_sum / n_train as f64;
+        let (val_loss, val_dice) = validate(task, cfg, &loss_kind)?;
+        let next_lr = st.scheduler.step(val_loss, lr);
+        opt.set_lr(next_lr);
+        let stop = st.early_stopping.step(val_dice);
+        let rec = EpochRecord { epoch, train_loss, val_loss, val_dice, lr, seconds: t0.elapsed().as_secs_f64() };
+        st.history.push(rec.clone());
+        st.epoch = epoch;
+        st.lr = next_lr;
+        st.rng = RngState::of(&rng);
+        let improved = st.best_val_dice.is_none_or(|b| val_dice > b);
+        if improved {
+            st.best_val_dice = Some(val_dice);
+            st.best_epoch = epoch;
+        }
+        st.finished = epoch == cfg.train.epochs || (stop && epoch >= cfg.train.min_epochs);
+        if improved {
+            checkpoint::save(&run_dir, "best", &opt, &st)?;
+        }
+        checkpoint::save(&run_dir, "last", &opt, &st)?;
+        log::write_csv(&run_dir.join(METRICS_CSV), &st.history)?;
+        for (tag, v) in [("train/loss", train_loss), ("val/loss", val_loss), ("val/dice", val_dice), ("lr", lr)] {
+            tb.scalar(tag, epoch as i64, v as f32)?;
+        }
+        if hooks.progress {
+            eprintln!(
+                "epoch {epoch}: train_loss {train_loss:.4} val_loss {val_loss:.4} val_dice {val_dice:.4} lr {lr:.2e} ({:.1}s)",
+                rec.seconds
+            );
+        }
+        let go_on = hooks.on_epoch.as_mut().is_none_or(|h| h(&rec));
+        if st.finished {
+            break;
+        }
+        if !go_on {
+            return Ok(summary(&run_dir, &st, cfg));
+        }
+    }
+    plot::save_curves(&run_dir.join(CURVES_PNG), &st.history)?;
+    Ok(summary(&run_dir, &st, cfg))
+}
+
+fn summary(run_dir: &Path, st: &TrainState, cfg: &TrainConfig) -> RunSummary {
+    RunSummary {
+        run_dir: run_dir.to_path_buf(),
+        history: st.history.clone(),
+        best_val_dice: st.best_val_dice,
+        best_epoch: st.best_epoch,
+        stopped_early: st.finished && st.epoch < cfg.train.epochs,
+        finished: st.finished,
+    }
+}
