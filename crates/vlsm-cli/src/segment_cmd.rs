@@ -13,7 +13,6 @@ use vlsm::pipeline::{self, Segmenter};
 #[derive(Args, Debug)]
 pub struct SegmentArgs {
     /// Images to segment (PNG, JPEG, TIFF, BMP).
-    #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// A text prompt; repeat for several. The empty prompt "" is valid.
     #[arg(long = "prompt", short = 'p')]
@@ -50,6 +49,9 @@ struct Condition {
 }
 
 pub fn run(a: SegmentArgs) -> Result<()> {
+    if a.images.is_empty() {
+        bail!("no images given");
+    }
     if a.prompts.is_empty() && a.prompt_image.is_none() {
         bail!("give at least one --prompt TEXT or --prompt-image IMG --prompt-mask MASK");
     }

@@ -21,15 +21,15 @@ use serde::{Deserialize, Serialize};
 
 /// 64-bit FNV-1a over 8-byte words (fast enough for GB-sized weight files); not cryptographic.
 #[derive(Clone, Copy)]
-pub struct Hasher(u64);
+pub struct Fnv64(u64);
 
-impl Default for Hasher {
+impl Default for Fnv64 {
     fn default() -> Self {
-        Hasher(0xcbf2_9ce4_8422_2325)
+        Fnv64(0xcbf2_9ce4_8422_2325)
     }
 }
 
-impl Hasher {
+impl Fnv64 {
     pub fn update(&mut self, bytes: &[u8]) {
         let mut it = bytes.chunks_exact(8);
         for w in &mut it {
@@ -46,7 +46,7 @@ impl Hasher {
 }
 
 pub fn hash_bytes(b: &[u8]) -> String {
-    let mut h = Hasher::default();
+    let mut h = Fnv64::default();
     h.update(b);
     h.hex()
 }
@@ -54,10 +54,12 @@ pub fn hash_bytes(b: &[u8]) -> String {
 /// Content hash of a file (e.g. model weights), for cache keys.
 pub fn hash_file(path: &Path) -> Result<String> {
     let mut f = fs::File::open(path).map_err(|e| anyhow!("{}: cannot open: {e}", path.display()))?;
-    let mut h = Hasher::default();
+    let mut h = Fnv64::default();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -109,31 +111,54 @@ impl FeatureCache {
         let record_len: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
         let old: Option<Index> = match fs::read(&index_path) {
             Ok(b) => {
-                let ix: Index = serde_json::from_slice(&b).map_err(|e| anyhow!("{}: bad cache index: {e}", index_path.display()))?;
+                let ix: Index = serde_json::from_slice(&b)
+                    .map_err(|e| anyhow!("{}: bad cache index: {e}", index_path.display()))?;
                 if ix.model_key != model_key || ix.shapes != shapes {
-                    bail!("{}: cache index is for another model (hash collision?); delete it", index_path.display());
+                    bail!(
+                        "{}: cache index is for another model (hash collision?); delete it",
+                        index_path.display()
+                    );
                 }
                 Some(ix)
             }
             Err(_) => None,
         };
         let mut stats = CacheStats::default();
-        let mut cache = FeatureCache { path: index_path.clone(), shapes, record_len, index: HashMap::new(), map: None };
+        let mut cache = FeatureCache {
+            path: index_path.clone(),
+            shapes,
+            record_len,
+            index: HashMap::new(),
+            map: None,
+        };
         let mut all_keys = Vec::new();
         if let Some(ix) = &old {
             cache.map_data(&dir.join(&ix.data), ix.keys.len())?;
             all_keys = ix.keys.clone();
             cache.index = ix.keys.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect();
         }
+        // Temp files of killed runs that were building this cache.
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!(".{id}.")) && n.ends_with(".tmp") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
-        let missing: Vec<usize> =
-            (0..keys.len()).filter(|&i| !cache.index.contains_key(&keys[i]) && seen.insert(&keys[i])).collect();
+        let missing: Vec<usize> = (0..keys.len())
+            .filter(|&i| !cache.index.contains_key(&keys[i]) && seen.insert(&keys[i]))
+            .collect();
         stats.reused = keys.len() - missing.len();
         if missing.is_empty() {
             return Ok((cache, stats));
         }
         // New data file = old records + new ones, streamed to a temp file and renamed.
-        let gen = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let gen = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let data_name = format!("{id}.{gen:x}.f32");
         let data_path = dir.join(&data_name);
         let tmp = dir.join(format!(".{data_name}.tmp"));
@@ -146,23 +171,32 @@ impl FeatureCache {
         for chunk in missing.chunks(batch.max(1)) {
             let outs = compute(chunk)?;
             if outs.len() != cache.shapes.len() {
-                bail!("feature cache: compute returned {} tensors, expected {}", outs.len(), cache.shapes.len());
+                bail!(
+                    "feature cache: compute returned {} tensors, expected {}",
+                    outs.len(),
+                    cache.shapes.len()
+                );
             }
             let mut flat = Vec::with_capacity(outs.len());
             for (o, s) in outs.iter().zip(&cache.shapes) {
                 let mut want = vec![chunk.len()];
                 want.extend(s);
                 if o.dims() != want.as_slice() {
-                    bail!("feature cache: compute returned shape {:?}, expected {want:?}", o.dims());
+                    bail!(
+                        "feature cache: compute returned shape {:?}, expected {want:?}",
+                        o.dims()
+                    );
                 }
                 flat.push(o.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
             }
             for (j, &k) in chunk.iter().enumerate() {
                 for (f, s) in flat.iter().zip(&cache.shapes) {
                     let n: usize = s.iter().product();
+                    let mut buf = Vec::with_capacity(n * 4);
                     for v in &f[j * n..(j + 1) * n] {
-                        w.write_all(&v.to_le_bytes()).map_err(werr)?;
+                        buf.extend_from_slice(&v.to_le_bytes());
                     }
+                    w.write_all(&buf).map_err(werr)?;
                 }
                 all_keys.push(keys[k].clone());
             }
@@ -173,7 +207,13 @@ impl FeatureCache {
         f.sync_all().map_err(werr)?;
         drop(f);
         fs::rename(&tmp, &data_path).map_err(|e| anyhow!("{}: {e}", data_path.display()))?;
-        let ix = Index { version: 1, model_key: model_key.to_string(), shapes: cache.shapes.clone(), data: data_name, keys: all_keys };
+        let ix = Index {
+            version: 1,
+            model_key: model_key.to_string(),
+            shapes: cache.shapes.clone(),
+            data: data_name,
+            keys: all_keys,
+        };
         crate::io::write_atomic(&index_path, &serde_json::to_vec(&ix)?)?;
         cache.map = None;
         cache.map_data(&data_path, ix.keys.len())?;
@@ -188,7 +228,11 @@ impl FeatureCache {
         let f = fs::File::open(path).map_err(|e| anyhow!("{}: cannot open cache data: {e}", path.display()))?;
         let len = f.metadata().map(|m| m.len()).unwrap_or(0) as usize;
         if len != n * self.record_len * 4 {
-            bail!("{}: cache data has {len} bytes, index expects {}; delete the cache", path.display(), n * self.record_len * 4);
+            bail!(
+                "{}: cache data has {len} bytes, index expects {}; delete the cache",
+                path.display(),
+                n * self.record_len * 4
+            );
         }
         if len > 0 {
             // SAFETY: read-only map of a file this cache never rewrites in place (updates go to a
@@ -223,7 +267,10 @@ impl FeatureCache {
         if cfg!(target_endian = "little") && pre.is_empty() && post.is_empty() {
             mid.to_vec()
         } else {
-            bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
         }
     }
 
@@ -231,7 +278,12 @@ impl FeatureCache {
     pub fn get_batch(&self, keys: &[&str], dev: &Device) -> Result<Vec<Tensor>> {
         let recs = keys
             .iter()
-            .map(|k| self.index.get(*k).copied().ok_or_else(|| anyhow!("feature cache: no entry for '{k}'")))
+            .map(|k| {
+                self.index
+                    .get(*k)
+                    .copied()
+                    .ok_or_else(|| anyhow!("feature cache: no entry for '{k}'"))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut off = 0;
         let mut out = Vec::with_capacity(self.shapes.len());
@@ -260,14 +312,21 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let shapes = vec![vec![2, 3], vec![4]];
         let feat = |i: usize| -> Vec<Tensor> {
-            let a = Tensor::arange(0f32, 6., &Device::Cpu).unwrap().affine(1.0, i as f64 * 10.0).unwrap().reshape((1, 2, 3)).unwrap();
+            let a = Tensor::arange(0f32, 6., &Device::Cpu)
+                .unwrap()
+                .affine(1.0, i as f64 * 10.0)
+                .unwrap()
+                .reshape((1, 2, 3))
+                .unwrap();
             let b = Tensor::full(i as f32, (1, 4), &Device::Cpu).unwrap();
             vec![a, b]
         };
         let compute = |keys: Vec<String>| {
             move |idx: &[usize]| -> Result<Vec<Tensor>> {
                 let parts: Vec<Vec<Tensor>> = idx.iter().map(|&i| feat(keys[i][1..].parse().unwrap())).collect();
-                Ok((0..2).map(|j| Tensor::cat(&parts.iter().map(|p| p[j].clone()).collect::<Vec<_>>(), 0).unwrap()).collect())
+                Ok((0..2)
+                    .map(|j| Tensor::cat(&parts.iter().map(|p| p[j].clone()).collect::<Vec<_>>(), 0).unwrap())
+                    .collect())
             }
         };
         let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
@@ -282,13 +341,27 @@ mod tests {
         let more: Vec<String> = (0..7).map(|i| format!("k{i}")).collect();
         let (c, s) = FeatureCache::open(&dir, "model-a", shapes.clone(), &more, 4, compute(more.clone())).unwrap();
         assert_eq!((s.reused, s.computed, c.len()), (5, 2, 7));
-        assert_eq!(c.get_batch(&["k6"], &Device::Cpu).unwrap()[1].to_vec2::<f32>().unwrap(), vec![vec![6.0; 4]]);
-        let (_, s) = FeatureCache::open(&dir, "model-a", shapes.clone(), &more, 4, |_: &[usize]| -> Result<Vec<Tensor>> { bail!("must not compute") }).unwrap();
+        assert_eq!(
+            c.get_batch(&["k6"], &Device::Cpu).unwrap()[1].to_vec2::<f32>().unwrap(),
+            vec![vec![6.0; 4]]
+        );
+        let (_, s) = FeatureCache::open(
+            &dir,
+            "model-a",
+            shapes.clone(),
+            &more,
+            4,
+            |_: &[usize]| -> Result<Vec<Tensor>> { bail!("must not compute") },
+        )
+        .unwrap();
         assert_eq!(s.reused, 7);
         // Another model gets its own cache; one data file per model remains.
         let (_, s) = FeatureCache::open(&dir, "model-b", shapes, &keys, 4, compute(keys.clone())).unwrap();
         assert_eq!(s.computed, 5);
-        let n_data = fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "f32")).count();
+        let n_data = fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "f32"))
+            .count();
         assert_eq!(n_data, 2);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -44,8 +44,10 @@ pub fn progress_bar(len: usize, prefix: String, show: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(len as u64);
-    let style = ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{prefix} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style);
     pb.set_prefix(prefix);
     pb
@@ -57,7 +59,17 @@ mod tests {
 
     #[test]
     fn csv_has_header_and_rows() {
-        let r = EpochRecord { epoch: 1, train_loss: 0.5, val_loss: 0.25, val_dice: 0.75, lr: 2e-4, seconds: 1.5 };
-        assert_eq!(csv_text(&[r]), "epoch,train_loss,val_loss,val_dice,lr,seconds\n1,0.500000,0.250000,0.750000,2e-4,1.500\n");
+        let r = EpochRecord {
+            epoch: 1,
+            train_loss: 0.5,
+            val_loss: 0.25,
+            val_dice: 0.75,
+            lr: 2e-4,
+            seconds: 1.5,
+        };
+        assert_eq!(
+            csv_text(&[r]),
+            "epoch,train_loss,val_loss,val_dice,lr,seconds\n1,0.500000,0.250000,0.750000,2e-4,1.500\n"
+        );
     }
 }

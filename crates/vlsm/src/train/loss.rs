@@ -20,7 +20,10 @@ pub enum LossKind {
 
 impl Default for LossKind {
     fn default() -> Self {
-        LossKind::DiceBce { dice_weight: 1.0, bce_weight: 0.2 }
+        LossKind::DiceBce {
+            dice_weight: 1.0,
+            bce_weight: 0.2,
+        }
     }
 }
 
@@ -30,7 +33,10 @@ impl LossKind {
         match *self {
             LossKind::Dice => dice_loss(logits, targets),
             LossKind::Bce => bce_with_logits(logits, targets),
-            LossKind::DiceBce { dice_weight, bce_weight } => {
+            LossKind::DiceBce {
+                dice_weight,
+                bce_weight,
+            } => {
                 let d = (dice_loss(logits, targets)? * dice_weight)?;
                 let b = (bce_with_logits(logits, targets)? * bce_weight)?;
                 d + b
@@ -41,7 +47,11 @@ impl LossKind {
 
 fn check(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if logits.dims() != targets.dims() {
-        candle_core::bail!("loss: logits {:?} and targets {:?} differ in shape", logits.dims(), targets.dims());
+        candle_core::bail!(
+            "loss: logits {:?} and targets {:?} differ in shape",
+            logits.dims(),
+            targets.dims()
+        );
     }
     targets.to_dtype(logits.dtype())
 }
@@ -72,14 +82,22 @@ pub fn dice_per_image(logits: &Tensor, targets: &Tensor) -> Result<Vec<f64>> {
     let g = check(logits, targets)?;
     let b = logits.dim(0)?;
     let p = logits.gt(0.0)?.to_dtype(DType::F32)?.reshape((b, ()))?;
-    let g = g.to_dtype(DType::F32)?.gt(0.5)?.to_dtype(DType::F32)?.reshape((b, ()))?;
+    let g = g
+        .to_dtype(DType::F32)?
+        .gt(0.5)?
+        .to_dtype(DType::F32)?
+        .reshape((b, ()))?;
     let inter = (&p * &g)?.sum(D::Minus1)?.to_vec1::<f32>()?;
     let sp = p.sum(D::Minus1)?.to_vec1::<f32>()?;
     let sg = g.sum(D::Minus1)?.to_vec1::<f32>()?;
     Ok((0..b)
         .map(|i| {
             if sg[i] == 0.0 {
-                if sp[i] == 0.0 { 1.0 } else { 0.0 }
+                if sp[i] == 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
             } else {
                 2.0 * inter[i] as f64 / (sp[i] as f64 + sg[i] as f64)
             }
@@ -114,7 +132,12 @@ mod tests {
             / 4.0;
         let got = bce_with_logits(&x, &y).unwrap().to_scalar::<f32>().unwrap() as f64;
         assert!((got - bce).abs() < 1e-6, "{got} vs {bce}");
-        let both = LossKind::DiceBce { dice_weight: 1.0, bce_weight: 0.5 }.compute(&x, &y).unwrap();
+        let both = LossKind::DiceBce {
+            dice_weight: 1.0,
+            bce_weight: 0.5,
+        }
+        .compute(&x, &y)
+        .unwrap();
         assert!((both.to_scalar::<f32>().unwrap() as f64 - (want + 0.5 * bce)).abs() < 1e-6);
     }
 

@@ -20,7 +20,16 @@ pub struct ReduceLrOnPlateau {
 
 impl ReduceLrOnPlateau {
     pub fn new(factor: f64, patience: usize, threshold: f64, cooldown: usize, min_lr: f64) -> Self {
-        ReduceLrOnPlateau { factor, patience, threshold, cooldown, min_lr, best: None, num_bad_epochs: 0, cooldown_counter: 0 }
+        ReduceLrOnPlateau {
+            factor,
+            patience,
+            threshold,
+            cooldown,
+            min_lr,
+            best: None,
+            num_bad_epochs: 0,
+            cooldown_counter: 0,
+        }
     }
 
     /// Feeds one epoch's metric; returns the learning rate to use next.
@@ -64,7 +73,12 @@ pub struct EarlyStopping {
 
 impl EarlyStopping {
     pub fn new(patience: usize, min_delta: f64) -> Self {
-        EarlyStopping { patience, min_delta, best: None, wait: 0 }
+        EarlyStopping {
+            patience,
+            min_delta,
+            best: None,
+            wait: 0,
+        }
     }
 
     /// Feeds one epoch's metric; returns true when training should stop.
@@ -92,7 +106,9 @@ mod tests {
         // torch: ReduceLROnPlateau(opt(lr=1), factor=0.1, patience=2, threshold=1e-4, cooldown=1,
         // min_lr=1e-3) fed these losses gives these lrs after each step.
         let losses = [1.0, 0.9, 0.9, 0.9, 0.9, 0.95, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9];
-        let want = [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001];
+        let want = [
+            1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001,
+        ];
         let mut s = ReduceLrOnPlateau::new(0.1, 2, 1e-4, 1, 1e-3);
         let mut lr = 1.0;
         for (i, (&l, &w)) in losses.iter().zip(&want).enumerate() {

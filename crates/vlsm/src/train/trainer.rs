@@ -50,6 +50,9 @@ pub trait Trainable {
     }
 }
 
+/// Called after each epoch; false stops the run.
+pub type EpochHook<'a> = Box<dyn FnMut(&EpochRecord) -> bool + 'a>;
+
 /// Run options besides the config.
 pub struct Hooks<'a> {
     /// Continue the run in `output_dir` from `last/`.
@@ -58,12 +61,16 @@ pub struct Hooks<'a> {
     pub progress: bool,
     /// Called after each epoch, once its checkpoint is on disk; returning false stops the run
     /// there, unfinished, as if the process had been killed.
-    pub on_epoch: Option<Box<dyn FnMut(&EpochRecord) -> bool + 'a>>,
+    pub on_epoch: Option<EpochHook<'a>>,
 }
 
 impl Default for Hooks<'_> {
     fn default() -> Self {
-        Hooks { resume: false, progress: true, on_epoch: None }
+        Hooks {
+            resume: false,
+            progress: true,
+            on_epoch: None,
+        }
     }
 }
 
@@ -146,15 +153,26 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
     let mut opt = AdamW::new(vars, cfg.adamw())?;
     let (mut st, mut rng) = fresh_state(cfg);
     if hooks.resume {
-        let dir = checkpoint::resolve(&run_dir, "last")
-            .ok_or_else(|| anyhow!("{}: no checkpoint to resume (expected last/{})", run_dir.display(), checkpoint::STATE))?;
+        let dir = checkpoint::resolve(&run_dir, "last").ok_or_else(|| {
+            anyhow!(
+                "{}: no checkpoint to resume (expected last/{})",
+                run_dir.display(),
+                checkpoint::STATE
+            )
+        })?;
         st = checkpoint::load(&dir, &mut opt)?;
-        rng = st.rng.restore().map_err(|e| anyhow!("{}: {e}", dir.join(checkpoint::STATE).display()))?;
+        rng = st
+            .rng
+            .restore()
+            .map_err(|e| anyhow!("{}: {e}", dir.join(checkpoint::STATE).display()))?;
         if st.finished {
             return Ok(summary(&run_dir, &st, cfg));
         }
     } else if checkpoint::resolve(&run_dir, "last").is_some() {
-        bail!("{}: already holds a run (last/); resume it or choose another output_dir", run_dir.display());
+        bail!(
+            "{}: already holds a run (last/); resume it or choose another output_dir",
+            run_dir.display()
+        );
     }
     std::fs::create_dir_all(&run_dir).map_err(|e| anyhow!("{}: cannot create: {e}", run_dir.display()))?;
     crate::io::write_atomic(&run_dir.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
@@ -176,7 +194,10 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
             let loss = task.loss(&input, &targets, &loss_kind)?;
             let lv = loss.to_scalar::<f32>()? as f64;
             if !lv.is_finite() {
-                bail!("epoch {epoch}, batch {}: loss is {lv}; lower train.lr or check the data", b + 1);
+                bail!(
+                    "epoch {epoch}, batch {}: loss is {lv}; lower train.lr or check the data",
+                    b + 1
+                );
             }
             let mut grads = loss.backward()?;
             if cfg.train.grad_clip > 0.0 {
@@ -185,7 +206,10 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
             opt.step(&grads)?;
             st.global_step += 1;
             loss_sum += lv * chunk.len() as f64;
-            pb.set_message(format!("loss {:.4}", loss_sum / ((b * cfg.train.batch_size + chunk.len()) as f64)));
+            pb.set_message(format!(
+                "loss {:.4}",
+                loss_sum / ((b * cfg.train.batch_size + chunk.len()) as f64)
+            ));
             pb.inc(1);
         }
         pb.finish_and_clear();
@@ -194,7 +218,14 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
         let next_lr = st.scheduler.step(val_loss, lr);
         opt.set_lr(next_lr);
         let stop = st.early_stopping.step(val_dice);
-        let rec = EpochRecord { epoch, train_loss, val_loss, val_dice, lr, seconds: t0.elapsed().as_secs_f64() };
+        let rec = EpochRecord {
+            epoch,
+            train_loss,
+            val_loss,
+            val_dice,
+            lr,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
         st.history.push(rec.clone());
         st.epoch = epoch;
         st.lr = next_lr;
@@ -210,7 +241,12 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
         }
         checkpoint::save(&run_dir, "last", &opt, &st)?;
         log::write_csv(&run_dir.join(METRICS_CSV), &st.history)?;
-        for (tag, v) in [("train/loss", train_loss), ("val/loss", val_loss), ("val/dice", val_dice), ("lr", lr)] {
+        for (tag, v) in [
+            ("train/loss", train_loss),
+            ("val/loss", val_loss),
+            ("val/dice", val_dice),
+            ("lr", lr),
+        ] {
             tb.scalar(tag, epoch as i64, v as f32)?;
         }
         if hooks.progress {
