@@ -13,9 +13,20 @@ tokens.json
      "slow_differs": [indices where slow != fast], "transformers": version,
      "wordpiece": {"vocab": "bert-base-uncased-vocab.txt", "max_length": 256,
                    "prompts": [...], "ids": [[ids]...]}}
-    fast = transformers CLIPTokenizerFast (what CLIPSegProcessor uses), slow = the pure-Python
-    CLIPTokenizer without ftfy (BERT BasicTokenizer pre-split); ids with specials, truncation=True,
-    max_length=77, no padding. wordpiece = BertTokenizerFast(do_lower_case=True), truncation 256.
+    fast = transformers CLIPTokenizerFast (v4) / CLIPTokenizer (v5, tokenizers-backed): what
+    CLIPSegProcessor uses. slow = transformers 4.x's pure-Python CLIPTokenizer on its no-ftfy path
+    (BERT BasicTokenizer pre-split), ported in this script as SlowClipTokenizer because
+    transformers 5 no longer ships it; it differs only on CJK ideographs (each becomes its own
+    word). Ids with specials, truncation=True, max_length=77, no padding.
+    wordpiece = BertTokenizerFast(do_lower_case=True) on the shared BERT vocab, truncation 256.
+tiny_* config   text: hidden 8, 2 layers, 2 heads, intermediate 32, vocab 49408, 77 positions
+                (hidden 8 rather than 16 keeps the fixtures near 10 MB: the token embedding is
+                49408 x hidden floats); vision: hidden 32, 4 layers, 4 heads, intermediate 64,
+                image 32, patch 8 (4x4 grid); projection 16; extract_layers [1,2,3]; reduce_dim 16;
+                decoder 2 heads, intermediate 32; conditional_layer 0. LayerNorm weights 1+0.2N,
+                LayerNorm biases 0.1N, other biases 0.05N, embeddings 0.5N, weights N/sqrt(fan_in).
+                tiny_complex text ids bos/eos/pad = 49406/49407/49407 (eos pooling);
+                tiny_simple uses the legacy 0/2/1 of CIDAS (eos_token_id == 2 -> argmax pooling).
 tiny_complex/   CLIPSegForImageSegmentation, use_complex_transposed_convolution=True,
                 model.safetensors; full save_pretrained tokenizer files (tokenizer.json, vocab.json,
                 merges.txt, tokenizer_config.json, special_tokens_map.json); preprocessor_config.json
@@ -419,9 +430,18 @@ def main():
     enc = lambda t, p: t(p, truncation=True, max_length=77)["input_ids"]
     fast_ids = [enc(fast, p) for p in PROMPTS]
     slow_ids = [enc(slow, p) for p in PROMPTS] if slow is not None else None
-    from transformers import BertTokenizerFast
-    bert = BertTokenizerFast(vocab_file=os.path.join(shared, "vocab", "bert-base-uncased-vocab.txt"),
-                             do_lower_case=True)
+    bert_vocab = os.path.join(shared, "vocab", "bert-base-uncased-vocab.txt")
+    if int(transformers.__version__.split(".")[0]) >= 5:  # tokenizers-backed BertTokenizer
+        words = open(bert_vocab, encoding="utf-8").read().split("\n")
+        if words and words[-1] == "":
+            words = words[:-1]
+        vocab_map = {}
+        for i, t in enumerate(words):
+            vocab_map.setdefault(t, i)
+        bert = transformers.BertTokenizer(vocab=vocab_map, do_lower_case=True)
+    else:
+        bert = transformers.BertTokenizerFast(vocab_file=bert_vocab, do_lower_case=True)
+    assert bert("a polyp")["input_ids"][0] == 101, "BERT vocab not loaded"
     tokens = {
         "transformers": transformers.__version__,
         "max_length": 77,
@@ -557,7 +577,8 @@ def main():
     for src, mode in [("images/kvasir_75x50.png", "RGB"), ("images/busi_60x45.png", "L")]:
         im = Image.open(os.path.join(out, src)).convert(mode)
         for fcode, fname in [(0, "nearest"), (1, "lanczos"), (2, "bilinear"), (3, "bicubic"), (4, "box"), (5, "hamming")]:
-            for (w, h) in [(32, 32), (48, 48), (101, 37), (20, 77), (7, 5), (75, 13)]:
+            # (70,10), (59,22), (40,3): Pillow 13 runs the vertical pass first; (65,30), (40,5): boundary
+            for (w, h) in [(32, 32), (48, 48), (101, 37), (20, 77), (7, 5), (75, 13), (70, 10), (65, 30), (59, 22), (40, 5), (40, 3)]:
                 key = f"pil_resize.{os.path.basename(src)[:-4]}.{mode}.{fname}.{w}x{h}"
                 a = np.asarray(im.resize((w, h), resample=fcode))
                 if a.ndim == 2:

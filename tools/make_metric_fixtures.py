@@ -3,7 +3,6 @@
 
 Dev-only (needs numpy, torch, monai, scipy); tests read the committed JSON.
     python tools/make_metric_fixtures.py   # from the repo root
-Also writes tiny numpy .npy files for crates/vlsm/tests/io_formats.rs.
 """
 import json
 import os
@@ -98,8 +97,3 @@ with open(path, "w") as f:
     json.dump(out, f, indent=0)
 print(path, len(cases), "cases")
 
-io = os.path.join(ROOT, "tests/fixtures/io")
-os.makedirs(io, exist_ok=True)
-np.save(os.path.join(io, "a23.npy"), np.arange(6, dtype="<f4").reshape(2, 3) * np.float32(0.5) - np.float32(1))
-np.save(os.path.join(io, "v5.npy"), np.linspace(0, 1, 5, dtype="<f4"))
-np.save(os.path.join(io, "s.npy"), np.float32(3.5))

@@ -148,3 +148,16 @@ pub fn border(s: &Value) -> imgproc::BorderType {
         _ => imgproc::BorderType::Reflect101,
     }
 }
+
+/// Tolerant comparison for the ops whose OpenCV 5 arithmetic is not reproduced bit for bit:
+/// at most `max_diff` off anywhere, and at most `max_frac` of the values differ at all.
+pub fn near(name: &str, got: &[f64], want: &[f64], max_diff: f64, max_frac: f64) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("{name}: length {} != {}", got.len(), want.len()));
+    }
+    let diffs: Vec<f64> = got.iter().zip(want).map(|(a, b)| (a - b).abs()).collect();
+    let n = diffs.iter().filter(|&&d| d > 0.0).count();
+    let maxd = diffs.iter().cloned().fold(0.0, f64::max);
+    (maxd > max_diff || n as f64 > max_frac * got.len() as f64)
+        .then(|| format!("{name}: {n} of {} differ, max diff {maxd}", got.len()))
+}

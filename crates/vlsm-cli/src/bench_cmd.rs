@@ -12,6 +12,8 @@ use vlsm::models::clipseg::{ClipSeg, ClipSegConfig};
 pub enum BenchCommand {
     /// Full-size CLIPSeg (ViT-B/16, reduce_dim 64, random weights): seconds per image.
     Clipseg(ClipsegBench),
+    /// One training step of the built-in model architecture: images per second.
+    Train(TrainBench),
 }
 
 #[derive(Args, Debug)]
@@ -33,6 +35,7 @@ pub struct ClipsegBench {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Clipseg(b) => clipseg(b),
+        BenchCommand::Train(b) => train(b),
     }
 }
 
@@ -82,6 +85,72 @@ fn clipseg(b: ClipsegBench) -> Result<()> {
         println!(
             "clipseg ViT-B/16 rd64 @{}px batch {} threads {}: median {:.3} s/image over {} runs",
             b.size, b.batch, threads, med, b.reps
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TrainBench {
+    /// Images per training step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Input size in pixels (square).
+    #[arg(long, default_value_t = 160)]
+    pub size: usize,
+    /// Timed steps (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One training step (forward, backward, AdamW) of the built-in TextUNet architecture.
+fn train(b: TrainBench) -> Result<()> {
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    use vlsm::models::textunet::{TextUNet, TextUNetConfig};
+    if b.batch == 0 || b.reps == 0 {
+        bail!("--batch and --reps must be >= 1");
+    }
+    let dev = Device::Cpu;
+    let mut cfg = TextUNetConfig::new((0..400).map(|i| 300 + i).collect());
+    cfg.image_size = b.size;
+    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let vm = VarMap::new();
+    let model = TextUNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg)?;
+    let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW { lr: 1e-3, weight_decay: 1e-3, ..Default::default() })?;
+    let x = Tensor::randn(0f32, 1.0, (b.batch, 3, b.size, b.size), &dev)?;
+    let y = Tensor::rand(0f32, 1.0, (b.batch, b.size, b.size), &dev)?.ge(0.5)?.to_dtype(DType::F32)?;
+    let prompts: Vec<Vec<u32>> = (0..b.batch).map(|i| vec![49406, 300 + i as u32, 320, 49407]).collect();
+    let mut step = || -> Result<()> {
+        let t = model.text.forward(&prompts)?;
+        let logits = model.forward(&x, &t)?;
+        let loss = candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y)?;
+        opt.backward_step(&loss)?;
+        Ok(())
+    };
+    step()?;
+    let mut times = Vec::with_capacity(b.reps);
+    for _ in 0..b.reps {
+        let t = Instant::now();
+        step()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let med = median(&mut times);
+    let ips = b.batch as f64 / med;
+    let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+    if b.json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "train", "impl": "vlsm", "model": "textunet", "size": b.size,
+                "batch": b.batch, "threads": candle_core::utils::get_num_threads(), "params": params,
+                "median_s_per_step": med, "images_per_s": ips})
+        );
+    } else {
+        println!(
+            "train textunet ({params} params) @{}px batch {}: {:.3} s/step, {:.1} images/s",
+            b.size, b.batch, med, ips
         );
     }
     Ok(())

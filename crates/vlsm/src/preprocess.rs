@@ -60,7 +60,11 @@ impl Filter {
             3 => Filter::Bicubic,
             4 => Filter::Box,
             5 => Filter::Hamming,
-            _ => return Err(PreprocessError::Invalid(format!("unknown PIL resample filter {code}"))),
+            _ => {
+                return Err(PreprocessError::Invalid(format!(
+                    "unknown PIL resample filter {code}"
+                )))
+            }
         })
     }
 
@@ -142,7 +146,13 @@ struct Coeffs {
     k: Vec<i32>,
 }
 
-fn precompute_coeffs(in_size: usize, in0: f32, in1: f32, out_size: usize, filter: Filter) -> Coeffs {
+fn precompute_coeffs(
+    in_size: usize,
+    in0: f32,
+    in1: f32,
+    out_size: usize,
+    filter: Filter,
+) -> Coeffs {
     let scale = (in1 - in0) as f64 / out_size as f64;
     let filterscale = if scale < 1.0 { 1.0 } else { scale };
     let support = filter.support() * filterscale;
@@ -170,7 +180,11 @@ fn precompute_coeffs(in_size: usize, in0: f32, in1: f32, out_size: usize, filter
                 w /= ww;
             }
             let f = (1i64 << PRECISION_BITS) as f64;
-            row[x] = if w < 0.0 { (-0.5 + w * f) as i32 } else { (0.5 + w * f) as i32 };
+            row[x] = if w < 0.0 {
+                (-0.5 + w * f) as i32
+            } else {
+                (0.5 + w * f) as i32
+            };
         }
         bounds.push((xmin as usize, xmax));
     }
@@ -195,7 +209,10 @@ pub fn pil_resize_raw(
     filter: Filter,
 ) -> Vec<u8> {
     assert_eq!(data.len(), w * h * channels, "pil_resize_raw: data length");
-    assert!(out_w > 0 && out_h > 0 && w > 0 && h > 0, "pil_resize_raw: empty image");
+    assert!(
+        out_w > 0 && out_h > 0 && w > 0 && h > 0,
+        "pil_resize_raw: empty image"
+    );
     if w == out_w && h == out_h {
         return data.to_vec();
     }
@@ -368,7 +385,9 @@ pub struct ImageProcessorConfig {
 }
 
 const IMAGENET_STANDARD: [f32; 3] = [0.5, 0.5, 0.5];
+#[allow(clippy::excessive_precision)]
 const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 impl ImageProcessorConfig {
@@ -377,7 +396,10 @@ impl ImageProcessorConfig {
         Self {
             image_processor_type: "ViTImageProcessor".into(),
             do_resize: true,
-            size: ResizeTarget::Exact { height: 224, width: 224 },
+            size: ResizeTarget::Exact {
+                height: 224,
+                width: 224,
+            },
             resample: Filter::Bilinear,
             do_center_crop: false,
             crop_size: (224, 224),
@@ -410,7 +432,10 @@ impl ImageProcessorConfig {
     /// The CLIPSeg (CIDAS) processor at `size` x `size`: bilinear, ImageNet mean/std.
     pub fn clipseg(size: u32) -> Self {
         Self {
-            size: ResizeTarget::Exact { height: size, width: size },
+            size: ResizeTarget::Exact {
+                height: size,
+                width: size,
+            },
             image_mean: [0.485, 0.456, 0.406],
             image_std: [0.229, 0.224, 0.225],
             ..Self::vit_default()
@@ -420,25 +445,43 @@ impl ImageProcessorConfig {
     /// Reads a `preprocessor_config.json`; errors name the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PreprocessError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PreprocessError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_json_str(&text).map_err(|e| match e {
-            PreprocessError::Config { msg, .. } => {
-                PreprocessError::Config { path: path.display().to_string(), msg }
-            }
+            PreprocessError::Config { msg, .. } => PreprocessError::Config {
+                path: path.display().to_string(),
+                msg,
+            },
             e => e,
         })
     }
 
     /// Parses the JSON text of a `preprocessor_config.json` (unknown fields ignored).
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let bad = |msg: String| PreprocessError::Config { path: "<string>".into(), msg };
+        let bad = |msg: String| PreprocessError::Config {
+            path: "<string>".into(),
+            msg,
+        };
         let v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let obj = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;
-        let ty = obj.get("image_processor_type").and_then(Value::as_str).unwrap_or("ViTImageProcessor");
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("expected a JSON object".into()))?;
+        let ty = obj
+            .get("image_processor_type")
+            .and_then(Value::as_str)
+            .unwrap_or("ViTImageProcessor");
         let is_clip = ty.starts_with("CLIPImageProcessor");
-        let mut c = if is_clip { Self::clip_default() } else { Self::vit_default() };
-        c.image_processor_type = ty.trim_end_matches("Fast").trim_end_matches("Pil").to_string();
+        let mut c = if is_clip {
+            Self::clip_default()
+        } else {
+            Self::vit_default()
+        };
+        c.image_processor_type = ty
+            .trim_end_matches("Fast")
+            .trim_end_matches("Pil")
+            .to_string();
         let get_bool = |k: &str, d: bool| -> Result<bool> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(d),
@@ -456,34 +499,47 @@ impl ImageProcessorConfig {
             if v.is_u64() {
                 let s = get_u32(k, v)?;
                 return Ok(if default_to_square {
-                    ResizeTarget::Exact { height: s, width: s }
+                    ResizeTarget::Exact {
+                        height: s,
+                        width: s,
+                    }
                 } else {
                     ResizeTarget::ShortestEdge(s)
                 });
             }
-            let o = v.as_object().ok_or_else(|| bad(format!("{k}: expected an integer or an object")))?;
+            let o = v
+                .as_object()
+                .ok_or_else(|| bad(format!("{k}: expected an integer or an object")))?;
             match (o.get("height"), o.get("width"), o.get("shortest_edge")) {
                 (Some(h), Some(w), _) if !h.is_null() && !w.is_null() => Ok(ResizeTarget::Exact {
                     height: get_u32(&format!("{k}.height"), h)?,
                     width: get_u32(&format!("{k}.width"), w)?,
                 }),
-                (_, _, Some(s)) if !s.is_null() => {
-                    Ok(ResizeTarget::ShortestEdge(get_u32(&format!("{k}.shortest_edge"), s)?))
-                }
-                _ => Err(bad(format!("{k}: unsupported size {v} (need height+width or shortest_edge)"))),
+                (_, _, Some(s)) if !s.is_null() => Ok(ResizeTarget::ShortestEdge(get_u32(
+                    &format!("{k}.shortest_edge"),
+                    s,
+                )?)),
+                _ => Err(bad(format!(
+                    "{k}: unsupported size {v} (need height+width or shortest_edge)"
+                ))),
             }
         };
         let triple = |k: &str, v: &Value| -> Result<[f32; 3]> {
             if let Some(x) = v.as_f64() {
                 return Ok([x as f32; 3]);
             }
-            let a = v.as_array().ok_or_else(|| bad(format!("{k}: expected a number or a list of 3")))?;
+            let a = v
+                .as_array()
+                .ok_or_else(|| bad(format!("{k}: expected a number or a list of 3")))?;
             if a.len() != 3 {
                 return Err(bad(format!("{k}: expected 3 values, found {}", a.len())));
             }
             let mut out = [0f32; 3];
             for (o, x) in out.iter_mut().zip(a) {
-                *o = x.as_f64().ok_or_else(|| bad(format!("{k}: not a number: {x}")))? as f32;
+                *o = x
+                    .as_f64()
+                    .ok_or_else(|| bad(format!("{k}: not a number: {x}")))?
+                    as f32;
             }
             Ok(out)
         };
@@ -497,15 +553,22 @@ impl ImageProcessorConfig {
         if let Some(v) = obj.get("crop_size").filter(|v| !v.is_null()) {
             c.crop_size = match size_dict("crop_size", v, true)? {
                 ResizeTarget::Exact { height, width } => (height, width),
-                ResizeTarget::ShortestEdge(_) => return Err(bad("crop_size: needs height and width".into())),
+                ResizeTarget::ShortestEdge(_) => {
+                    return Err(bad("crop_size: needs height and width".into()))
+                }
             };
         }
         if let Some(v) = obj.get("resample").filter(|v| !v.is_null()) {
-            c.resample = Filter::from_pil(v.as_i64().ok_or_else(|| bad(format!("resample: not an integer: {v}")))?)
-                .map_err(|e| bad(e.to_string()))?;
+            c.resample = Filter::from_pil(
+                v.as_i64()
+                    .ok_or_else(|| bad(format!("resample: not an integer: {v}")))?,
+            )
+            .map_err(|e| bad(e.to_string()))?;
         }
         if let Some(v) = obj.get("rescale_factor").filter(|v| !v.is_null()) {
-            c.rescale_factor = v.as_f64().ok_or_else(|| bad(format!("rescale_factor: not a number: {v}")))?;
+            c.rescale_factor = v
+                .as_f64()
+                .ok_or_else(|| bad(format!("rescale_factor: not a number: {v}")))?;
         }
         if let Some(v) = obj.get("image_mean").filter(|v| !v.is_null()) {
             c.image_mean = triple("image_mean", v)?;
@@ -548,7 +611,11 @@ impl ImageProcessorConfig {
     pub fn resize_and_crop(&self, img: &RgbImage) -> RgbImage {
         let (w, h) = img.dimensions();
         let (rh, rw) = self.resize_size(w, h);
-        let resized = if self.do_resize { pil_resize(img, rw, rh, self.resample) } else { img.clone() };
+        let resized = if self.do_resize {
+            pil_resize(img, rw, rh, self.resample)
+        } else {
+            img.clone()
+        };
         if self.do_center_crop {
             center_crop(&resized, self.crop_size.0, self.crop_size.1)
         } else {
@@ -568,7 +635,11 @@ impl ImageProcessorConfig {
             let plane = &mut out[c * n..(c + 1) * n];
             for (i, o) in plane.iter_mut().enumerate() {
                 let v = raw[i * 3 + c];
-                let mut x = if self.do_rescale { (v as f64 * self.rescale_factor) as f32 } else { v as f32 };
+                let mut x = if self.do_rescale {
+                    (v as f64 * self.rescale_factor) as f32
+                } else {
+                    v as f32
+                };
                 if self.do_normalize {
                     x = (x - m) / s;
                 }
@@ -587,7 +658,9 @@ impl ImageProcessorConfig {
     /// the same size (always true with an exact `size` or a center crop).
     pub fn preprocess_batch(&self, imgs: &[RgbImage]) -> Result<Tensor> {
         if imgs.is_empty() {
-            return Err(PreprocessError::Invalid("preprocess_batch: no images".into()));
+            return Err(PreprocessError::Invalid(
+                "preprocess_batch: no images".into(),
+            ));
         }
         let outs: Vec<(Vec<f32>, u32, u32)> = {
             use rayon::prelude::*;
@@ -604,7 +677,20 @@ impl ImageProcessorConfig {
         for o in &outs {
             data.extend_from_slice(&o.0);
         }
-        Ok(Tensor::from_vec(data, (imgs.len(), 3, h as usize, w as usize), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            data,
+            (imgs.len(), 3, h as usize, w as usize),
+            &Device::Cpu,
+        )?)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ImageProcessorConfig {
+    /// Deserialises a `preprocessor_config.json` object with transformers' defaults and
+    /// legacy forms (integer `size`/`crop_size`, scalar mean/std); unknown fields are ignored.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Self::from_json_str(&v.to_string()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -629,7 +715,11 @@ pub fn center_crop(img: &RgbImage, crop_h: u32, crop_w: u32) -> RgbImage {
     for y in 0..ch {
         for x in 0..cw {
             let (cy, cx) = (t0 + y, l0 + x); // canvas coordinates
-            let (sy, sx) = if inside { (cy, cx) } else { (cy - top_pad, cx - left_pad) };
+            let (sy, sx) = if inside {
+                (cy, cx)
+            } else {
+                (cy - top_pad, cx - left_pad)
+            };
             if sy >= 0 && sy < h && sx >= 0 && sx < w {
                 out.put_pixel(x as u32, y as u32, *img.get_pixel(sx as u32, sy as u32));
             }
@@ -719,7 +809,9 @@ pub fn visual_prompt(img: &RgbImage, mask: &GrayImage) -> Result<RgbImage> {
         }
     }
     if x0 == usize::MAX {
-        return Err(PreprocessError::Invalid("the prompt mask is empty (no pixel > 127)".into()));
+        return Err(PreprocessError::Invalid(
+            "the prompt mask is empty (no pixel > 127)".into(),
+        ));
     }
     let mg = (x1 - x0).max(y1 - y0).div_ceil(10);
     let (cx0, cx1) = (x0.saturating_sub(mg), (x1 + mg).min(w));
@@ -734,7 +826,9 @@ pub fn visual_prompt(img: &RgbImage, mask: &GrayImage) -> Result<RgbImage> {
                 *p = if m[y * w + x] > 127 {
                     raw[i]
                 } else {
-                    (VISUAL_PROMPT_DARKEN * blur[i] + 0.5).floor().clamp(0.0, 255.0) as u8
+                    (VISUAL_PROMPT_DARKEN * blur[i] + 0.5)
+                        .floor()
+                        .clamp(0.0, 255.0) as u8
                 };
             }
             out.put_pixel((x - cx0) as u32, (y - cy0) as u32, image::Rgb(px));
@@ -756,7 +850,14 @@ mod tests {
     #[test]
     fn constant_image_stays_constant() {
         let img = RgbImage::from_pixel(37, 23, image::Rgb([200, 10, 99]));
-        for f in [Filter::Bilinear, Filter::Bicubic, Filter::Lanczos, Filter::Box, Filter::Hamming, Filter::Nearest] {
+        for f in [
+            Filter::Bilinear,
+            Filter::Bicubic,
+            Filter::Lanczos,
+            Filter::Box,
+            Filter::Hamming,
+            Filter::Nearest,
+        ] {
             let out = pil_resize(&img, 11, 50, f);
             assert!(out.pixels().all(|p| p.0 == [200, 10, 99]), "{f:?}");
         }
@@ -765,7 +866,13 @@ mod tests {
     #[test]
     fn config_defaults_and_legacy_int_size() {
         let c = ImageProcessorConfig::from_json_str(r#"{"size": 352, "foo": 1}"#).unwrap();
-        assert_eq!(c.size, ResizeTarget::Exact { height: 352, width: 352 });
+        assert_eq!(
+            c.size,
+            ResizeTarget::Exact {
+                height: 352,
+                width: 352
+            }
+        );
         assert_eq!(c.image_mean, [0.5; 3]);
         let c = ImageProcessorConfig::from_json_str(
             r#"{"image_processor_type": "CLIPImageProcessor", "size": 224, "crop_size": 224}"#,

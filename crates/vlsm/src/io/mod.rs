@@ -11,5 +11,5 @@ mod write;
 
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use raster::{image_dimensions, read_mask, read_mask_any, read_rgb, MAX_PIXELS};
-pub use window::{read_image_any, window_to_u8, ReadOptions, Window, Windowing};
+pub use window::{read_image_any, read_scalar, window_to_u8, ReadOptions, ScalarImage, Window, Windowing};
 pub use write::{write_atomic, write_png_atomic};

@@ -88,10 +88,12 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
     if plane as u64 > super::MAX_PIXELS {
         bail!("slice is {nx}x{ny} = {plane} pixels, more than the limit of {}", super::MAX_PIXELS);
     }
-    let start = vox_offset as usize + k * plane * bpv;
-    let data = b
-        .get(start..start + plane * bpv)
-        .ok_or_else(|| anyhow!("truncated: slice {k} of {nx}x{ny}x{nz} needs bytes up to {}, file has {}", start + plane * bpv, b.len()))?;
+    let len = plane * bpv;
+    let end = (k as u64 * len as u64 + len as u64).saturating_add(vox_offset as u64);
+    let data = usize::try_from(end)
+        .ok()
+        .and_then(|end| b.get(end - len..end))
+        .ok_or_else(|| anyhow!("truncated: slice {k} of {nx}x{ny}x{nz} needs bytes up to {end}, file has {}", b.len()))?;
     if datatype == 128 {
         let img = RgbImage::from_raw(nx as u32, ny as u32, data.to_vec()).expect("buffer size matches");
         return Ok(Decoded::Rgb(img));

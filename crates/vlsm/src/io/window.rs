@@ -113,6 +113,47 @@ pub fn read_image_any(path: &Path, opts: &ReadOptions) -> Result<RgbImage> {
     }
 }
 
+/// Single-channel values before windowing: rescaled DICOM or NIfTI data, or 16-bit greyscale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalarImage {
+    pub width: u32,
+    pub height: u32,
+    /// Row-major, after Rescale Slope/Intercept (DICOM) or scl_slope/scl_inter (NIfTI).
+    pub values: Vec<f32>,
+    /// DICOM Window Center/Width (the first pair), when present.
+    pub file_window: Option<Window>,
+    /// DICOM MONOCHROME1: low values are bright.
+    pub monochrome1: bool,
+}
+
+/// Reads the raw values of a NIfTI slice, a greyscale DICOM, or a greyscale PNG/TIFF
+/// (8 or 16 bits); colour data is an error.
+pub fn read_scalar(path: &Path, slice: Option<usize>) -> Result<ScalarImage> {
+    let bytes = read_bytes(path)?;
+    let decoded = match medical_kind(path, &bytes) {
+        Some(kind) => decode_medical(path, &bytes, kind, slice)?,
+        None => match decode_raster(path, &bytes)? {
+            DynamicImage::ImageLuma16(g) => {
+                let (width, height) = g.dimensions();
+                let values = g.into_raw().into_iter().map(|v| v as f32).collect();
+                Decoded::Gray { width, height, values, file_window: None, invert: false }
+            }
+            DynamicImage::ImageLuma8(g) => {
+                let (width, height) = g.dimensions();
+                let values = g.into_raw().into_iter().map(|v| v as f32).collect();
+                Decoded::Gray { width, height, values, file_window: None, invert: false }
+            }
+            _ => bail!("{}: a colour image has no single-channel values", path.display()),
+        },
+    };
+    match decoded {
+        Decoded::Gray { width, height, values, file_window, invert } => {
+            Ok(ScalarImage { width, height, values, file_window, monochrome1: invert })
+        }
+        Decoded::Rgb(_) => bail!("{}: a colour image has no single-channel values", path.display()),
+    }
+}
+
 /// Reads a NIfTI/DICOM mask: any non-zero value (after scaling) is foreground (255).
 pub(crate) fn read_medical_mask(path: &Path, bytes: &[u8], kind: Medical, slice: Option<usize>) -> Result<GrayImage> {
     match decode_medical(path, bytes, kind, slice)? {

@@ -5,6 +5,7 @@
 pub mod clip;
 pub mod clipseg;
 pub mod interp;
+pub mod textunet;
 
 use candle_core::{Result, Tensor};
 

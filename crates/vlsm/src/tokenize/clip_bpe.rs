@@ -19,18 +19,22 @@
 //! `\p{L}+` word) and drops control characters; it does not NFC-normalise. The fixture
 //! `tokens.json` records both; this crate follows the fast one.
 
-use super::{malformed, pad_batch, read_text, Result, TokenizeError};
+use super::{malformed, pad_batch, read_text, IdsAndMask, Result, TokenizeError};
 use serde_json::{json, Map, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
+
+/// BPE merge pairs in rank order.
+pub type Merges = Vec<(String, String)>;
 
 pub const SOT_TOKEN: &str = "<|startoftext|>";
 pub const EOT_TOKEN: &str = "<|endoftext|>";
 /// CLIP's context length.
 pub const CLIP_MAX_LEN: usize = 77;
 /// The pre-tokeniser regex of CLIP (OpenAI `SimpleTokenizer.pat`, as transformers writes it).
-pub const CLIP_SPLIT_REGEX: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+pub const CLIP_SPLIT_REGEX: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// CLIP BPE tokenizer.
 #[derive(Clone)]
@@ -77,7 +81,7 @@ pub fn bytes_to_unicode() -> Vec<(u8, char)> {
 }
 
 /// Reads OpenAI's `bpe_simple_vocab_16e6.txt.gz` and returns `(vocab in id order, merges)`.
-pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Vec<(String, String)>)> {
+pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Merges)> {
     let raw = super::read_file(gz_path)?;
     let mut text = String::new();
     flate2::read::GzDecoder::new(&raw[..])
@@ -89,7 +93,11 @@ pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Vec<(Stri
     if lines.len() < n_merges + 1 {
         return Err(malformed(
             gz_path,
-            format!("expected at least {} merge lines, found {}", n_merges, lines.len().saturating_sub(1)),
+            format!(
+                "expected at least {} merge lines, found {}",
+                n_merges,
+                lines.len().saturating_sub(1)
+            ),
         ));
     }
     let mut merges = Vec::with_capacity(n_merges);
@@ -97,10 +105,18 @@ pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Vec<(Stri
         let mut parts = line.split_whitespace();
         match (parts.next(), parts.next(), parts.next()) {
             (Some(a), Some(b), None) => merges.push((a.to_string(), b.to_string())),
-            _ => return Err(malformed(gz_path, format!("line {}: not a merge pair: {line:?}", i + 2))),
+            _ => {
+                return Err(malformed(
+                    gz_path,
+                    format!("line {}: not a merge pair: {line:?}", i + 2),
+                ))
+            }
         }
     }
-    let byte_chars: Vec<String> = bytes_to_unicode().into_iter().map(|(_, c)| c.to_string()).collect();
+    let byte_chars: Vec<String> = bytes_to_unicode()
+        .into_iter()
+        .map(|(_, c)| c.to_string())
+        .collect();
     let mut vocab: Vec<String> = Vec::with_capacity(49408);
     vocab.extend(byte_chars.iter().cloned());
     vocab.extend(byte_chars.iter().map(|c| format!("{c}</w>")));
@@ -112,7 +128,10 @@ pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Vec<(Stri
 
 /// The `tokenizer.json` document transformers' `CLIPTokenizerFast` writes, for a vocabulary
 /// (token → id) and merges.
-pub fn clip_tokenizer_json(vocab: &Map<String, Value>, merges: &[(String, String)]) -> Result<Value> {
+pub fn clip_tokenizer_json(
+    vocab: &Map<String, Value>,
+    merges: &[(String, String)],
+) -> Result<Value> {
     let id_of = |t: &str| -> Result<u64> {
         vocab
             .get(t)
@@ -153,13 +172,21 @@ pub fn clip_tokenizer_json(vocab: &Map<String, Value>, merges: &[(String, String
 fn token_content(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Object(m) => m.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        Value::Object(m) => m
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
         _ => None,
     }
 }
 
 impl ClipTokenizer {
-    fn from_tokenizer(tok: Tokenizer, source: &Path, max_len: usize, pad_token: Option<String>) -> Result<Self> {
+    fn from_tokenizer(
+        tok: Tokenizer,
+        source: &Path,
+        max_len: usize,
+        pad_token: Option<String>,
+    ) -> Result<Self> {
         let id = |t: &str| {
             tok.token_to_id(t)
                 .ok_or_else(|| malformed(source, format!("vocabulary lacks the special token {t}")))
@@ -172,9 +199,18 @@ impl ClipTokenizer {
         };
         let mut tok = tok;
         tok.with_padding(None);
-        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        Ok(Self { tok, max_len, sot_id, eot_id, pad_id })
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        Ok(Self {
+            tok,
+            max_len,
+            sot_id,
+            eot_id,
+            pad_id,
+        })
     }
 
     /// Loads from a model directory: `tokenizer.json` if present, else `vocab.json` +
@@ -193,10 +229,12 @@ impl ClipTokenizer {
             return Err(TokenizeError::NoTokenizerFiles(dir.to_path_buf()));
         };
         if let Some(p) = pad {
-            t.pad_id = t
-                .tok
-                .token_to_id(&p)
-                .ok_or_else(|| malformed(&dir.join("tokenizer_config.json"), format!("unknown pad token {p}")))?;
+            t.pad_id = t.tok.token_to_id(&p).ok_or_else(|| {
+                malformed(
+                    &dir.join("tokenizer_config.json"),
+                    format!("unknown pad token {p}"),
+                )
+            })?;
         }
         t.set_max_len(max_len)?;
         Ok(t)
@@ -212,14 +250,20 @@ impl ClipTokenizer {
 
     /// Builds from HF slow-tokenizer files `vocab.json` (token → id) and `merges.txt`
     /// (optional `#version` header line, then one `a b` pair per line).
-    pub fn from_vocab_merges(vocab_json: impl AsRef<Path>, merges_txt: impl AsRef<Path>) -> Result<Self> {
+    pub fn from_vocab_merges(
+        vocab_json: impl AsRef<Path>,
+        merges_txt: impl AsRef<Path>,
+    ) -> Result<Self> {
         let (vp, mp) = (vocab_json.as_ref(), merges_txt.as_ref());
         let vocab: Value = serde_json::from_str(&read_text(vp)?).map_err(|e| malformed(vp, e))?;
         let Value::Object(vocab) = vocab else {
             return Err(malformed(vp, "expected a JSON object mapping token to id"));
         };
         if let Some((k, _)) = vocab.iter().find(|(_, v)| !v.is_u64()) {
-            return Err(malformed(vp, format!("id of {k:?} is not a non-negative integer")));
+            return Err(malformed(
+                vp,
+                format!("id of {k:?} is not a non-negative integer"),
+            ));
         }
         let mtext = read_text(mp)?;
         let mut merges = Vec::new();
@@ -232,7 +276,12 @@ impl ClipTokenizer {
                 (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty() => {
                     merges.push((a.to_string(), b.to_string()))
                 }
-                _ => return Err(malformed(mp, format!("line {}: not a merge pair: {line:?}", i + 1))),
+                _ => {
+                    return Err(malformed(
+                        mp,
+                        format!("line {}: not a merge pair: {line:?}", i + 1),
+                    ))
+                }
             }
         }
         let doc = clip_tokenizer_json(&vocab, &merges).map_err(|e| malformed(vp, e))?;
@@ -244,8 +293,11 @@ impl ClipTokenizer {
     pub fn from_bpe_gz(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let (vocab, merges) = openai_vocab_and_merges(path)?;
-        let map: Map<String, Value> =
-            vocab.into_iter().enumerate().map(|(i, t)| (t, Value::from(i as u64))).collect();
+        let map: Map<String, Value> = vocab
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (t, Value::from(i as u64)))
+            .collect();
         let doc = clip_tokenizer_json(&map, &merges)?;
         let tok: Tokenizer = doc.to_string().parse().map_err(|e| malformed(path, e))?;
         Self::from_tokenizer(tok, path, CLIP_MAX_LEN, None)
@@ -255,8 +307,10 @@ impl ClipTokenizer {
     /// truncation setting).
     pub fn to_json(&self) -> Result<String> {
         let mut t = self.tok.clone();
-        t.with_truncation(None).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        t.to_string(false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))
+        t.with_truncation(None)
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        t.to_string(false)
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))
     }
 
     /// Changes the truncation length (including the two special tokens).
@@ -266,7 +320,10 @@ impl ClipTokenizer {
         }
         self.max_len = max_len;
         self.tok
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
             .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
         Ok(())
     }
@@ -274,19 +331,21 @@ impl ClipTokenizer {
     /// Token ids with `<|startoftext|>` … `<|endoftext|>`, truncated to `max_len` (the end
     /// token kept), not padded. The empty prompt gives `[sot, eot]`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tok.encode(text, true).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .tok
+            .encode(text, true)
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Encodes several prompts and right-pads them with the pad id: to `pad_to` when given
     /// (transformers' `padding="max_length", max_length=pad_to`; must be ≤ `max_len`), else to
     /// the longest (`padding=True`). Returns `(ids, attention_mask)`, one row per prompt.
-    pub fn encode_batch_padded(
-        &self,
-        texts: &[&str],
-        pad_to: Option<usize>,
-    ) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.encode(t)).collect::<Result<_>>()?;
+    pub fn encode_batch_padded(&self, texts: &[&str], pad_to: Option<usize>) -> Result<IdsAndMask> {
+        let seqs: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.encode(t))
+            .collect::<Result<_>>()?;
         let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
         let len = match pad_to {
             Some(n) if n > self.max_len => {

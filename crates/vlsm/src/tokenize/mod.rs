@@ -32,8 +32,14 @@ pub enum TokenizeError {
 
 pub type Result<T> = std::result::Result<T, TokenizeError>;
 
+/// `(ids, attention_mask)`, one row per sequence.
+pub type IdsAndMask = (Vec<Vec<u32>>, Vec<Vec<u32>>);
+
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| TokenizeError::Io { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| TokenizeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String> {
@@ -45,15 +51,14 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
 }
 
 pub(crate) fn malformed(path: &Path, msg: impl std::fmt::Display) -> TokenizeError {
-    TokenizeError::Malformed { path: path.to_path_buf(), msg: msg.to_string() }
+    TokenizeError::Malformed {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    }
 }
 
 /// Pads (right side) already-truncated id sequences to `len`, returning `(ids, attention_mask)`.
-pub(crate) fn pad_batch(
-    seqs: Vec<Vec<u32>>,
-    len: usize,
-    pad_id: u32,
-) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+pub(crate) fn pad_batch(seqs: Vec<Vec<u32>>, len: usize, pad_id: u32) -> IdsAndMask {
     let mut ids = Vec::with_capacity(seqs.len());
     let mut mask = Vec::with_capacity(seqs.len());
     for mut s in seqs {

@@ -4,7 +4,7 @@
 //! WordPiece (`##` continuation, `[UNK]`, 100 chars per word), `[CLS] … [SEP]`, truncation to
 //! `max_len` (default 256, as BiomedCLIP's PubMedBERT text tower uses) and `[PAD]` padding.
 
-use super::{malformed, pad_batch, read_text, Result, TokenizeError};
+use super::{malformed, pad_batch, read_text, IdsAndMask, Result, TokenizeError};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams};
@@ -52,13 +52,21 @@ impl WordPieceTokenizer {
                 .map(|v| v as u32)
                 .ok_or_else(|| malformed(path, format!("vocabulary lacks {t}")))
         };
-        let (pad_id, unk_id, cls_id, sep_id) = (id("[PAD]")?, id("[UNK]")?, id("[CLS]")?, id("[SEP]")?);
+        let (pad_id, unk_id, cls_id, sep_id) =
+            (id("[PAD]")?, id("[UNK]")?, id("[CLS]")?, id("[SEP]")?);
         let mut added = vec![];
-        for (t, i) in [("[PAD]", Some(pad_id)), ("[UNK]", Some(unk_id)), ("[CLS]", Some(cls_id)),
-                       ("[SEP]", Some(sep_id)), ("[MASK]", id("[MASK]").ok())] {
+        for (t, i) in [
+            ("[PAD]", Some(pad_id)),
+            ("[UNK]", Some(unk_id)),
+            ("[CLS]", Some(cls_id)),
+            ("[SEP]", Some(sep_id)),
+            ("[MASK]", id("[MASK]").ok()),
+        ] {
             if let Some(i) = i {
-                added.push(json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                                  "rstrip": false, "normalized": false, "special": true}));
+                added.push(
+                    json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                                  "rstrip": false, "normalized": false, "special": true}),
+                );
             }
         }
         let doc = json!({
@@ -76,23 +84,31 @@ impl WordPieceTokenizer {
         if max_len < 2 {
             return Err(TokenizeError::Tokenizer(format!("max_len {max_len} < 2")));
         }
-        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        Ok(Self { tok, max_len, cls_id, sep_id, pad_id })
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        Ok(Self {
+            tok,
+            max_len,
+            cls_id,
+            sep_id,
+            pad_id,
+        })
     }
 
     /// `[CLS] … [SEP]`, truncated to `max_len`, not padded.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tok.encode(text, true).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .tok
+            .encode(text, true)
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Right-padded with `[PAD]` to `pad_to` (≤ max_len) or the longest; `(ids, attention_mask)`.
-    pub fn encode_batch_padded(
-        &self,
-        texts: &[&str],
-        pad_to: Option<usize>,
-    ) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
+    pub fn encode_batch_padded(&self, texts: &[&str], pad_to: Option<usize>) -> Result<IdsAndMask> {
         if let Some(n) = pad_to {
             if n > self.max_len {
                 return Err(TokenizeError::Tokenizer(format!(
@@ -101,7 +117,10 @@ impl WordPieceTokenizer {
                 )));
             }
         }
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.encode(t)).collect::<Result<_>>()?;
+        let seqs: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.encode(t))
+            .collect::<Result<_>>()?;
         let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
         let len = pad_to.unwrap_or(longest).max(longest);
         Ok(pad_batch(seqs, len, self.pad_id))

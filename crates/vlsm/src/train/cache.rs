@@ -8,6 +8,7 @@
 //! entries writes a new data file and then the index, each atomically; the old data file is
 //! removed afterwards.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufWriter, Read, Write};
@@ -66,6 +67,16 @@ pub fn hash_file(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(h.hex())
+}
+
+/// Little-endian bytes of `v` (a view on little-endian hosts).
+fn f32_bytes(v: &[f32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: u8 has alignment 1 and f32 has no padding or invalid bytes.
+        Cow::Borrowed(unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) })
+    } else {
+        Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,7 +152,11 @@ impl FeatureCache {
         if let Ok(rd) = fs::read_dir(dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with(&format!(".{id}.")) && n.ends_with(".tmp") {
+                // `.<id>.<gen>.f32.<pid>.tmp`: only when that process is gone (Linux /proc check).
+                let pid = n.strip_suffix(".tmp").and_then(|r| r.rsplit('.').next()).unwrap_or("");
+                let gone =
+                    !pid.is_empty() && Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists();
+                if n.starts_with(&format!(".{id}.")) && n.ends_with(".tmp") && gone {
                     let _ = fs::remove_file(e.path());
                 }
             }
@@ -161,7 +176,7 @@ impl FeatureCache {
             .unwrap_or(0);
         let data_name = format!("{id}.{gen:x}.f32");
         let data_path = dir.join(&data_name);
-        let tmp = dir.join(format!(".{data_name}.tmp"));
+        let tmp = dir.join(format!(".{data_name}.{}.tmp", std::process::id()));
         let werr = |e: std::io::Error| anyhow!("{}: cannot write cache: {e}", tmp.display());
         let mut w = BufWriter::new(fs::File::create(&tmp).map_err(werr)?);
         if let Some(m) = &cache.map {
@@ -192,11 +207,7 @@ impl FeatureCache {
             for (j, &k) in chunk.iter().enumerate() {
                 for (f, s) in flat.iter().zip(&cache.shapes) {
                     let n: usize = s.iter().product();
-                    let mut buf = Vec::with_capacity(n * 4);
-                    for v in &f[j * n..(j + 1) * n] {
-                        buf.extend_from_slice(&v.to_le_bytes());
-                    }
-                    w.write_all(&buf).map_err(werr)?;
+                    w.write_all(&f32_bytes(&f[j * n..(j + 1) * n])).map_err(werr)?;
                 }
                 all_keys.push(keys[k].clone());
             }
@@ -258,19 +269,22 @@ impl FeatureCache {
         &self.path
     }
 
-    fn floats(&self, rec: usize, off: usize, n: usize) -> Vec<f32> {
+    fn floats(&self, rec: usize, off: usize, n: usize) -> Cow<'_, [f32]> {
         let m = self.map.as_ref().expect("non-empty cache is mapped");
         let start = (rec * self.record_len + off) * 4;
         let bytes = &m[start..start + n * 4];
-        // mmap is page aligned and records are whole f32s, so this cast is aligned on LE hosts.
+        // SAFETY: any bit pattern is a valid f32; the mmap is page aligned and records are whole
+        // f32s, so `mid` covers everything on little-endian hosts.
         let (pre, mid, post) = unsafe { bytes.align_to::<f32>() };
         if cfg!(target_endian = "little") && pre.is_empty() && post.is_empty() {
-            mid.to_vec()
+            Cow::Borrowed(mid)
         } else {
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect()
+            Cow::Owned(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            )
         }
     }
 
@@ -291,7 +305,7 @@ impl FeatureCache {
             let n: usize = s.iter().product();
             let mut buf = Vec::with_capacity(n * recs.len());
             for &r in &recs {
-                buf.extend(self.floats(r, off, n));
+                buf.extend_from_slice(&self.floats(r, off, n));
             }
             let mut shape = vec![recs.len()];
             shape.extend(s);

@@ -1,0 +1,246 @@
+//! `vlsm imgproc OP INPUT OUTPUT [options]` and `vlsm bench imgproc`.
+use anyhow::{anyhow, bail, Context, Result};
+use imgproc::{BorderType, ColorConversion, Image};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Gray,
+    Lab,
+    Threshold,
+    Adaptive,
+    Resize,
+    Rotate,
+    Blur,
+    Gaussian,
+    Median,
+    Erode,
+    Dilate,
+    Open,
+    Close,
+    Gradient,
+    Sobel,
+    Canny,
+    Harris,
+    Kmeans,
+    Sift,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImgprocArgs {
+    /// Operation to run.
+    #[arg(value_enum)]
+    pub op: Op,
+    /// Input image (PNG, JPEG, TIFF, BMP).
+    pub input: PathBuf,
+    /// Output file (an image; `.npy` for harris; `.json` for sift).
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 127.0)]
+    pub value: f64,
+    /// binary | binary_inv | trunc | tozero | tozero_inv
+    #[arg(long = "type", default_value = "binary")]
+    pub ty: String,
+    #[arg(long)]
+    pub otsu: bool,
+    #[arg(long)]
+    pub triangle: bool,
+    #[arg(long, default_value_t = 255.0)]
+    pub maxval: f64,
+    /// mean | gaussian
+    #[arg(long, default_value = "mean")]
+    pub method: String,
+    #[arg(long, default_value_t = 11)]
+    pub block: usize,
+    #[arg(long, default_value_t = 2.0)]
+    pub c: f64,
+    #[arg(long)]
+    pub width: Option<usize>,
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// nearest | linear | cubic | area
+    #[arg(long, default_value = "linear")]
+    pub interp: String,
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub angle: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    #[arg(long, default_value_t = 3)]
+    pub ksize: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub sigma: f64,
+    /// rect | ellipse | cross
+    #[arg(long, default_value = "rect")]
+    pub shape: String,
+    #[arg(long, default_value_t = 1)]
+    pub dx: usize,
+    #[arg(long, default_value_t = 0)]
+    pub dy: usize,
+    #[arg(long, default_value_t = 50.0)]
+    pub low: f64,
+    #[arg(long, default_value_t = 150.0)]
+    pub high: f64,
+    #[arg(long)]
+    pub l2: bool,
+    #[arg(long = "block-size", default_value_t = 2)]
+    pub block_size: usize,
+    #[arg(long, default_value_t = 0.04)]
+    pub k: f64,
+    /// Number of clusters for kmeans (`--k` is Harris' parameter).
+    #[arg(long = "clusters", alias = "kk", default_value_t = 4)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn read(path: &Path) -> Result<Image<u8>> {
+    let img = image::open(path).map_err(|e| anyhow!("{}: cannot read image: {e}", path.display()))?;
+    Ok(Image::<u8>::from_dynamic(&img))
+}
+
+/// Gray conversion of a colour input (as `IMREAD_GRAYSCALE` would give for lossless files).
+fn gray(img: &Image<u8>) -> Result<Image<u8>> {
+    Ok(match img.channels() {
+        1 => img.clone(),
+        2 => Image::from_vec(img.width(), img.height(), 1, img.data().iter().step_by(2).copied().collect())?,
+        _ => imgproc::cvt_color(img, ColorConversion::Rgb2Gray)?,
+    })
+}
+
+/// Writes through a temporary file in the same directory, then renames.
+fn write_atomic(path: &Path, bytes_or_image: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let tmp = dir.join(format!(".{}.tmp{}{ext}", name.to_string_lossy(), std::process::id()));
+    let res = bytes_or_image(&tmp).and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename", path.display())));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn save_image(path: &Path, img: &Image<u8>) -> Result<()> {
+    write_atomic(path, |tmp| img.to_dynamic().save(tmp).map_err(|e| anyhow!("{}: cannot write image: {e}", path.display())))
+}
+
+fn save_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |tmp| std::fs::write(tmp, bytes).with_context(|| format!("{}: cannot write", path.display())))
+}
+
+fn shape(s: &str) -> Result<imgproc::MorphShape> {
+    Ok(match s {
+        "rect" => imgproc::MorphShape::Rect,
+        "ellipse" => imgproc::MorphShape::Ellipse,
+        "cross" => imgproc::MorphShape::Cross,
+        o => bail!("unknown shape {o:?} (rect, ellipse, cross)"),
+    })
+}
+
+pub fn run(a: ImgprocArgs) -> Result<()> {
+    let input = &a.input;
+    let src = read(input)?;
+    let ctx = |e: imgproc::Error| anyhow!("{}: {e}", input.display());
+    let out = &a.output;
+    use imgproc::*;
+    let img: Image<u8> = match a.op {
+        Op::Gray => gray(&src)?,
+        Op::Lab => {
+            if src.channels() < 3 {
+                bail!("{}: lab needs a colour image", input.display());
+            }
+            cvt_color(&src, ColorConversion::Rgb2Lab).map_err(ctx)?
+        }
+        Op::Threshold => {
+            let ty = match a.ty.as_str() {
+                "binary" => ThresholdType::Binary,
+                "binary_inv" => ThresholdType::BinaryInv,
+                "trunc" => ThresholdType::Trunc,
+                "tozero" => ThresholdType::ToZero,
+                "tozero_inv" => ThresholdType::ToZeroInv,
+                o => bail!("unknown threshold type {o:?}"),
+            };
+            let method = match (a.otsu, a.triangle) {
+                (true, true) => bail!("--otsu and --triangle are exclusive"),
+                (true, _) => threshold::ThresholdMethod::Otsu,
+                (_, true) => threshold::ThresholdMethod::Triangle,
+                _ => threshold::ThresholdMethod::Fixed,
+            };
+            let (t, img) = threshold(&gray(&src)?, a.value, a.maxval, ty, method).map_err(ctx)?;
+            if method != threshold::ThresholdMethod::Fixed {
+                eprintln!("threshold: {t}");
+            }
+            img
+        }
+        Op::Adaptive => {
+            let m = match a.method.as_str() {
+                "mean" => AdaptiveMethod::Mean,
+                "gaussian" => AdaptiveMethod::Gaussian,
+                o => bail!("unknown adaptive method {o:?} (mean, gaussian)"),
+            };
+            adaptive_threshold(&gray(&src)?, a.maxval, m, ThresholdType::Binary, a.block, a.c).map_err(ctx)?
+        }
+        Op::Resize => {
+            let interp = match a.interp.as_str() {
+                "nearest" => Interpolation::Nearest,
+                "linear" => Interpolation::Linear,
+                "cubic" => Interpolation::Cubic,
+                "area" => Interpolation::Area,
+                o => bail!("unknown interpolation {o:?}"),
+            };
+            let (w, h) = (a.width.ok_or_else(|| anyhow!("resize needs --width"))?, a.height.ok_or_else(|| anyhow!("resize needs --height"))?);
+            resize(&src, (w, h), interp).map_err(ctx)?
+        }
+        Op::Rotate => {
+            let (w, h) = (src.width() as f64, src.height() as f64);
+            let m = get_rotation_matrix_2d(((w - 1.0) / 2.0, (h - 1.0) / 2.0), a.angle, a.scale);
+            warp_affine(&src, &m, (src.width(), src.height()), Interpolation::Linear, BorderType::Constant, 0.0).map_err(ctx)?
+        }
+        Op::Blur => blur(&src, (a.ksize, a.ksize), BorderType::Reflect101).map_err(ctx)?,
+        Op::Gaussian => gaussian_blur(&src, (a.ksize, a.ksize), a.sigma, 0.0, BorderType::Reflect101).map_err(ctx)?,
+        Op::Median => median_blur(&src, a.ksize).map_err(ctx)?,
+        Op::Erode | Op::Dilate | Op::Open | Op::Close | Op::Gradient => {
+            let k = get_structuring_element(shape(&a.shape)?, (a.ksize, a.ksize)).map_err(ctx)?;
+            let op = match a.op {
+                Op::Erode => MorphOp::Erode,
+                Op::Dilate => MorphOp::Dilate,
+                Op::Open => MorphOp::Open,
+                Op::Close => MorphOp::Close,
+                _ => MorphOp::Gradient,
+            };
+            morphology_ex(&gray(&src)?, op, &k, 1).map_err(ctx)?
+        }
+        Op::Sobel => {
+            let d = sobel(&gray(&src)?, a.dx, a.dy, a.ksize, BorderType::Reflect101).map_err(ctx)?;
+            convert_scale_abs(&d, 1.0, 0.0).map_err(ctx)?
+        }
+        Op::Canny => canny(&gray(&src)?, a.low, a.high, 3, a.l2).map_err(ctx)?,
+        Op::Harris => {
+            let r = corner_harris(&gray(&src)?, a.block_size, a.ksize, a.k, BorderType::Reflect101).map_err(ctx)?;
+            return save_bytes(out, &npy::to_npy_bytes(r.data(), &[r.height(), r.width()]));
+        }
+        Op::Kmeans => {
+            let data: Vec<f32> = src.data().iter().map(|&v| v as f32).collect();
+            let cn = src.channels();
+            let r = kmeans(&data, cn, a.clusters, 100, 0.01, 3, a.seed).map_err(ctx)?;
+            // Each pixel painted with its cluster centre.
+            let px: Vec<u8> = r.labels.iter().flat_map(|&l| r.centers[l].iter().map(|&v| v.round().clamp(0.0, 255.0) as u8)).collect();
+            Image::from_vec(src.width(), src.height(), cn, px)?
+        }
+        Op::Sift => bail!("{}: sift is not implemented yet in imgproc", input.display()),
+    };
+    save_image(out, &img)
+}
+
+/// `vlsm bench imgproc --image IMG [--json]`.
+pub fn bench(image: &Path, json: bool) -> Result<()> {
+    let rows = imgproc::bench::run(image, 15).map_err(|e| anyhow!(e))?;
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = rows.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else {
+        for (k, v) in rows {
+            println!("{k:24} {v:9.3} ms");
+        }
+    }
+    Ok(())
+}
