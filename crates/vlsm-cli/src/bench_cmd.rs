@@ -14,6 +14,15 @@ pub enum BenchCommand {
     Clipseg(ClipsegBench),
     /// One training step of the built-in model architecture: images per second.
     Train(TrainBench),
+    /// The imgproc operations on one image, median milliseconds each.
+    Imgproc {
+        /// The image (the reference figures use a 1920x1072 Kvasir image).
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -36,6 +45,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Clipseg(b) => clipseg(b),
         BenchCommand::Train(b) => train(b),
+        BenchCommand::Imgproc { image, json } => crate::imgproc_cmd::bench(&image, json),
     }
 }
 

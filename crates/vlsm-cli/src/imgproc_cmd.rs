@@ -1,6 +1,6 @@
 //! `vlsm imgproc OP INPUT OUTPUT [options]` and `vlsm bench imgproc`.
 use anyhow::{anyhow, bail, Context, Result};
-use imgproc::{BorderType, ColorConversion, Image};
+use imgproc::{ColorConversion, Image};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,9 +49,10 @@ pub struct ImgprocArgs {
     /// mean | gaussian
     #[arg(long, default_value = "mean")]
     pub method: String,
-    #[arg(long, default_value_t = 11)]
-    pub block: usize,
-    #[arg(long, default_value_t = 2.0)]
+    /// Block size: adaptive (default 11) or harris (default 2).
+    #[arg(long)]
+    pub block: Option<usize>,
+    #[arg(long, default_value_t = 2.0, allow_hyphen_values = true)]
     pub c: f64,
     #[arg(long)]
     pub width: Option<usize>,
@@ -81,13 +82,9 @@ pub struct ImgprocArgs {
     pub high: f64,
     #[arg(long)]
     pub l2: bool,
-    #[arg(long = "block-size", default_value_t = 2)]
-    pub block_size: usize,
-    #[arg(long, default_value_t = 0.04)]
-    pub k: f64,
-    /// Number of clusters for kmeans (`--k` is Harris' parameter).
-    #[arg(long = "clusters", alias = "kk", default_value_t = 4)]
-    pub clusters: usize,
+    /// Harris' k (default 0.04), or the number of clusters for kmeans (default 4).
+    #[arg(long)]
+    pub k: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -177,7 +174,7 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
                 "gaussian" => AdaptiveMethod::Gaussian,
                 o => bail!("unknown adaptive method {o:?} (mean, gaussian)"),
             };
-            adaptive_threshold(&gray(&src)?, a.maxval, m, ThresholdType::Binary, a.block, a.c).map_err(ctx)?
+            adaptive_threshold(&gray(&src)?, a.maxval, m, ThresholdType::Binary, a.block.unwrap_or(11), a.c).map_err(ctx)?
         }
         Op::Resize => {
             let interp = match a.interp.as_str() {
@@ -215,13 +212,17 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
         }
         Op::Canny => canny(&gray(&src)?, a.low, a.high, 3, a.l2).map_err(ctx)?,
         Op::Harris => {
-            let r = corner_harris(&gray(&src)?, a.block_size, a.ksize, a.k, BorderType::Reflect101).map_err(ctx)?;
+            let r = corner_harris(&gray(&src)?, a.block.unwrap_or(2), a.ksize, a.k.unwrap_or(0.04), BorderType::Reflect101).map_err(ctx)?;
             return save_bytes(out, &npy::to_npy_bytes(r.data(), &[r.height(), r.width()]));
         }
         Op::Kmeans => {
             let data: Vec<f32> = src.data().iter().map(|&v| v as f32).collect();
             let cn = src.channels();
-            let r = kmeans(&data, cn, a.clusters, 100, 0.01, 3, a.seed).map_err(ctx)?;
+            let k = a.k.unwrap_or(4.0);
+            if k < 1.0 || k.fract() != 0.0 {
+                bail!("kmeans: --k must be a positive integer, got {k}");
+            }
+            let r = kmeans(&data, cn, k as usize, 100, 0.01, 3, a.seed).map_err(ctx)?;
             // Each pixel painted with its cluster centre.
             let px: Vec<u8> = r.labels.iter().flat_map(|&l| r.centers[l].iter().map(|&v| v.round().clamp(0.0, 255.0) as u8)).collect();
             Image::from_vec(src.width(), src.height(), cn, px)?

@@ -1,7 +1,11 @@
 //! `vlsm`: language-guided medical image segmentation from the command line.
 
 mod bench_cmd;
+mod eval_cmd;
+mod imgproc_cmd;
+mod prompts_cmd;
 mod segment_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -24,6 +28,14 @@ enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
+    /// Train a model (CLIPSeg decoder or the built-in TextUNet) from a TOML config.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a model on dataset splits: metrics, masks and an HTML report.
+    Eval(eval_cmd::EvalArgs),
+    /// Write anns/{train,val,test}.json with prompts p0-p9 for a dataset.
+    Prompts(prompts_cmd::PromptsArgs),
+    /// Classical image processing with OpenCV semantics.
+    Imgproc(imgproc_cmd::ImgprocArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +51,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Segment(a) => segment_cmd::run(a),
         Command::Bench(b) => bench_cmd::run(b),
+        Command::Train(a) => train_cmd::run(a),
+        Command::Eval(a) => eval_cmd::run(a),
+        Command::Prompts(a) => prompts_cmd::run(a),
+        Command::Imgproc(a) => imgproc_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

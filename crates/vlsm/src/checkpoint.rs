@@ -89,7 +89,11 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelKind {
     ClipSeg,
+    TextUNet,
 }
+
+/// The `model_type` values `detect` knows.
+pub const SUPPORTED: &[&str] = &["clipseg", "textunet"];
 
 pub fn detect(dir: &Path) -> Result<ModelKind> {
     if !dir.is_dir() {
@@ -100,7 +104,12 @@ pub fn detect(dir: &Path) -> Result<ModelKind> {
         let v: serde_json::Value = read_json(&cfg)?;
         match v.get("model_type").and_then(|m| m.as_str()) {
             Some("clipseg") => return Ok(ModelKind::ClipSeg),
-            Some(other) => bail!("{}: model_type '{other}' is not supported (expected clipseg)", cfg.display()),
+            Some("textunet") => return Ok(ModelKind::TextUNet),
+            Some(other) => bail!(
+                "{}: model_type '{other}' is not supported (expected one of: {})",
+                cfg.display(),
+                SUPPORTED.join(", ")
+            ),
             None => bail!("{}: no model_type", cfg.display()),
         }
     }

@@ -6,7 +6,9 @@
 //! `metrics`, `data`, `pipeline`.
 
 pub mod checkpoint;
+pub mod classify;
 pub mod data;
+pub mod eval;
 pub mod io;
 pub mod metrics;
 pub mod models;

@@ -9,46 +9,84 @@ use image::{GrayImage, RgbImage};
 use crate::checkpoint::{self, ModelKind};
 use crate::models::clipseg::{ClipSeg, ClipSegConfig};
 use crate::models::interp;
+use crate::models::textunet::{TextUNet, TextUNetConfig};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::ClipTokenizer;
 
-/// Encoded image: the activations the decoder reads, for one image.
+/// Encoded image: what the prompt-dependent half of the model reads, for one image.
 #[derive(Clone)]
 pub struct ImageFeatures {
     pub activations: Vec<Tensor>,
 }
 
-/// A loaded CLIPSeg model directory, ready to segment.
+/// The networks a `Segmenter` can drive.
+pub enum Net {
+    ClipSeg(ClipSeg),
+    TextUNet(TextUNet),
+}
+
+/// A loaded model directory, ready to segment.
 pub struct Segmenter {
-    pub model: ClipSeg,
+    pub net: Net,
     pub tokenizer: ClipTokenizer,
     pub processor: ImageProcessorConfig,
     pub dir: PathBuf,
     pub device: Device,
+    threshold: f32,
+}
+
+/// The CLIP BPE tokenizer of a model directory: `tokenizer.json`, `vocab.json` + `merges.txt`,
+/// or OpenAI's `bpe_simple_vocab_16e6.txt.gz`.
+pub fn load_tokenizer(dir: &Path) -> Result<ClipTokenizer> {
+    let gz = dir.join("bpe_simple_vocab_16e6.txt.gz");
+    if !dir.join("tokenizer.json").is_file() && !dir.join("vocab.json").is_file() && gz.is_file() {
+        return Ok(ClipTokenizer::from_bpe_gz(&gz)?);
+    }
+    Ok(ClipTokenizer::from_dir(dir)?)
 }
 
 impl Segmenter {
-    /// Load a Hugging Face CLIPSeg directory (`config.json`, weights, `preprocessor_config.json`,
-    /// tokenizer files).
+    /// Load a model directory: a Hugging Face CLIPSeg (`config.json`, weights,
+    /// `preprocessor_config.json`, tokenizer files) or a TextUNet written by `vlsm train`.
     pub fn load(dir: &Path) -> Result<Self> {
         let device = Device::Cpu;
-        match checkpoint::detect(dir)? {
-            ModelKind::ClipSeg => {}
-        }
+        let kind = checkpoint::detect(dir)?;
         let cfg_path = dir.join("config.json");
-        let config: ClipSegConfig = checkpoint::read_json(&cfg_path)?;
-        config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
         let weights = checkpoint::find_weights(dir)?;
         let vb = checkpoint::var_builder(&weights, DType::F32, &device, None)?;
-        let model = ClipSeg::new(vb, &config).map_err(|e| checkpoint::load_error(&weights, e))?;
-        let tokenizer = ClipTokenizer::from_dir(dir)?;
         let pp = dir.join("preprocessor_config.json");
-        let processor = if pp.is_file() {
-            ImageProcessorConfig::from_file(&pp)?
-        } else {
-            ImageProcessorConfig::clipseg(352)
+        let (net, default_processor, threshold) = match kind {
+            ModelKind::ClipSeg => {
+                let config: ClipSegConfig = checkpoint::read_json(&cfg_path)?;
+                config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
+                let m = ClipSeg::new(vb, &config).map_err(|e| checkpoint::load_error(&weights, e))?;
+                (Net::ClipSeg(m), ImageProcessorConfig::clipseg(352), 0.5)
+            }
+            ModelKind::TextUNet => {
+                let config: TextUNetConfig = checkpoint::read_json(&cfg_path)?;
+                config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
+                let m = TextUNet::new(vb, &config).map_err(|e| checkpoint::load_error(&weights, e))?;
+                let t = config.threshold;
+                let pp = textunet_processor(&config);
+                (Net::TextUNet(m), pp, t)
+            }
         };
-        Ok(Self { model, tokenizer, processor, dir: dir.to_path_buf(), device })
+        let tokenizer = load_tokenizer(dir)?;
+        let processor = if pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { default_processor };
+        Ok(Self { net, tokenizer, processor, dir: dir.to_path_buf(), device, threshold })
+    }
+
+    /// The probability threshold the model was trained or published with.
+    pub fn default_threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// A short name of the architecture, for reports.
+    pub fn kind_name(&self) -> &'static str {
+        match self.net {
+            Net::ClipSeg(_) => "clipseg",
+            Net::TextUNet(_) => "textunet",
+        }
     }
 
     /// Pixel values [B, 3, H, W] as the reference image processor makes them.
@@ -56,13 +94,17 @@ impl Segmenter {
         if images.is_empty() {
             bail!("no images");
         }
-        let t: Vec<Tensor> = images.iter().map(|im| self.processor.preprocess(im)).collect::<std::result::Result<_, _>>()?;
+        let t: Vec<Tensor> =
+            images.iter().map(|im| self.processor.preprocess(im)).collect::<std::result::Result<_, _>>()?;
         Ok(Tensor::cat(&t, 0)?)
     }
 
-    /// Image activations for a batch of pixel values, split per image.
+    /// Prompt-independent features for a batch of pixel values, split per image.
     pub fn encode_images(&self, pixel_values: &Tensor) -> Result<Vec<ImageFeatures>> {
-        let acts = self.model.image_activations(pixel_values)?;
+        let acts = match &self.net {
+            Net::ClipSeg(m) => m.image_activations(pixel_values)?,
+            Net::TextUNet(m) => m.encode(pixel_values)?,
+        };
         let b = pixel_values.dim(0)?;
         (0..b)
             .map(|i| {
@@ -73,31 +115,55 @@ impl Segmenter {
             .collect()
     }
 
-    /// Conditional embeddings [N, D] for N prompts. Each prompt runs unpadded (padding after
-    /// the end token cannot change the pooled feature, see `ClipTextTransformer`).
+    /// Conditional embeddings [N, D] for N prompts. Each prompt runs unpadded (for CLIP,
+    /// padding after the end token cannot change the pooled feature).
     pub fn text_conditional(&self, prompts: &[String]) -> Result<Tensor> {
-        let mut rows = Vec::with_capacity(prompts.len());
+        let mut ids_all = Vec::with_capacity(prompts.len());
         for p in prompts {
-            let ids = self.tokenizer.encode(p)?;
-            let n = ids.len();
-            let ids = Tensor::from_vec(ids, (1, n), &self.device)?;
-            rows.push(self.model.text_conditional(&ids)?);
+            ids_all.push(self.tokenizer.encode(p)?);
         }
-        Ok(Tensor::cat(&rows, 0)?)
+        match &self.net {
+            Net::ClipSeg(m) => {
+                let mut rows = Vec::with_capacity(prompts.len());
+                for ids in ids_all {
+                    let n = ids.len();
+                    let ids = Tensor::from_vec(ids, (1, n), &self.device)?;
+                    rows.push(m.text_conditional(&ids)?);
+                }
+                Ok(Tensor::cat(&rows, 0)?)
+            }
+            Net::TextUNet(m) => Ok(m.text.forward(&ids_all)?),
+        }
     }
 
     /// Conditional embedding [1, D] from an example image and its mask, with the CLIPSeg paper's
     /// visual prompt engineering (crop to the object, background darkened and blurred).
     pub fn image_conditional(&self, image: &RgbImage, mask: &GrayImage) -> Result<Tensor> {
-        let engineered = visual_prompt(image, mask)?;
-        let pv = self.pixel_values(&[&engineered])?;
-        Ok(self.model.image_conditional(&pv)?)
+        match &self.net {
+            Net::ClipSeg(m) => {
+                let engineered = visual_prompt(image, mask)?;
+                let pv = self.pixel_values(&[&engineered])?;
+                Ok(m.image_conditional(&pv)?)
+            }
+            Net::TextUNet(_) => bail!("{}: this model takes text prompts only", self.dir.display()),
+        }
     }
 
     /// Logits [N, h, w] at model resolution for one image and N conditions.
     pub fn decode(&self, features: &ImageFeatures, cond: &Tensor) -> Result<Tensor> {
-        Ok(self.model.decoder.forward(&features.activations, cond)?)
+        Ok(match &self.net {
+            Net::ClipSeg(m) => m.decoder.forward(&features.activations, cond)?,
+            Net::TextUNet(m) => m.decode(&features.activations, cond)?,
+        })
     }
+}
+
+/// TextUNet preprocessing: PIL bilinear resize to the square input size, then normalise.
+pub fn textunet_processor(c: &TextUNetConfig) -> ImageProcessorConfig {
+    let mut p = ImageProcessorConfig::clipseg(c.image_size as u32);
+    p.image_mean = c.image_mean;
+    p.image_std = c.image_std;
+    p
 }
 
 /// Blend text and image conditions: `(1 - mix) · text + mix · image`.

@@ -2,10 +2,18 @@
 //! reference `config.json`, modules named like the reference state-dict keys, and a `forward`
 //! that follows the paper.
 
+pub mod bert;
+pub mod biomedclip;
+pub mod biomedclipseg;
 pub mod clip;
 pub mod clipseg;
+pub mod cris;
+pub mod conv;
 pub mod interp;
+pub mod resnet_clip;
+pub mod swin;
 pub mod textunet;
+pub mod vit;
 
 use candle_core::{Result, Tensor};
 

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, group_norm, layer_norm, linear, Conv2d, Conv2dConfig, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{group_norm, layer_norm, linear, GroupNorm, LayerNorm, Linear, VarBuilder};
+
+use super::conv::ConvSame2d;
 use serde::{Deserialize, Serialize};
 
 use super::clip::EncoderLayer;
@@ -84,20 +86,19 @@ impl TextUNetConfig {
 /// conv3x3 → GroupNorm → ReLU, twice.
 #[derive(Debug, Clone)]
 struct Block {
-    conv1: Conv2d,
+    conv1: ConvSame2d,
     norm1: GroupNorm,
-    conv2: Conv2d,
+    conv2: ConvSame2d,
     norm2: GroupNorm,
 }
 
 impl Block {
     fn new(vb: VarBuilder, cin: usize, cout: usize, groups: usize) -> Result<Self> {
-        let cfg = Conv2dConfig { padding: 1, ..Default::default() };
         let g = groups.min(cout);
         Ok(Self {
-            conv1: conv2d(cin, cout, 3, cfg, vb.pp("conv1"))?,
+            conv1: ConvSame2d::load(vb.pp("conv1"), cin, cout, 3)?,
             norm1: group_norm(g, cout, 1e-5, vb.pp("norm1"))?,
-            conv2: conv2d(cout, cout, 3, cfg, vb.pp("conv2"))?,
+            conv2: ConvSame2d::load(vb.pp("conv2"), cout, cout, 3)?,
             norm2: group_norm(g, cout, 1e-5, vb.pp("norm2"))?,
         })
     }
@@ -198,7 +199,7 @@ pub struct TextUNet {
     down: Vec<Block>,
     up: Vec<Block>,
     film: Vec<Film>,
-    head: Conv2d,
+    head: ConvSame2d,
     pub config: TextUNetConfig,
 }
 
@@ -228,44 +229,51 @@ impl TextUNet {
             down,
             up,
             film,
-            head: conv2d(ch[0], 1, 1, Default::default(), vb.pp("head"))?,
+            head: ConvSame2d::load(vb.pp("head"), ch[0], 1, 1)?,
             config: c.clone(),
         })
     }
 
-    /// Logits [B, H, W] for normalised images [B or 1, 3, H, W] and text features [B, text_dim].
-    pub fn forward(&self, x: &Tensor, text: &Tensor) -> Result<Tensor> {
-        let b = text.dim(0)?;
-        let mut skips = Vec::with_capacity(self.down.len());
+    /// The prompt-independent half: feature maps of every level, shallow to deep.
+    pub fn encode(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut feats = Vec::with_capacity(self.down.len());
         let mut h = x.clone();
         for (i, blk) in self.down.iter().enumerate() {
             if i > 0 {
                 h = h.max_pool2d(2)?;
             }
             h = blk.forward(&h)?;
-            skips.push(h.clone());
+            feats.push(h.clone());
         }
-        if h.dim(0)? != b {
-            // One image, several prompts: share the encoder, condition per prompt.
-            let (_, c, hh, ww) = h.dims4()?;
-            h = h.broadcast_as((b, c, hh, ww))?.contiguous()?;
-        }
-        h = self.film[0].forward(&h, text)?;
-        skips.pop();
+        Ok(feats)
+    }
+
+    /// FiLM-conditioned decoding of `encode`'s features (batch B or 1, shared by all prompts)
+    /// with text features [B, text_dim] → logits [B, H, W].
+    pub fn decode(&self, feats: &[Tensor], text: &Tensor) -> Result<Tensor> {
+        let b = text.dim(0)?;
+        let expand = |t: &Tensor| -> Result<Tensor> {
+            if t.dim(0)? == b {
+                return Ok(t.clone());
+            }
+            let (_, c, hh, ww) = t.dims4()?;
+            t.broadcast_as((b, c, hh, ww))?.contiguous()
+        };
+        let n = feats.len();
+        let mut h = self.film[0].forward(&expand(&feats[n - 1])?, text)?;
         for (i, blk) in self.up.iter().enumerate() {
-            let skip = skips.pop().expect("one skip per up block");
+            let skip = expand(&feats[n - 2 - i])?;
             let (_, _, sh, sw) = skip.dims4()?;
-            let skip = if skip.dim(0)? != b {
-                let (_, c, _, _) = skip.dims4()?;
-                skip.broadcast_as((b, c, sh, sw))?.contiguous()?
-            } else {
-                skip
-            };
             let upx = h.upsample_nearest2d(sh, sw)?;
             h = blk.forward(&Tensor::cat(&[&upx, &skip], 1)?)?;
             h = self.film[i + 1].forward(&h, text)?;
         }
         self.head.forward(&h)?.squeeze(1)
+    }
+
+    /// Logits [B, H, W] for normalised images [B or 1, 3, H, W] and text features [B, text_dim].
+    pub fn forward(&self, x: &Tensor, text: &Tensor) -> Result<Tensor> {
+        self.decode(&self.encode(x)?, text)
     }
 
     /// Number of scalar parameters.

@@ -6,8 +6,9 @@
 //! threads = 0                         # default 0 = all cores (RAYON_NUM_THREADS / CANDLE_NUM_THREADS)
 //!
 //! [model]
-//! kind = "clipseg"                    # required; architecture (clipseg)
-//! dir = "models/clipseg-rd64-refined" # required; model directory or weight file
+//! kind = "clipseg"                    # required; architecture: clipseg | textunet
+//! dir = "models/clipseg-rd64-refined" # required for clipseg (model directory or weight file);
+//!                                     # textunet trains from scratch and takes no dir
 //! freeze = ["vision", "text"]         # default ["vision", "text"]; parts kept fixed: vision | text | decoder
 //!
 //! [data]
@@ -54,7 +55,7 @@ use super::loss::LossKind;
 use super::optim::AdamWParams;
 
 /// Model architectures `train` knows.
-pub const MODEL_KINDS: &[&str] = &["clipseg"];
+pub const MODEL_KINDS: &[&str] = &["clipseg", "textunet"];
 /// Parts of a model that can be frozen.
 pub const FREEZE_PARTS: &[&str] = &["vision", "text", "decoder"];
 
@@ -82,6 +83,7 @@ pub struct TrainConfig {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub kind: String,
+    #[serde(default)]
     pub dir: PathBuf,
     #[serde(default = "d_freeze")]
     pub freeze: Vec<String>,
@@ -233,7 +235,9 @@ impl TrainConfig {
             }
         };
         fix(&mut self.output_dir);
-        fix(&mut self.model.dir);
+        if !self.model.dir.as_os_str().is_empty() {
+            fix(&mut self.model.dir);
+        }
         self.data.datasets.iter_mut().for_each(fix);
         if let Some(c) = self.data.cache_dir.as_mut() {
             fix(c);
@@ -270,7 +274,7 @@ impl TrainConfig {
                 MODEL_KINDS.join(", ")
             );
         }
-        if self.model.dir.as_os_str().is_empty() {
+        if self.model.dir.as_os_str().is_empty() && self.model.kind != "textunet" {
             bail!("model.dir: must not be empty");
         }
         for f in &self.model.freeze {

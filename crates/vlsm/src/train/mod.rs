@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod checkpoint;
+pub mod clipseg;
 pub mod config;
 pub mod log;
 pub mod loss;
@@ -11,7 +12,9 @@ pub mod optim;
 pub mod plot;
 pub mod sched;
 pub mod tensorboard;
+pub mod textunet;
 pub mod trainer;
+pub mod vit_classify;
 
 pub use cache::FeatureCache;
 pub use config::TrainConfig;

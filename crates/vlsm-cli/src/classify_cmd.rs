@@ -1,0 +1,81 @@
+//! `vlsm classify IMAGE --model DIR`: top-k labels of a supervised classifier (ViT, Swin).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::Args;
+use vlsm::classify::{self, HfClassifier, ImageClassifier};
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// Image file (any format the `image` crate reads).
+    pub image: PathBuf,
+    /// Hugging Face model directory (config.json, model.safetensors or pytorch_model.bin,
+    /// optional preprocessor_config.json) of a ViT or Swin image classifier.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// How many labels to print.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: ClassifyArgs) -> Result<()> {
+    if a.top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    let model = HfClassifier::load(&a.model, &Device::Cpu)?;
+    let img = image::open(&a.image).with_context(|| format!("{}: cannot read image", a.image.display()))?.to_rgb8();
+    let preds = classify::classify(&model, &img, a.top_k).with_context(|| format!("{}", a.image.display()))?;
+    if a.json {
+        let v = serde_json::json!({
+            "image": a.image.display().to_string(),
+            "model": a.model.display().to_string(),
+            "model_type": model.model_type,
+            "num_labels": model.labels().len(),
+            "predictions": preds,
+        });
+        println!("{v}");
+    } else {
+        for p in &preds {
+            println!("{:.4}  {}", p.probability, p.label);
+        }
+    }
+    Ok(())
+}
+
+/// `vlsm bench vit|swin`: full-size classifier speed.
+#[derive(Args, Debug)]
+pub struct ClassifierBenchArgs {
+    /// Input size in pixels (square).
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub reps: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// ViT-B/16 or Swin-T with random weights: median seconds per image.
+pub fn run_bench(which: classify::BenchModel, a: ClassifierBenchArgs) -> Result<()> {
+    let r = classify::bench(which, a.size, a.batch, a.reps)?;
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["impl"] = "vlsm".into();
+        println!("{v}");
+    } else {
+        println!(
+            "{} ({} params) @{}px batch {} threads {}: median {:.4} s/image over {} runs",
+            r.bench, r.params, r.size, r.batch, r.threads, r.median_s_per_image, a.reps
+        );
+    }
+    Ok(())
+}

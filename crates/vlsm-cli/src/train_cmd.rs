@@ -1,0 +1,43 @@
+//! `vlsm train --config FILE.toml [--resume]`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use vlsm::train::clipseg::{self, DecoderInit};
+use vlsm::train::{Hooks, TrainConfig};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training configuration (TOML; keys documented in docs/training.md).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Continue the run in the config's output_dir from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Start the decoder from random weights instead of the checkpoint's.
+    #[arg(long)]
+    pub random_decoder: bool,
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let cfg = TrainConfig::load(&a.config)?;
+    let init = if a.random_decoder { DecoderInit::Random } else { DecoderInit::Checkpoint };
+    let hooks = Hooks { resume: a.resume, progress: true, on_epoch: None };
+    let s = match cfg.model.kind.as_str() {
+        "textunet" => vlsm::train::textunet::train(&cfg, hooks)?,
+        _ => clipseg::train(&cfg, hooks, init)?,
+    };
+    match s.best_val_dice {
+        Some(d) => eprintln!(
+            "{}: best val Dice {d:.4} at epoch {} ({} epochs{}); model in {}",
+            s.run_dir.display(),
+            s.best_epoch,
+            s.history.len(),
+            if s.stopped_early { ", stopped early" } else { "" },
+            s.run_dir.join("best").display()
+        ),
+        None => eprintln!("{}: no epoch completed", s.run_dir.display()),
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! `vlsm train`: a short run on the tiny CLIPSeg, then `vlsm segment --model RUN/best`; config errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tiny_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg/tiny_complex")
+}
+
+fn vlsm(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vlsm")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Six 40x30 images with a square each, as both train and val split.
+fn dataset(dir: &Path) -> PathBuf {
+    let ds = dir.join("squares");
+    for sub in ["images", "masks", "anns"] {
+        std::fs::create_dir_all(ds.join(sub)).unwrap();
+    }
+    let mut recs = Vec::new();
+    for i in 0..6u32 {
+        let inside = |x: u32, y: u32| (5 + i..20 + i).contains(&x) && (5..20).contains(&y);
+        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb(if inside(x, y) { [220, 200, 40] } else { [30, 30, 90] }));
+        img.save(ds.join(format!("images/{i}.png"))).unwrap();
+        let m = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
+        m.save(ds.join(format!("masks/{i}.png"))).unwrap();
+        recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"), "prompts": {"p1": "square"}}));
+    }
+    let j = serde_json::to_string(&recs).unwrap();
+    std::fs::write(ds.join("anns/train.json"), &j).unwrap();
+    std::fs::write(ds.join("anns/val.json"), &j).unwrap();
+    ds
+}
+
+fn write_config(dir: &Path, ds: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("train.toml");
+    let text = format!(
+        "output_dir = \"run\"\n{extra}[model]\nkind = \"clipseg\"\ndir = \"{}\"\n[data]\ndatasets = [\"{}\"]\nprompts = [\"p1\"]\nimage_size = 32\n[train]\nepochs = 3\nmin_epochs = 3\nbatch_size = 3\nlr = 1e-2\n",
+        tiny_model().display(),
+        ds.display()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn trains_resumes_and_segments_with_the_best_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let cfg = write_config(tmp.path(), &ds, "");
+    let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let run = tmp.path().join("run");
+    for f in ["metrics.csv", "curves.png", "config.toml", "best/model.safetensors", "best/config.json", "best/tokenizer.json", "last/weights.safetensors"] {
+        assert!(run.join(f).is_file(), "no {f}");
+    }
+    assert_eq!(std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count(), 4);
+    // Training again into the same run needs --resume; resuming a finished run is a no-op.
+    let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok && err.contains("resume"), "{err}");
+    assert!(vlsm(&["train", "--config", cfg.to_str().unwrap(), "--resume"]).0);
+
+    let out = tmp.path().join("seg");
+    let (ok, err) = vlsm(&[
+        "segment", "--model", run.join("best").to_str().unwrap(), "-p", "square", "--out", out.to_str().unwrap(),
+        ds.join("images/0.png").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(vlsm::io::read_mask(&out.join("0.mask.png")).unwrap().dimensions(), (40, 30));
+}
+
+#[test]
+fn config_errors_name_the_key_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    for (extra, key) in [("bogus_key = 1\n", "bogus_key"), ("seed = -3\n", "seed")] {
+        let cfg = write_config(tmp.path(), &ds, extra);
+        let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
+        assert!(!ok && err.contains(key) && err.contains("train.toml"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let cfg = write_config(tmp.path(), &ds, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("lr = 1e-2", "lr = 0.0");
+    std::fs::write(&cfg, text).unwrap();
+    let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok && err.contains("train.lr"), "{err}");
+    assert!(!tmp.path().join("run").exists());
+}

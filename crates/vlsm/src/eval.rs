@@ -1,0 +1,350 @@
+//! `vlsm eval`: a model over the test split of medvlsm-layout datasets, per prompt key.
+//!
+//! Per image and prompt: Dice, IoU and HD95 at the original mask resolution (logits resized
+//! bilinearly, then thresholded: the rule `vlsm segment` uses) and Dice, IoU at model
+//! resolution (the logits' own size, against the mask resized with PIL nearest, as medvlsm's
+//! in-training metrics). Dice/IoU follow MONAI `ignore_empty=False`; means
+//! are over images; HD95 skips images where it is undefined and counts them.
+//!
+//! A list prompt is drawn per image from one RNG seeded with `seed`, so runs repeat exactly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use image::{DynamicImage, GrayImage, RgbImage};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::data::{self, Pool};
+use crate::metrics;
+use crate::pipeline::{self, Segmenter};
+use crate::preprocess::{pil_resize_gray, Filter};
+
+#[path = "report.rs"]
+pub mod report;
+
+/// The model's threshold (0.5 until `Segmenter::default_threshold` exists).
+pub fn default_threshold(_seg: &Segmenter) -> f32 {
+    0.5
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// How the model is named in the outputs (its directory).
+    pub model: String,
+    pub data: Vec<PathBuf>,
+    pub split: String,
+    /// Prompt keys (p0, p1, ...); `None` = every key that all records of a dataset have.
+    pub prompts: Option<Vec<String>>,
+    pub out: PathBuf,
+    pub threshold: f32,
+    pub seed: u64,
+    /// Images per encoder batch.
+    pub batch: usize,
+    pub progress: bool,
+    /// Worst cases shown in the report.
+    pub worst: usize,
+}
+
+/// Scores of one image under one prompt.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    pub dataset: String,
+    pub image: String,
+    pub mask_name: String,
+    pub prompt_key: String,
+    pub prompt: String,
+    pub dice: f64,
+    pub iou: f64,
+    pub hd95: Option<f64>,
+    pub dice_model_res: f64,
+    pub iou_model_res: f64,
+    /// Where its predicted mask was written, relative to the output directory.
+    pub mask_file: String,
+    #[serde(skip)]
+    pub image_path: PathBuf,
+    #[serde(skip)]
+    pub mask_path: PathBuf,
+}
+
+/// Means over a set of images.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub n: usize,
+    pub dice: f64,
+    pub iou: f64,
+    /// Mean over images where it is defined (`null` if none).
+    pub hd95: Option<f64>,
+    /// Images where HD95 is undefined (an empty prediction or target).
+    pub hd95_undefined: usize,
+    pub dice_model_res: f64,
+    pub iou_model_res: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptSummary {
+    pub datasets: BTreeMap<String, Summary>,
+    pub pooled: Summary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub split: String,
+    pub threshold: f32,
+    /// Per prompt key, in numeric key order.
+    pub prompts: BTreeMap<String, PromptSummary>,
+    #[serde(skip)]
+    pub results: Vec<ImageResult>,
+    #[serde(skip)]
+    pub key_order: Vec<String>,
+}
+
+pub fn summarize(rs: &[&ImageResult]) -> Summary {
+    let n = rs.len().max(1) as f64;
+    let (hd, undefined) = metrics::mean_defined(&rs.iter().map(|r| r.hd95).collect::<Vec<_>>());
+    Summary {
+        n: rs.len(),
+        dice: rs.iter().map(|r| r.dice).sum::<f64>() / n,
+        iou: rs.iter().map(|r| r.iou).sum::<f64>() / n,
+        hd95: hd,
+        hd95_undefined: undefined,
+        dice_model_res: rs.iter().map(|r| r.dice_model_res).sum::<f64>() / n,
+        iou_model_res: rs.iter().map(|r| r.iou_model_res).sum::<f64>() / n,
+    }
+}
+
+fn key_num(k: &str) -> (u64, String) {
+    (k.trim_start_matches('p').parse().unwrap_or(u64::MAX), k.to_string())
+}
+
+/// The keys every record of the dataset has, numerically ordered.
+fn common_keys(ds: &data::Dataset) -> Vec<String> {
+    let mut keys: Vec<String> = match ds.records.first() {
+        Some(r) => r.prompts.keys().cloned().collect(),
+        None => return Vec::new(),
+    };
+    keys.retain(|k| ds.records.iter().all(|r| r.prompts.contains_key(k)));
+    keys.sort_by_key(|k| key_num(k));
+    keys
+}
+
+/// Predicted mask file name: the target's name, as PNG.
+fn mask_file_name(mask_name: &str) -> String {
+    let p = Path::new(mask_name);
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("png") => mask_name.to_string(),
+        _ => p.with_extension("png").to_string_lossy().into_owned(),
+    }
+}
+
+/// Runs the model over every record and prompt, writing predicted masks under `out/masks/`
+/// (`masks/<dataset>/<mask>` for one prompt key, `masks/<key>/<dataset>/<mask>` for several).
+pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
+    if !(0.0..=1.0).contains(&opts.threshold) {
+        bail!("--threshold must be in 0..1, got {}", opts.threshold);
+    }
+    let pool = Pool::open(&opts.data, &opts.split)?;
+    // Keys per dataset, checked before any model work.
+    let mut keys_of: Vec<Vec<String>> = Vec::new();
+    for ds in &pool.datasets {
+        let keys = match &opts.prompts {
+            Some(ks) => {
+                for k in ks {
+                    ds.require_prompt(k)?;
+                }
+                ks.clone()
+            }
+            None => common_keys(ds),
+        };
+        if keys.is_empty() && !ds.is_empty() {
+            bail!("{} ({} split): its records share no prompt key", ds.name, opts.split);
+        }
+        keys_of.push(keys);
+    }
+    let mut key_order: Vec<String> = keys_of.iter().flatten().cloned().collect();
+    key_order.sort_by_key(|k| key_num(k));
+    key_order.dedup();
+    let per_key_dirs = key_order.len() > 1;
+
+    let total: usize = pool.datasets.iter().map(|d| d.len()).sum();
+    let bar = progress_bar(total as u64, opts.progress);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut memo: HashMap<String, candle_core::Tensor> = HashMap::new();
+    let mut results = Vec::new();
+    for (ds, keys) in pool.datasets.iter().zip(&keys_of) {
+        for chunk in ds.records.chunks(opts.batch.max(1)) {
+            let imgs: Vec<RgbImage> = chunk.par_iter().map(|r| crate::io::read_rgb(&r.image_path)).collect::<Result<_>>()?;
+            let refs: Vec<&RgbImage> = imgs.iter().collect();
+            let feats = seg.encode_images(&seg.pixel_values(&refs)?)?;
+            for ((rec, img), f) in chunk.iter().zip(&imgs).zip(&feats) {
+                let mut texts = Vec::with_capacity(keys.len());
+                for k in keys {
+                    texts.push(data::prompt(rec, k, &mut rng)?.to_string());
+                }
+                let mut rows = Vec::with_capacity(texts.len());
+                for t in &texts {
+                    if !memo.contains_key(t) {
+                        memo.insert(t.clone(), seg.text_conditional(std::slice::from_ref(t))?);
+                    }
+                    rows.push(memo[t].clone());
+                }
+                let cond = candle_core::Tensor::cat(&rows, 0)?;
+                let logits = seg.decode(f, &cond)?;
+                let target = crate::io::read_mask(&rec.mask_path)?;
+                let (w, h) = img.dimensions();
+                if target.dimensions() != (w, h) {
+                    let (tw, th) = target.dimensions();
+                    bail!("{}: mask is {tw}x{th} but its image is {w}x{h}", rec.mask_path.display());
+                }
+                let (_, mh, mw) = logits.dims3()?;
+                let target_model = pil_resize_gray(&target, mw as u32, mh as u32, Filter::Nearest);
+                for (ki, (k, text)) in keys.iter().zip(&texts).enumerate() {
+                    let l = logits.get(ki)?;
+                    let probs = pipeline::probabilities_at(&l, w, h)?;
+                    let pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
+                    let s = metrics::score_masks(&pred, &target)?;
+                    let pm = metrics::binarize(&pipeline::probabilities_at(&l, mw as u32, mh as u32)?, opts.threshold);
+                    let c = metrics::counts(&pm, target_model.as_raw());
+                    let name = mask_file_name(&rec.mask_name);
+                    let rel = if per_key_dirs {
+                        format!("masks/{k}/{}/{name}", ds.name)
+                    } else {
+                        format!("masks/{}/{name}", ds.name)
+                    };
+                    crate::io::write_png_atomic(&opts.out.join(&rel), &DynamicImage::ImageLuma8(pred))?;
+                    results.push(ImageResult {
+                        dataset: ds.name.clone(),
+                        image: rec.img_name.clone(),
+                        mask_name: rec.mask_name.clone(),
+                        prompt_key: k.clone(),
+                        prompt: text.clone(),
+                        dice: s.dice,
+                        iou: s.iou,
+                        hd95: s.hd95,
+                        dice_model_res: metrics::dice_from(c),
+                        iou_model_res: metrics::iou_from(c),
+                        mask_file: rel,
+                        image_path: rec.image_path.clone(),
+                        mask_path: rec.mask_path.clone(),
+                    });
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let mut prompts = BTreeMap::new();
+    for k in &key_order {
+        let of_key: Vec<&ImageResult> = results.iter().filter(|r| &r.prompt_key == k).collect();
+        let mut datasets = BTreeMap::new();
+        for ds in &pool.datasets {
+            let rs: Vec<&ImageResult> = of_key.iter().copied().filter(|r| r.dataset == ds.name).collect();
+            if !rs.is_empty() {
+                datasets.insert(ds.name.clone(), summarize(&rs));
+            }
+        }
+        prompts.insert(k.clone(), PromptSummary { datasets, pooled: summarize(&of_key) });
+    }
+    Ok(EvalReport {
+        model: opts.model.clone(),
+        split: opts.split.clone(),
+        threshold: opts.threshold,
+        prompts,
+        results,
+        key_order,
+    })
+}
+
+fn progress_bar(n: u64, show: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(n);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("eval {bar:30} {pos}/{len} images [{elapsed_precise}<{eta_precise}, {per_sec}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// The results table: one row per prompt key and dataset, then the pooled row.
+pub fn table(r: &EvalReport) -> String {
+    let mut s = format!(
+        "{:<6} {:<20} {:>5} {:>7} {:>7} {:>8} {:>6} {:>9} {:>9}\n",
+        "prompt", "dataset", "n", "dice", "iou", "hd95", "no_hd", "dice@mdl", "iou@mdl"
+    );
+    let row = |s: &mut String, k: &str, name: &str, m: &Summary| {
+        let hd = m.hd95.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "{k:<6} {name:<20} {:>5} {:>7.4} {:>7.4} {hd:>8} {:>6} {:>9.4} {:>9.4}\n",
+            m.n, m.dice, m.iou, m.hd95_undefined, m.dice_model_res, m.iou_model_res
+        ));
+    };
+    for k in &r.key_order {
+        let p = &r.prompts[k];
+        for (name, m) in &p.datasets {
+            row(&mut s, k, name, m);
+        }
+        if p.datasets.len() > 1 {
+            row(&mut s, k, "(pooled)", &p.pooled);
+        }
+    }
+    s
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn per_image_csv(r: &EvalReport) -> String {
+    let mut s = String::from("dataset,image,prompt,dice,iou\n");
+    for x in &r.results {
+        s.push_str(&format!(
+            "{},{},{},{:.6},{:.6}\n",
+            csv_field(&x.dataset),
+            csv_field(&x.image),
+            csv_field(&x.prompt_key),
+            x.dice,
+            x.iou
+        ));
+    }
+    s
+}
+
+/// Writes `metrics.json`, `per_image.csv` and `report.html` into `out`.
+pub fn write_outputs(r: &EvalReport, opts: &EvalOptions) -> Result<()> {
+    crate::io::write_atomic(&opts.out.join("metrics.json"), &serde_json::to_vec_pretty(r)?)?;
+    crate::io::write_atomic(&opts.out.join("per_image.csv"), per_image_csv(r).as_bytes())?;
+    let html = report::html(r, opts)?;
+    crate::io::write_atomic(&opts.out.join("report.html"), html.as_bytes())?;
+    Ok(())
+}
+
+/// The image with the predicted mask (green) and the target's outline (red), at most `max_w` wide.
+pub fn case_image(image: &RgbImage, pred: &GrayImage, target: &GrayImage, max_w: u32) -> RgbImage {
+    let mut out = pipeline::overlay(image, pred);
+    let (w, h) = target.dimensions();
+    let fg = |x: i64, y: i64| x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && target.get_pixel(x as u32, y as u32)[0] > 0;
+    for y in 0..h as i64 {
+        for x in 0..w as i64 {
+            if fg(x, y) && !(fg(x - 1, y) && fg(x + 1, y) && fg(x, y - 1) && fg(x, y + 1)) {
+                out.put_pixel(x as u32, y as u32, image::Rgb([255, 0, 0]));
+            }
+        }
+    }
+    if w > max_w {
+        let nh = ((h as f64 * max_w as f64 / w as f64).round() as u32).max(1);
+        out = image::imageops::resize(&out, max_w, nh, image::imageops::FilterType::Triangle);
+    }
+    out
+}

@@ -1,0 +1,473 @@
+//! CLIPSeg decoder training over frozen CLIP encoders (`vlsm train` with `model.kind = "clipseg"`).
+//!
+//! The decoder lives in a `VarMap` initialised from the checkpoint's `decoder.*` tensors (or
+//! randomly, seeded). Encoder activations are computed once per image into the memory-mapped
+//! [`FeatureCache`]; text conditionals are memoised per prompt string, so an epoch runs only the
+//! decoder. Targets are masks resized to the model input with PIL nearest (medvlsm's
+//! `Resize(interpolation=0)`) and, when the decoder's output is smaller, again to its size.
+//!
+//! The best checkpoint is also written as a full Hugging Face model directory (`config.json`,
+//! `preprocessor_config.json`, tokenizer files, `model.safetensors` = frozen encoders + trained
+//! decoder), so `vlsm segment --model RUN/best` loads it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::cache::{hash_bytes, hash_file, CacheStats, FeatureCache};
+use super::checkpoint;
+use super::config::TrainConfig;
+use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
+use crate::checkpoint as weights;
+use crate::data::{self, Pool, Record};
+use crate::models::clipseg::{ClipSeg, ClipSegConfig, ClipSegDecoder};
+use crate::preprocess::{pil_resize_gray, Filter, ImageProcessorConfig, ResizeTarget};
+use crate::tokenize::ClipTokenizer;
+
+/// Where the trainable decoder starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecoderInit {
+    /// The checkpoint's `decoder.*` tensors.
+    #[default]
+    Checkpoint,
+    /// PyTorch-style uniform(±1/sqrt(fan_in)) weights, zero biases, unit LayerNorm scales,
+    /// drawn from the run seed.
+    Random,
+}
+
+/// Tokenizer files copied into an exported model directory when present.
+pub const TOKENIZER_FILES: &[&str] =
+    &["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
+/// The full model written into `RUN/best/`.
+pub const MODEL_FILE: &str = "model.safetensors";
+
+struct Item {
+    dataset: String,
+    record: Record,
+    cache_key: String,
+    /// 0/1 target at decoder output size, row-major.
+    target: Vec<u8>,
+}
+
+/// The CLIPSeg [`Trainable`]: cached activations + memoised text conditionals in, decoder logits out.
+pub struct ClipSegTask {
+    model: ClipSeg,
+    decoder: ClipSegDecoder,
+    varmap: VarMap,
+    tokenizer: ClipTokenizer,
+    processor: ImageProcessorConfig,
+    prompt_keys: Vec<String>,
+    train: Vec<Item>,
+    val: Vec<Item>,
+    text_memo: HashMap<String, Tensor>,
+    cache: Option<FeatureCache>,
+    /// Decoder output `(h, w)`.
+    out_size: (usize, usize),
+    exporter: Exporter,
+    device: Device,
+    /// What opening the feature cache did (None without a cache).
+    pub cache_stats: Option<CacheStats>,
+}
+
+/// Input of one batch: activations per extracted layer `[B, 1+N, D]` and conditionals `[B, P]`.
+pub struct Batch {
+    pub activations: Vec<Tensor>,
+    pub cond: Tensor,
+}
+
+impl ClipSegTask {
+    /// Loads the model and data and fills the feature cache. Every data, config and checkpoint
+    /// error surfaces here, before any training.
+    pub fn new(cfg: &TrainConfig, init: DecoderInit, progress: bool) -> Result<Self> {
+        cfg.validate()?;
+        if cfg.model.kind != "clipseg" {
+            bail!("model.kind: '{}' is not clipseg", cfg.model.kind);
+        }
+        if !(cfg.is_frozen("vision") && cfg.is_frozen("text")) || cfg.is_frozen("decoder") {
+            bail!("model.freeze: CLIPSeg training trains the decoder only; use freeze = [\"vision\", \"text\"]");
+        }
+        let device = Device::Cpu;
+        let dir = &cfg.model.dir;
+        let cfg_path = dir.join("config.json");
+        let kind = weights::detect(dir)?;
+        if kind != weights::ModelKind::ClipSeg {
+            bail!("{}: a {kind:?} checkpoint, not CLIPSeg (model.kind = \"clipseg\")", cfg_path.display());
+        }
+        let config: ClipSegConfig = weights::read_json(&cfg_path)?;
+        config.validate().map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
+        let wpath = weights::find_weights(dir)?;
+        let vb = weights::var_builder(&wpath, DType::F32, &device, None)?;
+        let model = ClipSeg::new(vb.clone(), &config).map_err(|e| weights::load_error(&wpath, e))?;
+        let tokenizer = ClipTokenizer::from_dir(dir)?;
+        let size = cfg.data.image_size;
+        let processor = train_processor(dir, size)?;
+
+        // Data: anns, files, mask sizes and prompt keys are all checked by opening.
+        let pools = [Pool::open(&cfg.data.datasets, "train")?, Pool::open(&cfg.data.datasets, "val")?];
+        for pool in &pools {
+            for k in &cfg.data.prompts {
+                pool.require_prompt(k)?;
+            }
+        }
+
+        let varmap = VarMap::new();
+        let decoder = ClipSeg::decoder_only(VarBuilder::from_varmap(&varmap, DType::F32, &device), &config)
+            .map_err(|e| anyhow!("decoder: {e}"))?;
+        init_decoder(&varmap, init, &vb, &wpath, cfg.seed)?;
+
+        let g = size / config.vision_config.patch_size;
+        if g == 0 {
+            bail!("data.image_size: {size} is smaller than the patch size {}", config.vision_config.patch_size);
+        }
+        let shapes: Vec<Vec<usize>> =
+            config.extract_layers.iter().map(|_| vec![1 + g * g, config.vision_config.hidden_size]).collect();
+        let out_size = decoder_output_size(&decoder, &shapes, config.projection_dim, &device)?;
+
+        let make_items = |pool: &Pool| -> Result<Vec<Item>> {
+            let list: Vec<_> = pool.iter().collect();
+            list.par_iter()
+                .map(|it| {
+                    let r = it.record;
+                    Ok(Item {
+                        dataset: it.dataset.name.clone(),
+                        record: r.clone(),
+                        cache_key: image_key(&r.image_path)?,
+                        target: load_target(&r.mask_path, size, out_size)?,
+                    })
+                })
+                .collect()
+        };
+        let train = make_items(&pools[0])?;
+        let val = make_items(&pools[1])?;
+
+        let mut task = ClipSegTask {
+            model,
+            decoder,
+            varmap,
+            tokenizer,
+            processor,
+            prompt_keys: cfg.data.prompts.clone(),
+            train,
+            val,
+            text_memo: HashMap::new(),
+            cache: None,
+            out_size,
+            exporter: Exporter { src_dir: dir.clone(), weights: wpath.clone(), image_size: size },
+            device,
+            cache_stats: None,
+        };
+        if cfg.data.feature_cache {
+            let model_key = format!(
+                "clipseg\n{}\n{}\n{:?}",
+                hash_file(&wpath)?,
+                hash_bytes(std::fs::read(&cfg_path)?.as_slice()),
+                task.processor
+            );
+            let paths: Vec<PathBuf> =
+                task.train.iter().chain(&task.val).map(|i| i.record.image_path.clone()).collect();
+            let keys: Vec<String> = task.train.iter().chain(&task.val).map(|i| i.cache_key.clone()).collect();
+            let pb = super::log::progress_bar(keys.len(), "image features (new only)".into(), progress);
+            let (cache, stats) =
+                FeatureCache::open(&cfg.cache_dir(), &model_key, shapes, &keys, cfg.train.batch_size, |pos| {
+                    let ps: Vec<&Path> = pos.iter().map(|&i| paths[i].as_path()).collect();
+                    let acts = task.compute_activations(&ps)?;
+                    pb.inc(pos.len() as u64);
+                    Ok(acts)
+                })?;
+            pb.finish_and_clear();
+            task.cache = Some(cache);
+            task.cache_stats = Some(stats);
+        }
+        Ok(task)
+    }
+
+    /// Decoder output size `(h, w)`.
+    pub fn output_size(&self) -> (usize, usize) {
+        self.out_size
+    }
+
+    /// Writes `RUN/best` (or any checkpoint dir) as a model directory.
+    pub fn exporter(&self) -> Exporter {
+        self.exporter.clone()
+    }
+
+    /// Encoder activations for images on disk, computed now.
+    fn compute_activations(&self, paths: &[&Path]) -> Result<Vec<Tensor>> {
+        let imgs: Vec<image::RgbImage> = paths.par_iter().map(|p| crate::io::read_rgb(p)).collect::<Result<_>>()?;
+        let pv = self.processor.preprocess_batch(&imgs)?;
+        Ok(self.model.image_activations(&pv)?)
+    }
+
+    fn conditionals(&mut self, prompts: &[String]) -> Result<Tensor> {
+        let mut rows = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            if !self.text_memo.contains_key(p) {
+                let ids = self.tokenizer.encode(p)?;
+                let n = ids.len();
+                let ids = Tensor::from_vec(ids, (1, n), &self.device)?;
+                let c = self.model.text_conditional(&ids)?;
+                self.text_memo.insert(p.clone(), c);
+            }
+            rows.push(self.text_memo[p].clone());
+        }
+        Ok(Tensor::cat(&rows, 0)?)
+    }
+
+    fn items(&self, split: Split) -> &[Item] {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+        }
+    }
+
+    /// `(dataset, image name)` of each sample of a split.
+    pub fn names(&self, split: Split) -> Vec<(String, String)> {
+        self.items(split).iter().map(|i| (i.dataset.clone(), i.record.img_name.clone())).collect()
+    }
+}
+
+impl Trainable for ClipSegTask {
+    type Input = Batch;
+
+    fn vars(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn len(&self, split: Split) -> usize {
+        self.items(split).len()
+    }
+
+    fn batch(&mut self, split: Split, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<(Batch, Tensor)> {
+        let mut prompts = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let rec = &self.items(split)[i].record;
+            let key = &self.prompt_keys[rng.random_range(0..self.prompt_keys.len())];
+            prompts.push(data::prompt(rec, key, rng)?.to_string());
+        }
+        let cond = self.conditionals(&prompts)?;
+        let items = self.items(split);
+        let activations = match &self.cache {
+            Some(c) => {
+                let keys: Vec<&str> = idx.iter().map(|&i| items[i].cache_key.as_str()).collect();
+                c.get_batch(&keys, &self.device)?
+            }
+            None => {
+                let ps: Vec<&Path> = idx.iter().map(|&i| items[i].record.image_path.as_path()).collect();
+                self.compute_activations(&ps)?
+            }
+        };
+        let (h, w) = self.out_size;
+        let t: Vec<f32> = idx.iter().flat_map(|&i| items[i].target.iter().map(|&v| v as f32)).collect();
+        let targets = Tensor::from_vec(t, (idx.len(), h, w), &self.device)?;
+        Ok((Batch { activations, cond }, targets))
+    }
+
+    fn forward(&self, input: &Batch) -> Result<Tensor> {
+        Ok(self.decoder.forward(&input.activations, &input.cond)?)
+    }
+}
+
+/// The reference processor with its size set to `size` x `size` (no crop).
+fn train_processor(dir: &Path, size: usize) -> Result<ImageProcessorConfig> {
+    let pp = dir.join("preprocessor_config.json");
+    let mut p = if pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { ImageProcessorConfig::clipseg(352) };
+    p.size = ResizeTarget::Exact { height: size as u32, width: size as u32 };
+    p.do_center_crop = false;
+    Ok(p)
+}
+
+/// Cache key of an image file: its path, length and modification time.
+fn image_key(path: &Path) -> Result<String> {
+    let m = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(format!("{}|{}|{mtime}", abs.display(), m.len()))
+}
+
+/// The mask as 0/1 at `size` x `size` (PIL nearest), then at the decoder output size.
+fn load_target(path: &Path, size: usize, out: (usize, usize)) -> Result<Vec<u8>> {
+    let m = crate::io::read_mask(path)?;
+    let mut m = pil_resize_gray(&m, size as u32, size as u32, Filter::Nearest);
+    if (out.0, out.1) != (size, size) {
+        m = pil_resize_gray(&m, out.1 as u32, out.0 as u32, Filter::Nearest);
+    }
+    Ok(m.as_raw().iter().map(|&v| (v > 0) as u8).collect())
+}
+
+fn decoder_output_size(d: &ClipSegDecoder, shapes: &[Vec<usize>], proj: usize, dev: &Device) -> Result<(usize, usize)> {
+    let acts: Vec<Tensor> =
+        shapes.iter().map(|s| Tensor::zeros((1, s[0], s[1]), DType::F32, dev)).collect::<candle_core::Result<_>>()?;
+    let cond = Tensor::zeros((1, proj), DType::F32, dev)?;
+    let (_, h, w) = d.forward(&acts, &cond)?.dims3()?;
+    Ok((h, w))
+}
+
+fn init_decoder(varmap: &VarMap, init: DecoderInit, ckpt: &VarBuilder, wpath: &Path, seed: u64) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(2);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let t = match init {
+            DecoderInit::Checkpoint => ckpt.get(dims.as_slice(), name).map_err(|e| {
+                anyhow!(
+                    "{}: {} (no trained CLIPSeg decoder in this checkpoint?)",
+                    wpath.display(),
+                    weights::one_line(&e.to_string())
+                )
+            })?,
+            DecoderInit::Random => {
+                let n: usize = dims.iter().product();
+                let v: Vec<f32> = if name.ends_with("bias") {
+                    vec![0.0; n]
+                } else if dims.len() == 1 {
+                    vec![1.0; n]
+                } else {
+                    let b = 1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt();
+                    (0..n).map(|_| rng.random_range(-b..b)).collect()
+                };
+                Tensor::from_vec(v, dims.as_slice(), var.device())?
+            }
+        };
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Writes a checkpoint directory's trained decoder out as a full model directory.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    /// The model directory training started from.
+    pub src_dir: PathBuf,
+    /// Its weight file.
+    pub weights: PathBuf,
+    pub image_size: usize,
+}
+
+impl Exporter {
+    /// Makes `dst` a model directory: its `weights.safetensors` (decoder) over the source's
+    /// encoder tensors, config, processor (at the training size) and tokenizer files.
+    pub fn export(&self, dst: &Path) -> Result<()> {
+        let trained_path = dst.join(checkpoint::WEIGHTS);
+        let trained = candle_core::safetensors::load(&trained_path, &Device::Cpu)
+            .map_err(|e| anyhow!("{}: cannot read: {e}", trained_path.display()))?;
+        let mut all: HashMap<String, Tensor> = read_all_tensors(&self.weights)?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("decoder."))
+            .collect();
+        all.extend(trained);
+        let cfg = std::fs::read(self.src_dir.join("config.json"))
+            .with_context(|| format!("{}: cannot read", self.src_dir.join("config.json").display()))?;
+        crate::io::write_atomic(&dst.join("config.json"), &cfg)?;
+        let pp = processor_json(&self.src_dir.join("preprocessor_config.json"), self.image_size)?;
+        crate::io::write_atomic(&dst.join("preprocessor_config.json"), pp.as_bytes())?;
+        for f in TOKENIZER_FILES {
+            let src = self.src_dir.join(f);
+            if src.is_file() {
+                let b = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
+                crate::io::write_atomic(&dst.join(f), &b)?;
+            }
+        }
+        // Last, so a directory with model.safetensors is always complete.
+        let out = dst.join(MODEL_FILE);
+        let tmp = dst.join(format!(".{MODEL_FILE}.{}.tmp", std::process::id()));
+        candle_core::safetensors::save(&all, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
+        std::fs::rename(&tmp, &out).map_err(|e| anyhow!("{}: cannot write: {e}", out.display()))?;
+        Ok(())
+    }
+
+    /// Exports `run_dir/best` unless it already holds a model (a new best checkpoint replaces
+    /// the whole directory, so a missing model file means a new best).
+    pub fn export_best(&self, run_dir: &Path) -> Result<()> {
+        let best = run_dir.join("best");
+        if best.join(checkpoint::STATE).is_file() && !best.join(MODEL_FILE).is_file() {
+            self.export(&best)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_all_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let r = if ext == "safetensors" {
+        candle_core::safetensors::load(path, &Device::Cpu).map(|m| m.into_iter().collect())
+    } else {
+        candle_core::pickle::read_all(path)
+    };
+    r.map_err(|e| anyhow!("{}: cannot read weights: {}", path.display(), weights::one_line(&e.to_string())))
+}
+
+/// The source `preprocessor_config.json` (or the CLIPSeg one) with `size` set to the training size.
+fn processor_json(src: &Path, size: usize) -> Result<String> {
+    let mut v: serde_json::Value = if src.is_file() {
+        weights::read_json(src)?
+    } else {
+        serde_json::json!({
+            "do_resize": true, "resample": 2, "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+            "image_processor_type": "ViTImageProcessor", "processor_class": "CLIPSegProcessor"
+        })
+    };
+    let obj = v.as_object_mut().ok_or_else(|| anyhow!("{}: expected a JSON object", src.display()))?;
+    obj.insert("size".into(), serde_json::json!({"height": size, "width": size}));
+    obj.insert("do_center_crop".into(), serde_json::Value::Bool(false));
+    Ok(serde_json::to_string_pretty(&v)?)
+}
+
+/// `vlsm train` for CLIPSeg: builds the task, trains, and keeps `RUN/best` a loadable model
+/// directory after every improvement.
+pub fn train(cfg: &TrainConfig, mut hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
+    cfg.validate()?;
+    trainer::apply_threads(cfg.threads);
+    if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
+        bail!(
+            "{}: already holds a run (last/); resume it or choose another output_dir",
+            cfg.output_dir.display()
+        );
+    }
+    let mut task = ClipSegTask::new(cfg, init, hooks.progress)?;
+    if let (Some(s), true) = (&task.cache_stats, hooks.progress) {
+        eprintln!(
+            "feature cache: {} reused, {} computed in {:.1}s",
+            s.reused, s.computed, s.compute_seconds
+        );
+    }
+    let exporter = task.exporter();
+    let failed: Rc<RefCell<Option<anyhow::Error>>> = Rc::new(RefCell::new(None));
+    let mut user = hooks.on_epoch.take();
+    let (run_dir, fail) = (cfg.output_dir.clone(), failed.clone());
+    let ex = exporter.clone();
+    hooks.on_epoch = Some(Box::new(move |rec| {
+        if let Err(e) = ex.export_best(&run_dir) {
+            *fail.borrow_mut() = Some(e);
+            return false;
+        }
+        user.as_mut().is_none_or(|h| h(rec))
+    }));
+    let summary = trainer::run(cfg, &mut task, hooks)?;
+    if let Some(e) = failed.borrow_mut().take() {
+        return Err(e);
+    }
+    exporter.export_best(&cfg.output_dir)?;
+    Ok(summary)
+}

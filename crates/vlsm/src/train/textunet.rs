@@ -1,0 +1,316 @@
+//! Training the built-in TextUNet from scratch (`vlsm train` with `model.kind = "textunet"`).
+//!
+//! Every image and mask is decoded once, resized to the model input (image: PIL bilinear, as
+//! the processor does at inference; mask: PIL nearest, as medvlsm) and kept in memory as u8,
+//! so an epoch costs only the network. The token table is built from the training prompts.
+//! After every improvement `RUN/best` is also a loadable model directory (`config.json`,
+//! `model.safetensors`, `preprocessor_config.json`, the CLIP BPE file), so
+//! `vlsm segment --model RUN/best` works during training.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::checkpoint;
+use super::config::TrainConfig;
+use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
+use crate::data::{Pool, Prompt};
+use crate::models::textunet::{TextUNet, TextUNetConfig};
+use crate::pipeline::textunet_processor;
+use crate::preprocess::{pil_resize, pil_resize_gray, Filter};
+use crate::tokenize::ClipTokenizer;
+
+/// The CLIP BPE merges file a TextUNet directory carries.
+pub const BPE_FILE: &str = "bpe_simple_vocab_16e6.txt.gz";
+
+/// Where the CLIP BPE file is looked for: `VLSM_BPE`, then `../shared/vocab` beside the repo.
+pub fn find_bpe() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("VLSM_BPE") {
+        return Ok(PathBuf::from(p));
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for c in [here.join("../../models/default").join(BPE_FILE), here.join("../../../shared/vocab").join(BPE_FILE)] {
+        if c.is_file() {
+            return Ok(c);
+        }
+    }
+    bail!("{BPE_FILE} not found (set VLSM_BPE to its path)")
+}
+
+struct Sample {
+    image: Vec<u8>,
+    mask: Vec<u8>,
+    prompts: Vec<Vec<String>>,
+}
+
+/// Decoded, resized samples of one split, in pool order.
+fn load_split(pool: &Pool, keys: &[String], size: u32) -> Result<Vec<Sample>> {
+    let items: Vec<_> = pool.iter().collect();
+    items
+        .par_iter()
+        .map(|it| {
+            let r = it.record;
+            let img = crate::io::read_rgb(&r.image_path)?;
+            let mask = crate::io::read_mask(&r.mask_path)?;
+            if img.dimensions() != mask.dimensions() {
+                bail!(
+                    "{}: mask is {:?} but its image {} is {:?}",
+                    r.mask_path.display(),
+                    mask.dimensions(),
+                    r.image_path.display(),
+                    img.dimensions()
+                );
+            }
+            let image = pil_resize(&img, size, size, Filter::Bilinear).into_raw();
+            let mask = pil_resize_gray(&mask, size, size, Filter::Nearest).into_raw();
+            // Keys a record lacks are skipped (BUSI has p0-p6, the polyp sets p0-p9).
+            let prompts: Vec<Vec<String>> = keys
+                .iter()
+                .filter_map(|k| match r.prompts.get(k) {
+                    Some(Prompt::One(s)) => Some(vec![s.clone()]),
+                    Some(Prompt::Many(v)) if !v.is_empty() => Some(v.clone()),
+                    _ => None,
+                })
+                .collect();
+            if prompts.is_empty() {
+                bail!(
+                    "{}: record {} has none of the prompts {}",
+                    it.dataset.root.join("anns").display(),
+                    r.img_name,
+                    keys.join(", ")
+                );
+            }
+            Ok(Sample { image, mask, prompts })
+        })
+        .collect()
+}
+
+/// The [`Trainable`] for TextUNet.
+pub struct TextUNetTask {
+    pub model: TextUNet,
+    varmap: VarMap,
+    tokenizer: ClipTokenizer,
+    train: Vec<Sample>,
+    val: Vec<Sample>,
+    token_memo: RefCell<HashMap<String, Vec<u32>>>,
+    size: usize,
+    mean: [f32; 3],
+    std: [f32; 3],
+    device: Device,
+}
+
+/// Normalised pixels and the prompts' CLIP BPE ids.
+pub struct UNetInput {
+    pub pixels: Tensor,
+    pub ids: Vec<Vec<u32>>,
+}
+
+impl TextUNetTask {
+    pub fn new(cfg: &TrainConfig, bpe: &Path) -> Result<Self> {
+        let device = Device::Cpu;
+        let size = cfg.data.image_size;
+        let keys = &cfg.data.prompts;
+        let train_pool = Pool::open(&cfg.data.datasets, "train")?;
+        let val_pool = Pool::open(&cfg.data.datasets, "val")?;
+        let tokenizer = ClipTokenizer::from_bpe_gz(bpe)?;
+        let train = load_split(&train_pool, keys, size as u32)?;
+        let val = load_split(&val_pool, keys, size as u32)?;
+        // Token table: every token of every training prompt variant.
+        let mut vocab = BTreeSet::new();
+        for s in &train {
+            for variants in &s.prompts {
+                for p in variants {
+                    vocab.extend(tokenizer.encode(p)?);
+                }
+            }
+        }
+        let mut mcfg = TextUNetConfig::new(vocab.into_iter().collect());
+        mcfg.image_size = size;
+        mcfg.validate().map_err(|e| anyhow!("data.image_size: {e}"))?;
+        let varmap = VarMap::new();
+        let model = TextUNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?;
+        seeded_init(&varmap, cfg.seed)?;
+        let (mean, std) = (mcfg.image_mean, mcfg.image_std);
+        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), size, mean, std, device })
+    }
+
+    fn ids(&self, text: &str) -> Result<Vec<u32>> {
+        if let Some(v) = self.token_memo.borrow().get(text) {
+            return Ok(v.clone());
+        }
+        let v = self.tokenizer.encode(text)?;
+        self.token_memo.borrow_mut().insert(text.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Writes `dst` as a TextUNet model directory from a weights file.
+    pub fn export(&self, weights: &Path, bpe: &Path, dst: &Path) -> Result<()> {
+        export_dir(&self.model.config, weights, bpe, dst)
+    }
+}
+
+/// Re-draws every parameter from the run seed (candle's CPU RNG cannot be seeded), as PyTorch
+/// initialises them: uniform(±1/sqrt(fan_in)) for conv/linear weights and biases, N(0, 1) token
+/// and N(0, 0.02) position embeddings, norms at one and zero.
+fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
+    use rand::SeedableRng;
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let fan_in = |name: &str| -> Option<usize> {
+        let w = data.get(&format!("{}.weight", name.strip_suffix(".bias")?))?;
+        Some(w.dims()[1..].iter().product())
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let normal = |std: f32, rng: &mut ChaCha8Rng| -> f32 {
+        // Box-Muller; 1 - u keeps the log finite.
+        let (u, v): (f32, f32) = (rng.random(), rng.random());
+        std * (-2.0 * (1.0 - u).ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    };
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let is_norm = name.contains("norm");
+        let v: Vec<f32> = if name.ends_with("token_embedding.weight") {
+            (0..n).map(|_| normal(1.0, &mut rng)).collect()
+        } else if name.ends_with("position_embedding") {
+            (0..n).map(|_| normal(0.02, &mut rng)).collect()
+        } else if is_norm {
+            vec![if name.ends_with("weight") { 1.0 } else { 0.0 }; n]
+        } else {
+            let fi = if dims.len() >= 2 { dims[1..].iter().product() } else { fan_in(name).unwrap_or(n) };
+            let b = 1.0 / (fi as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-b..b)).collect()
+        };
+        var.set(&Tensor::from_vec(v, dims.as_slice(), var.device())?)?;
+    }
+    Ok(())
+}
+
+/// A TextUNet model directory: config, weights, processor config and the BPE file.
+pub fn export_dir(config: &TextUNetConfig, weights: &Path, bpe: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst).with_context(|| format!("{}: cannot create", dst.display()))?;
+    let w = std::fs::read(weights).with_context(|| format!("{}: cannot read", weights.display()))?;
+    crate::io::write_atomic(&dst.join("model.safetensors"), &w)?;
+    crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(config)?.as_bytes())?;
+    let p = textunet_processor(config);
+    let pp = serde_json::json!({
+        "image_processor_type": "ViTImageProcessor", "do_resize": true,
+        "size": {"height": config.image_size, "width": config.image_size}, "resample": 2,
+        "do_rescale": true, "rescale_factor": 1.0 / 255.0, "do_normalize": true,
+        "image_mean": p.image_mean, "image_std": p.image_std,
+    });
+    crate::io::write_atomic(&dst.join("preprocessor_config.json"), serde_json::to_string_pretty(&pp)?.as_bytes())?;
+    let b = std::fs::read(bpe).with_context(|| format!("{}: cannot read", bpe.display()))?;
+    crate::io::write_atomic(&dst.join(BPE_FILE), &b)?;
+    Ok(())
+}
+
+impl Trainable for TextUNetTask {
+    type Input = UNetInput;
+
+    fn vars(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn len(&self, split: Split) -> usize {
+        match split {
+            Split::Train => self.train.len(),
+            Split::Val => self.val.len(),
+        }
+    }
+
+    fn batch(&mut self, split: Split, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<(UNetInput, Tensor)> {
+        let set = match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+        };
+        let (s, hw) = (self.size, self.size * self.size);
+        let mut px = Vec::with_capacity(idx.len() * 3 * hw);
+        let mut tg = Vec::with_capacity(idx.len() * hw);
+        let mut texts = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let smp = &set[i];
+            for c in 0..3 {
+                let (m, sd) = (self.mean[c], self.std[c]);
+                px.extend(smp.image.iter().skip(c).step_by(3).map(|&v| (v as f32 / 255.0 - m) / sd));
+            }
+            tg.extend(smp.mask.iter().map(|&v| if v > 127 { 1f32 } else { 0.0 }));
+            let k = rng.random_range(0..smp.prompts.len());
+            let variants = &smp.prompts[k];
+            let v = rng.random_range(0..variants.len());
+            texts.push(variants[v].clone());
+        }
+        let ids = texts.iter().map(|t| self.ids(t)).collect::<Result<_>>()?;
+        let b = idx.len();
+        let pixels = Tensor::from_vec(px, (b, 3, s, s), &self.device)?;
+        let targets = Tensor::from_vec(tg, (b, s, s), &self.device)?;
+        Ok((UNetInput { pixels, ids }, targets))
+    }
+
+    fn forward(&self, input: &UNetInput) -> Result<Tensor> {
+        let t = self.model.text.forward(&input.ids)?;
+        Ok(self.model.forward(&input.pixels, &t)?)
+    }
+}
+
+/// `vlsm train` for TextUNet: trains, keeping `RUN/best` a loadable model directory.
+pub fn train(cfg: &TrainConfig, mut hooks: Hooks) -> Result<RunSummary> {
+    cfg.validate()?;
+    trainer::apply_threads(cfg.threads);
+    if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
+        bail!("{}: already holds a run (last/); resume it or choose another output_dir", cfg.output_dir.display());
+    }
+    let bpe = find_bpe()?;
+    let t0 = std::time::Instant::now();
+    let mut task = TextUNetTask::new(cfg, &bpe)?;
+    if hooks.progress {
+        eprintln!(
+            "loaded {} train / {} val images at {}px in {:.1}s; {} prompt tokens; {} parameters",
+            task.train.len(),
+            task.val.len(),
+            task.size,
+            t0.elapsed().as_secs_f64(),
+            task.model.config.vocab.len(),
+            task.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>()
+        );
+    }
+    let config = task.model.config.clone();
+    let failed: Rc<RefCell<Option<anyhow::Error>>> = Rc::new(RefCell::new(None));
+    let mut user = hooks.on_epoch.take();
+    let (run_dir, fail) = (cfg.output_dir.clone(), failed.clone());
+    hooks.on_epoch = Some(Box::new(move |rec| {
+        let best = run_dir.join("best");
+        let w = best.join(checkpoint::WEIGHTS);
+        if w.is_file() && !best.join("config.json").is_file() {
+            if let Err(e) = export_dir(&config, &w, &bpe, &best) {
+                *fail.borrow_mut() = Some(e);
+                return false;
+            }
+        }
+        user.as_mut().is_none_or(|h| h(rec))
+    }));
+    let summary = trainer::run(cfg, &mut task, hooks)?;
+    if let Some(e) = failed.borrow_mut().take() {
+        return Err(e);
+    }
+    Ok(summary)
+}
+
+/// Items of a split as (dataset, image name), in the order `batch` indexes them.
+pub fn names(cfg: &TrainConfig, split: &str) -> Result<Vec<(String, String)>> {
+    let pool = Pool::open(&cfg.data.datasets, split)?;
+    Ok(pool.iter().map(|it| (it.dataset.name.clone(), it.record.img_name.clone())).collect())
+}
