@@ -33,6 +33,7 @@ reference.safetensors (per directory), tensors "<case>.<name>"; cases.json lists
   Swin: stage{i} [B,C_i,H_i,W_i] for i in 0..4: each stage's output before patch merging
         (reshaped_hidden_states[1:] with output_hidden_states_before_downsampling=True),
         last_hidden_state [B,L,C] (after layernorm), pooler_output [B,C], logits (cls).
+        Cases ending in "_always" pass always_partition=True (SwinBackbone's windowing).
         Each case runs on a freshly loaded model: HF's SwinLayer.set_shift_and_window_size
         mutates the layer, so one model object would carry one input's windows to the next.
 """
@@ -134,6 +135,9 @@ def swin_models(out):
         ("model_96", "tiny_model", SwinModel, 96, 96, 1),
         # 100x120: interpolated absolute embeddings, padding, shift in every stage
         ("model_100x120", "tiny_model", SwinModel, 100, 120, 2),
+        # always_partition=True (SwinBackbone): stage maps 10x13, 5x7, 3x4, 2x2 all padded to
+        # whole 3x3 windows and shifted, even the 2x2 one
+        ("model_40x52_always", "tiny_model", SwinModel, 40, 52, 1),
     ]
 
 
@@ -170,11 +174,12 @@ def run_swin(out):
         base = m.swin if cls is SwinForImageClassification else m
         pv = torch.randn(b, 3, h, w, generator=g)
         interp = cls is SwinModel
+        ap = name.endswith("_always")
         with torch.no_grad():
             feats = copy.deepcopy(base)(pv, interpolate_pos_encoding=interp, output_hidden_states=True,
-                                        output_hidden_states_before_downsampling=True)
-            o = m(pv, interpolate_pos_encoding=interp)
-            bo = base(pv, interpolate_pos_encoding=interp)
+                                        output_hidden_states_before_downsampling=True, always_partition=ap)
+            o = m(pv, interpolate_pos_encoding=interp, always_partition=ap)
+            bo = base(pv, interpolate_pos_encoding=interp, always_partition=ap)
         ref[f"{name}.pixel_values"] = pv
         for i, t in enumerate(feats.reshaped_hidden_states[1:]):
             ref[f"{name}.stage{i}"] = t
@@ -184,7 +189,8 @@ def run_swin(out):
         if cls is SwinForImageClassification:
             ref[f"{name}.logits"] = o.logits
             kind = "cls"
-        meta.append({"name": name, "model_dir": d, "kind": kind, "height": h, "width": w, "batch": b})
+        meta.append({"name": name, "model_dir": d, "kind": kind, "height": h, "width": w, "batch": b,
+                     "always_partition": ap})
     return ref, meta
 
 

@@ -56,7 +56,12 @@ fn run_op(op: &str, rgb: &Image<u8>, gray: &Image<u8>) -> Result<()> {
 pub fn run_image(rgb: &Image<u8>, reps: usize) -> Result<Vec<(String, f64)>> {
     let gray = cvt_color(rgb, ColorConversion::Rgb2Gray)?;
     let mut out = Vec::new();
+    // IMGPROC_BENCH_ONLY=op1,op2 restricts the run (for profiling).
+    let only = std::env::var("IMGPROC_BENCH_ONLY").ok();
     for &op in OPS {
+        if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == op)) {
+            continue;
+        }
         run_op(op, rgb, &gray)?;
         let mut times: Vec<f64> = (0..reps.max(1))
             .map(|_| {

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::filter::{as_u8, from_u8};
 use crate::image::{Image, Pixel};
 use crate::parallel::par_rows;
+use crate::simd::multiversion;
 use std::sync::OnceLock;
 
 /// Conversion codes (`cv::COLOR_*`).
@@ -111,15 +112,25 @@ fn rgb_idx(bgr: bool) -> (usize, usize, usize) {
 
 // ---------------------------------------------------------------- gray
 
-fn gray_u8(s: &[u8], d: &mut [u8], bgr: bool) {
+#[inline(always)]
+fn gray_px<const CN: usize>(s: &[u8], d: &mut [u8], (ri, gi, bi): (usize, usize, usize)) {
     // OpenCV 5 uses 15-bit coefficients (4.x used 14-bit ones).
     const R: u32 = 9798;
     const G: u32 = 19235;
     const B: u32 = 3735;
-    let cn = s.len() / d.len();
-    let (ri, gi, bi) = rgb_idx(bgr);
-    for (o, p) in d.iter_mut().zip(s.chunks_exact(cn)) {
+    for (o, p) in d.iter_mut().zip(s.chunks_exact(CN)) {
         *o = ((p[ri] as u32 * R + p[gi] as u32 * G + p[bi] as u32 * B + (1 << 14)) >> 15) as u8;
+    }
+}
+
+multiversion! {
+    fn gray_u8(s: &[u8], d: &mut [u8], bgr: bool) {
+        let idx = rgb_idx(bgr);
+        if s.len() == d.len() * 3 {
+            gray_px::<3>(s, d, idx)
+        } else {
+            gray_px::<4>(s, d, idx)
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 use crate::border::BorderType;
 use crate::error::{bad, Result};
 use crate::filter::{filter_2d, separable};
+use crate::kernels8;
+use crate::parallel::par_rows;
 use crate::image::{Image, Pixel};
 
 /// `cv::getDerivKernels` integer Sobel kernel of `order` for `ksize` (1 means 3 for order > 0).
@@ -54,37 +56,8 @@ fn check_deriv(op: &'static str, dx: usize, dy: usize, ksize: usize) -> Result<(
 pub(crate) fn sep_i16(src: &Image<u8>, kx: &[i32], ky: &[i32], border: BorderType) -> Image<i16> {
     let cn = src.channels();
     let (kw, kh) = (kx.len(), ky.len());
-    let row = move |pad: &[u8], out: &mut [i32]| {
-        let n = out.len();
-        out.fill(0);
-        for (i, &k) in kx.iter().enumerate() {
-            if k == 0 {
-                continue;
-            }
-            for (o, &p) in out.iter_mut().zip(&pad[i * cn..i * cn + n]) {
-                *o += p as i32 * k;
-            }
-        }
-    };
-    let col = move |rows: &[&[i32]], out: &mut [i16]| {
-        let mut acc = [0i32; 256];
-        for x0 in (0..out.len()).step_by(256) {
-            let len = (out.len() - x0).min(256);
-            let acc = &mut acc[..len];
-            acc.fill(0);
-            for (r, &k) in rows.iter().zip(ky) {
-                if k == 0 {
-                    continue;
-                }
-                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
-                    *a += v * k;
-                }
-            }
-            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = a.clamp(-32768, 32767) as i16;
-            }
-        }
-    };
+    let row = move |pad: &[u8], out: &mut [i32]| kernels8::conv_row_i32(pad, out, kx, cn);
+    let col = move |rows: &[&[i32]], out: &mut [i16]| kernels8::conv_col_i16(rows, ky, out);
     separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col)
 }
 
@@ -186,45 +159,52 @@ pub fn canny(src: &Image<u8>, low: f64, high: f64, aperture: usize, l2: bool) ->
     let dx = sobel(src, 1, 0, aperture, BorderType::Replicate)?;
     let dy = sobel(src, 0, 1, aperture, BorderType::Replicate)?;
     let (dxd, dyd) = (dx.data(), dy.data());
-    // magnitudes with a zero frame
+    // Magnitudes with a zero frame (i32 suffices: 2 * 32767^2 < 2^31).
     let mw = w + 2;
-    let mut mag = vec![0i64; mw * (h + 2)];
-    for y in 0..h {
-        for x in 0..w {
-            let (a, b) = (dxd[y * w + x] as i64, dyd[y * w + x] as i64);
-            mag[(y + 1) * mw + x + 1] = if l2 { a * a + b * b } else { a.abs() + b.abs() };
+    let mut mag = vec![0i32; mw * (h + 2)];
+    par_rows(&mut mag[mw..mw * (h + 1)], mw, |y0, band| {
+        for (i, row) in band.chunks_mut(mw).enumerate() {
+            let (a, b) = (&dxd[(y0 + i) * w..(y0 + i + 1) * w], &dyd[(y0 + i) * w..(y0 + i + 1) * w]);
+            for ((m, &a), &b) in row[1..=w].iter_mut().zip(a).zip(b) {
+                let (a, b) = (a as i32, b as i32);
+                *m = if l2 { a * a + b * b } else { a.abs() + b.abs() };
+            }
         }
-    }
+    });
+    let (lo, hi) = (lo.clamp(-1, i32::MAX as i64) as i32, hi.clamp(-1, i32::MAX as i64) as i32);
     const TG22: i64 = 13573; // tan(22.5°) in Q15
     // 0: none, 1: weak candidate, 2: strong
     let mut class = vec![0u8; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let j = (y + 1) * mw + x + 1;
-            let m = mag[j];
-            if m <= lo {
-                continue;
-            }
-            let (xs, ys) = (dxd[y * w + x] as i64, dyd[y * w + x] as i64);
-            let ax = xs.abs();
-            let ay = ys.abs() << 15;
-            let tg22x = ax * TG22;
-            let keep = if ay < tg22x {
-                m > mag[j - 1] && m >= mag[j + 1]
-            } else {
-                let tg67x = tg22x + (ax << 16);
-                if ay > tg67x {
-                    m > mag[j - mw] && m >= mag[j + mw]
-                } else {
-                    let s: isize = if (xs ^ ys) < 0 { -1 } else { 1 };
-                    m > mag[(j as isize - mw as isize - s) as usize] && m > mag[(j as isize + mw as isize + s) as usize]
+    par_rows(&mut class, w, |y0, band| {
+        for (i, crow) in band.chunks_mut(w).enumerate() {
+            let y = y0 + i;
+            for (x, cl) in crow.iter_mut().enumerate() {
+                let j = (y + 1) * mw + x + 1;
+                let m = mag[j];
+                if m <= lo {
+                    continue;
                 }
-            };
-            if keep {
-                class[y * w + x] = if m > hi { 2 } else { 1 };
+                let (xs, ys) = (dxd[y * w + x] as i64, dyd[y * w + x] as i64);
+                let ax = xs.abs();
+                let ay = ys.abs() << 15;
+                let tg22x = ax * TG22;
+                let keep = if ay < tg22x {
+                    m > mag[j - 1] && m >= mag[j + 1]
+                } else {
+                    let tg67x = tg22x + (ax << 16);
+                    if ay > tg67x {
+                        m > mag[j - mw] && m >= mag[j + mw]
+                    } else {
+                        let s: isize = if (xs ^ ys) < 0 { -1 } else { 1 };
+                        m > mag[(j as isize - mw as isize - s) as usize] && m > mag[(j as isize + mw as isize + s) as usize]
+                    }
+                };
+                if keep {
+                    *cl = if m > hi { 2 } else { 1 };
+                }
             }
         }
-    }
+    });
     let mut out = vec![0u8; w * h];
     let mut stack: Vec<usize> = Vec::new();
     for (i, &c) in class.iter().enumerate() {

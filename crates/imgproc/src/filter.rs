@@ -2,6 +2,7 @@
 use crate::border::{border_interpolate, BorderType};
 use crate::error::{bad, Result};
 use crate::image::{Image, Pixel};
+use crate::kernels8;
 use crate::parallel::par_rows;
 
 /// Horizontal neighbourhood of one source row, with borders filled in: `(width + kw - 1) * cn`
@@ -284,6 +285,16 @@ pub fn blur<T: Pixel>(src: &Image<T>, ksize: (usize, usize), border: BorderType)
 /// Fast u8 box blur: u16 row sums over a sliding window, u32 column sums.
 fn blur_u8(src: &Image<u8>, (kw, kh): (usize, usize), border: BorderType) -> Image<u8> {
     let cn = src.channels();
+    let area = (kw * kh) as u32;
+    // Odd areas have no ties: round(s / area) == (s + (area - 1) / 2) / area, a magic multiply.
+    if area % 2 == 1 && area * 255 < 65536 {
+        let add = (area - 1) / 2;
+        if let Some((m, sh)) = kernels8::magic_div(area, area * 255 + add) {
+            let row = move |pad: &[u8], out: &mut [u16]| kernels8::box_row_u16(pad, out, kw, cn);
+            let col = move |rows: &[&[u16]], out: &mut [u8]| kernels8::box_col_u16(rows, out, add, m, sh);
+            return separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col);
+        }
+    }
     let scale = 1.0 / (kw * kh) as f64;
     let area = (kw * kh) as u32;
     // Exact rounding table-free: round(s / area) half-even equals OpenCV's double product except
@@ -453,40 +464,9 @@ pub fn gaussian_blur<T: Pixel>(
 fn gaussian_u8(src: &Image<u8>, kx: &[u16], ky: &[u16], border: BorderType) -> Image<u8> {
     let cn = src.channels();
     let (kw, kh) = (kx.len(), ky.len());
-    let row = move |pad: &[u8], out: &mut [u16]| {
-        let n = out.len();
-        let c = kw / 2;
-        // Symmetric kernel: off-centre taps are at most 128, so pairs cannot overflow u16.
-        let kc = kx[c];
-        for (o, &p) in out.iter_mut().zip(&pad[c * cn..c * cn + n]) {
-            *o = p as u16 * kc;
-        }
-        for i in 0..c {
-            let k = kx[i];
-            let a = &pad[i * cn..i * cn + n];
-            let b = &pad[(kw - 1 - i) * cn..(kw - 1 - i) * cn + n];
-            for ((o, &p), &q) in out.iter_mut().zip(a).zip(b) {
-                *o = o.wrapping_add((p as u16 + q as u16).wrapping_mul(k));
-            }
-        }
-    };
-    let col = move |rows: &[&[u16]], out: &mut [u8]| {
-        let mut acc = [0u32; 256];
-        for x0 in (0..out.len()).step_by(256) {
-            let len = (out.len() - x0).min(256);
-            let acc = &mut acc[..len];
-            acc.fill(1 << 15);
-            for (r, &k) in rows.iter().zip(ky) {
-                let k = k as u32;
-                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
-                    *a += v as u32 * k;
-                }
-            }
-            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = (a >> 16).min(255) as u8;
-            }
-        }
-    };
+    // Symmetric kernel: off-centre taps are at most 128, so pairs cannot overflow u16.
+    let row = move |pad: &[u8], out: &mut [u16]| kernels8::gauss_row_u16(pad, out, kx, cn);
+    let col = move |rows: &[&[u16]], out: &mut [u8]| kernels8::gauss_col_u16(rows, ky, out);
     separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col)
 }
 
@@ -507,6 +487,7 @@ pub fn median_blur<T: Pixel>(src: &Image<T>, ksize: usize) -> Result<Image<T>> {
         if ksize > 5 {
             return Ok(from_u8(median_hist_u8(s8, ksize)));
         }
+        return Ok(from_u8(median_network_u8(s8, ksize)));
     }
     Ok(median_network(src, ksize))
 }
@@ -548,6 +529,45 @@ fn median_network_pairs(n: usize) -> Vec<(usize, usize)> {
     }
     kept.reverse();
     kept
+}
+
+fn median_network_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
+    let (w, h, cn) = (src.width(), src.height(), src.channels());
+    if w * cn < kernels8::MB {
+        return median_network(src, ksize);
+    }
+    let r = ksize / 2;
+    let pairs: Vec<(u8, u8)> = median_network_pairs(ksize * ksize).into_iter().map(|(a, b)| (a as u8, b as u8)).collect();
+    let padder = RowPadder::new(w, cn, ksize, r, BorderType::Replicate);
+    let rl = w * cn;
+    let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        // A ring of padded rows: each source row is padded once per band.
+        let mut pads: Vec<Vec<u8>> = (0..ksize).map(|_| vec![0; padder.len()]).collect();
+        let mut cols: Vec<Vec<u8>> = (0..3).map(|_| vec![0; padder.len()]).collect();
+        let mut tags: Vec<Option<usize>> = vec![None; ksize];
+        for (yy, out) in band.chunks_mut(rl).enumerate() {
+            let y = y0 + yy;
+            let mut idx = [0usize; 5];
+            for i in 0..ksize {
+                let sy = (y + i).saturating_sub(r).min(h - 1);
+                let slot = sy % ksize;
+                if tags[slot] != Some(sy) {
+                    padder.fill(Some(src.row(sy)), 0, &mut pads[slot]);
+                    tags[slot] = Some(sy);
+                }
+                idx[i] = slot;
+            }
+            if ksize == 3 {
+                let [lo, mid, hi] = &mut cols[..] else { unreachable!() };
+                kernels8::median3_row([&pads[idx[0]], &pads[idx[1]], &pads[idx[2]]], out, cn, lo, mid, hi);
+                continue;
+            }
+            let rows: Vec<&[u8]> = idx[..ksize].iter().map(|&i| pads[i].as_slice()).collect();
+            kernels8::median_row(&rows, out, cn, &pairs);
+        }
+    });
+    dst
 }
 
 fn median_network<T: Pixel>(src: &Image<T>, ksize: usize) -> Image<T> {

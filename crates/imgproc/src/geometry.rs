@@ -4,6 +4,8 @@ use crate::error::{bad, Result};
 use crate::filter::{as_u8, from_u8};
 use crate::image::{Image, Pixel};
 use crate::parallel::par_rows;
+use crate::resize8;
+use crate::simd::multiversion;
 
 /// `cv::InterpolationFlags` used by resize and warps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -38,6 +40,19 @@ pub fn resize<T: Pixel>(src: &Image<T>, (dw, dh): (usize, usize), interp: Interp
     if interp == Interpolation::Linear && area_fast && isx == 2 && isy == 2 {
         interp = Interpolation::Area;
     }
+    if let Some(s8) = as_u8(src) {
+        let exact2x = area_fast && isx == 2 && isy == 2 && src.channels() != 2;
+        let fast = match interp {
+            Interpolation::Nearest => Some(resize_nearest_u8(s8, dw, dh)),
+            Interpolation::Area if exact2x => Some(resize8::area_2x(s8, dw, dh)),
+            Interpolation::Linear => Some(resize_sep_u8::<2>(s8, dw, dh, scale_x, scale_y)),
+            Interpolation::Cubic => Some(resize_sep_u8::<4>(s8, dw, dh, scale_x, scale_y)),
+            Interpolation::Area => None,
+        };
+        if let Some(img) = fast {
+            return Ok(from_u8(img));
+        }
+    }
     match interp {
         Interpolation::Nearest => Ok(resize_nearest(src, dw, dh)),
         Interpolation::Area if scale_x >= 1.0 && scale_y >= 1.0 => {
@@ -69,6 +84,42 @@ fn resize_nearest<T: Pixel>(src: &Image<T>, dw: usize, dh: usize) -> Image<T> {
         }
     });
     dst
+}
+
+fn nearest_xofs(sw: usize, dw: usize, cn: usize) -> Vec<usize> {
+    let ifx = 1.0 / (dw as f64 / sw as f64);
+    (0..dw).map(|x| ((x as f64 * ifx).floor() as usize).min(sw - 1) * cn).collect()
+}
+
+fn resize_nearest_u8(src: &Image<u8>, dw: usize, dh: usize) -> Image<u8> {
+    let (sw, sh, cn) = (src.width(), src.height(), src.channels());
+    let ify = 1.0 / (dh as f64 / sh as f64);
+    let xofs = nearest_xofs(sw, dw, cn);
+    let mut dst = Image::new(dw, dh, cn).expect("channels");
+    let rl = dw * cn;
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        for (i, out) in band.chunks_mut(rl).enumerate() {
+            let sy = (((y0 + i) as f64 * ify).floor() as usize).min(sh - 1);
+            resize8::nearest_row(src.row(sy), &xofs, out, cn);
+        }
+    });
+    dst
+}
+
+fn resize_sep_u8<const K: usize>(src: &Image<u8>, dw: usize, dh: usize, sx: f64, sy: f64) -> Image<u8>
+where
+    resize8::Taps<K>: resize8::HPass + Sync,
+{
+    let (sw, sh, cn) = (src.width(), src.height(), src.channels());
+    let q = |v: f32| (v * COEF_SCALE).round_ties_even() as i32;
+    let (xo, xw) = axis_taps(sw, dw, sx, 1.0 / sx, K, false);
+    let (yo, yw) = axis_taps(sh, dh, sy, 1.0 / sy, K, false);
+    let taps = resize8::Taps::<K> {
+        ofs: xo.iter().map(|&o| std::array::from_fn(|k| ((o + k as isize).clamp(0, sw as isize - 1) as usize * cn) as u32)).collect(),
+        w: xw.iter().map(|w| std::array::from_fn(|k| q(w[k]))).collect(),
+    };
+    let yw: Vec<[i32; K]> = yw.iter().map(|w| std::array::from_fn(|k| q(w[k]))).collect();
+    resize8::resize_sep(src, dw, dh, &taps, &yo, &yw)
 }
 
 fn interpolate_cubic(x: f32) -> [f32; 4] {
@@ -389,6 +440,20 @@ pub fn warp_affine<T: Pixel>(
                 }
             });
         }
+        Interpolation::Linear | Interpolation::Area if as_u8(src).is_some() => {
+            let s8 = as_u8(src).expect("checked");
+            let invf = inv.map(|v| v as f32);
+            let geom = WarpSrc { data: s8.data(), w: sw as usize, h: sh as usize, cn };
+            let replicate = border == BorderType::Replicate;
+            let bval = u8::from_f64(border_value);
+            let mut d8 = Image::<u8>::new(dw, dh, cn)?;
+            par_rows(d8.data_mut(), rl, |y0, band| {
+                for (i, out) in band.chunks_mut(rl).enumerate() {
+                    warp_linear_row_u8(&geom, &invf, (y0 + i) as f32, out, replicate, bval);
+                }
+            });
+            return Ok(from_u8(d8));
+        }
         _ => {
             let cubic = interp == Interpolation::Cubic;
             par_rows(dst.data_mut(), rl, |y0, band| {
@@ -431,4 +496,70 @@ pub fn warp_affine<T: Pixel>(
         }
     }
     Ok(dst)
+}
+
+struct WarpSrc<'a> {
+    data: &'a [u8],
+    w: usize,
+    h: usize,
+    cn: usize,
+}
+
+#[inline(always)]
+fn bilinear(p00: f32, p01: f32, p10: f32, p11: f32, fx: f32, fy: f32) -> u8 {
+    let top = fx.mul_add(p01 - p00, p00);
+    let bot = fx.mul_add(p11 - p10, p10);
+    u8::from_f32(fy.mul_add(bot - top, top))
+}
+
+#[inline(always)]
+fn warp_linear_px<const CN: usize>(s: &WarpSrc, inv: &[f32; 6], xrow: f32, yrow: f32, out: &mut [u8], replicate: bool, bval: u8) {
+    let (w, h) = (s.w as isize, s.h as isize);
+    let stride = s.w * CN;
+    for (x, o) in out.chunks_exact_mut(CN).enumerate() {
+        let xf = x as f32;
+        let sx = inv[0].mul_add(xf, xrow);
+        let sy = inv[3].mul_add(xf, yrow);
+        let (ix, iy) = (sx.floor(), sy.floor());
+        let (fx, fy) = (sx - ix, sy - iy);
+        let (ix, iy) = (ix as isize, iy as isize);
+        if ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h {
+            let i0 = iy as usize * stride + ix as usize * CN;
+            let r0 = &s.data[i0..i0 + 2 * CN];
+            let r1 = &s.data[i0 + stride..i0 + stride + 2 * CN];
+            for c in 0..CN {
+                o[c] = bilinear(r0[c] as f32, r0[c + CN] as f32, r1[c] as f32, r1[c + CN] as f32, fx, fy);
+            }
+        } else if ix >= -1 && iy >= -1 && ix < w && iy < h || replicate {
+            let fetch = |xx: isize, yy: isize, c: usize| -> f32 {
+                if xx >= 0 && yy >= 0 && xx < w && yy < h {
+                    s.data[yy as usize * stride + xx as usize * CN + c] as f32
+                } else if replicate {
+                    s.data[yy.clamp(0, h - 1) as usize * stride + xx.clamp(0, w - 1) as usize * CN + c] as f32
+                } else {
+                    bval as f32
+                }
+            };
+            for c in 0..CN {
+                o[c] = bilinear(fetch(ix, iy, c), fetch(ix + 1, iy, c), fetch(ix, iy + 1, c), fetch(ix + 1, iy + 1, c), fx, fy);
+            }
+        } else {
+            o.fill(bval);
+        }
+    }
+}
+
+multiversion! {
+    /// One row of 8-bit bilinear `warp_affine` (float coordinates and weights, as OpenCV 5),
+    /// with a check-free path for the interior.
+    fn warp_linear_row_u8(s: &WarpSrc, inv: &[f32; 6], y: f32, out: &mut [u8], replicate: bool, bval: u8) {
+        let xrow = inv[1].mul_add(y, inv[2]);
+        let yrow = inv[4].mul_add(y, inv[5]);
+        match s.cn {
+            1 => warp_linear_px::<1>(s, inv, xrow, yrow, out, replicate, bval),
+            2 => warp_linear_px::<2>(s, inv, xrow, yrow, out, replicate, bval),
+            3 => warp_linear_px::<3>(s, inv, xrow, yrow, out, replicate, bval),
+            _ => warp_linear_px::<4>(s, inv, xrow, yrow, out, replicate, bval),
+        }
+    }
 }

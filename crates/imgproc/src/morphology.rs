@@ -2,7 +2,8 @@
 use crate::border::border_interpolate;
 use crate::border::BorderType;
 use crate::error::{bad, Result};
-use crate::filter::RowPadder;
+use crate::filter::{as_u8, from_u8, separable, RowPadder};
+use crate::kernels8;
 use crate::image::{Image, Pixel};
 use crate::parallel::par_rows;
 
@@ -83,7 +84,55 @@ fn kernel_runs(kernel: &Image<u8>) -> Vec<Vec<(usize, usize)>> {
         .collect()
 }
 
+/// 8-bit erode/dilate: rect kernels as a separable min/max (rows then columns), other shapes
+/// row by row over the runs of the kernel, with vectorised kernels.
+fn morph_u8(src: &Image<u8>, kernel: &Image<u8>, dilate: bool) -> Image<u8> {
+    let (w, h, cn) = (src.width(), src.height(), src.channels());
+    let (kw, kh) = (kernel.width(), kernel.height());
+    let (ax, ay) = (kw / 2, kh / 2);
+    let ident = if dilate { 0u8 } else { 255 };
+    let runs = kernel_runs(kernel);
+    if runs.iter().all(|r| r.len() == 1 && r[0] == (0, kw)) {
+        let row = move |pad: &[u8], out: &mut [u8]| kernels8::minmax_row(pad, out, kw, cn, dilate);
+        let col = move |rows: &[&[u8]], out: &mut [u8]| {
+            out.copy_from_slice(rows[0]);
+            for r in &rows[1..] {
+                kernels8::minmax_into(out, r, dilate);
+            }
+        };
+        return separable(src, cn, (kw, ax), (kh, ay), BorderType::Constant, ident, row, col);
+    }
+    let padder = RowPadder::new(w, cn, kw, ax, BorderType::Constant);
+    let rl = w * cn;
+    let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let mut pad = vec![ident; padder.len()];
+        let mut hbuf = vec![ident; rl];
+        for (yy, out) in band.chunks_mut(rl).enumerate() {
+            let y = y0 + yy;
+            out.fill(ident);
+            for (i, row_runs) in runs.iter().enumerate() {
+                let Some(sy) = border_interpolate(y as isize + i as isize - ay as isize, h, BorderType::Constant) else {
+                    continue;
+                };
+                if row_runs.is_empty() {
+                    continue;
+                }
+                padder.fill(Some(src.row(sy)), ident, &mut pad);
+                for &(s, len) in row_runs {
+                    kernels8::minmax_row(&pad[s * cn..], &mut hbuf, len, cn, dilate);
+                    kernels8::minmax_into(out, &hbuf, dilate);
+                }
+            }
+        }
+    });
+    dst
+}
+
 fn morph<T: Pixel>(src: &Image<T>, kernel: &Image<u8>, dilate: bool) -> Image<T> {
+    if let Some(s8) = as_u8(src) {
+        return from_u8(morph_u8(s8, kernel, dilate));
+    }
     let (w, h, cn) = (src.width(), src.height(), src.channels());
     let (kw, kh) = (kernel.width(), kernel.height());
     let (ax, ay) = (kw / 2, kh / 2);

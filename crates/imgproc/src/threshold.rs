@@ -3,6 +3,7 @@
 use crate::border::BorderType;
 use crate::error::{bad, Result};
 use crate::filter::{as_u8, blur, from_u8, gaussian_blur};
+use crate::parallel::par_rows;
 use crate::image::{Image, Pixel};
 
 /// `cv::ThresholdTypes` without the automatic flags.
@@ -73,12 +74,46 @@ pub fn threshold<T: Pixel>(
     Ok((t, out))
 }
 
+/// Histogram of `data`: parallel chunks, each with four interleaved sub-histograms so that
+/// runs of equal values do not serialise on one counter.
 fn histogram(data: &[u8]) -> [u32; 256] {
-    let mut h = [0u32; 256];
-    for &v in data {
-        h[v as usize] += 1;
-    }
-    h
+    use rayon::prelude::*;
+    let part = |chunk: &[u8]| {
+        let mut h = [[0u32; 256]; 4];
+        let mut it = chunk.chunks_exact(4);
+        for q in &mut it {
+            h[0][q[0] as usize] += 1;
+            h[1][q[1] as usize] += 1;
+            h[2][q[2] as usize] += 1;
+            h[3][q[3] as usize] += 1;
+        }
+        for &v in it.remainder() {
+            h[0][v as usize] += 1;
+        }
+        let mut out = [0u32; 256];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = h[0][i] + h[1][i] + h[2][i] + h[3][i];
+        }
+        out
+    };
+    let chunk = (data.len() / rayon::current_num_threads().max(1)).max(1 << 16);
+    data.par_chunks(chunk).map(part).reduce(|| [0u32; 256], |mut a, b| {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        a
+    })
+}
+
+/// `tab[v]` for every value, in parallel row bands.
+pub(crate) fn apply_lut(src: &Image<u8>, tab: &[u8; 256]) -> Image<u8> {
+    let mut dst = Image::<u8>::new(src.width(), src.height(), src.channels()).expect("channels");
+    let rl = src.row_len();
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let s = &src.data()[y0 * rl..y0 * rl + band.len()];
+        for (o, &v) in band.iter_mut().zip(s) {
+            *o = tab[v as usize];
+        }
+    });
+    dst
 }
 
 fn threshold_u8(src: &Image<u8>, thresh: f64, maxval: f64, ty: ThresholdType) -> (f64, Image<u8>) {
@@ -118,7 +153,7 @@ fn threshold_u8(src: &Image<u8>, thresh: f64, maxval: f64, ty: ThresholdType) ->
             ThresholdType::ToZeroInv => if above { 0 } else { v },
         };
     }
-    (it as f64, src.map(|v| tab[v as usize]))
+    (it as f64, apply_lut(src, &tab))
 }
 
 /// OpenCV's `getThreshVal_Otsu_8u`, same double arithmetic so that ties resolve the same way.
@@ -236,6 +271,13 @@ pub fn adaptive_threshold(
         let above = i as i32 - 255 > -idelta;
         *t = if above == (ty == ThresholdType::Binary) { imax } else { 0 };
     }
-    let data = src.data().iter().zip(mean.data()).map(|(&s, &m)| tab[(s as i32 - m as i32 + 255) as usize]).collect();
-    Image::from_vec(src.width(), src.height(), 1, data)
+    let mut dst = Image::<u8>::new(src.width(), src.height(), 1)?;
+    let rl = src.row_len();
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let r = y0 * rl..y0 * rl + band.len();
+        for ((o, &s), &m) in band.iter_mut().zip(&src.data()[r.clone()]).zip(&mean.data()[r]) {
+            *o = tab[(s as i32 - m as i32 + 255) as usize];
+        }
+    });
+    Ok(dst)
 }

@@ -14,6 +14,10 @@ pub enum BenchCommand {
     Clipseg(ClipsegBench),
     /// One training step of the built-in model architecture: images per second.
     Train(TrainBench),
+    /// ViT-B/16 classifier (random weights): seconds per image.
+    Vit(crate::classify_cmd::ClassifierBenchArgs),
+    /// Swin-T classifier (random weights): seconds per image.
+    Swin(crate::classify_cmd::ClassifierBenchArgs),
     /// The imgproc operations on one image, median milliseconds each.
     Imgproc {
         /// The image (the reference figures use a 1920x1072 Kvasir image).
@@ -45,6 +49,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Clipseg(b) => clipseg(b),
         BenchCommand::Train(b) => train(b),
+        BenchCommand::Vit(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::VitB16, b),
+        BenchCommand::Swin(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::SwinT, b),
         BenchCommand::Imgproc { image, json } => crate::imgproc_cmd::bench(&image, json),
     }
 }

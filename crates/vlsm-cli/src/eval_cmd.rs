@@ -19,7 +19,11 @@ pub struct EvalArgs {
     #[arg(long, default_value = "test")]
     pub split: String,
     /// Prompt key to evaluate (p0, p1, ...); repeat for several.
-    #[arg(long = "prompt", required_unless_present = "all_prompts", conflicts_with = "all_prompts")]
+    #[arg(
+        long = "prompt",
+        required_unless_present = "all_prompts",
+        conflicts_with = "all_prompts"
+    )]
     pub prompts: Vec<String>,
     /// Evaluate every prompt key the records have.
     #[arg(long)]

@@ -227,7 +227,15 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
             let px: Vec<u8> = r.labels.iter().flat_map(|&l| r.centers[l].iter().map(|&v| v.round().clamp(0.0, 255.0) as u8)).collect();
             Image::from_vec(src.width(), src.height(), cn, px)?
         }
-        Op::Sift => bail!("{}: sift is not implemented yet in imgproc", input.display()),
+        Op::Sift => {
+            let kps = imgproc::sift_detect(&gray(&src)?).map_err(ctx)?;
+            let list: Vec<serde_json::Value> = kps
+                .iter()
+                .map(|k| serde_json::json!({"x": k.x, "y": k.y, "size": k.size, "angle": k.angle, "response": k.response, "octave": k.octave}))
+                .collect();
+            let body = serde_json::to_vec_pretty(&serde_json::json!({"keypoints": list})).context("sift json")?;
+            return save_bytes(out, &body);
+        }
     };
     save_image(out, &img)
 }

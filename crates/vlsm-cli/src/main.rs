@@ -1,6 +1,7 @@
 //! `vlsm`: language-guided medical image segmentation from the command line.
 
 mod bench_cmd;
+mod classify_cmd;
 mod eval_cmd;
 mod imgproc_cmd;
 mod prompts_cmd;
@@ -36,6 +37,8 @@ enum Command {
     Prompts(prompts_cmd::PromptsArgs),
     /// Classical image processing with OpenCV semantics.
     Imgproc(imgproc_cmd::ImgprocArgs),
+    /// Top-k labels of an image from a ViT or Swin classifier.
+    Classify(classify_cmd::ClassifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval_cmd::run(a),
         Command::Prompts(a) => prompts_cmd::run(a),
         Command::Imgproc(a) => imgproc_cmd::run(a),
+        Command::Classify(a) => classify_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

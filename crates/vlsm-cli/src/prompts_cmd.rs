@@ -23,7 +23,10 @@ pub struct PromptsArgs {
 /// "80/10/10" → [80, 10, 10].
 pub fn parse_split(s: &str) -> Result<[u32; 3]> {
     let bad = || anyhow!("--split: expected three whole numbers like 80/10/10, got '{s}'");
-    let parts: Vec<u32> = s.split('/').map(|p| p.trim().parse::<u32>().map_err(|_| bad())).collect::<Result<_>>()?;
+    let parts: Vec<u32> = s
+        .split('/')
+        .map(|p| p.trim().parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
     let arr: [u32; 3] = parts.try_into().map_err(|_| bad())?;
     if arr.iter().sum::<u32>() == 0 {
         return Err(bad());

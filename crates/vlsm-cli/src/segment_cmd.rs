@@ -26,15 +26,16 @@ pub struct SegmentArgs {
     /// With text and image prompts: 0 = text only, 1 = image only.
     #[arg(long, default_value_t = 0.5)]
     pub mix: f64,
-    /// Model directory (Hugging Face CLIPSeg layout).
+    /// Model directory (Hugging Face CLIPSeg layout, or one written by `vlsm train`);
+    /// default: the built-in model.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Output directory.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Probability threshold for the mask.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    /// Probability threshold for the mask (default: the model's, 0.5 for CLIPSeg).
+    #[arg(long)]
+    pub threshold: Option<f32>,
     /// Write the raw logits at model resolution as float32 .npy [H, W] (one image, one prompt).
     #[arg(long)]
     pub logits: Option<PathBuf>,
@@ -58,8 +59,10 @@ pub fn run(a: SegmentArgs) -> Result<()> {
     if a.prompt_image.is_some() && a.prompt_mask.is_none() {
         bail!("--prompt-image needs --prompt-mask");
     }
-    if !(0.0..=1.0).contains(&a.threshold) {
-        bail!("--threshold must be in 0..1, got {}", a.threshold);
+    if let Some(t) = a.threshold {
+        if !(0.0..=1.0).contains(&t) {
+            bail!("--threshold must be in 0..1, got {t}");
+        }
     }
     if a.batch == 0 {
         bail!("--batch must be at least 1");
@@ -67,7 +70,11 @@ pub fn run(a: SegmentArgs) -> Result<()> {
     for p in &a.images {
         check_image_header(p)?;
     }
-    let seg = Segmenter::load(&a.model)?;
+    let model_dir = match &a.model {
+        Some(m) => m.clone(),
+        None => pipeline::default_model_dir()?,
+    };
+    let seg = Segmenter::load(&model_dir)?;
 
     // Conditions: every text prompt (mixed with the image prompt when both are given), or the
     // image prompt alone.
@@ -117,6 +124,7 @@ pub fn run(a: SegmentArgs) -> Result<()> {
     check_unique_stems(&a.images)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create output directory", a.out.display()))?;
 
+    let threshold = a.threshold.unwrap_or(seg.default_threshold());
     let bar = progress(a.images.len() as u64);
     // Decode and preprocess the next batch while the model runs on this one.
     let (tx, rx) = mpsc::sync_channel::<Result<(Vec<(PathBuf, RgbImage)>, candle_core::Tensor)>>(1);
@@ -145,7 +153,7 @@ pub fn run(a: SegmentArgs) -> Result<()> {
                 let logits = seg.decode(f, &cond)?; // [N, h, w]
                 for (k, c) in conds.iter().enumerate() {
                     let l = logits.get(k)?;
-                    write_outputs(&a, path, img, &l, c)?;
+                    write_outputs(&a, path, img, &l, c, threshold)?;
                     if let Some(npy) = &a.logits {
                         let (h, w) = l.dims2()?;
                         io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
@@ -161,10 +169,17 @@ pub fn run(a: SegmentArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_outputs(a: &SegmentArgs, path: &Path, img: &RgbImage, logits: &candle_core::Tensor, c: &Condition) -> Result<()> {
+fn write_outputs(
+    a: &SegmentArgs,
+    path: &Path,
+    img: &RgbImage,
+    logits: &candle_core::Tensor,
+    c: &Condition,
+    threshold: f32,
+) -> Result<()> {
     let (w, h) = img.dimensions();
     let probs = pipeline::probabilities_at(logits, w, h)?;
-    let mask = pipeline::threshold_mask(&probs, w, h, a.threshold)?;
+    let mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
     let base = a.out.join(format!("{stem}{}", c.name));
     io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;

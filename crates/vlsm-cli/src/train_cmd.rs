@@ -22,8 +22,16 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig::load(&a.config)?;
-    let init = if a.random_decoder { DecoderInit::Random } else { DecoderInit::Checkpoint };
-    let hooks = Hooks { resume: a.resume, progress: true, on_epoch: None };
+    let init = if a.random_decoder {
+        DecoderInit::Random
+    } else {
+        DecoderInit::Checkpoint
+    };
+    let hooks = Hooks {
+        resume: a.resume,
+        progress: true,
+        on_epoch: None,
+    };
     let s = match cfg.model.kind.as_str() {
         "textunet" => vlsm::train::textunet::train(&cfg, hooks)?,
         _ => clipseg::train(&cfg, hooks, init)?,
@@ -34,7 +42,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
             s.run_dir.display(),
             s.best_epoch,
             s.history.len(),
-            if s.stopped_early { ", stopped early" } else { "" },
+            if s.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            },
             s.run_dir.join("best").display()
         ),
         None => eprintln!("{}: no epoch completed", s.run_dir.display()),

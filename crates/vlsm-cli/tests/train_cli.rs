@@ -8,8 +8,14 @@ fn tiny_model() -> PathBuf {
 }
 
 fn vlsm(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlsm")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_vlsm"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Six 40x30 images with a square each, as both train and val split.
@@ -21,9 +27,17 @@ fn dataset(dir: &Path) -> PathBuf {
     let mut recs = Vec::new();
     for i in 0..6u32 {
         let inside = |x: u32, y: u32| (5 + i..20 + i).contains(&x) && (5..20).contains(&y);
-        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb(if inside(x, y) { [220, 200, 40] } else { [30, 30, 90] }));
+        let img = image::RgbImage::from_fn(40, 30, |x, y| {
+            image::Rgb(if inside(x, y) {
+                [220, 200, 40]
+            } else {
+                [30, 30, 90]
+            })
+        });
         img.save(ds.join(format!("images/{i}.png"))).unwrap();
-        let m = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
+        let m = image::GrayImage::from_fn(40, 30, |x, y| {
+            image::Luma([if inside(x, y) { 255 } else { 0 }])
+        });
         m.save(ds.join(format!("masks/{i}.png"))).unwrap();
         recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"), "prompts": {"p1": "square"}}));
     }
@@ -52,10 +66,24 @@ fn trains_resumes_and_segments_with_the_best_model() {
     let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(ok, "{err}");
     let run = tmp.path().join("run");
-    for f in ["metrics.csv", "curves.png", "config.toml", "best/model.safetensors", "best/config.json", "best/tokenizer.json", "last/weights.safetensors"] {
+    for f in [
+        "metrics.csv",
+        "curves.png",
+        "config.toml",
+        "best/model.safetensors",
+        "best/config.json",
+        "best/tokenizer.json",
+        "last/weights.safetensors",
+    ] {
         assert!(run.join(f).is_file(), "no {f}");
     }
-    assert_eq!(std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count(), 4);
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
     // Training again into the same run needs --resume; resuming a finished run is a no-op.
     let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(!ok && err.contains("resume"), "{err}");
@@ -63,11 +91,22 @@ fn trains_resumes_and_segments_with_the_best_model() {
 
     let out = tmp.path().join("seg");
     let (ok, err) = vlsm(&[
-        "segment", "--model", run.join("best").to_str().unwrap(), "-p", "square", "--out", out.to_str().unwrap(),
+        "segment",
+        "--model",
+        run.join("best").to_str().unwrap(),
+        "-p",
+        "square",
+        "--out",
+        out.to_str().unwrap(),
         ds.join("images/0.png").to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    assert_eq!(vlsm::io::read_mask(&out.join("0.mask.png")).unwrap().dimensions(), (40, 30));
+    assert_eq!(
+        vlsm::io::read_mask(&out.join("0.mask.png"))
+            .unwrap()
+            .dimensions(),
+        (40, 30)
+    );
 }
 
 #[test]
@@ -77,11 +116,16 @@ fn config_errors_name_the_key_in_one_line() {
     for (extra, key) in [("bogus_key = 1\n", "bogus_key"), ("seed = -3\n", "seed")] {
         let cfg = write_config(tmp.path(), &ds, extra);
         let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
-        assert!(!ok && err.contains(key) && err.contains("train.toml"), "{err}");
+        assert!(
+            !ok && err.contains(key) && err.contains("train.toml"),
+            "{err}"
+        );
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
     let cfg = write_config(tmp.path(), &ds, "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("lr = 1e-2", "lr = 0.0");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("lr = 1e-2", "lr = 0.0");
     std::fs::write(&cfg, text).unwrap();
     let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(!ok && err.contains("train.lr"), "{err}");

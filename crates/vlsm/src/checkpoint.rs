@@ -90,10 +90,12 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 pub enum ModelKind {
     ClipSeg,
     TextUNet,
+    BiomedClipSeg,
+    Cris,
 }
 
 /// The `model_type` values `detect` knows.
-pub const SUPPORTED: &[&str] = &["clipseg", "textunet"];
+pub const SUPPORTED: &[&str] = &["clipseg", "textunet", "biomedclipseg", "cris"];
 
 pub fn detect(dir: &Path) -> Result<ModelKind> {
     if !dir.is_dir() {
@@ -105,6 +107,8 @@ pub fn detect(dir: &Path) -> Result<ModelKind> {
         match v.get("model_type").and_then(|m| m.as_str()) {
             Some("clipseg") => return Ok(ModelKind::ClipSeg),
             Some("textunet") => return Ok(ModelKind::TextUNet),
+            Some("biomedclipseg") => return Ok(ModelKind::BiomedClipSeg),
+            Some("cris") => return Ok(ModelKind::Cris),
             Some(other) => bail!(
                 "{}: model_type '{other}' is not supported (expected one of: {})",
                 cfg.display(),

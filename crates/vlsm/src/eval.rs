@@ -118,7 +118,10 @@ pub fn summarize(rs: &[&ImageResult]) -> Summary {
 }
 
 fn key_num(k: &str) -> (u64, String) {
-    (k.trim_start_matches('p').parse().unwrap_or(u64::MAX), k.to_string())
+    (
+        k.trim_start_matches('p').parse().unwrap_or(u64::MAX),
+        k.to_string(),
+    )
 }
 
 /// The keys every record of the dataset has, numerically ordered.
@@ -161,7 +164,11 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
             None => common_keys(ds),
         };
         if keys.is_empty() && !ds.is_empty() {
-            bail!("{} ({} split): its records share no prompt key", ds.name, opts.split);
+            bail!(
+                "{} ({} split): its records share no prompt key",
+                ds.name,
+                opts.split
+            );
         }
         keys_of.push(keys);
     }
@@ -177,7 +184,10 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     let mut results = Vec::new();
     for (ds, keys) in pool.datasets.iter().zip(&keys_of) {
         for chunk in ds.records.chunks(opts.batch.max(1)) {
-            let imgs: Vec<RgbImage> = chunk.par_iter().map(|r| crate::io::read_rgb(&r.image_path)).collect::<Result<_>>()?;
+            let imgs: Vec<RgbImage> = chunk
+                .par_iter()
+                .map(|r| crate::io::read_rgb(&r.image_path))
+                .collect::<Result<_>>()?;
             let refs: Vec<&RgbImage> = imgs.iter().collect();
             let feats = seg.encode_images(&seg.pixel_values(&refs)?)?;
             for ((rec, img), f) in chunk.iter().zip(&imgs).zip(&feats) {
@@ -198,7 +208,10 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                 let (w, h) = img.dimensions();
                 if target.dimensions() != (w, h) {
                     let (tw, th) = target.dimensions();
-                    bail!("{}: mask is {tw}x{th} but its image is {w}x{h}", rec.mask_path.display());
+                    bail!(
+                        "{}: mask is {tw}x{th} but its image is {w}x{h}",
+                        rec.mask_path.display()
+                    );
                 }
                 let (_, mh, mw) = logits.dims3()?;
                 let target_model = pil_resize_gray(&target, mw as u32, mh as u32, Filter::Nearest);
@@ -207,7 +220,10 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                     let probs = pipeline::probabilities_at(&l, w, h)?;
                     let pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
                     let s = metrics::score_masks(&pred, &target)?;
-                    let pm = metrics::binarize(&pipeline::probabilities_at(&l, mw as u32, mh as u32)?, opts.threshold);
+                    let pm = metrics::binarize(
+                        &pipeline::probabilities_at(&l, mw as u32, mh as u32)?,
+                        opts.threshold,
+                    );
                     let c = metrics::counts(&pm, target_model.as_raw());
                     let name = mask_file_name(&rec.mask_name);
                     let rel = if per_key_dirs {
@@ -215,7 +231,10 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                     } else {
                         format!("masks/{}/{name}", ds.name)
                     };
-                    crate::io::write_png_atomic(&opts.out.join(&rel), &DynamicImage::ImageLuma8(pred))?;
+                    crate::io::write_png_atomic(
+                        &opts.out.join(&rel),
+                        &DynamicImage::ImageLuma8(pred),
+                    )?;
                     results.push(ImageResult {
                         dataset: ds.name.clone(),
                         image: rec.img_name.clone(),
@@ -243,12 +262,22 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         let of_key: Vec<&ImageResult> = results.iter().filter(|r| &r.prompt_key == k).collect();
         let mut datasets = BTreeMap::new();
         for ds in &pool.datasets {
-            let rs: Vec<&ImageResult> = of_key.iter().copied().filter(|r| r.dataset == ds.name).collect();
+            let rs: Vec<&ImageResult> = of_key
+                .iter()
+                .copied()
+                .filter(|r| r.dataset == ds.name)
+                .collect();
             if !rs.is_empty() {
                 datasets.insert(ds.name.clone(), summarize(&rs));
             }
         }
-        prompts.insert(k.clone(), PromptSummary { datasets, pooled: summarize(&of_key) });
+        prompts.insert(
+            k.clone(),
+            PromptSummary {
+                datasets,
+                pooled: summarize(&of_key),
+            },
+        );
     }
     Ok(EvalReport {
         model: opts.model.clone(),
@@ -267,8 +296,10 @@ fn progress_bar(n: u64, show: bool) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(n);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("eval {bar:30} {pos}/{len} images [{elapsed_precise}<{eta_precise}, {per_sec}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "eval {bar:30} {pos}/{len} images [{elapsed_precise}<{eta_precise}, {per_sec}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     pb
 }
@@ -280,7 +311,10 @@ pub fn table(r: &EvalReport) -> String {
         "prompt", "dataset", "n", "dice", "iou", "hd95", "no_hd", "dice@mdl", "iou@mdl"
     );
     let row = |s: &mut String, k: &str, name: &str, m: &Summary| {
-        let hd = m.hd95.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+        let hd = m
+            .hd95
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| "-".into());
         s.push_str(&format!(
             "{k:<6} {name:<20} {:>5} {:>7.4} {:>7.4} {hd:>8} {:>6} {:>9.4} {:>9.4}\n",
             m.n, m.dice, m.iou, m.hd95_undefined, m.dice_model_res, m.iou_model_res
@@ -323,7 +357,10 @@ pub fn per_image_csv(r: &EvalReport) -> String {
 
 /// Writes `metrics.json`, `per_image.csv` and `report.html` into `out`.
 pub fn write_outputs(r: &EvalReport, opts: &EvalOptions) -> Result<()> {
-    crate::io::write_atomic(&opts.out.join("metrics.json"), &serde_json::to_vec_pretty(r)?)?;
+    crate::io::write_atomic(
+        &opts.out.join("metrics.json"),
+        &serde_json::to_vec_pretty(r)?,
+    )?;
     crate::io::write_atomic(&opts.out.join("per_image.csv"), per_image_csv(r).as_bytes())?;
     let html = report::html(r, opts)?;
     crate::io::write_atomic(&opts.out.join("report.html"), html.as_bytes())?;
@@ -334,7 +371,13 @@ pub fn write_outputs(r: &EvalReport, opts: &EvalOptions) -> Result<()> {
 pub fn case_image(image: &RgbImage, pred: &GrayImage, target: &GrayImage, max_w: u32) -> RgbImage {
     let mut out = pipeline::overlay(image, pred);
     let (w, h) = target.dimensions();
-    let fg = |x: i64, y: i64| x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && target.get_pixel(x as u32, y as u32)[0] > 0;
+    let fg = |x: i64, y: i64| {
+        x >= 0
+            && y >= 0
+            && x < w as i64
+            && y < h as i64
+            && target.get_pixel(x as u32, y as u32)[0] > 0
+    };
     for y in 0..h as i64 {
         for x in 0..w as i64 {
             if fg(x, y) && !(fg(x - 1, y) && fg(x + 1, y) && fg(x, y - 1) && fg(x, y + 1)) {

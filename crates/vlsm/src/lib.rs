@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod classify;
 pub mod data;
+pub mod default_model;
 pub mod eval;
 pub mod io;
 pub mod metrics;

@@ -8,10 +8,15 @@ use image::{GrayImage, RgbImage};
 
 use crate::checkpoint::{self, ModelKind};
 use crate::models::clipseg::{ClipSeg, ClipSegConfig};
+use crate::models::biomedclip::{BiomedClip, BiomedClipConfig};
+use crate::models::biomedclipseg::BiomedClipSeg;
+use crate::models::cris::Cris;
 use crate::models::interp;
 use crate::models::textunet::{TextUNet, TextUNetConfig};
 use crate::preprocess::ImageProcessorConfig;
-use crate::tokenize::ClipTokenizer;
+use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
+
+pub use crate::default_model::default_model_dir;
 
 /// Encoded image: what the prompt-dependent half of the model reads, for one image.
 #[derive(Clone)]
@@ -23,12 +28,17 @@ pub struct ImageFeatures {
 pub enum Net {
     ClipSeg(ClipSeg),
     TextUNet(TextUNet),
+    /// BiomedCLIPSeg and BiomedCLIPSeg-D (the decoder's origin is a weights matter).
+    BiomedClipSeg(BiomedClipSeg, WordPieceTokenizer),
+    /// CRIS: the cached image features are the backbone's C3-C5; the text-gated neck runs per prompt.
+    Cris(Cris),
 }
 
 /// A loaded model directory, ready to segment.
 pub struct Segmenter {
     pub net: Net,
-    pub tokenizer: ClipTokenizer,
+    /// The CLIP BPE tokenizer (None for BiomedCLIPSeg, whose WordPiece tokenizer is in `net`).
+    pub tokenizer: Option<ClipTokenizer>,
     pub processor: ImageProcessorConfig,
     pub dir: PathBuf,
     pub device: Device,
@@ -52,9 +62,41 @@ impl Segmenter {
         let device = Device::Cpu;
         let kind = checkpoint::detect(dir)?;
         let cfg_path = dir.join("config.json");
+        let pp = dir.join("preprocessor_config.json");
+        match kind {
+            ModelKind::BiomedClipSeg => {
+                let m = BiomedClipSeg::load(dir, None, DType::F32, &device)?;
+                let enc = BiomedClipConfig::from_dir(dir)?;
+                let tok = BiomedClip::tokenizer(dir, enc.context_length)?;
+                let processor = enc.image_processor();
+                return Ok(Self {
+                    net: Net::BiomedClipSeg(m, tok),
+                    tokenizer: None,
+                    processor,
+                    dir: dir.to_path_buf(),
+                    device,
+                    threshold: 0.5,
+                });
+            }
+            ModelKind::Cris => {
+                let m = Cris::load(dir, DType::F32, &device)?;
+                let threshold = m.config.threshold;
+                let processor = cris_processor(m.config.img_size as u32);
+                return Ok(Self {
+                    net: Net::Cris(m),
+                    tokenizer: Some(load_tokenizer(dir).or_else(|_| {
+                        crate::train::textunet::find_bpe().and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
+                    })?),
+                    processor,
+                    dir: dir.to_path_buf(),
+                    device,
+                    threshold,
+                });
+            }
+            _ => {}
+        }
         let weights = checkpoint::find_weights(dir)?;
         let vb = checkpoint::var_builder(&weights, DType::F32, &device, None)?;
-        let pp = dir.join("preprocessor_config.json");
         let (net, default_processor, threshold) = match kind {
             ModelKind::ClipSeg => {
                 let config: ClipSegConfig = checkpoint::read_json(&cfg_path)?;
@@ -70,10 +112,11 @@ impl Segmenter {
                 let pp = textunet_processor(&config);
                 (Net::TextUNet(m), pp, t)
             }
+            ModelKind::BiomedClipSeg | ModelKind::Cris => unreachable!("handled above"),
         };
         let tokenizer = load_tokenizer(dir)?;
         let processor = if pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { default_processor };
-        Ok(Self { net, tokenizer, processor, dir: dir.to_path_buf(), device, threshold })
+        Ok(Self { net, tokenizer: Some(tokenizer), processor, dir: dir.to_path_buf(), device, threshold })
     }
 
     /// The probability threshold the model was trained or published with.
@@ -86,6 +129,8 @@ impl Segmenter {
         match self.net {
             Net::ClipSeg(_) => "clipseg",
             Net::TextUNet(_) => "textunet",
+            Net::BiomedClipSeg(..) => "biomedclipseg",
+            Net::Cris(_) => "cris",
         }
     }
 
@@ -104,6 +149,11 @@ impl Segmenter {
         let acts = match &self.net {
             Net::ClipSeg(m) => m.image_activations(pixel_values)?,
             Net::TextUNet(m) => m.encode(pixel_values)?,
+            Net::BiomedClipSeg(m, _) => m.image_activations(pixel_values)?,
+            Net::Cris(m) => {
+                let (c3, c4, c5) = m.backbone.encode_image(pixel_values)?;
+                vec![c3, c4, c5]
+            }
         };
         let b = pixel_values.dim(0)?;
         (0..b)
@@ -118,11 +168,32 @@ impl Segmenter {
     /// Conditional embeddings [N, D] for N prompts. Each prompt runs unpadded (for CLIP,
     /// padding after the end token cannot change the pooled feature).
     pub fn text_conditional(&self, prompts: &[String]) -> Result<Tensor> {
+        if let Net::BiomedClipSeg(m, tok) = &self.net {
+            let refs: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
+            let (ids, mask) = m.biomedclip.tokenize(tok, &refs, &self.device)?;
+            return Ok(m.text_conditional(&ids, &mask)?);
+        }
+        let tokenizer = self.tokenizer.as_ref().expect("CLIP models carry a BPE tokenizer");
         let mut ids_all = Vec::with_capacity(prompts.len());
         for p in prompts {
-            ids_all.push(self.tokenizer.encode(p)?);
+            ids_all.push(tokenizer.encode(p)?);
         }
         match &self.net {
+            Net::Cris(m) => {
+                // CRIS reads word features too, so the "conditional" is the padded ids themselves.
+                let l = m.config.word_len;
+                let rows: Vec<Vec<u32>> = ids_all
+                    .into_iter()
+                    .map(|mut v| {
+                        v.truncate(l);
+                        v.resize(l, 0);
+                        v
+                    })
+                    .collect();
+                let n = rows.len();
+                Ok(Tensor::from_vec(rows.concat(), (n, l), &self.device)?)
+            }
+            Net::BiomedClipSeg(..) => unreachable!("handled above"),
             Net::ClipSeg(m) => {
                 let mut rows = Vec::with_capacity(prompts.len());
                 for ids in ids_all {
@@ -145,7 +216,7 @@ impl Segmenter {
                 let pv = self.pixel_values(&[&engineered])?;
                 Ok(m.image_conditional(&pv)?)
             }
-            Net::TextUNet(_) => bail!("{}: this model takes text prompts only", self.dir.display()),
+            _ => bail!("{}: this model takes text prompts only", self.dir.display()),
         }
     }
 
@@ -154,8 +225,36 @@ impl Segmenter {
         Ok(match &self.net {
             Net::ClipSeg(m) => m.decoder.forward(&features.activations, cond)?,
             Net::TextUNet(m) => m.decode(&features.activations, cond)?,
+            Net::BiomedClipSeg(m, _) => m.decoder.forward(&features.activations, cond)?,
+            Net::Cris(m) => cris_decode(m, &features.activations, cond)?,
         })
     }
+}
+
+/// CRIS from cached backbone features: text encoder, text-gated FPN, decoder and projector for
+/// each prompt (ids [N, L]) → logits [N, S, S].
+fn cris_decode(m: &Cris, c: &[Tensor], ids: &Tensor) -> candle_core::Result<Tensor> {
+    let n = ids.dim(0)?;
+    let expand = |t: &Tensor| -> candle_core::Result<Tensor> {
+        let (_, ch, h, w) = t.dims4()?;
+        t.broadcast_as((n, ch, h, w))?.contiguous()
+    };
+    let (c3, c4, c5) = (expand(&c[0])?, expand(&c[1])?, expand(&c[2])?);
+    let (words, state) = m.backbone.encode_text(ids)?;
+    let fq = m.neck.forward(&c3, &c4, &c5, &state)?;
+    let dec = m.decoder.forward(&fq, &words, &Cris::pad_mask(ids)?)?;
+    let pred = m.proj.forward(&dec, &state)?;
+    let (_, _, ph, _) = pred.dims4()?;
+    let s = ph * 4;
+    crate::models::cris::bicubic_align_corners(&pred, s)?.squeeze(1)
+}
+
+/// CRIS preprocessing as medvlsm: resize to the square input, CLIP mean/std.
+pub fn cris_processor(size: u32) -> ImageProcessorConfig {
+    let mut p = ImageProcessorConfig::clipseg(size);
+    p.image_mean = [0.48145466, 0.4578275, 0.40821073];
+    p.image_std = [0.26862954, 0.26130258, 0.27577711];
+    p
 }
 
 /// TextUNet preprocessing: PIL bilinear resize to the square input size, then normalise.

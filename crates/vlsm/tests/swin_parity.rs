@@ -1,5 +1,6 @@
 //! Swin against transformers: tiny random models written by tools/make_vit_swin_fixtures.py,
-//! including inputs that need padding to whole patches and windows and odd-size merging.
+//! including inputs that need padding to whole patches and windows and odd-size merging, and
+//! `SwinBackbone`'s `always_partition` windowing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,9 @@ fn every_case_matches_transformers() {
             assert_close(&format!("{name} logits"), &m.forward(&pv).unwrap(), &get("logits"));
             m.swin.forward(&pv).unwrap()
         } else {
-            SwinModel::new(vb, &c).unwrap().forward(&pv).unwrap()
+            let mut m = SwinModel::new(vb, &c).unwrap();
+            m.always_partition = case["always_partition"].as_bool().unwrap_or(false);
+            m.forward(&pv).unwrap()
         };
         assert_eq!(out.stages.len(), 4);
         for (i, s) in out.stages.iter().enumerate() {
@@ -68,7 +71,7 @@ fn every_case_matches_transformers() {
         assert_close(&format!("{name} pooler_output"), &out.pooler_output, &get("pooler_output"));
         n += 1;
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 #[test]
@@ -83,6 +86,11 @@ fn pyramid_shapes_and_strides() {
     let tiny = Tensor::zeros((1, 3, 40, 40), DType::F32, &Device::Cpu).unwrap();
     let e = m.forward(&tiny).err().unwrap().to_string();
     assert!(e.contains("smaller than the 4x4 window"), "{e}");
+    // SwinBackbone's windowing pads instead: 20, 10, 5, 3 maps.
+    let mut m = m;
+    m.always_partition = true;
+    let f = m.forward_features(&tiny).unwrap();
+    assert_eq!(f[3].dims(), &[1, 64, 3, 3]);
 }
 
 #[test]

@@ -1,2 +1,3 @@
 //! Corner and keypoint detectors.
 pub mod harris;
+pub mod sift;

@@ -184,14 +184,19 @@ impl SwinBlock {
             .unsqueeze(0)
     }
 
-    /// x: `[B, h*w, C]` on an `h × w` map.
-    pub fn forward(&self, x: &Tensor, (h, w): (usize, usize)) -> Result<Tensor> {
-        // A map no larger than the window is one unshifted window (transformers'
+    /// x: `[B, h*w, C]` on an `h × w` map. `always_partition` keeps the configured window and
+    /// shift on small maps (padding them), as transformers' `SwinBackbone`.
+    pub fn forward(&self, x: &Tensor, (h, w): (usize, usize), always_partition: bool) -> Result<Tensor> {
+        // Otherwise a map no larger than the window is one unshifted window (transformers'
         // set_shift_and_window_size); smaller than the window has no bias table to match.
-        let (win, shift) = if h.min(w) <= self.window { (h.min(w), 0) } else { (self.window, self.shift) };
+        let (win, shift) = if !always_partition && h.min(w) <= self.window {
+            (h.min(w), 0)
+        } else {
+            (self.window, self.shift)
+        };
         if win != self.window {
             candle_core::bail!(
-                "a {h}x{w} stage map is smaller than the {0}x{0} window: the input is too small for this Swin",
+                "a {h}x{w} stage map is smaller than the {0}x{0} window: the input is too small for this Swin (set always_partition to pad it)",
                 self.window
             );
         }
@@ -348,6 +353,9 @@ pub struct SwinModel {
     stages: Vec<(Vec<SwinBlock>, Option<PatchMerging>)>,
     layernorm: LayerNorm,
     pub config: SwinConfig,
+    /// Pad small stage maps to whole windows instead of shrinking the window (`SwinBackbone`'s
+    /// `always_partition=True`): any input size works. Off by default, as `SwinModel`.
+    pub always_partition: bool,
 }
 
 impl SwinModel {
@@ -379,6 +387,7 @@ impl SwinModel {
             stages,
             layernorm: layer_norm(c.num_features(), c.layer_norm_eps, vb.pp("layernorm"))?,
             config: c.clone(),
+            always_partition: false,
         })
     }
 
@@ -388,7 +397,7 @@ impl SwinModel {
         let mut stages = Vec::with_capacity(self.stages.len());
         for (blocks, down) in &self.stages {
             for blk in blocks {
-                x = blk.forward(&x, hw)?;
+                x = blk.forward(&x, hw, self.always_partition)?;
             }
             let c = x.dim(2)?;
             stages.push(x.reshape((b, hw.0, hw.1, c))?.permute((0, 3, 1, 2))?.contiguous()?);

@@ -44,8 +44,13 @@ pub enum DecoderInit {
 }
 
 /// Tokenizer files copied into an exported model directory when present.
-pub const TOKENIZER_FILES: &[&str] =
-    &["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
 /// The full model written into `RUN/best/`.
 pub const MODEL_FILE: &str = "model.safetensors";
 
@@ -99,19 +104,28 @@ impl ClipSegTask {
         let cfg_path = dir.join("config.json");
         let kind = weights::detect(dir)?;
         if kind != weights::ModelKind::ClipSeg {
-            bail!("{}: a {kind:?} checkpoint, not CLIPSeg (model.kind = \"clipseg\")", cfg_path.display());
+            bail!(
+                "{}: a {kind:?} checkpoint, not CLIPSeg (model.kind = \"clipseg\")",
+                cfg_path.display()
+            );
         }
         let config: ClipSegConfig = weights::read_json(&cfg_path)?;
-        config.validate().map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
+        config
+            .validate()
+            .map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
         let wpath = weights::find_weights(dir)?;
         let vb = weights::var_builder(&wpath, DType::F32, &device, None)?;
-        let model = ClipSeg::new(vb.clone(), &config).map_err(|e| weights::load_error(&wpath, e))?;
+        let model =
+            ClipSeg::new(vb.clone(), &config).map_err(|e| weights::load_error(&wpath, e))?;
         let tokenizer = ClipTokenizer::from_dir(dir)?;
         let size = cfg.data.image_size;
         let processor = train_processor(dir, size)?;
 
         // Data: anns, files, mask sizes and prompt keys are all checked by opening.
-        let pools = [Pool::open(&cfg.data.datasets, "train")?, Pool::open(&cfg.data.datasets, "val")?];
+        let pools = [
+            Pool::open(&cfg.data.datasets, "train")?,
+            Pool::open(&cfg.data.datasets, "val")?,
+        ];
         for pool in &pools {
             for k in &cfg.data.prompts {
                 pool.require_prompt(k)?;
@@ -119,16 +133,25 @@ impl ClipSegTask {
         }
 
         let varmap = VarMap::new();
-        let decoder = ClipSeg::decoder_only(VarBuilder::from_varmap(&varmap, DType::F32, &device), &config)
-            .map_err(|e| anyhow!("decoder: {e}"))?;
+        let decoder = ClipSeg::decoder_only(
+            VarBuilder::from_varmap(&varmap, DType::F32, &device),
+            &config,
+        )
+        .map_err(|e| anyhow!("decoder: {e}"))?;
         init_decoder(&varmap, init, &vb, &wpath, cfg.seed)?;
 
         let g = size / config.vision_config.patch_size;
         if g == 0 {
-            bail!("data.image_size: {size} is smaller than the patch size {}", config.vision_config.patch_size);
+            bail!(
+                "data.image_size: {size} is smaller than the patch size {}",
+                config.vision_config.patch_size
+            );
         }
-        let shapes: Vec<Vec<usize>> =
-            config.extract_layers.iter().map(|_| vec![1 + g * g, config.vision_config.hidden_size]).collect();
+        let shapes: Vec<Vec<usize>> = config
+            .extract_layers
+            .iter()
+            .map(|_| vec![1 + g * g, config.vision_config.hidden_size])
+            .collect();
         let out_size = decoder_output_size(&decoder, &shapes, config.projection_dim, &device)?;
 
         let make_items = |pool: &Pool| -> Result<Vec<Item>> {
@@ -160,7 +183,11 @@ impl ClipSegTask {
             text_memo: HashMap::new(),
             cache: None,
             out_size,
-            exporter: Exporter { src_dir: dir.clone(), weights: wpath.clone(), image_size: size },
+            exporter: Exporter {
+                src_dir: dir.clone(),
+                weights: wpath.clone(),
+                image_size: size,
+            },
             device,
             cache_stats: None,
         };
@@ -171,17 +198,33 @@ impl ClipSegTask {
                 hash_bytes(std::fs::read(&cfg_path)?.as_slice()),
                 task.processor
             );
-            let paths: Vec<PathBuf> =
-                task.train.iter().chain(&task.val).map(|i| i.record.image_path.clone()).collect();
-            let keys: Vec<String> = task.train.iter().chain(&task.val).map(|i| i.cache_key.clone()).collect();
-            let pb = super::log::progress_bar(keys.len(), "image features (new only)".into(), progress);
-            let (cache, stats) =
-                FeatureCache::open(&cfg.cache_dir(), &model_key, shapes, &keys, cfg.train.batch_size, |pos| {
+            let paths: Vec<PathBuf> = task
+                .train
+                .iter()
+                .chain(&task.val)
+                .map(|i| i.record.image_path.clone())
+                .collect();
+            let keys: Vec<String> = task
+                .train
+                .iter()
+                .chain(&task.val)
+                .map(|i| i.cache_key.clone())
+                .collect();
+            let pb =
+                super::log::progress_bar(keys.len(), "image features (new only)".into(), progress);
+            let (cache, stats) = FeatureCache::open(
+                &cfg.cache_dir(),
+                &model_key,
+                shapes,
+                &keys,
+                cfg.train.batch_size,
+                |pos| {
                     let ps: Vec<&Path> = pos.iter().map(|&i| paths[i].as_path()).collect();
                     let acts = task.compute_activations(&ps)?;
                     pb.inc(pos.len() as u64);
                     Ok(acts)
-                })?;
+                },
+            )?;
             pb.finish_and_clear();
             task.cache = Some(cache);
             task.cache_stats = Some(stats);
@@ -201,7 +244,10 @@ impl ClipSegTask {
 
     /// Encoder activations for images on disk, computed now.
     fn compute_activations(&self, paths: &[&Path]) -> Result<Vec<Tensor>> {
-        let imgs: Vec<image::RgbImage> = paths.par_iter().map(|p| crate::io::read_rgb(p)).collect::<Result<_>>()?;
+        let imgs: Vec<image::RgbImage> = paths
+            .par_iter()
+            .map(|p| crate::io::read_rgb(p))
+            .collect::<Result<_>>()?;
         let pv = self.processor.preprocess_batch(&imgs)?;
         Ok(self.model.image_activations(&pv)?)
     }
@@ -230,7 +276,10 @@ impl ClipSegTask {
 
     /// `(dataset, image name)` of each sample of a split.
     pub fn names(&self, split: Split) -> Vec<(String, String)> {
-        self.items(split).iter().map(|i| (i.dataset.clone(), i.record.img_name.clone())).collect()
+        self.items(split)
+            .iter()
+            .map(|i| (i.dataset.clone(), i.record.img_name.clone()))
+            .collect()
     }
 }
 
@@ -248,7 +297,12 @@ impl Trainable for ClipSegTask {
         self.items(split).len()
     }
 
-    fn batch(&mut self, split: Split, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<(Batch, Tensor)> {
+    fn batch(
+        &mut self,
+        split: Split,
+        idx: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Batch, Tensor)> {
         let mut prompts = Vec::with_capacity(idx.len());
         for &i in idx {
             let rec = &self.items(split)[i].record;
@@ -263,12 +317,18 @@ impl Trainable for ClipSegTask {
                 c.get_batch(&keys, &self.device)?
             }
             None => {
-                let ps: Vec<&Path> = idx.iter().map(|&i| items[i].record.image_path.as_path()).collect();
+                let ps: Vec<&Path> = idx
+                    .iter()
+                    .map(|&i| items[i].record.image_path.as_path())
+                    .collect();
                 self.compute_activations(&ps)?
             }
         };
         let (h, w) = self.out_size;
-        let t: Vec<f32> = idx.iter().flat_map(|&i| items[i].target.iter().map(|&v| v as f32)).collect();
+        let t: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| items[i].target.iter().map(|&v| v as f32))
+            .collect();
         let targets = Tensor::from_vec(t, (idx.len(), h, w), &self.device)?;
         Ok((Batch { activations, cond }, targets))
     }
@@ -281,8 +341,15 @@ impl Trainable for ClipSegTask {
 /// The reference processor with its size set to `size` x `size` (no crop).
 fn train_processor(dir: &Path, size: usize) -> Result<ImageProcessorConfig> {
     let pp = dir.join("preprocessor_config.json");
-    let mut p = if pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { ImageProcessorConfig::clipseg(352) };
-    p.size = ResizeTarget::Exact { height: size as u32, width: size as u32 };
+    let mut p = if pp.is_file() {
+        ImageProcessorConfig::from_file(&pp)?
+    } else {
+        ImageProcessorConfig::clipseg(352)
+    };
+    p.size = ResizeTarget::Exact {
+        height: size as u32,
+        width: size as u32,
+    };
     p.do_center_crop = false;
     Ok(p)
 }
@@ -310,15 +377,28 @@ fn load_target(path: &Path, size: usize, out: (usize, usize)) -> Result<Vec<u8>>
     Ok(m.as_raw().iter().map(|&v| (v > 0) as u8).collect())
 }
 
-fn decoder_output_size(d: &ClipSegDecoder, shapes: &[Vec<usize>], proj: usize, dev: &Device) -> Result<(usize, usize)> {
-    let acts: Vec<Tensor> =
-        shapes.iter().map(|s| Tensor::zeros((1, s[0], s[1]), DType::F32, dev)).collect::<candle_core::Result<_>>()?;
+fn decoder_output_size(
+    d: &ClipSegDecoder,
+    shapes: &[Vec<usize>],
+    proj: usize,
+    dev: &Device,
+) -> Result<(usize, usize)> {
+    let acts: Vec<Tensor> = shapes
+        .iter()
+        .map(|s| Tensor::zeros((1, s[0], s[1]), DType::F32, dev))
+        .collect::<candle_core::Result<_>>()?;
     let cond = Tensor::zeros((1, proj), DType::F32, dev)?;
     let (_, h, w) = d.forward(&acts, &cond)?.dims3()?;
     Ok((h, w))
 }
 
-fn init_decoder(varmap: &VarMap, init: DecoderInit, ckpt: &VarBuilder, wpath: &Path, seed: u64) -> Result<()> {
+fn init_decoder(
+    varmap: &VarMap,
+    init: DecoderInit,
+    ckpt: &VarBuilder,
+    wpath: &Path,
+    seed: u64,
+) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
@@ -375,22 +455,31 @@ impl Exporter {
             .filter(|(k, _)| !k.starts_with("decoder."))
             .collect();
         all.extend(trained);
-        let cfg = std::fs::read(self.src_dir.join("config.json"))
-            .with_context(|| format!("{}: cannot read", self.src_dir.join("config.json").display()))?;
+        let cfg = std::fs::read(self.src_dir.join("config.json")).with_context(|| {
+            format!(
+                "{}: cannot read",
+                self.src_dir.join("config.json").display()
+            )
+        })?;
         crate::io::write_atomic(&dst.join("config.json"), &cfg)?;
-        let pp = processor_json(&self.src_dir.join("preprocessor_config.json"), self.image_size)?;
+        let pp = processor_json(
+            &self.src_dir.join("preprocessor_config.json"),
+            self.image_size,
+        )?;
         crate::io::write_atomic(&dst.join("preprocessor_config.json"), pp.as_bytes())?;
         for f in TOKENIZER_FILES {
             let src = self.src_dir.join(f);
             if src.is_file() {
-                let b = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
+                let b = std::fs::read(&src)
+                    .with_context(|| format!("{}: cannot read", src.display()))?;
                 crate::io::write_atomic(&dst.join(f), &b)?;
             }
         }
         // Last, so a directory with model.safetensors is always complete.
         let out = dst.join(MODEL_FILE);
         let tmp = dst.join(format!(".{MODEL_FILE}.{}.tmp", std::process::id()));
-        candle_core::safetensors::save(&all, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
+        candle_core::safetensors::save(&all, &tmp)
+            .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
         std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
         std::fs::rename(&tmp, &out).map_err(|e| anyhow!("{}: cannot write: {e}", out.display()))?;
         Ok(())
@@ -408,13 +497,23 @@ impl Exporter {
 }
 
 fn read_all_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let r = if ext == "safetensors" {
         candle_core::safetensors::load(path, &Device::Cpu).map(|m| m.into_iter().collect())
     } else {
         candle_core::pickle::read_all(path)
     };
-    r.map_err(|e| anyhow!("{}: cannot read weights: {}", path.display(), weights::one_line(&e.to_string())))
+    r.map_err(|e| {
+        anyhow!(
+            "{}: cannot read weights: {}",
+            path.display(),
+            weights::one_line(&e.to_string())
+        )
+    })
 }
 
 /// The source `preprocessor_config.json` (or the CLIPSeg one) with `size` set to the training size.
@@ -428,8 +527,13 @@ fn processor_json(src: &Path, size: usize) -> Result<String> {
             "image_processor_type": "ViTImageProcessor", "processor_class": "CLIPSegProcessor"
         })
     };
-    let obj = v.as_object_mut().ok_or_else(|| anyhow!("{}: expected a JSON object", src.display()))?;
-    obj.insert("size".into(), serde_json::json!({"height": size, "width": size}));
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("{}: expected a JSON object", src.display()))?;
+    obj.insert(
+        "size".into(),
+        serde_json::json!({"height": size, "width": size}),
+    );
     obj.insert("do_center_crop".into(), serde_json::Value::Bool(false));
     Ok(serde_json::to_string_pretty(&v)?)
 }

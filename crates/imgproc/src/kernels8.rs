@@ -1,0 +1,233 @@
+//! Row kernels for 8-bit filters, multiversioned so that they vectorise with AVX2 where the CPU
+//! has it. Flat slices in, flat slices out; the callers handle borders and rows.
+use crate::simd::multiversion;
+
+multiversion! {
+    /// `out[x] = sum of pad[x + i * cn]` for `i < kw` (sums fit u16: `kw * 255 < 65536`).
+    pub(crate) fn box_row_u16(pad: &[u8], out: &mut [u16], kw: usize, cn: usize) {
+        let n = out.len();
+        for (o, &p) in out.iter_mut().zip(&pad[..n]) {
+            *o = p as u16;
+        }
+        for i in 1..kw {
+            for (o, &p) in out.iter_mut().zip(&pad[i * cn..i * cn + n]) {
+                *o += p as u16;
+            }
+        }
+    }
+}
+
+/// `(m, s)` with `(n * m) >> s == n / d` for every `n <= max` (checked exhaustively).
+pub(crate) fn magic_div(d: u32, max: u32) -> Option<(u32, u32)> {
+    (16..32).find_map(|s| {
+        let m = ((1u64 << s) + d as u64 - 1) / d as u64;
+        (m * max as u64 <= u32::MAX as u64 && (0..=max).all(|n| ((n as u64 * m) >> s) as u32 == n / d)).then_some((m as u32, s))
+    })
+}
+
+multiversion! {
+    /// Column sum of u16 rows, then `(sum + add) * m >> s` (a division by the area, rounded).
+    pub(crate) fn box_col_u16(rows: &[&[u16]], out: &mut [u8], add: u32, m: u32, s: u32) {
+        let mut acc = [0u32; 512];
+        for x0 in (0..out.len()).step_by(512) {
+            let len = (out.len() - x0).min(512);
+            let acc = &mut acc[..len];
+            acc.fill(add);
+            for r in rows {
+                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
+                    *a += v as u32;
+                }
+            }
+            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
+                *o = ((a * m) >> s).min(255) as u8;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Symmetric 8-bit-fraction Gaussian row pass into u16 (OpenCV's bit-exact path).
+    pub(crate) fn gauss_row_u16(pad: &[u8], out: &mut [u16], k: &[u16], cn: usize) {
+        let n = out.len();
+        let kw = k.len();
+        let c = kw / 2;
+        let kc = k[c];
+        for (o, &p) in out.iter_mut().zip(&pad[c * cn..c * cn + n]) {
+            *o = p as u16 * kc;
+        }
+        for i in 0..c {
+            let ki = k[i];
+            let a = &pad[i * cn..i * cn + n];
+            let b = &pad[(kw - 1 - i) * cn..(kw - 1 - i) * cn + n];
+            for ((o, &p), &q) in out.iter_mut().zip(a).zip(b) {
+                *o = o.wrapping_add((p as u16 + q as u16).wrapping_mul(ki));
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Gaussian column pass: `(sum k[i] * rows[i] + 2^15) >> 16`, saturated.
+    pub(crate) fn gauss_col_u16(rows: &[&[u16]], k: &[u16], out: &mut [u8]) {
+        let mut acc = [0u32; 512];
+        for x0 in (0..out.len()).step_by(512) {
+            let len = (out.len() - x0).min(512);
+            let acc = &mut acc[..len];
+            acc.fill(1 << 15);
+            for (r, &k) in rows.iter().zip(k) {
+                let k = k as u32;
+                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
+                    *a += v as u32 * k;
+                }
+            }
+            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
+                *o = (a >> 16).min(255) as u8;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `acc[x] = min/max(acc[x], src[x])`.
+    pub(crate) fn minmax_into(acc: &mut [u8], src: &[u8], dilate: bool) {
+        if dilate {
+            for (a, &b) in acc.iter_mut().zip(src) {
+                *a = (*a).max(b);
+            }
+        } else {
+            for (a, &b) in acc.iter_mut().zip(src) {
+                *a = (*a).min(b);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Horizontal min/max over `kw` pixels: `out[x] = op(pad[x + i * cn])`.
+    pub(crate) fn minmax_row(pad: &[u8], out: &mut [u8], kw: usize, cn: usize, dilate: bool) {
+        let n = out.len();
+        out.copy_from_slice(&pad[..n]);
+        for i in 1..kw {
+            let s = &pad[i * cn..i * cn + n];
+            if dilate {
+                for (a, &b) in out.iter_mut().zip(s) {
+                    *a = (*a).max(b);
+                }
+            } else {
+                for (a, &b) in out.iter_mut().zip(s) {
+                    *a = (*a).min(b);
+                }
+            }
+        }
+    }
+}
+
+/// Lanes per median block: several vectors per comparator hide the store-to-load latency.
+pub(crate) const MB: usize = 128;
+
+multiversion! {
+    /// Median of `ksize x ksize` neighbourhoods for one output row: `pads` are the padded
+    /// source rows, `pairs` a compare-exchange network leaving the median in slot `n / 2`.
+    pub(crate) fn median_row(pads: &[&[u8]], out: &mut [u8], cn: usize, pairs: &[(u8, u8)]) {
+        let k = pads.len();
+        let n = k * k;
+        let rl = out.len();
+        let mut vals = [[0u8; MB]; 25];
+        debug_assert!(rl >= MB);
+        let mut x0 = 0;
+        while x0 < rl {
+            // The last block overlaps the previous one so that every block is full.
+            let x = if x0 + MB <= rl { x0 } else { rl - MB };
+            for i in 0..k {
+                for j in 0..k {
+                    let o = x + j * cn;
+                    vals[i * k + j] = pads[i][o..o + MB].try_into().expect("MB bytes");
+                }
+            }
+            for &(a, b) in pairs {
+                let (a, b) = (a as usize, b as usize);
+                let (va, vb) = (vals[a], vals[b]);
+                let mut lo = [0u8; MB];
+                let mut hi = [0u8; MB];
+                for t in 0..MB {
+                    lo[t] = va[t].min(vb[t]);
+                    hi[t] = va[t].max(vb[t]);
+                }
+                vals[a] = lo;
+                vals[b] = hi;
+            }
+            out[x..x + MB].copy_from_slice(&vals[n / 2]);
+            x0 += MB;
+        }
+    }
+}
+
+multiversion! {
+    /// Integer row convolution: `out[x] = sum k[i] * pad[x + i * cn]`.
+    pub(crate) fn conv_row_i32(pad: &[u8], out: &mut [i32], k: &[i32], cn: usize) {
+        let n = out.len();
+        out.fill(0);
+        for (i, &ki) in k.iter().enumerate() {
+            if ki == 0 {
+                continue;
+            }
+            for (o, &p) in out.iter_mut().zip(&pad[i * cn..i * cn + n]) {
+                *o += p as i32 * ki;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Integer column convolution of i32 rows, saturated to i16.
+    pub(crate) fn conv_col_i16(rows: &[&[i32]], k: &[i32], out: &mut [i16]) {
+        let mut acc = [0i32; 512];
+        for x0 in (0..out.len()).step_by(512) {
+            let len = (out.len() - x0).min(512);
+            let acc = &mut acc[..len];
+            acc.fill(0);
+            for (r, &ki) in rows.iter().zip(k) {
+                if ki == 0 {
+                    continue;
+                }
+                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
+                    *a += v * ki;
+                }
+            }
+            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
+                *o = a.clamp(-32768, 32767) as i16;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn med3(a: u8, b: u8, c: u8) -> u8 {
+    a.min(b).max(a.max(b).min(c))
+}
+
+multiversion! {
+    /// 3x3 median of one output row from three padded rows: sort each column of three once,
+    /// then median = med3(max of lows, med3 of mids, min of highs) over the 3 columns.
+    pub(crate) fn median3_row(p: [&[u8]; 3], out: &mut [u8], cn: usize, lo: &mut [u8], mid: &mut [u8], hi: &mut [u8]) {
+        let n = lo.len();
+        let (p0, p1, p2) = (&p[0][..n], &p[1][..n], &p[2][..n]);
+        for i in 0..n {
+            let (a, b, c) = (p0[i], p1[i], p2[i]);
+            let (l, h) = (a.min(b), a.max(b));
+            lo[i] = l.min(c);
+            hi[i] = h.max(c);
+            mid[i] = l.max(h.min(c));
+        }
+        let m = out.len();
+        let (l0, l1, l2) = (&lo[..m], &lo[cn..cn + m], &lo[2 * cn..2 * cn + m]);
+        let (m0, m1, m2) = (&mid[..m], &mid[cn..cn + m], &mid[2 * cn..2 * cn + m]);
+        let (h0, h1, h2) = (&hi[..m], &hi[cn..cn + m], &hi[2 * cn..2 * cn + m]);
+        for i in 0..m {
+            let a = l0[i].max(l1[i]).max(l2[i]);
+            let b = med3(m0[i], m1[i], m2[i]);
+            let c = h0[i].min(h1[i]).min(h2[i]);
+            out[i] = med3(a, b, c);
+        }
+    }
+}

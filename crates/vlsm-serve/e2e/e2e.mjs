@@ -1,0 +1,176 @@
+// End-to-end test of the vlsm serve page in headless Debian Chromium (playwright-core).
+// Starts the server on a free loopback port with a fresh dataset folder, then: open the page,
+// upload an image, type a prompt, see the overlay, move the threshold slider, paint and erase a
+// correction, download the mask, save to the dataset, and check the saved files.
+//
+// Environment: VLSM_SERVE_BIN (server binary), VLSM_MODEL (model dir), E2E_IMAGE (image file),
+// E2E_WORK (empty folder), optional CHROMIUM (default /usr/bin/chromium), SCREENSHOT (PNG path).
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (k, d) => {
+  const v = process.env[k] ?? d;
+  if (v === undefined) throw new Error(`set ${k}`);
+  return v;
+};
+const BIN = env('VLSM_SERVE_BIN');
+const MODEL = env('VLSM_MODEL');
+const IMAGE = env('E2E_IMAGE');
+const WORK = env('E2E_WORK');
+const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
+const SCREENSHOT = process.env.SCREENSHOT;
+const DATASET = path.join(WORK, 'dataset');
+const PROMPT = 'polyp';
+
+function check(cond, msg) {
+  if (!cond) throw new Error('check failed: ' + msg);
+  console.log('ok -', msg);
+}
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const p = spawn(BIN, ['--model', MODEL, '--addr', '127.0.0.1:0', '--dataset', DATASET], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('server did not start in 60 s: ' + out)), 60000);
+    p.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/[^\s]+)/);
+      if (m) { clearTimeout(timer); resolve({ proc: p, url: m[1] }); }
+    });
+    p.stderr.on('data', (d) => { out += d; });
+    p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}: ${out}`)); });
+  });
+}
+
+async function main() {
+  const { proc, url } = await startServer();
+  console.log('server at', url);
+  const userDir = mkdtempSync(path.join(tmpdir(), 'vlsm-e2e-chromium-'));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${userDir}`],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 760 }, acceptDownloads: true });
+    const problems = [];
+    page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+    page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
+    page.on('request', (r) => { if (!r.url().startsWith(url) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) problems.push('external request: ' + r.url()); });
+
+    await page.goto(url);
+    await page.waitForFunction(() => document.getElementById('model').textContent.includes('clipseg'));
+    check(true, 'page loaded and read /api/model');
+
+    await page.setInputFiles('#file', IMAGE);
+    await page.fill('#prompt', PROMPT);
+    await page.press('#prompt', 'Enter');
+    await page.waitForSelector('#layers li');
+    const { w, h } = await page.evaluate(() => ({ w: document.getElementById('canvas').width, h: document.getElementById('canvas').height }));
+    check(w > 1 && h > 1, `image shown on the canvas (${w}x${h})`);
+    check(await page.getAttribute('#layers li', 'data-prompt') === PROMPT, 'a mask layer for the prompt');
+
+    const pixels = () => page.evaluate(() => {
+      const c = document.getElementById('canvas');
+      return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+    });
+    const count = async () => Number(await page.getAttribute('#layers li.active', 'data-count'));
+    const frame = () => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+
+    // Threshold slider: 1 hides everything, 0 covers the image; the overlay tints the canvas.
+    await page.fill('#threshold', '1'); await frame();
+    check(await count() === 0, 'threshold 1: empty mask');
+    const plain = await pixels();
+    await page.fill('#threshold', '0'); await frame();
+    check(await count() === w * h, 'threshold 0: the whole image');
+    const tinted = await pixels();
+    let changed = 0;
+    for (let i = 0; i < plain.length; i += 4) if (plain[i] !== tinted[i] || plain[i + 1] !== tinted[i + 1]) changed++;
+    check(changed > 0.9 * w * h, `overlay drawn on the canvas (${changed} of ${w * h} pixels tinted)`);
+    check(await page.textContent('#thresholdOut') === '0.00', 'slider value shown');
+
+    // Correction: from an empty mask, paint a horizontal stroke, then erase a vertical one.
+    await page.fill('#threshold', '1'); await frame();
+    const box = await page.locator('#canvas').boundingBox();
+    const at = (fx, fy) => [box.x + fx * box.width, box.y + fy * box.height];
+    await page.fill('#size', String(Math.max(3, Math.round(h / 8))));
+    await page.check('input[name=tool][value=brush]');
+    await page.mouse.move(...at(0.1, 0.5));
+    await page.mouse.down();
+    for (let i = 1; i <= 10; i++) await page.mouse.move(...at(0.1 + 0.08 * i, 0.5));
+    await page.mouse.up(); await frame();
+    const painted = await count();
+    check(painted > 0, `brush painted ${painted} pixels`);
+    await page.check('input[name=tool][value=eraser]');
+    await page.mouse.move(...at(0.5, 0.05));
+    await page.mouse.down();
+    for (let i = 1; i <= 10; i++) await page.mouse.move(...at(0.5, 0.05 + 0.09 * i));
+    await page.mouse.up(); await frame();
+    const afterErase = await count();
+    check(afterErase > 0 && afterErase < painted, `eraser removed ${painted - afterErase} pixels`);
+    // The slider does not undo corrections.
+    await page.fill('#threshold', '0.99'); await frame();
+    check(await count() >= afterErase, 'corrections survive a threshold change');
+    await page.fill('#threshold', '1'); await frame();
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    check(download.suggestedFilename().endsWith('_polyp_mask.png'), 'download offers ' + download.suggestedFilename());
+
+    await page.click('#save');
+    await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('Saved') || document.getElementById('status').className === 'error');
+    const st = await page.textContent('#status');
+    check(st.startsWith('Saved'), 'save to dataset: ' + st);
+
+    // The saved files.
+    const anns = JSON.parse(readFileSync(path.join(DATASET, 'anns', 'train.json'), 'utf8'));
+    check(anns.length === 1, 'one record in anns/train.json');
+    const rec = anns[0];
+    check(rec.prompts.p1 === PROMPT && rec.prompts.p0 === '', 'record prompts {p0: "", p1: prompt}');
+    const maskFile = path.join(DATASET, 'masks', rec.mask_name);
+    check(existsSync(path.join(DATASET, 'images', rec.img_name)) && existsSync(maskFile), 'image and mask files exist');
+    const mask = await page.evaluate(async (b64) => {
+      const im = new Image();
+      im.src = 'data:image/png;base64,' + b64;
+      await im.decode();
+      const c = document.createElement('canvas');
+      c.width = im.width; c.height = im.height;
+      const g = c.getContext('2d');
+      g.drawImage(im, 0, 0);
+      const d = g.getImageData(0, 0, c.width, c.height).data;
+      const v = (x, y) => d[4 * (y * c.width + x)];
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] > 127) n++;
+      const H = c.height, W = c.width;
+      return { w: W, h: H, n, stroke: v(Math.round(W * 0.25), Math.round(H * 0.5)), erased: v(Math.round(W * 0.5), Math.round(H * 0.5)), away: v(Math.round(W * 0.25), Math.round(H * 0.1)) };
+    }, readFileSync(maskFile).toString('base64'));
+    check(mask.w === w && mask.h === h, `saved mask is ${mask.w}x${mask.h}, the image's size`);
+    check(mask.n === afterErase, `saved mask has the corrected ${mask.n} pixels`);
+    check(mask.stroke === 255 && mask.erased === 0 && mask.away === 0, 'painted, erased and untouched pixels as drawn');
+    const [x0, y0, x1, y1] = rec.bbox;
+    check(x0 < x1 && y0 < y1 && x1 <= w && y1 <= h, 'bbox ' + JSON.stringify(rec.bbox));
+
+    if (SCREENSHOT) {
+      // A second prompt and a mid threshold make a more telling picture.
+      await page.fill('#prompt', 'a small pink polyp');
+      await page.press('#prompt', 'Enter');
+      await page.waitForFunction(() => document.querySelectorAll('#layers li').length === 2);
+      await page.fill('#threshold', '0.5'); await frame();
+      await page.click('#layers li:first-child .name');
+      await page.check('input[name=tool][value=brush]');
+      await frame();
+      await page.screenshot({ path: SCREENSHOT });
+      console.log('screenshot', SCREENSHOT);
+    }
+    check(problems.length === 0, 'no page errors, console errors or external requests' + (problems.length ? ': ' + problems.join('; ') : ''));
+  } finally {
+    await browser.close();
+    proc.kill('SIGTERM');
+    await new Promise((r) => { proc.on('exit', r); setTimeout(r, 5000); });
+  }
+  console.log('E2E OK');
+}
+
+main().catch((e) => { console.error('E2E FAILED:', e.message); process.exit(1); });

@@ -1,0 +1,73 @@
+//! Image-encoder output per upload content hash, least recently used out first.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use vlsm::pipeline::ImageFeatures;
+
+/// What a cached image keeps: its encoder output and its size.
+pub struct Entry {
+    pub features: ImageFeatures,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A small LRU (a few dozen entries, so a linear scan is cheaper than a linked map).
+pub struct FeatureCache {
+    items: Mutex<VecDeque<([u8; 32], Arc<Entry>)>>,
+    capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
+    pub capacity: usize,
+}
+
+impl FeatureCache {
+    pub fn new(capacity: usize) -> Self {
+        FeatureCache { items: Mutex::new(VecDeque::new()), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    /// Looks `key` up, counting a hit or a miss, and marks it most recently used.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Entry>> {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        match items.iter().position(|(k, _)| k == key) {
+            Some(i) => {
+                let item = items.remove(i).expect("index from position");
+                let e = item.1.clone();
+                items.push_back(item);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(e)
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    pub fn insert(&self, key: [u8; 32], entry: Arc<Entry>) {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        items.retain(|(k, _)| *k != key);
+        items.push_back((key, entry));
+        while items.len() > self.capacity {
+            items.pop_front();
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let entries = self.items.lock().unwrap_or_else(|e| e.into_inner()).len();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries,
+            capacity: self.capacity,
+        }
+    }
+}
