@@ -9,9 +9,9 @@ use vlsm::pipeline::Segmenter;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model directory. Required until a built-in default model exists.
+    /// Model directory (default: the built-in model).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Dataset folders in the medvlsm layout; several are pooled.
     #[arg(long, num_args = 1.., required = true)]
     pub data: Vec<PathBuf>,
@@ -54,9 +54,13 @@ pub fn run(a: EvalArgs) -> Result<()> {
             bail!("--threshold must be in 0..1, got {t}");
         }
     }
-    let seg = Segmenter::load(&a.model)?;
+    let model = match a.model {
+        Some(m) => m,
+        None => vlsm::pipeline::default_model_dir()?,
+    };
+    let seg = Segmenter::load(&model)?;
     let opts = EvalOptions {
-        model: a.model.display().to_string(),
+        model: model.display().to_string(),
         data: a.data,
         split: a.split,
         prompts: if a.all_prompts { None } else { Some(a.prompts) },

@@ -6,8 +6,7 @@
 // Environment: VLSM_SERVE_BIN (server binary), VLSM_MODEL (model dir), E2E_IMAGE (image file),
 // E2E_WORK (empty folder), optional CHROMIUM (default /usr/bin/chromium), SCREENSHOT (PNG path).
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -48,11 +47,12 @@ function startServer() {
 async function main() {
   const { proc, url } = await startServer();
   console.log('server at', url);
-  const userDir = mkdtempSync(path.join(tmpdir(), 'vlsm-e2e-chromium-'));
   const browser = await chromium.launch({
+    // Playwright gives each launch a fresh temporary profile (its own --user-data-dir).
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${userDir}`],
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 760 }, acceptDownloads: true });
@@ -157,8 +157,12 @@ async function main() {
       await page.fill('#prompt', 'a small pink polyp');
       await page.press('#prompt', 'Enter');
       await page.waitForFunction(() => document.querySelectorAll('#layers li').length === 2);
-      await page.fill('#threshold', '0.5'); await frame();
       await page.click('#layers li:first-child .name');
+      // A threshold at which the (random) first mask covers part of the image, not all of it.
+      for (let t = 0.5; t < 0.9; t += 0.01) {
+        await page.fill('#threshold', t.toFixed(2)); await frame();
+        if (await count() < 0.35 * w * h) break;
+      }
       await page.check('input[name=tool][value=brush]');
       await frame();
       await page.screenshot({ path: SCREENSHOT });

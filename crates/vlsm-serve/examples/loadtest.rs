@@ -78,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
     let n_images = a.requests.div_ceil(a.new_every);
-    let images: Arc<Vec<Vec<u8>>> = Arc::new((0..n_images as u32).map(|i| common::png_bytes(a.size, a.size, i + 1000)).collect());
+    let images: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..n_images as u32).map(|i| common::png_bytes(a.size, a.size, i + 1000)).collect());
     let rss_loaded = vm("VmRSS:");
 
     let next = Arc::new(AtomicUsize::new(0));
@@ -87,7 +88,8 @@ async fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..a.clients {
-        let (next, lat, busy, failed, images) = (next.clone(), lat.clone(), busy.clone(), failed.clone(), images.clone());
+        let (next, lat, busy, failed, images) =
+            (next.clone(), lat.clone(), busy.clone(), failed.clone(), images.clone());
         let (total, every, retries) = (a.requests, a.new_every, a.retries);
         clients.push(tokio::spawn(async move {
             loop {
@@ -144,7 +146,10 @@ async fn main() -> anyhow::Result<()> {
     println!("model            {}", model.display());
     println!("clients          {}", a.clients);
     println!("requests         {} ({} ok, {} failed)", a.requests, lat.len(), failed.len());
-    println!("mix              1 in {} new images ({}x{} PNG), others new prompts on earlier images", a.new_every, a.size, a.size);
+    println!(
+        "mix              1 in {} new images ({}x{} PNG), others new prompts on earlier images",
+        a.new_every, a.size, a.size
+    );
     println!("cache            {} hits, {} misses", stats.hits, stats.misses);
     println!("503 (retried)    {}", busy.load(Ordering::Relaxed));
     println!("wall             {wall:.2} s");

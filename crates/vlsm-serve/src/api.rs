@@ -29,7 +29,8 @@ const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 const OPENAPI: &str = include_str!("../assets/openapi.json");
 /// Everything the page loads comes from this server; images are data: or blob: URLs.
-const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'";
+const CSP: &str =
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -122,14 +123,26 @@ struct Form {
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
     let status = e.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
+    // tower-http's limit error reaches us wrapped in the multipart stream error.
+    let mut too_large = status == StatusCode::PAYLOAD_TOO_LARGE;
+    let mut cur: Option<&dyn std::error::Error> = Some(&e);
+    while let Some(x) = cur {
+        too_large |= x.to_string().contains("length limit exceeded");
+        cur = x.source();
+    }
+    if too_large {
+        let status = StatusCode::PAYLOAD_TOO_LARGE;
         return ApiError(status, format!("request body is larger than the limit of {} bytes", limit));
     }
     ApiError(status, format!("malformed multipart body: {}", e.body_text()))
 }
 
 /// Reads every part; `allowed` names the fields this route takes.
-async fn read_form(mp: Result<Multipart, MultipartRejection>, allowed: &[&str], limit: usize) -> Result<Form, ApiError> {
+async fn read_form(
+    mp: Result<Multipart, MultipartRejection>,
+    allowed: &[&str],
+    limit: usize,
+) -> Result<Form, ApiError> {
     let mut mp = mp.map_err(|e| bad(format!("expected a multipart/form-data body: {}", e.body_text())))?;
     let mut form = Form::default();
     while let Some(field) = mp.next_field().await.map_err(|e| multipart_error(e, limit))? {
@@ -176,7 +189,11 @@ fn decode_image(up: &Upload, slice: Option<usize>, max_pixels: u64) -> Result<Rg
     let shown = if up.file_name.is_empty() { "upload".to_string() } else { up.file_name.clone() };
     let unprocessable = |e: anyhow::Error, tmp: &std::path::Path| {
         let msg = e.to_string().replace(&tmp.display().to_string(), &shown);
-        let status = if msg.contains("more than the limit") { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::UNPROCESSABLE_ENTITY };
+        let status = if msg.contains("more than the limit") {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
         ApiError(status, format!("cannot read image: {msg}"))
     };
     // vlsm::io reads paths and picks medical formats by extension or magic bytes.
@@ -299,7 +316,10 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
         None
     };
     let ticket = st.gate.enter().await.ok_or_else(|| {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the model queue is full ({} waiting); retry later", st.gate.max_waiting()))
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the model queue is full ({} waiting); retry later", st.gate.max_waiting()),
+        )
     })?;
     let t_queue = t0.elapsed();
     let st2 = st.clone();
@@ -313,7 +333,11 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
             None => {
                 let img = image.as_ref().expect("decoded on a miss");
                 let pv = seg.pixel_values(&[img]).map_err(model_error)?;
-                let features = seg.encode_images(&pv).map_err(model_error)?.pop().ok_or_else(|| model_error(anyhow::anyhow!("no features")))?;
+                let features = seg
+                    .encode_images(&pv)
+                    .map_err(model_error)?
+                    .pop()
+                    .ok_or_else(|| model_error(anyhow::anyhow!("no features")))?;
                 let e = Arc::new(Entry { features, width: img.width(), height: img.height() });
                 st2.cache.insert(key, e.clone());
                 e
@@ -397,7 +421,11 @@ async fn save_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejection>
         return Err(bad(format!("the prompt has more than {} characters", lim.max_prompt_chars)));
     }
     let slice = parse_slice(&form.slice)?;
-    let given = form.name.clone().filter(|n| !n.trim().is_empty()).or_else(|| Some(up.file_name.clone()).filter(|n| !n.is_empty()));
+    let given = form
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .or_else(|| Some(up.file_name.clone()).filter(|n| !n.is_empty()));
     let stem = match given {
         Some(n) => dataset::sanitize_name(&n).map_err(|e| bad(format!("bad name: {e}")))?,
         None => {
@@ -422,7 +450,8 @@ async fn save_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejection>
     let st2 = st.clone();
     let saved = blocking(move || {
         let ds = st2.dataset.as_ref().expect("checked above");
-        dataset::save(ds, &stem, &image, &mask, &prompt).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot save: {e:#}")))
+        dataset::save(ds, &stem, &image, &mask, &prompt)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot save: {e:#}")))
     })
     .await?;
     Ok(Json(saved).into_response())

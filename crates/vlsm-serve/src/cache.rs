@@ -31,7 +31,12 @@ pub struct CacheStats {
 
 impl FeatureCache {
     pub fn new(capacity: usize) -> Self {
-        FeatureCache { items: Mutex::new(VecDeque::new()), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        FeatureCache {
+            items: Mutex::new(VecDeque::new()),
+            capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
     }
 
     /// Looks `key` up, counting a hit or a miss, and marks it most recently used.

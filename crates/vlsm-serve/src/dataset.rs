@@ -101,7 +101,9 @@ pub fn save(dir: &DatasetDir, stem: &str, image: &RgbImage, mask: &GrayImage, pr
         }
     }
     let file = format!("{name}.png");
-    let binary = GrayImage::from_fn(mask.width(), mask.height(), |x, y| image::Luma([if mask.get_pixel(x, y)[0] > 127 { 255 } else { 0 }]));
+    let binary = GrayImage::from_fn(mask.width(), mask.height(), |x, y| {
+        image::Luma([if mask.get_pixel(x, y)[0] > 127 { 255 } else { 0 }])
+    });
     vlsm::io::write_png_atomic(&dir.root.join("images").join(&file), &DynamicImage::ImageRgb8(image.clone()))?;
     vlsm::io::write_png_atomic(&dir.root.join("masks").join(&file), &DynamicImage::ImageLuma8(binary.clone()))?;
     let record = json!({

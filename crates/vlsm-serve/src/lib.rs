@@ -157,15 +157,17 @@ pub fn run(opts: Options) -> Result<()> {
     };
     let segmenter = Segmenter::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;
     let state = Arc::new(AppState::new(&opts, segmenter)?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let result = rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr()?;
-        println!("vlsm serve: model {} ({}), listening on http://{local}/", model.display(), state.segmenter.kind_name());
+        println!(
+            "vlsm serve: model {} ({}), listening on http://{local}/",
+            model.display(),
+            state.segmenter.kind_name()
+        );
         serve(listener, state, shutdown_signal()).await
     });
     // A model call that outlived its request's timeout may still be running; don't wait forever.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{decode_png, get, post_form, png_bytes, request, send, Form, Server};
+use common::{decode_png, get, png_bytes, post_form, request, send, Form, Server};
 use vlsm_serve::Options;
 
 fn opts() -> Options {
@@ -138,7 +138,10 @@ async fn dicom_and_nifti_uploads() {
         assert_eq!(r.status, 200, "{name}: {}", String::from_utf8_lossy(&r.body));
         let j = r.json();
         let im = decode_png(j["image_png"].as_str().unwrap());
-        assert_eq!((im.width() as u64, im.height() as u64), (j["width"].as_u64().unwrap(), j["height"].as_u64().unwrap()));
+        assert_eq!(
+            (im.width() as u64, im.height() as u64),
+            (j["width"].as_u64().unwrap(), j["height"].as_u64().unwrap())
+        );
     }
 }
 
@@ -237,7 +240,9 @@ async fn full_queue_gives_503() {
     // One running, one waiting; the third is refused at once.
     let s = Server::start(Options { workers: 1, queue: 1, ..opts() }, Duration::from_millis(1500)).await;
     let addr = s.addr;
-    let fire = |seed| tokio::spawn(async move { post_form(addr, "/api/segment", seg_form(&png_bytes(20, 20, seed), &["x"])).await });
+    let fire = |seed| {
+        tokio::spawn(async move { post_form(addr, "/api/segment", seg_form(&png_bytes(20, 20, seed), &["x"])).await })
+    };
     let a = fire(20);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let b = fire(21);
@@ -259,7 +264,8 @@ async fn full_queue_gives_503() {
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let mut s = Server::start(opts(), Duration::from_millis(1000)).await;
     let addr = s.addr;
-    let req = tokio::spawn(async move { post_form(addr, "/api/segment", seg_form(&png_bytes(20, 20, 8), &["x"])).await });
+    let req =
+        tokio::spawn(async move { post_form(addr, "/api/segment", seg_form(&png_bytes(20, 20, 8), &["x"])).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.stop();
     let r = req.await.unwrap();
@@ -282,7 +288,9 @@ fn non_loopback_addresses_need_allow_remote() {
 // ---- dataset ----------------------------------------------------------------------------
 
 fn mask_png(w: u32, h: u32) -> Vec<u8> {
-    let m = image::GrayImage::from_fn(w, h, |x, y| image::Luma([if (5..15).contains(&x) && (4..10).contains(&y) { 200 } else { 0 }]));
+    let m = image::GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([if (5..15).contains(&x) && (4..10).contains(&y) { 200 } else { 0 }])
+    });
     let mut buf = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageLuma8(m).write_to(&mut buf, image::ImageFormat::Png).unwrap();
     buf.into_inner()
@@ -314,8 +322,12 @@ async fn dataset_save_appends_medvlsm_records() {
     assert_eq!(saved_mask.dimensions(), (24, 16));
     assert!(saved_mask.pixels().all(|p| p[0] == 0 || p[0] == 255), "mask is binarised");
     assert_eq!(saved_mask.get_pixel(6, 5)[0], 255);
-    assert_eq!(image::open(root.join("images/scan_1.png")).unwrap().to_rgb8(), image::load_from_memory(&img).unwrap().to_rgb8());
-    let anns: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("anns/train.json")).unwrap()).unwrap();
+    assert_eq!(
+        image::open(root.join("images/scan_1.png")).unwrap().to_rgb8(),
+        image::load_from_memory(&img).unwrap().to_rgb8()
+    );
+    let anns: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("anns/train.json")).unwrap()).unwrap();
     let rec = &anns[0];
     assert_eq!(rec["img_name"], "scan_1.png");
     assert_eq!(rec["mask_name"], "scan_1.png");
@@ -377,7 +389,12 @@ async fn dataset_save_errors() {
     assert!(r.error().contains("mask is 10x10 but the image is 24x16"), "{}", r.error());
     let r = post_form(s.addr, "/api/dataset/save", Form::new().file("image", "a.png", &img).text("prompt", "x")).await;
     assert_eq!(r.status, 400);
-    let r = post_form(s.addr, "/api/dataset/save", Form::new().file("image", "a.png", &img).file("mask", "m.png", &mask_png(24, 16))).await;
+    let r = post_form(
+        s.addr,
+        "/api/dataset/save",
+        Form::new().file("image", "a.png", &img).file("mask", "m.png", &mask_png(24, 16)),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(r.error().contains("prompt"));
     // A broken annotation file is left alone.

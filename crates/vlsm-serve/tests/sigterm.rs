@@ -21,7 +21,8 @@ fn sigterm_finishes_in_flight_request_then_exits() {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.split("http://").nth(1).and_then(|s| s.trim().strip_suffix('/')).expect("address line").to_string();
 
-    let (ct, body) = common::Form::new().file("image", "a.png", &common::png_bytes(40, 30, 1)).text("prompt", "x").finish();
+    let (ct, body) =
+        common::Form::new().file("image", "a.png", &common::png_bytes(40, 30, 1)).text("prompt", "x").finish();
     let mut s = TcpStream::connect(&addr).unwrap();
     write!(s, "POST /api/segment HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
     // Half the body now: the request is in flight when the signal comes.

@@ -26,9 +26,9 @@ use crate::preprocess::{pil_resize_gray, Filter};
 #[path = "report.rs"]
 pub mod report;
 
-/// The model's threshold (0.5 until `Segmenter::default_threshold` exists).
-pub fn default_threshold(_seg: &Segmenter) -> f32 {
-    0.5
+/// The model's own threshold (0.5 for CLIPSeg, 0.35 for CRIS).
+pub fn default_threshold(seg: &Segmenter) -> f32 {
+    seg.default_threshold()
 }
 
 #[derive(Debug, Clone)]

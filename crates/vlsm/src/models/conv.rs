@@ -102,6 +102,22 @@ fn matmul(
     }
 }
 
+thread_local! {
+    /// im2col scratch, reused so large buffers are not re-faulted in on every call.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a scratch buffer of `n` floats (contents unspecified).
+fn with_cols<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() < n {
+            c.resize(n, 0.0);
+        }
+        f(&mut c[..n])
+    })
+}
+
 fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
@@ -158,9 +174,10 @@ impl CustomOp2 for ConvSame {
             if k == 1 {
                 matmul(co, hw, c, o, wt, c as isize, 1, xi, hw as isize, 1, par);
             } else {
-                let mut cols = vec![0f32; ckk * hw];
-                im2col(xi, c, h, w, k, &mut cols);
-                matmul(co, hw, ckk, o, wt, ckk as isize, 1, &cols, hw as isize, 1, par);
+                with_cols(ckk * hw, |cols| {
+                    im2col(xi, c, h, w, k, cols);
+                    matmul(co, hw, ckk, o, wt, ckk as isize, 1, cols, hw as isize, 1, par);
+                });
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((b, co, h, w))))
@@ -188,11 +205,12 @@ impl CustomOp2 for ConvSame {
                     matmul(co, c, hw, &mut gw, gi, hw as isize, 1, xi, 1, hw as isize, par);
                     matmul(c, hw, co, &mut gx, &wv, 1, c as isize, gi, hw as isize, 1, par);
                 } else {
-                    let mut cols = vec![0f32; ckk * hw];
-                    im2col(xi, c, h, w, k, &mut cols);
-                    matmul(co, ckk, hw, &mut gw, gi, hw as isize, 1, &cols, 1, hw as isize, par);
-                    matmul(ckk, hw, co, &mut cols, &wv, 1, ckk as isize, gi, hw as isize, 1, par);
-                    col2im(&cols, c, h, w, k, &mut gx);
+                    with_cols(ckk * hw, |cols| {
+                        im2col(xi, c, h, w, k, cols);
+                        matmul(co, ckk, hw, &mut gw, gi, hw as isize, 1, cols, 1, hw as isize, par);
+                        matmul(ckk, hw, co, cols, &wv, 1, ckk as isize, gi, hw as isize, 1, par);
+                        col2im(cols, c, h, w, k, &mut gx);
+                    });
                 }
                 (gx, gw)
             })
@@ -238,6 +256,13 @@ impl ConvSame2d {
         let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
         let bias = vb.get_with_hints(cout, "bias", init)?;
         Self::new(weight, Some(bias))
+    }
+
+    /// The same without a bias (before a normalisation that re-centres anyway).
+    pub fn load_no_bias(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Self> {
+        let bound = 1.0 / ((cin * k * k) as f64).sqrt();
+        let init = candle_nn::Init::Uniform { lo: -bound, up: bound };
+        Self::new(vb.get_with_hints((cout, cin, k, k), "weight", init)?, None)
     }
 }
 

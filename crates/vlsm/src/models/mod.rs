@@ -10,6 +10,7 @@ pub mod clipseg;
 pub mod cris;
 pub mod conv;
 pub mod interp;
+pub mod norm;
 pub mod resnet_clip;
 pub mod swin;
 pub mod textunet;

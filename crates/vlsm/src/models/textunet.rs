@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, layer_norm, linear, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::conv::ConvSame2d;
+use super::norm::GroupNormRelu2d;
 use serde::{Deserialize, Serialize};
 
 use super::clip::EncoderLayer;
@@ -83,29 +84,29 @@ impl TextUNetConfig {
     }
 }
 
-/// conv3x3 → GroupNorm → ReLU, twice.
+/// conv3x3 → GroupNorm → ReLU, twice (no conv bias: the norm's shift takes its place).
 #[derive(Debug, Clone)]
 struct Block {
     conv1: ConvSame2d,
-    norm1: GroupNorm,
+    norm1: GroupNormRelu2d,
     conv2: ConvSame2d,
-    norm2: GroupNorm,
+    norm2: GroupNormRelu2d,
 }
 
 impl Block {
     fn new(vb: VarBuilder, cin: usize, cout: usize, groups: usize) -> Result<Self> {
         let g = groups.min(cout);
         Ok(Self {
-            conv1: ConvSame2d::load(vb.pp("conv1"), cin, cout, 3)?,
-            norm1: group_norm(g, cout, 1e-5, vb.pp("norm1"))?,
-            conv2: ConvSame2d::load(vb.pp("conv2"), cout, cout, 3)?,
-            norm2: group_norm(g, cout, 1e-5, vb.pp("norm2"))?,
+            conv1: ConvSame2d::load_no_bias(vb.pp("conv1"), cin, cout, 3)?,
+            norm1: GroupNormRelu2d::load(vb.pp("norm1"), g, cout, 1e-5)?,
+            conv2: ConvSame2d::load_no_bias(vb.pp("conv2"), cout, cout, 3)?,
+            norm2: GroupNormRelu2d::load(vb.pp("norm2"), g, cout, 1e-5)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.norm1.forward(&self.conv1.forward(x)?)?.relu()?;
-        self.norm2.forward(&self.conv2.forward(&x)?)?.relu()
+        let x = self.norm1.forward(&self.conv1.forward(x)?)?;
+        self.norm2.forward(&self.conv2.forward(&x)?)
     }
 }
 

@@ -1,0 +1,203 @@
+//! GroupNorm followed by ReLU as one CPU op with a hand-written backward.
+//!
+//! candle builds GroupNorm from ~10 elementwise/reduction ops, and their backward passes
+//! (broadcast sums over strided dims, fresh buffers each time) cost more than the convolutions
+//! around them in a small U-Net. In NCHW layout each (image, group) is one contiguous block, so
+//! forward and backward are a few passes over that block.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+struct GroupNormRelu {
+    groups: usize,
+    eps: f64,
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("group_norm_relu: only f32 is supported"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("group_norm_relu: input is not contiguous"),
+    }
+}
+
+/// Mean and 1/std of a block, in f64 for a stable variance.
+fn stats(x: &[f32], eps: f64) -> (f32, f32) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+}
+
+impl CustomOp3 for GroupNormRelu {
+    fn name(&self) -> &'static str {
+        "group-norm-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1)?;
+        let (gamma, beta) = (slice(s2, l2)?, slice(s3, l3)?);
+        let dims = l1.shape().dims();
+        let c = dims[1];
+        let hw: usize = dims[2..].iter().product();
+        let cg = c / self.groups;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(cg * hw).zip(x.par_chunks(cg * hw)).enumerate().for_each(|(i, (yo, xi))| {
+            let g = i % self.groups;
+            let (mean, rstd) = stats(xi, self.eps);
+            for k in 0..cg {
+                let ch = g * cg + k;
+                let (a, b) = (gamma[ch] * rstd, beta[ch] - gamma[ch] * rstd * mean);
+                for (o, &v) in yo[k * hw..(k + 1) * hw].iter_mut().zip(&xi[k * hw..(k + 1) * hw]) {
+                    *o = (a * v + b).max(0.0);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dims = x.dims().to_vec();
+        let (b, c) = (dims[0], dims[1]);
+        let hw: usize = dims[2..].iter().product();
+        let cg = c / self.groups;
+        let xv = x.flatten_all()?.to_vec1::<f32>()?;
+        let yv = res.flatten_all()?.to_vec1::<f32>()?;
+        let gv = g.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let gam = gamma.to_vec1::<f32>()?;
+        let _ = beta;
+        let block = cg * hw;
+        // Per (image, group): dx and the per-channel sums for dgamma/dbeta.
+        let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..b * self.groups)
+            .into_par_iter()
+            .map(|i| {
+                let grp = i % self.groups;
+                let xi = &xv[i * block..(i + 1) * block];
+                let yi = &yv[i * block..(i + 1) * block];
+                let gi = &gv[i * block..(i + 1) * block];
+                let (mean, rstd) = stats(xi, self.eps);
+                let mut dgamma = vec![0f32; cg];
+                let mut dbeta = vec![0f32; cg];
+                // dxhat = dy·[y > 0]·γ ; then dx = rstd·(dxhat − mean(dxhat) − x̂·mean(dxhat·x̂)).
+                let mut dxhat = vec![0f32; block];
+                let (mut s1, mut s2) = (0f64, 0f64);
+                for k in 0..cg {
+                    let gk = gam[grp * cg + k];
+                    let (mut dg, mut db) = (0f64, 0f64);
+                    for j in k * hw..(k + 1) * hw {
+                        let d = if yi[j] > 0.0 { gi[j] } else { 0.0 };
+                        let xh = (xi[j] - mean) * rstd;
+                        dg += (d * xh) as f64;
+                        db += d as f64;
+                        let dx = d * gk;
+                        dxhat[j] = dx;
+                        s1 += dx as f64;
+                        s2 += (dx * xh) as f64;
+                    }
+                    dgamma[k] = dg as f32;
+                    dbeta[k] = db as f32;
+                }
+                let n = block as f64;
+                let (m1, m2) = ((s1 / n) as f32, (s2 / n) as f32);
+                for j in 0..block {
+                    let xh = (xi[j] - mean) * rstd;
+                    dxhat[j] = rstd * (dxhat[j] - m1 - xh * m2);
+                }
+                (dxhat, dgamma, dbeta)
+            })
+            .collect();
+        let mut dx = Vec::with_capacity(xv.len());
+        let mut dgamma = vec![0f32; c];
+        let mut dbeta = vec![0f32; c];
+        for (i, (d, dg, db)) in parts.into_iter().enumerate() {
+            dx.extend_from_slice(&d);
+            let grp = i % self.groups;
+            for k in 0..cg {
+                dgamma[grp * cg + k] += dg[k];
+                dbeta[grp * cg + k] += db[k];
+            }
+        }
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, dims.as_slice(), dev)?),
+            Some(Tensor::from_vec(dgamma, c, dev)?),
+            Some(Tensor::from_vec(dbeta, c, dev)?),
+        ))
+    }
+}
+
+/// `relu(GroupNorm(x))` with PyTorch's parameter names (`weight`, `bias`).
+#[derive(Debug, Clone)]
+pub struct GroupNormRelu2d {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNormRelu2d {
+    pub fn load(vb: VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
+        if groups == 0 || channels % groups != 0 {
+            candle_core::bail!("GroupNorm: {groups} groups do not divide {channels} channels");
+        }
+        let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self { weight, bias, groups, eps })
+    }
+}
+
+impl Module for GroupNormRelu2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = if x.dtype() == DType::F32 { x.contiguous()? } else { x.to_dtype(DType::F32)?.contiguous()? };
+        x.apply_op3(&self.weight, &self.bias, GroupNormRelu { groups: self.groups, eps: self.eps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn matches_candle_group_norm_then_relu() {
+        let dev = Device::Cpu;
+        let (b, c, h, w, g) = (2, 6, 5, 4, 3);
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (b, c, h, w), &dev).unwrap() + 0.3).unwrap()).unwrap();
+        let gamma = Var::from_tensor(&Tensor::randn(1f32, 0.5, c, &dev).unwrap()).unwrap();
+        let beta = Var::from_tensor(&Tensor::randn(0f32, 0.5, c, &dev).unwrap()).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
+        let ours = x
+            .apply_op3(gamma.as_tensor(), beta.as_tensor(), GroupNormRelu { groups: g, eps: 1e-5 })
+            .unwrap();
+        let gn = candle_nn::GroupNorm::new(gamma.as_tensor().clone(), beta.as_tensor().clone(), c, g, 1e-5).unwrap();
+        let theirs = gn.forward(&x).unwrap().relu().unwrap();
+        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "forward differs by {d}");
+        let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &gamma, &beta] {
+            let d = (g1.get(v).unwrap() - g2.get(v).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+            let d = d.to_scalar::<f32>().unwrap();
+            assert!(d < 1e-4, "gradient differs by {d}");
+        }
+    }
+}
