@@ -14,6 +14,10 @@ pub enum BenchCommand {
     Clipseg(ClipsegBench),
     /// One training step of the built-in model architecture: images per second.
     Train(TrainBench),
+    /// Full-size CRIS (RN50, 416 px, random weights): seconds per image.
+    Cris(ItersBench),
+    /// Full-size BiomedCLIPSeg (ViT-B/16 + PubMedBERT, 224 px, random weights): seconds per image.
+    Biomedclipseg(ItersBench),
     /// ViT-B/16 classifier (random weights): seconds per image.
     Vit(crate::classify_cmd::ClassifierBenchArgs),
     /// Swin-T classifier (random weights): seconds per image.
@@ -49,10 +53,40 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Clipseg(b) => clipseg(b),
         BenchCommand::Train(b) => train(b),
+        BenchCommand::Cris(b) => iters_bench("cris", b, vlsm::models::cris::bench),
+        BenchCommand::Biomedclipseg(b) => iters_bench("biomedclipseg", b, vlsm::models::biomedclipseg::bench),
         BenchCommand::Vit(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::VitB16, b),
         BenchCommand::Swin(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::SwinT, b),
         BenchCommand::Imgproc { image, json } => crate::imgproc_cmd::bench(&image, json),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct ItersBench {
+    /// Timed forward passes (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn iters_bench(name: &str, b: ItersBench, f: fn(usize, &Device) -> Result<Vec<f64>>) -> Result<()> {
+    if b.iters == 0 {
+        bail!("--iters must be >= 1");
+    }
+    let mut t = f(b.iters, &Device::Cpu)?;
+    let med = median(&mut t);
+    if b.json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": name, "impl": "vlsm", "batch": 1,
+                "threads": candle_core::utils::get_num_threads(), "median_s_per_image": med, "runs_s": t})
+        );
+    } else {
+        println!("{name} batch 1 threads {}: median {:.3} s/image over {} runs", candle_core::utils::get_num_threads(), med, b.iters);
+    }
+    Ok(())
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -306,11 +306,11 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
     hasher.update(&up.bytes);
     hasher.update(format!("slice={slice:?}").as_bytes());
     let key: [u8; 32] = hasher.finalize().into();
-    let cached = st.cache.get(&key);
-    let hit = cached.is_some();
     // Decode before queueing so that bad uploads fail at once and don't hold the model.
-    let image = if cached.is_none() || form.return_image {
-        let max = lim.max_pixels;
+    let max = lim.max_pixels;
+    let up = Arc::new(up);
+    let image = if !st.cache.contains(&key) || form.return_image {
+        let up = up.clone();
         Some(blocking(move || decode_image(&up, slice, max)).await?)
     } else {
         None
@@ -328,10 +328,22 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
     let out = blocking(move || {
         let seg: &Segmenter = &st2.segmenter;
         let t1 = Instant::now();
+        // Looked up only now, holding the model: a request that queued behind the one encoding
+        // the same image finds its features instead of encoding them again.
+        let cached = st2.cache.get(&key);
+        let hit = cached.is_some();
         let entry = match cached {
             Some(e) => e,
             None => {
-                let img = image.as_ref().expect("decoded on a miss");
+                let decoded;
+                let img = match &image {
+                    Some(i) => i,
+                    None => {
+                        // Evicted while this request waited.
+                        decoded = decode_image(&up, slice, max)?;
+                        &decoded
+                    }
+                };
                 let pv = seg.pixel_values(&[img]).map_err(model_error)?;
                 let features = seg
                     .encode_images(&pv)
@@ -373,7 +385,7 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
             (true, Some(img)) => Some(b64(&png(DynamicImage::ImageRgb8(img))?)),
             _ => None,
         };
-        Ok(json!({
+        Ok((hit, json!({
             "width": w,
             "height": h,
             "model_size": [mh, mw],
@@ -388,9 +400,10 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
                 "model": t_model.as_secs_f64() * 1e3,
                 "total": t0.elapsed().as_secs_f64() * 1e3,
             },
-        }))
+        })))
     })
     .await?;
+    let (hit, out) = out;
     let mut resp = Json(out).into_response();
     resp.headers_mut().insert("x-cache", HeaderValue::from_static(if hit { "hit" } else { "miss" }));
     Ok(resp)

@@ -57,6 +57,11 @@ impl FeatureCache {
         }
     }
 
+    /// Whether `key` is cached, without counting or reordering.
+    pub fn contains(&self, key: &[u8; 32]) -> bool {
+        self.items.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(k, _)| k == key)
+    }
+
     pub fn insert(&self, key: [u8; 32], entry: Arc<Entry>) {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         items.retain(|(k, _)| *k != key);

@@ -404,3 +404,18 @@ async fn dataset_save_errors() {
     assert!(r.error().contains("not a JSON list"), "{}", r.error());
     assert_eq!(std::fs::read_to_string(tmp.path().join("anns/train.json")).unwrap(), "{not json");
 }
+
+#[tokio::test]
+async fn request_queued_behind_the_same_new_image_reuses_its_encoding() {
+    let s = Server::start(opts(), Duration::from_millis(600)).await;
+    let addr = s.addr;
+    let img = png_bytes(32, 32, 30);
+    let img2 = img.clone();
+    let a = tokio::spawn(async move { post_form(addr, "/api/segment", seg_form(&img2, &["a"])).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = post_form(addr, "/api/segment", seg_form(&img, &["b"])).await;
+    assert_eq!(a.await.unwrap().header("x-cache"), Some("miss"));
+    assert_eq!(b.header("x-cache"), Some("hit"));
+    let h = get(addr, "/api/health").await.json();
+    assert_eq!((h["cache"]["hits"].as_u64(), h["cache"]["misses"].as_u64()), (Some(1), Some(1)));
+}
