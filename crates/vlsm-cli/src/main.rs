@@ -6,6 +6,7 @@ mod eval_cmd;
 mod imgproc_cmd;
 mod prompts_cmd;
 mod segment_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Imgproc(imgproc_cmd::ImgprocArgs),
     /// Top-k labels of an image from a ViT or Swin classifier.
     Classify(classify_cmd::ClassifyArgs),
+    /// Serve the HTTP API and web page for interactive segmentation.
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Prompts(a) => prompts_cmd::run(a),
         Command::Imgproc(a) => imgproc_cmd::run(a),
         Command::Classify(a) => classify_cmd::run(a),
+        Command::Serve(a) => serve_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
