@@ -89,6 +89,18 @@ fn iters_bench(name: &str, b: ItersBench, f: fn(usize, &Device) -> Result<Vec<f6
     Ok(())
 }
 
+/// Seconds of each of `reps` calls, after one warm-up call.
+fn timed(reps: usize, mut step: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    step()?;
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            step()?;
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -114,13 +126,7 @@ fn clipseg(b: ClipsegBench) -> Result<()> {
         let _ = logits.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         Ok(())
     };
-    step()?;
-    let mut times = Vec::with_capacity(b.reps);
-    for _ in 0..b.reps {
-        let t = Instant::now();
-        step()?;
-        times.push(t.elapsed().as_secs_f64() / b.batch as f64);
-    }
+    let mut times: Vec<f64> = timed(b.reps, step)?.into_iter().map(|t| t / b.batch as f64).collect();
     let threads = candle_core::utils::get_num_threads();
     let med = median(&mut times);
     if b.json {
@@ -173,20 +179,14 @@ fn train(b: TrainBench) -> Result<()> {
     let x = Tensor::randn(0f32, 1.0, (b.batch, 3, b.size, b.size), &dev)?;
     let y = Tensor::rand(0f32, 1.0, (b.batch, b.size, b.size), &dev)?.ge(0.5)?.to_dtype(DType::F32)?;
     let prompts: Vec<Vec<u32>> = (0..b.batch).map(|i| vec![49406, 300 + i as u32, 320, 49407]).collect();
-    let mut step = || -> Result<()> {
+    let step = || -> Result<()> {
         let t = model.text.forward(&prompts)?;
         let logits = model.forward(&x, &t)?;
         let loss = candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y)?;
         opt.backward_step(&loss)?;
         Ok(())
     };
-    step()?;
-    let mut times = Vec::with_capacity(b.reps);
-    for _ in 0..b.reps {
-        let t = Instant::now();
-        step()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
+    let mut times = timed(b.reps, step)?;
     let med = median(&mut times);
     let ips = b.batch as f64 / med;
     let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
