@@ -12,6 +12,9 @@ use vlsm::models::clipseg::{ClipSeg, ClipSegConfig};
 pub enum BenchCommand {
     /// Full-size CLIPSeg (ViT-B/16, reduce_dim 64, random weights): seconds per image.
     Clipseg(ClipsegBench),
+    /// End-to-end latency of one image and one prompt (decode, preprocess, model, mask at the
+    /// original size) with a model directory, the built-in one by default.
+    Segment(SegmentBench),
     /// One training step of the built-in model architecture: images per second.
     Train(TrainBench),
     /// Full-size CRIS (RN50, 416 px, random weights): seconds per image.
@@ -53,12 +56,65 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Clipseg(b) => clipseg(b),
         BenchCommand::Train(b) => train(b),
+        BenchCommand::Segment(b) => segment(b),
         BenchCommand::Cris(b) => iters_bench("cris", b, vlsm::models::cris::bench),
         BenchCommand::Biomedclipseg(b) => iters_bench("biomedclipseg", b, vlsm::models::biomedclipseg::bench),
         BenchCommand::Vit(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::VitB16, b),
         BenchCommand::Swin(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::SwinT, b),
         BenchCommand::Imgproc { image, json } => crate::imgproc_cmd::bench(&image, json),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct SegmentBench {
+    /// The image.
+    #[arg(long)]
+    pub image: std::path::PathBuf,
+    /// The prompt.
+    #[arg(long, default_value = "polyp")]
+    pub prompt: String,
+    /// Model directory (default: the built-in model).
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub reps: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn segment(b: SegmentBench) -> Result<()> {
+    use vlsm::pipeline::{self, Segmenter};
+    let dir = match b.model {
+        Some(d) => d,
+        None => pipeline::default_model_dir()?,
+    };
+    let seg = Segmenter::load(&dir)?;
+    let prompts = vec![b.prompt.clone()];
+    let step = || -> Result<()> {
+        let img = vlsm::io::read_rgb(&b.image)?;
+        let pv = seg.pixel_values(&[&img])?;
+        let f = seg.encode_images(&pv)?;
+        let logits = seg.decode(&f[0], &seg.text_conditional(&prompts)?)?;
+        let (w, h) = img.dimensions();
+        let probs = pipeline::probabilities_at(&logits.get(0)?, w, h)?;
+        let _ = pipeline::threshold_mask(&probs, w, h, seg.default_threshold())?;
+        Ok(())
+    };
+    let mut t = timed(b.reps.max(1), step)?;
+    let med = median(&mut t);
+    let threads = candle_core::utils::get_num_threads();
+    if b.json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "segment", "model": seg.kind_name(), "threads": threads,
+                "median_s_per_image": med, "runs_s": t})
+        );
+    } else {
+        println!("segment {} ({}) threads {threads}: median {:.1} ms per image", b.image.display(), seg.kind_name(), med * 1e3);
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]
