@@ -169,9 +169,11 @@ fn clipseg(b: ClipsegBench) -> Result<()> {
     }
     let dev = Device::Cpu;
     let cfg = ClipSegConfig::rd64_refined();
+    // Random weights as plain tensors, as a loaded checkpoint gives (no gradient tracking).
     let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-    let model = ClipSeg::new(vb, &cfg)?;
+    ClipSeg::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg)?;
+    let frozen = vm.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let model = ClipSeg::new(VarBuilder::from_tensors(frozen, DType::F32, &dev), &cfg)?;
     let pv = Tensor::randn(0f32, 1.0, (b.batch, 3, b.size, b.size), &dev)?;
     // A typical medvlsm prompt length (p6 of kvasir is ~20 tokens).
     let ids: Vec<u32> = std::iter::once(49406).chain((0..18).map(|i| 320 + i)).chain([49407]).collect();
