@@ -44,9 +44,9 @@ pub struct SegmentArgs {
     pub batch: usize,
 }
 
+/// One conditioning: the suffix its output files get (".k" when there are several prompts).
 struct Condition {
     name: String,
-    label: String,
 }
 
 pub fn run(a: SegmentArgs) -> Result<()> {
@@ -102,7 +102,7 @@ pub fn run(a: SegmentArgs) -> Result<()> {
     };
     let (cond, conds) = if a.prompts.is_empty() {
         let c = image_cond.clone().expect("checked above");
-        (c, vec![Condition { name: String::new(), label: "image prompt".into() }])
+        (c, vec![Condition { name: String::new() }])
     } else {
         let text = seg.text_conditional(&a.prompts)?;
         let cond = match &image_cond {
@@ -114,7 +114,7 @@ pub fn run(a: SegmentArgs) -> Result<()> {
             .prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| Condition { name: if many { format!(".{i}") } else { String::new() }, label: p.clone() })
+            .map(|(i, _)| Condition { name: if many { format!(".{i}") } else { String::new() } })
             .collect();
         (cond, conds)
     };
@@ -185,7 +185,6 @@ fn write_outputs(
     io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;
     let ov = pipeline::overlay(img, &mask);
     io::write_png_atomic(&with_suffix(&base, ".overlay.png"), &DynamicImage::ImageRgb8(ov))?;
-    let _ = &c.label;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! `align_corners=False`) is separable, so `out = A_h · x · A_wᵀ`. That is exact up to float
 //! summation order, works for any size and is differentiable through plain matmuls.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 /// PyTorch's cubic convolution kernel with A = -0.75.
 fn cubic_weights(t: f64) -> [f64; 4] {
@@ -66,11 +66,6 @@ pub fn bicubic(x: &Tensor, oh: usize, ow: usize) -> Result<Tensor> {
 pub fn bilinear(x: &Tensor, oh: usize, ow: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     apply_separable(x, bilinear_matrix(h, oh), bilinear_matrix(w, ow), oh, ow)
-}
-
-/// A tensor from a matrix, handy in tests.
-pub fn matrix(data: Vec<f32>, rows: usize, cols: usize) -> Result<Tensor> {
-    Tensor::from_vec(data, (rows, cols), &Device::Cpu)?.to_dtype(DType::F32)
 }
 
 #[cfg(test)]
