@@ -48,7 +48,7 @@ pub struct Segmenter {
 /// The CLIP BPE tokenizer of a model directory: `tokenizer.json`, `vocab.json` + `merges.txt`,
 /// or OpenAI's `bpe_simple_vocab_16e6.txt.gz`.
 pub fn load_tokenizer(dir: &Path) -> Result<ClipTokenizer> {
-    let gz = dir.join("bpe_simple_vocab_16e6.txt.gz");
+    let gz = dir.join(crate::tokenize::BPE_FILE);
     if !dir.join("tokenizer.json").is_file() && !dir.join("vocab.json").is_file() && gz.is_file() {
         return Ok(ClipTokenizer::from_bpe_gz(&gz)?);
     }
@@ -85,7 +85,7 @@ impl Segmenter {
                 return Ok(Self {
                     net: Net::Cris(m),
                     tokenizer: Some(load_tokenizer(dir).or_else(|_| {
-                        crate::train::textunet::find_bpe().and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
+                        crate::tokenize::find_bpe().and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
                     })?),
                     processor,
                     dir: dir.to_path_buf(),

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -26,24 +26,7 @@ use crate::data::{Pool, Prompt};
 use crate::models::textunet::{TextUNet, TextUNetConfig};
 use crate::pipeline::textunet_processor;
 use crate::preprocess::{pil_resize, pil_resize_gray, Filter};
-use crate::tokenize::ClipTokenizer;
-
-/// The CLIP BPE merges file a TextUNet directory carries.
-pub const BPE_FILE: &str = "bpe_simple_vocab_16e6.txt.gz";
-
-/// Where the CLIP BPE file is looked for: `VLSM_BPE`, then `../shared/vocab` beside the repo.
-pub fn find_bpe() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("VLSM_BPE") {
-        return Ok(PathBuf::from(p));
-    }
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for c in [here.join("../../models/default").join(BPE_FILE), here.join("../../../shared/vocab").join(BPE_FILE)] {
-        if c.is_file() {
-            return Ok(c);
-        }
-    }
-    bail!("{BPE_FILE} not found (set VLSM_BPE to its path)")
-}
+use crate::tokenize::{find_bpe, ClipTokenizer, BPE_FILE};
 
 struct Sample {
     image: Vec<u8>,
