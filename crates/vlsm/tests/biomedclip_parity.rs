@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use vlsm::models::biomedclip::{BiomedClip, BiomedClipConfig};
 use vlsm::models::biomedclipseg::BiomedClipSeg;
+mod common;
+use common::{assert_close, rel_err};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/biomedclip")
@@ -20,20 +22,6 @@ fn prompts() -> Vec<String> {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
     v["prompts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect()
-}
-
-/// max |a - b| relative to max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
-
-fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
-    let e = rel_err(a, b);
-    assert!(e <= 1e-4, "{what}: relative error {e:e} > 1e-4");
 }
 
 fn model_dir() -> PathBuf {

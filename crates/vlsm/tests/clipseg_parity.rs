@@ -11,6 +11,8 @@ use vlsm::models::clipseg::{ClipSeg, ClipSegConfig};
 use vlsm::pipeline::{self, Segmenter};
 use vlsm::preprocess::ImageProcessorConfig;
 use vlsm::tokenize::ClipTokenizer;
+mod common;
+use common::assert_close_tol;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg")
@@ -23,21 +25,6 @@ fn reference() -> HashMap<String, Tensor> {
 fn cases() -> Vec<Value> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
     v["cases"].as_array().unwrap().clone()
-}
-
-/// max |a - b| relative to max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    diff / scale
-}
-
-fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
-    let e = rel_err(a, b);
-    assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
 }
 
 fn load_model(dir: &Path) -> ClipSeg {
@@ -78,7 +65,7 @@ fn every_case_matches_transformers() {
         let acts = model.image_activations(&ref_pv0).unwrap();
         let ref_acts = get("activations"); // [n_layers, B, N, D]
         for (l, a) in acts.iter().enumerate() {
-            assert_close(&format!("{name} activation {l}"), a, &ref_acts.i((l, 0..1)).unwrap(), 1e-4);
+            assert_close_tol(&format!("{name} activation {l}"), a, &ref_acts.i((l, 0..1)).unwrap(), 1e-4);
         }
 
         let ref_cond = get("conditional_embeddings");
@@ -96,7 +83,7 @@ fn every_case_matches_transformers() {
             let (b, l) = (ids.len(), ids[0].len());
             let flat: Vec<u32> = ids.concat();
             let padded = model.text_conditional(&Tensor::from_vec(flat, (b, l), &Device::Cpu).unwrap()).unwrap();
-            assert_close(&format!("{name} padded text conditional"), &padded, &ref_cond, 1e-4);
+            assert_close_tol(&format!("{name} padded text conditional"), &padded, &ref_cond, 1e-4);
             let mut rows = vec![];
             for p in &prompts {
                 let ids = tok.encode(p).unwrap();
@@ -115,17 +102,17 @@ fn every_case_matches_transformers() {
             let worst = ours.as_raw().iter().zip(theirs.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
             assert!(worst <= 1, "{name}: engineered prompt differs by {worst} grey levels");
             let cpv = proc.preprocess(&theirs).unwrap();
-            assert_close(&format!("{name} prompt pixel values"), &cpv, &get("conditional_pixel_values"), 1e-5);
+            assert_close_tol(&format!("{name} prompt pixel values"), &cpv, &get("conditional_pixel_values"), 1e-5);
             model.image_conditional(&cpv).unwrap()
         };
-        assert_close(&format!("{name} conditional embeddings"), &cond, &ref_cond, 1e-4);
+        assert_close_tol(&format!("{name} conditional embeddings"), &cond, &ref_cond, 1e-4);
 
         // Logits: reference pixel values and conditions through our decoder, and our whole path.
         let ref_logits = get("logits");
         let logits = model.decoder.forward(&acts, &ref_cond).unwrap();
-        assert_close(&format!("{name} logits"), &logits, &ref_logits, 1e-4);
+        assert_close_tol(&format!("{name} logits"), &logits, &ref_logits, 1e-4);
         let ours = model.forward(&pv, &cond).unwrap();
-        assert_close(&format!("{name} end-to-end logits"), &ours, &ref_logits, 1e-4);
+        assert_close_tol(&format!("{name} end-to-end logits"), &ours, &ref_logits, 1e-4);
         checked += 1;
     }
     assert!(checked >= 7, "only {checked} model cases in the fixture");

@@ -8,14 +8,11 @@ use vlsm::models::biomedclipseg::BiomedClipSeg;
 use vlsm::models::cris::Cris;
 use vlsm::pipeline::{Net, Segmenter};
 
+mod common;
+use common::rel_err;
+
 fn fx(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
-}
-
-fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
-    d / s
 }
 
 #[test]
@@ -31,7 +28,7 @@ fn biomedclipseg_through_the_segmenter() {
     let split = seg.decode(&f[0], &cond).unwrap();
     let direct = BiomedClipSeg::load(&dir, None, DType::F32, &Device::Cpu).unwrap();
     let whole = direct.forward(&pv, &cond).unwrap();
-    assert!(max_rel(&split, &whole) < 1e-5);
+    assert!(rel_err(&split, &whole) < 1e-5);
     assert!(seg.image_conditional(&img, &image::GrayImage::new(75, 50)).is_err());
 }
 
@@ -50,6 +47,6 @@ fn cris_through_the_segmenter() {
     let split = seg.decode(&f[0], &ids).unwrap();
     let Net::Cris(m) = &seg.net else { panic!("not CRIS") };
     let whole = m.forward(&Tensor::cat(&[&pv, &pv], 0).unwrap(), &ids).unwrap().squeeze(1).unwrap();
-    assert!(max_rel(&split, &whole) < 1e-5, "{}", max_rel(&split, &whole));
+    assert!(rel_err(&split, &whole) < 1e-5, "{}", rel_err(&split, &whole));
     let _ = Cris::pad_mask(&ids).unwrap();
 }

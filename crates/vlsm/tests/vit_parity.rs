@@ -9,6 +9,8 @@ use serde_json::Value;
 use vlsm::checkpoint;
 use vlsm::classify::{self, HfClassifier, ImageClassifier};
 use vlsm::models::vit::{ViTConfig, ViTForImageClassification, ViTModel};
+mod common;
+use common::assert_close;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vit")
@@ -21,21 +23,6 @@ fn reference() -> HashMap<String, Tensor> {
 fn cases() -> Vec<Value> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
     v["cases"].as_array().unwrap().clone()
-}
-
-/// max |a - b| relative to max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    diff / scale
-}
-
-fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
-    let e = rel_err(a, b);
-    assert!(e <= 1e-4, "{what}: relative error {e:e} > 1e-4");
 }
 
 fn config(dir: &Path) -> ViTConfig {

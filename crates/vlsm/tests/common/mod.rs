@@ -1,0 +1,24 @@
+//! Helpers shared by the parity tests.
+#![allow(dead_code)]
+
+use candle_core::{DType, Tensor};
+
+/// max |a - b| relative to max |b|.
+pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let a = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// `rel_err(a, b) <= tol`, naming `what` when it is not.
+pub fn assert_close_tol(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+    let e = rel_err(a, b);
+    assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
+}
+
+/// The parity tolerance: 1e-4 of the largest reference magnitude.
+pub fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
+    assert_close_tol(what, a, b, 1e-4);
+}
