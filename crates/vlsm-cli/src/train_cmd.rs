@@ -15,7 +15,8 @@ pub struct TrainArgs {
     /// Continue the run in the config's output_dir from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Start the decoder from random weights instead of the checkpoint's.
+    /// Start the decoder from random weights instead of the checkpoint's (CRIS: neck, decoder
+    /// and projector).
     #[arg(long)]
     pub random_decoder: bool,
 }
@@ -34,6 +35,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let s = match cfg.model.kind.as_str() {
         "textunet" => vlsm::train::textunet::train(&cfg, hooks)?,
+        "cris" => vlsm::train::cris::train(&cfg, hooks, init)?,
         _ => clipseg::train(&cfg, hooks, init)?,
     };
     match s.best_val_dice {

@@ -1,4 +1,6 @@
-//! CLIPSeg decoder training over frozen CLIP encoders (`vlsm train` with `model.kind = "clipseg"`).
+//! CLIPSeg decoder training over frozen encoders: CLIP (`model.kind = "clipseg"`) or BiomedCLIP
+//! (`"biomedclipseg"`, medvlsm's BiomedCLIPSeg; with `model.decoder_from` a CLIPSeg checkpoint,
+//! BiomedCLIPSeg-D).
 //!
 //! The decoder lives in a `VarMap` initialised from the checkpoint's `decoder.*` tensors (or
 //! randomly, seeded). Encoder activations are computed once per image into the memory-mapped
@@ -8,7 +10,8 @@
 //!
 //! The best checkpoint is also written as a full Hugging Face model directory (`config.json`,
 //! `preprocessor_config.json`, tokenizer files, `model.safetensors` = frozen encoders + trained
-//! decoder), so `vlsm segment --model RUN/best` loads it.
+//! decoder), so `vlsm segment --model RUN/best` loads it. For BiomedCLIPSeg it is a BiomedCLIPSeg
+//! directory: the open_clip files (weights hard-linked when possible) plus `decoder.safetensors`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,9 +31,11 @@ use super::config::TrainConfig;
 use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
 use crate::checkpoint as weights;
 use crate::data::{self, Pool, Record};
+use crate::models::biomedclip::{self, BiomedClip, BiomedClipConfig};
+use crate::models::biomedclipseg::BiomedClipSegConfig;
 use crate::models::clipseg::{ClipSeg, ClipSegConfig, ClipSegDecoder};
 use crate::preprocess::{pil_resize_gray, Filter, ImageProcessorConfig, ResizeTarget};
-use crate::tokenize::ClipTokenizer;
+use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
 
 /// Where the trainable decoder starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,12 +67,18 @@ struct Item {
     target: Vec<u8>,
 }
 
+/// The frozen encoders under the CLIPSeg decoder.
+enum Encoder {
+    Clip(Box<ClipSeg>, ClipTokenizer),
+    /// BiomedCLIP and the timm blocks the decoder reads.
+    Biomed(Box<BiomedClip>, WordPieceTokenizer, Vec<usize>),
+}
+
 /// The CLIPSeg [`Trainable`]: cached activations + memoised text conditionals in, decoder logits out.
 pub struct ClipSegTask {
-    model: ClipSeg,
+    encoder: Encoder,
     decoder: ClipSegDecoder,
     varmap: VarMap,
-    tokenizer: ClipTokenizer,
     processor: ImageProcessorConfig,
     prompt_keys: Vec<String>,
     train: Vec<Item>,
@@ -93,33 +104,37 @@ impl ClipSegTask {
     /// error surfaces here, before any training.
     pub fn new(cfg: &TrainConfig, init: DecoderInit, progress: bool) -> Result<Self> {
         cfg.validate()?;
-        if cfg.model.kind != "clipseg" {
-            bail!("model.kind: '{}' is not clipseg", cfg.model.kind);
+        if !["clipseg", "biomedclipseg"].contains(&cfg.model.kind.as_str()) {
+            bail!("model.kind: '{}' is not clipseg or biomedclipseg", cfg.model.kind);
         }
         if !(cfg.is_frozen("vision") && cfg.is_frozen("text")) || cfg.is_frozen("decoder") {
-            bail!("model.freeze: CLIPSeg training trains the decoder only; use freeze = [\"vision\", \"text\"]");
+            bail!("model.freeze: CLIPSeg-style training trains the decoder only; use freeze = [\"vision\", \"text\"]");
         }
         let device = Device::Cpu;
         let dir = &cfg.model.dir;
-        let cfg_path = dir.join("config.json");
-        let kind = weights::detect(dir)?;
-        if kind != weights::ModelKind::ClipSeg {
-            bail!(
-                "{}: a {kind:?} checkpoint, not CLIPSeg (model.kind = \"clipseg\")",
-                cfg_path.display()
-            );
-        }
-        let config: ClipSegConfig = weights::read_json(&cfg_path)?;
-        config
-            .validate()
-            .map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
-        let wpath = weights::find_weights(dir)?;
-        let vb = weights::var_builder(&wpath, DType::F32, &device, None)?;
-        let model =
-            ClipSeg::new(vb.clone(), &config).map_err(|e| weights::load_error(&wpath, e))?;
-        let tokenizer = ClipTokenizer::from_dir(dir)?;
         let size = cfg.data.image_size;
-        let processor = train_processor(dir, size)?;
+        let l = if cfg.model.kind == "clipseg" {
+            load_clipseg(dir, size, &device)?
+        } else {
+            load_biomed(dir, size, &device)?
+        };
+        let config = l.decoder_config;
+        let processor = l.processor;
+        // The decoder's starting weights: model.decoder_from, else the model's own.
+        let (dsrc, dvb) = match (&cfg.model.decoder_from, init) {
+            (Some(p), DecoderInit::Checkpoint) => {
+                let w = weights::find_weights(p)?;
+                let vb = weights::var_builder(&w, DType::F32, &device, None)?;
+                (Some(w), Some(vb))
+            }
+            _ => (l.decoder_src.clone(), l.decoder_vb),
+        };
+        let init = match (&dvb, init) {
+            // BiomedCLIPSeg without decoder weights: medvlsm's random decoder.
+            (None, _) => DecoderInit::Random,
+            (_, i) => i,
+        };
+        let wpath = l.weights.clone();
 
         // Data: anns, files, mask sizes and prompt keys are all checked by opening.
         let pools = [
@@ -138,7 +153,10 @@ impl ClipSegTask {
             &config,
         )
         .map_err(|e| anyhow!("decoder: {e}"))?;
-        init_decoder(&varmap, init, &vb, &wpath, cfg.seed)?;
+        match (&dvb, &dsrc) {
+            (Some(vb), Some(src)) => init_decoder(&varmap, init, vb, src, cfg.seed)?,
+            _ => init_decoder(&varmap, DecoderInit::Random, &VarBuilder::zeros(DType::F32, &device), &wpath, cfg.seed)?,
+        }
 
         let g = size / config.vision_config.patch_size;
         if g == 0 {
@@ -172,10 +190,9 @@ impl ClipSegTask {
         let val = make_items(&pools[1])?;
 
         let mut task = ClipSegTask {
-            model,
+            encoder: l.encoder,
             decoder,
             varmap,
-            tokenizer,
             processor,
             prompt_keys: cfg.data.prompts.clone(),
             train,
@@ -187,15 +204,18 @@ impl ClipSegTask {
                 src_dir: dir.clone(),
                 weights: wpath.clone(),
                 image_size: size,
+                biomed: l.biomed_config,
             },
             device,
             cache_stats: None,
         };
         if cfg.data.feature_cache {
             let model_key = format!(
-                "clipseg\n{}\n{}\n{:?}",
+                "{}\n{}\n{}\n{:?}\n{:?}",
+                cfg.model.kind,
                 hash_file(&wpath)?,
-                hash_bytes(std::fs::read(&cfg_path)?.as_slice()),
+                hash_bytes(std::fs::read(&l.config_file)?.as_slice()),
+                config.extract_layers,
                 task.processor
             );
             let paths: Vec<PathBuf> = task
@@ -249,17 +269,32 @@ impl ClipSegTask {
             .map(|p| crate::io::read_rgb(p))
             .collect::<Result<_>>()?;
         let pv = self.processor.preprocess_batch(&imgs)?;
-        Ok(self.model.image_activations(&pv)?)
+        Ok(match &self.encoder {
+            Encoder::Clip(m, _) => m.image_activations(&pv)?,
+            Encoder::Biomed(m, _, layers) => {
+                let deepest = *layers.iter().max().expect("validated non-empty");
+                let blocks = m.visual.trunk.forward_blocks(&pv, deepest)?;
+                layers.iter().map(|&i| blocks[i].clone()).collect()
+            }
+        })
     }
 
     fn conditionals(&mut self, prompts: &[String]) -> Result<Tensor> {
         let mut rows = Vec::with_capacity(prompts.len());
         for p in prompts {
             if !self.text_memo.contains_key(p) {
-                let ids = self.tokenizer.encode(p)?;
-                let n = ids.len();
-                let ids = Tensor::from_vec(ids, (1, n), &self.device)?;
-                let c = self.model.text_conditional(&ids)?;
+                let c = match &self.encoder {
+                    Encoder::Clip(m, tok) => {
+                        let ids = tok.encode(p)?;
+                        let n = ids.len();
+                        let ids = Tensor::from_vec(ids, (1, n), &self.device)?;
+                        m.text_conditional(&ids)?
+                    }
+                    Encoder::Biomed(m, tok, _) => {
+                        let (ids, mask) = m.tokenize(tok, &[p.as_str()], &self.device)?;
+                        m.text_features(&ids, &mask)?
+                    }
+                };
                 self.text_memo.insert(p.clone(), c);
             }
             rows.push(self.text_memo[p].clone());
@@ -338,6 +373,118 @@ impl Trainable for ClipSegTask {
     }
 }
 
+/// What the encoder side of a checkpoint gives the decoder trainer.
+struct Loaded {
+    encoder: Encoder,
+    decoder_config: ClipSegConfig,
+    processor: ImageProcessorConfig,
+    /// The encoder weight file (cache key, export source).
+    weights: PathBuf,
+    /// The config file whose bytes key the feature cache.
+    config_file: PathBuf,
+    /// Where the decoder's own starting weights are, if anywhere.
+    decoder_src: Option<PathBuf>,
+    decoder_vb: Option<VarBuilder<'static>>,
+    /// BiomedCLIPSeg's `config.json` (exported with the trained decoder).
+    biomed_config: Option<serde_json::Value>,
+}
+
+fn load_clipseg(dir: &Path, size: usize, device: &Device) -> Result<Loaded> {
+    let cfg_path = dir.join("config.json");
+    let kind = weights::detect(dir)?;
+    if kind != weights::ModelKind::ClipSeg {
+        bail!(
+            "{}: a {kind:?} checkpoint, not CLIPSeg (model.kind = \"clipseg\")",
+            cfg_path.display()
+        );
+    }
+    let config: ClipSegConfig = weights::read_json(&cfg_path)?;
+    config
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
+    let wpath = weights::find_weights(dir)?;
+    let vb = weights::var_builder(&wpath, DType::F32, device, None)?;
+    let model = ClipSeg::new(vb.clone(), &config).map_err(|e| weights::load_error(&wpath, e))?;
+    let tokenizer = ClipTokenizer::from_dir(dir)?;
+    Ok(Loaded {
+        encoder: Encoder::Clip(Box::new(model), tokenizer),
+        decoder_config: config,
+        processor: train_processor(dir, size)?,
+        weights: wpath.clone(),
+        config_file: cfg_path,
+        decoder_src: Some(wpath),
+        decoder_vb: Some(vb),
+        biomed_config: None,
+    })
+}
+
+/// A BiomedCLIP open_clip directory, with or without a BiomedCLIPSeg `config.json`.
+fn load_biomed(dir: &Path, size: usize, device: &Device) -> Result<Loaded> {
+    let cpath = dir.join("config.json");
+    let (bc, raw): (BiomedClipSegConfig, serde_json::Value) = if cpath.is_file() {
+        let raw: serde_json::Value = weights::read_json(&cpath)?;
+        match raw.get("model_type").and_then(|t| t.as_str()) {
+            Some("biomedclipseg") | None => {}
+            Some(t) => bail!(
+                "{}: model_type '{t}', not biomedclipseg (model.kind = \"biomedclipseg\")",
+                cpath.display()
+            ),
+        }
+        let bc = serde_json::from_value(raw.clone())
+            .map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
+        (bc, raw)
+    } else {
+        (BiomedClipSegConfig::default(), serde_json::json!({}))
+    };
+    let enc = BiomedClipConfig::from_dir(dir)?;
+    let dc = bc
+        .decoder_config(&enc)
+        .map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
+    if size != enc.vision.image_size {
+        bail!(
+            "data.image_size: {size}, but the BiomedCLIP ViT in {} takes {} px",
+            dir.display(),
+            enc.vision.image_size
+        );
+    }
+    if let Some(&l) = bc.extract_layers.iter().find(|&&l| l >= enc.vision.depth) {
+        bail!(
+            "{}: extract_layers has block {l}, the ViT has {}",
+            cpath.display(),
+            enc.vision.depth
+        );
+    }
+    let ew = biomedclip::weights_file(dir)?;
+    let evb = weights::var_builder(&ew, DType::F32, device, None)?;
+    let model = BiomedClip::new(evb, &enc).map_err(|e| weights::load_error(&ew, e))?;
+    let tok = BiomedClip::tokenizer(dir, enc.context_length)?;
+    let dw = dir.join(&bc.decoder_weights);
+    let dvb = if dw.is_file() {
+        Some(weights::var_builder(&dw, DType::F32, device, None)?)
+    } else {
+        None
+    };
+    let mut raw = raw;
+    let obj = raw
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("{}: expected a JSON object", cpath.display()))?;
+    obj.insert("model_type".into(), "biomedclipseg".into());
+    obj.insert("decoder_weights".into(), BIOMED_DECODER_FILE.into());
+    Ok(Loaded {
+        encoder: Encoder::Biomed(Box::new(model), tok, bc.extract_layers.clone()),
+        decoder_config: dc,
+        processor: enc.image_processor(),
+        weights: ew,
+        config_file: dir.join("open_clip_config.json"),
+        decoder_src: dvb.as_ref().map(|_| dw),
+        decoder_vb: dvb,
+        biomed_config: Some(raw),
+    })
+}
+
+/// The trained decoder of an exported BiomedCLIPSeg directory.
+pub const BIOMED_DECODER_FILE: &str = "decoder.safetensors";
+
 /// The reference processor with its size set to `size` x `size` (no crop).
 fn train_processor(dir: &Path, size: usize) -> Result<ImageProcessorConfig> {
     let pp = dir.join("preprocessor_config.json");
@@ -355,7 +502,7 @@ fn train_processor(dir: &Path, size: usize) -> Result<ImageProcessorConfig> {
 }
 
 /// Cache key of an image file: its path, length and modification time.
-fn image_key(path: &Path) -> Result<String> {
+pub(crate) fn image_key(path: &Path) -> Result<String> {
     let m = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?;
     let mtime = m
         .modified()
@@ -368,7 +515,7 @@ fn image_key(path: &Path) -> Result<String> {
 }
 
 /// The mask as 0/1 at `size` x `size` (PIL nearest), then at the decoder output size.
-fn load_target(path: &Path, size: usize, out: (usize, usize)) -> Result<Vec<u8>> {
+pub(crate) fn load_target(path: &Path, size: usize, out: (usize, usize)) -> Result<Vec<u8>> {
     let m = crate::io::read_mask(path)?;
     let mut m = pil_resize_gray(&m, size as u32, size as u32, Filter::Nearest);
     if (out.0, out.1) != (size, size) {
@@ -441,12 +588,63 @@ pub struct Exporter {
     /// Its weight file.
     pub weights: PathBuf,
     pub image_size: usize,
+    /// BiomedCLIPSeg's config.json (None: a CLIPSeg export).
+    pub biomed: Option<serde_json::Value>,
 }
 
 impl Exporter {
+    /// The file written last, whose presence marks a complete export.
+    fn marker(&self) -> &'static str {
+        if self.biomed.is_some() {
+            BIOMED_DECODER_FILE
+        } else {
+            MODEL_FILE
+        }
+    }
+
+    /// A BiomedCLIPSeg directory: the source's open_clip files, its config and the decoder.
+    fn export_biomed(&self, dst: &Path, config: &serde_json::Value) -> Result<()> {
+        let mut files: Vec<String> = ["open_clip_config.json", "vocab.txt"]
+            .iter()
+            .chain(TOKENIZER_FILES)
+            .map(|s| s.to_string())
+            .collect();
+        // The local BERT config open_clip resolves from hf_model_name.
+        let oc: serde_json::Value = weights::read_json(&self.src_dir.join("open_clip_config.json"))?;
+        if let Some(n) = oc.pointer("/model_cfg/text_cfg/hf_model_name").and_then(|v| v.as_str()) {
+            if self.src_dir.join(n).join("config.json").is_file() {
+                std::fs::create_dir_all(dst.join(n))
+                    .with_context(|| format!("{}: cannot create", dst.join(n).display()))?;
+                files.push(format!("{n}/config.json"));
+            }
+        }
+        for f in files {
+            let src = self.src_dir.join(&f);
+            if src.is_file() {
+                let b = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
+                crate::io::write_atomic(&dst.join(&f), &b)?;
+            }
+        }
+        // The encoder weights are large and never change: link them when the filesystem allows.
+        let name = self.weights.file_name().ok_or_else(|| anyhow!("{}: no file name", self.weights.display()))?;
+        let out = dst.join(name);
+        if !out.is_file() && std::fs::hard_link(&self.weights, &out).is_err() {
+            let b = std::fs::read(&self.weights)
+                .with_context(|| format!("{}: cannot read", self.weights.display()))?;
+            crate::io::write_atomic(&out, &b)?;
+        }
+        crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(config)?.as_bytes())?;
+        let trained = std::fs::read(dst.join(checkpoint::WEIGHTS))
+            .with_context(|| format!("{}: cannot read", dst.join(checkpoint::WEIGHTS).display()))?;
+        crate::io::write_atomic(&dst.join(BIOMED_DECODER_FILE), &trained)
+    }
+
     /// Makes `dst` a model directory: its `weights.safetensors` (decoder) over the source's
     /// encoder tensors, config, processor (at the training size) and tokenizer files.
     pub fn export(&self, dst: &Path) -> Result<()> {
+        if let Some(c) = &self.biomed {
+            return self.export_biomed(dst, c);
+        }
         let trained_path = dst.join(checkpoint::WEIGHTS);
         let trained = candle_core::safetensors::load(&trained_path, &Device::Cpu)
             .map_err(|e| anyhow!("{}: cannot read: {e}", trained_path.display()))?;
@@ -489,14 +687,14 @@ impl Exporter {
     /// the whole directory, so a missing model file means a new best).
     pub fn export_best(&self, run_dir: &Path) -> Result<()> {
         let best = run_dir.join("best");
-        if best.join(checkpoint::STATE).is_file() && !best.join(MODEL_FILE).is_file() {
+        if best.join(checkpoint::STATE).is_file() && !best.join(self.marker()).is_file() {
             self.export(&best)?;
         }
         Ok(())
     }
 }
 
-fn read_all_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+pub(crate) fn read_all_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -538,7 +736,7 @@ fn processor_json(src: &Path, size: usize) -> Result<String> {
     Ok(serde_json::to_string_pretty(&v)?)
 }
 
-/// `vlsm train` for CLIPSeg: builds the task, trains, and keeps `RUN/best` a loadable model
+/// `vlsm train` for CLIPSeg and BiomedCLIPSeg: builds the task, trains, and keeps `RUN/best` a loadable model
 /// directory after every improvement.
 pub fn train(cfg: &TrainConfig, mut hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
     cfg.validate()?;

@@ -6,10 +6,11 @@
 //! threads = 0                         # default 0 = all cores (RAYON_NUM_THREADS / CANDLE_NUM_THREADS)
 //!
 //! [model]
-//! kind = "clipseg"                    # required; architecture: clipseg | textunet
+//! kind = "clipseg"                    # required; architecture: clipseg | textunet | biomedclipseg | cris
 //! dir = "models/clipseg-rd64-refined" # required for clipseg (model directory or weight file);
 //!                                     # textunet trains from scratch and takes no dir
 //! freeze = ["vision", "text"]         # default ["vision", "text"]; parts kept fixed: vision | text | decoder
+//! decoder_from = "models/clipseg"     # optional; CLIPSeg dir/file whose decoder.* start the decoder (BiomedCLIPSeg-D)
 //!
 //! [data]
 //! datasets = ["data/kvasir_polyp"]    # required, non-empty; medvlsm-layout dirs, pooled
@@ -36,7 +37,7 @@
 //! min_lr = 0.0                        # default 0
 //!
 //! [loss]
-//! kind = "dice_bce"                   # default "dice_bce"; dice | bce | dice_bce
+//! kind = "dice_bce"                   # default "dice_bce"; dice | bce | dice_bce | contrastive (cris)
 //! dice_weight = 1.0                   # default 1.0 (dice_bce only)
 //! bce_weight = 0.2                    # default 0.2 (dice_bce only)
 //!
@@ -55,7 +56,7 @@ use super::loss::LossKind;
 use super::optim::AdamWParams;
 
 /// Model architectures `train` knows.
-pub const MODEL_KINDS: &[&str] = &["clipseg", "textunet"];
+pub const MODEL_KINDS: &[&str] = &["clipseg", "textunet", "biomedclipseg", "cris"];
 /// Parts of a model that can be frozen.
 pub const FREEZE_PARTS: &[&str] = &["vision", "text", "decoder"];
 
@@ -87,6 +88,10 @@ pub struct ModelConfig {
     pub dir: PathBuf,
     #[serde(default = "d_freeze")]
     pub freeze: Vec<String>,
+    /// A CLIPSeg model directory or weight file whose `decoder.*` tensors start the decoder
+    /// (BiomedCLIPSeg-D); clipseg and biomedclipseg only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +164,9 @@ pub enum LossName {
     Dice,
     Bce,
     DiceBce,
+    /// CRIS's text-to-pixel contrastive loss: BCE with logits on the stride-4 dynamic-kernel
+    /// response against the nearest-downsampled mask (cris only).
+    Contrastive,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,6 +249,9 @@ impl TrainConfig {
         self.data.datasets.iter_mut().for_each(fix);
         if let Some(c) = self.data.cache_dir.as_mut() {
             fix(c);
+        }
+        if let Some(d) = self.model.decoder_from.as_mut() {
+            fix(d);
         }
     }
 
@@ -334,6 +345,12 @@ impl TrainConfig {
         let l = &self.loss;
         nonneg("loss.dice_weight", l.dice_weight)?;
         nonneg("loss.bce_weight", l.bce_weight)?;
+        if l.kind == LossName::Contrastive && self.model.kind != "cris" {
+            bail!("loss.kind: 'contrastive' is CRIS's loss (model.kind = \"cris\")");
+        }
+        if self.model.decoder_from.is_some() && !["clipseg", "biomedclipseg"].contains(&self.model.kind.as_str()) {
+            bail!("model.decoder_from: only for clipseg and biomedclipseg (a CLIPSeg decoder)");
+        }
         if l.kind == LossName::DiceBce && l.dice_weight + l.bce_weight == 0.0 {
             bail!("loss.dice_weight, loss.bce_weight: both are 0");
         }
@@ -344,7 +361,7 @@ impl TrainConfig {
     pub fn loss_kind(&self) -> LossKind {
         match self.loss.kind {
             LossName::Dice => LossKind::Dice,
-            LossName::Bce => LossKind::Bce,
+            LossName::Bce | LossName::Contrastive => LossKind::Bce,
             LossName::DiceBce => LossKind::DiceBce {
                 dice_weight: self.loss.dice_weight,
                 bce_weight: self.loss.bce_weight,

@@ -1,0 +1,273 @@
+//! `vlsm train` for BiomedCLIPSeg (-D) and CRIS on tiny models over a synthetic dataset:
+//! learning, the decoder's starting point, frozen parts, exact resume, exported model
+//! directories, and errors that name the key or file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use vlsm::train::clipseg::{self, ClipSegTask, DecoderInit};
+use vlsm::train::cris::{self as cris_train, CrisTask};
+use vlsm::train::{Hooks, Trainable, TrainConfig};
+
+fn fx(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+}
+
+fn quiet<'a>() -> Hooks<'a> {
+    Hooks { resume: false, progress: false, on_epoch: None }
+}
+
+/// `n` 40x30 images, each with the same bright square and its mask; train = val.
+fn synthetic(dir: &Path, n: usize) -> PathBuf {
+    let ds = dir.join("synth");
+    for sub in ["images", "masks", "anns"] {
+        std::fs::create_dir_all(ds.join(sub)).unwrap();
+    }
+    let inside = |x: u32, y: u32| (8..24).contains(&x) && (6..20).contains(&y);
+    let mut recs = Vec::new();
+    for i in 0..n as u32 {
+        let img = image::RgbImage::from_fn(40, 30, |x, y| {
+            if inside(x, y) {
+                image::Rgb([230, 200, 190])
+            } else {
+                image::Rgb([(x * 3 + i * 7) as u8, (y * 4) as u8, 60])
+            }
+        });
+        img.save(ds.join(format!("images/{i}.png"))).unwrap();
+        let m = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
+        m.save(ds.join(format!("masks/{i}.png"))).unwrap();
+        recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"),
+            "prompts": {"p0": "", "p1": "square", "p2": ["a pink square", "square lesion"]}}));
+    }
+    let j = serde_json::to_string(&recs).unwrap();
+    std::fs::write(ds.join("anns/train.json"), &j).unwrap();
+    std::fs::write(ds.join("anns/val.json"), &j).unwrap();
+    ds
+}
+
+fn config(kind: &str, model: &Path, ds: &Path, out: &Path, extra_model: &str, extra: &str) -> TrainConfig {
+    let text = format!(
+        "output_dir = \"{}\"\nseed = 3\n[model]\nkind = \"{kind}\"\ndir = \"{}\"\n{extra_model}\n[data]\ndatasets = [\"{}\"]\nprompts = [\"p1\", \"p2\"]\n{extra}",
+        out.display(),
+        model.display(),
+        ds.display()
+    );
+    TrainConfig::parse(&text).unwrap_or_else(|e| panic!("{e:#}\n{text}"))
+}
+
+fn tensors(p: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(p, &Device::Cpu).unwrap()
+}
+
+fn bits(t: &Tensor) -> Vec<u64> {
+    let t = t.flatten_all().unwrap().to_dtype(candle_core::DType::F64).unwrap();
+    t.to_vec1::<f64>().unwrap().iter().map(|x| x.to_bits()).collect()
+}
+
+fn same(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> bool {
+    a.len() == b.len() && a.iter().all(|(k, t)| b.get(k).is_some_and(|u| bits(t) == bits(u)))
+}
+
+/// A CRIS with random (seeded) weights small enough for tests, with the real CLIP vocabulary.
+fn tiny_cris(dir: &Path) -> PathBuf {
+    let c = serde_json::json!({
+        "backbone": {"embed_dim": 32, "image_resolution": 64, "vision_layers": [1, 1, 1, 1], "vision_width": 8,
+                     "context_length": 16, "vocab_size": 49408, "transformer_width": 32,
+                     "transformer_heads": 2, "transformer_layers": 1},
+        "word_len": 8, "fpn_in": [64, 128, 32], "fpn_out": [16, 32, 32], "vis_dim": 32, "word_dim": 32,
+        "num_layers": 1, "num_head": 2, "dim_ffn": 32, "img_size": 64
+    });
+    let out = dir.join("cris_tiny");
+    let bpe = vlsm::tokenize::find_bpe().unwrap();
+    vlsm::train::random_init::write_cris(&out, &c, 11, Some(&bpe)).unwrap();
+    out
+}
+
+const FAST: &str = "image_size = 64\n[train]\nbatch_size = 4\nlr = 1e-2\n[early_stopping]\npatience = 0\n";
+
+fn epochs(n: usize) -> String {
+    FAST.replace("[train]\n", &format!("[train]\nepochs = {n}\nmin_epochs = {n}\n"))
+}
+
+#[test]
+fn biomedclipseg_decoder_training_learns_and_exports_a_biomedclipseg_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = synthetic(tmp.path(), 8);
+    let cfg = config("biomedclipseg", &fx("biomedclip/tiny"), &ds, &tmp.path().join("run"), "", &epochs(12));
+    let s = clipseg::train(&cfg, quiet(), DecoderInit::Random).unwrap();
+    let (first, last) = (&s.history[0], s.history.last().unwrap());
+    assert!(last.train_loss < 0.8 * first.train_loss, "loss {} -> {}", first.train_loss, last.train_loss);
+
+    let best = s.run_dir.join("best");
+    assert!(same(&tensors(&best.join("decoder.safetensors")), &tensors(&best.join("weights.safetensors"))));
+    let seg = vlsm::pipeline::Segmenter::load(&best).unwrap();
+    assert_eq!(seg.kind_name(), "biomedclipseg");
+    let img = vlsm::io::read_rgb(&ds.join("images/0.png")).unwrap();
+    let f = seg.encode_images(&seg.pixel_values(&[&img]).unwrap()).unwrap();
+    let cond = seg.text_conditional(&["square".to_string()]).unwrap();
+    assert_eq!(seg.decode(&f[0], &cond).unwrap().dims(), &[1, 64, 64]);
+    // The encoder is the source's, untouched.
+    assert_eq!(
+        std::fs::read(best.join("open_clip_pytorch_model.bin")).unwrap(),
+        std::fs::read(fx("biomedclip/tiny/open_clip_pytorch_model.bin")).unwrap()
+    );
+}
+
+#[test]
+fn biomedclipseg_d_starts_from_a_clipseg_decoder_and_random_init_is_seeded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = synthetic(tmp.path(), 4);
+    let clipseg = fx("biomedclip/clipseg_tiny.safetensors");
+    let d = format!("decoder_from = \"{}\"", clipseg.display());
+    let cfg = config("biomedclipseg", &fx("biomedclip/tiny"), &ds, &tmp.path().join("run"), &d, FAST);
+    let task = ClipSegTask::new(&cfg, DecoderInit::Checkpoint, false).unwrap();
+    let src = tensors(&clipseg);
+    let vars = task.vars();
+    assert!(!vars.is_empty());
+    for (name, v) in &vars {
+        assert_eq!(bits(v.as_tensor()), bits(&src[name]), "{name} is not the CLIPSeg decoder's");
+    }
+    // Without decoder_from: the directory's own decoder.safetensors.
+    let own = config("biomedclipseg", &fx("biomedclip/tiny"), &ds, &tmp.path().join("run"), "", FAST);
+    let dec = tensors(&fx("biomedclip/tiny/decoder.safetensors"));
+    for (name, v) in ClipSegTask::new(&own, DecoderInit::Checkpoint, false).unwrap().vars() {
+        assert_eq!(bits(v.as_tensor()), bits(&dec[&name]), "{name}");
+    }
+    // Random init: the same seed gives the same decoder.
+    let a = ClipSegTask::new(&own, DecoderInit::Random, false).unwrap().vars();
+    let b = ClipSegTask::new(&own, DecoderInit::Random, false).unwrap().vars();
+    assert!(a.iter().zip(&b).all(|(x, y)| bits(x.1.as_tensor()) == bits(y.1.as_tensor())));
+    assert!(a.iter().any(|(n, v)| bits(v.as_tensor()) != bits(&dec[n])));
+}
+
+#[test]
+fn cris_end_to_end_with_the_contrastive_loss_learns_and_exports_a_cris_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_cris(tmp.path());
+    let ds = synthetic(tmp.path(), 8);
+    let extra = epochs(10).replace("lr = 1e-2", "lr = 2e-3") + "[loss]\nkind = \"contrastive\"\n";
+    let cfg = config(
+        "cris",
+        &model,
+        &ds,
+        &tmp.path().join("run"),
+        "freeze = []",
+        &extra.replace("image_size = 64\n", "image_size = 64\nfeature_cache = false\n"),
+    );
+    let task = CrisTask::new(&cfg, DecoderInit::Checkpoint, false).unwrap();
+    assert_eq!(task.output_size(), 16, "the contrastive loss works at stride 4");
+    let names = task.trainable_names();
+    assert!(names.iter().any(|n| n.starts_with("backbone.visual.")));
+    assert!(names.iter().any(|n| n == "backbone.token_embedding.weight"));
+    assert!(!names.iter().any(|n| n.ends_with("running_mean") || n.ends_with("running_var")));
+    drop(task);
+
+    let s = cris_train::train(&cfg, quiet(), DecoderInit::Checkpoint).unwrap();
+    let (first, last) = (&s.history[0], s.history.last().unwrap());
+    assert!(last.train_loss < 0.8 * first.train_loss, "loss {} -> {}", first.train_loss, last.train_loss);
+
+    // RUN/best is a CRIS directory; BatchNorm statistics are the source's (inference mode).
+    let best = s.run_dir.join("best");
+    let exported = tensors(&best.join("model.safetensors"));
+    let src = tensors(&model.join("model.safetensors"));
+    assert_eq!(exported.len(), src.len());
+    for (k, v) in &src {
+        if k.ends_with("running_mean") || k.ends_with("running_var") {
+            assert_eq!(bits(v), bits(&exported[k]), "{k} changed");
+        }
+    }
+    for (k, v) in tensors(&best.join("weights.safetensors")) {
+        assert_eq!(bits(&v), bits(&exported[&k]), "{k} is not the best epoch's");
+    }
+    let seg = vlsm::pipeline::Segmenter::load(&best).unwrap();
+    assert_eq!(seg.kind_name(), "cris");
+    let img = vlsm::io::read_rgb(&ds.join("images/0.png")).unwrap();
+    let f = seg.encode_images(&seg.pixel_values(&[&img]).unwrap()).unwrap();
+    let cond = seg.text_conditional(&["square".to_string()]).unwrap();
+    assert_eq!(seg.decode(&f[0], &cond).unwrap().dims(), &[1, 64, 64]);
+}
+
+#[test]
+fn cris_with_a_frozen_backbone_trains_the_head_only_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_cris(tmp.path());
+    let ds = synthetic(tmp.path(), 6);
+    let cache = format!("cache_dir = \"{}\"\n", tmp.path().join("cache").display());
+    let extra = epochs(3).replace("image_size = 64\n", &format!("image_size = 64\n{cache}"));
+    let mk = |name: &str| config("cris", &model, &ds, &tmp.path().join(name), "", &extra);
+    let full = mk("full");
+    let task = CrisTask::new(&full, DecoderInit::Checkpoint, false).unwrap();
+    assert_eq!(task.output_size(), 64, "medvlsm's loss works at the input size");
+    assert!(task.trainable_names().iter().all(|n| !n.starts_with("backbone.")));
+    assert_eq!(task.cache_stats.as_ref().unwrap().computed, 6);
+    drop(task);
+    let a = cris_train::train(&full, quiet(), DecoderInit::Checkpoint).unwrap();
+    assert!(a.finished);
+
+    let part = mk("part");
+    let stop = Hooks { resume: false, progress: false, on_epoch: Some(Box::new(|r| r.epoch < 2)) };
+    let s = cris_train::train(&part, stop, DecoderInit::Checkpoint).unwrap();
+    assert!(!s.finished);
+    let b = cris_train::train(&part, Hooks { resume: true, progress: false, on_epoch: None }, DecoderInit::Checkpoint)
+        .unwrap();
+    assert!(b.finished);
+    for f in ["weights.safetensors", "optimizer.safetensors"] {
+        assert!(same(&tensors(&a.run_dir.join("last").join(f)), &tensors(&b.run_dir.join("last").join(f))), "{f}");
+    }
+    let h = |r: &[vlsm::train::EpochRecord]| r.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>();
+    assert_eq!(h(&a.history), h(&b.history));
+    // The frozen backbone is exported unchanged.
+    let exported = tensors(&a.run_dir.join("best/model.safetensors"));
+    let src = tensors(&model.join("model.safetensors"));
+    for (k, v) in src.iter().filter(|(k, _)| k.starts_with("backbone.")) {
+        assert_eq!(bits(v), bits(&exported[k]), "{k}");
+    }
+}
+
+fn err(r: anyhow::Result<impl Sized>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn wrong_kinds_keys_and_shapes_are_named_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = synthetic(tmp.path(), 2);
+    let out = tmp.path().join("run");
+    let biomed = fx("biomedclip/tiny");
+    let cris = tiny_cris(tmp.path());
+
+    // A CRIS config over a BiomedCLIPSeg directory, and the other way round.
+    let e = err(CrisTask::new(&config("cris", &biomed, &ds, &out, "", FAST), DecoderInit::Checkpoint, false));
+    assert!(e.contains("config.json") && e.contains("not CRIS"), "{e}");
+    let e = err(ClipSegTask::new(&config("biomedclipseg", &cris, &ds, &out, "", FAST), DecoderInit::Checkpoint, false));
+    assert!(e.contains("config.json") && e.contains("'cris'"), "{e}");
+    // Config keys that do not fit the kind.
+    let text = format!("output_dir = \"o\"\n[model]\nkind = \"clipseg\"\ndir = \"m\"\n[data]\ndatasets = [\"d\"]\n[loss]\nkind = \"contrastive\"\n");
+    assert!(err(TrainConfig::parse(&text)).contains("loss.kind"));
+    let text = format!("output_dir = \"o\"\n[model]\nkind = \"cris\"\ndir = \"m\"\ndecoder_from = \"x\"\n[data]\ndatasets = [\"d\"]\n");
+    assert!(err(TrainConfig::parse(&text)).contains("model.decoder_from"));
+    // Image size the ViT cannot take; CRIS size not a multiple of 32.
+    let e = err(ClipSegTask::new(
+        &config("biomedclipseg", &biomed, &ds, &out, "", &FAST.replace("64", "96")),
+        DecoderInit::Random,
+        false,
+    ));
+    assert!(e.contains("data.image_size"), "{e}");
+    let e = err(CrisTask::new(&config("cris", &cris, &ds, &out, "", &FAST.replace("64", "80")), DecoderInit::Checkpoint, false));
+    assert!(e.contains("data.image_size"), "{e}");
+    // A CLIPSeg decoder of another width for BiomedCLIPSeg-D: file and key named.
+    let d = format!("decoder_from = \"{}\"", fx("clipseg/tiny_complex").display());
+    let e = err(ClipSegTask::new(&config("biomedclipseg", &biomed, &ds, &out, &d, FAST), DecoderInit::Checkpoint, false));
+    assert!(e.contains("tiny_complex") && e.contains("decoder."), "{e}");
+    // A CRIS checkpoint missing a tensor.
+    let mut t = tensors(&cris.join("model.safetensors"));
+    t.remove("neck.aggr.0.weight");
+    candle_core::safetensors::save(&t, cris.join("model.safetensors")).unwrap();
+    let e = err(CrisTask::new(&config("cris", &cris, &ds, &out, "", FAST), DecoderInit::Checkpoint, false));
+    assert!(e.contains("model.safetensors") && e.contains("neck.aggr.0.weight"), "{e}");
+    assert!(!out.join("last").exists());
+}
