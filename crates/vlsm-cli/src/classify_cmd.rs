@@ -1,4 +1,5 @@
-//! `vlsm classify IMAGE --model DIR`: top-k labels of a supervised classifier (ViT, Swin).
+//! `vlsm classify IMAGE --model DIR`: top-k labels of a supervised classifier (ViT, Swin), or
+//! with `--labels a,b,c` zero-shot over those labels with CLIP or BiomedCLIP.
 
 use std::path::PathBuf;
 
@@ -6,15 +7,23 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
 use vlsm::classify::{self, HfClassifier, ImageClassifier};
+use vlsm::zero_shot::{ZeroShotClassifier, DEFAULT_TEMPLATE};
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
     /// Image file (any format the `image` crate reads).
     pub image: PathBuf,
     /// Hugging Face model directory (config.json, model.safetensors or pytorch_model.bin,
-    /// optional preprocessor_config.json) of a ViT or Swin image classifier.
+    /// optional preprocessor_config.json) of a ViT or Swin image classifier; with --labels, a
+    /// CLIP (`CLIPModel`) or BiomedCLIP (open_clip) directory.
     #[arg(long)]
     pub model: PathBuf,
+    /// Comma-separated labels for zero-shot classification (CLIP, BiomedCLIP).
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Prompt template for each label ({} is replaced by the label).
+    #[arg(long, requires = "labels")]
+    pub template: Option<String>,
     /// How many labels to print.
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
@@ -27,14 +36,28 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
     if a.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
-    let model = HfClassifier::load(&a.model, &Device::Cpu)?;
+    let (model, model_type): (Box<dyn ImageClassifier>, String) = match &a.labels {
+        Some(list) => {
+            let labels: Vec<String> = list.split(',').map(|l| l.trim().to_string()).collect();
+            let t = a.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+            let m = ZeroShotClassifier::load(&a.model, &labels, t, &Device::Cpu)?;
+            let f = m.family_name().to_string();
+            (Box::new(m), f)
+        }
+        None => {
+            let m = HfClassifier::load(&a.model, &Device::Cpu)?;
+            let t = m.model_type.clone();
+            (Box::new(m), t)
+        }
+    };
     let img = image::open(&a.image).with_context(|| format!("{}: cannot read image", a.image.display()))?.to_rgb8();
-    let preds = classify::classify(&model, &img, a.top_k).with_context(|| format!("{}", a.image.display()))?;
+    let preds = classify::classify(model.as_ref(), &img, a.top_k).with_context(|| format!("{}", a.image.display()))?;
     if a.json {
         let v = serde_json::json!({
             "image": a.image.display().to_string(),
             "model": a.model.display().to_string(),
-            "model_type": model.model_type,
+            "model_type": model_type,
+            "zero_shot": a.labels.is_some(),
             "num_labels": model.labels().len(),
             "predictions": preds,
         });

@@ -17,3 +17,4 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod tokenize;
 pub mod train;
+pub mod zero_shot;

@@ -1,0 +1,205 @@
+//! Zero-shot image classification with CLIP (a Hugging Face `CLIPModel` directory,
+//! `model_type: "clip"`) or BiomedCLIP (an open_clip directory): each label becomes a prompt
+//! through a template, and the logits are `exp(logit_scale) · cos(image, prompt)` as in
+//! `CLIPModel.forward`'s `logits_per_image` and open_clip's `CLIP.forward`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+use crate::checkpoint;
+use crate::classify::{zero_shot_logits, ImageClassifier};
+use crate::models::biomedclip::{self, BiomedClip, BiomedClipConfig};
+use crate::models::clip::{ClipModel, ClipTextConfig, ClipVisionConfig};
+use crate::preprocess::ImageProcessorConfig;
+use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
+
+/// The template CLIP's paper uses for ImageNet-style labels.
+pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
+
+fn d_proj() -> usize {
+    512
+}
+
+/// `CLIPConfig` (`config.json` of a `CLIPModel`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClipConfig {
+    pub model_type: Option<String>,
+    #[serde(default)]
+    pub text_config: ClipTextConfig,
+    #[serde(default)]
+    pub vision_config: ClipVisionConfig,
+    #[serde(default = "d_proj")]
+    pub projection_dim: usize,
+}
+
+enum Encoder {
+    Clip(Box<ClipModel>, ClipTokenizer),
+    Biomed(Box<BiomedClip>, WordPieceTokenizer),
+}
+
+/// A zero-shot classifier over fixed labels.
+pub struct ZeroShotClassifier {
+    encoder: Encoder,
+    labels: Vec<String>,
+    prompts: Vec<String>,
+    /// Prompt features [K, E] (not normalised).
+    text: Tensor,
+    logit_scale: f64,
+    processor: ImageProcessorConfig,
+    device: Device,
+}
+
+/// `template` with `{}` replaced by `label`.
+pub fn fill_template(template: &str, label: &str) -> Result<String> {
+    if !template.contains("{}") {
+        bail!("--template: '{template}' has no {{}} for the label");
+    }
+    Ok(template.replace("{}", label))
+}
+
+/// The `logit_scale` scalar of a weight file.
+fn logit_scale(path: &Path, dev: &Device) -> Result<f64> {
+    let vb = checkpoint::var_builder(path, DType::F32, dev, None)?;
+    let t = vb
+        .get((), "logit_scale")
+        .or_else(|_| vb.get(1, "logit_scale").and_then(|t| t.squeeze(0)))
+        .map_err(|e| checkpoint::load_error(path, e))?;
+    Ok(t.to_scalar::<f32>()? as f64)
+}
+
+impl ZeroShotClassifier {
+    /// Which family a directory holds: "biomedclip" (open_clip_config.json) or "clip".
+    pub fn family(dir: &Path) -> Result<&'static str> {
+        if dir.join("open_clip_config.json").is_file() {
+            return Ok("biomedclip");
+        }
+        let cfg = dir.join("config.json");
+        if !cfg.is_file() {
+            bail!("{}: neither a CLIP (config.json) nor an open_clip (open_clip_config.json) model directory", dir.display());
+        }
+        let c: ClipConfig = checkpoint::read_json(&cfg)?;
+        match c.model_type.as_deref() {
+            Some("clip") => Ok("clip"),
+            Some(t) => bail!("{}: model_type '{t}' is not a CLIP model (expected \"clip\") for zero-shot labels", cfg.display()),
+            None => bail!("{}: no model_type", cfg.display()),
+        }
+    }
+
+    /// Loads a CLIP or BiomedCLIP directory and encodes one prompt per label.
+    pub fn load(dir: &Path, labels: &[String], template: &str, dev: &Device) -> Result<Self> {
+        if labels.is_empty() {
+            bail!("--labels: no labels");
+        }
+        if let Some(l) = labels.iter().find(|l| l.trim().is_empty()) {
+            bail!("--labels: empty label {l:?}");
+        }
+        let prompts: Vec<String> = labels.iter().map(|l| fill_template(template, l)).collect::<Result<_>>()?;
+        let (encoder, processor, scale) = match Self::family(dir)? {
+            "biomedclip" => {
+                let c = BiomedClipConfig::from_dir(dir)?;
+                let m = BiomedClip::load(dir, DType::F32, dev)?;
+                let tok = BiomedClip::tokenizer(dir, c.context_length)?;
+                let s = logit_scale(&biomedclip::weights_file(dir)?, dev)?;
+                (Encoder::Biomed(Box::new(m), tok), c.image_processor(), s)
+            }
+            _ => {
+                let cpath = dir.join("config.json");
+                let c: ClipConfig = checkpoint::read_json(&cpath)?;
+                let w = checkpoint::find_weights(dir)?;
+                let vb = checkpoint::var_builder(&w, DType::F32, dev, None)?;
+                let m = ClipModel::new(vb, &c.text_config, &c.vision_config, c.projection_dim)
+                    .map_err(|e| checkpoint::load_error(&w, e))?;
+                let tok = crate::pipeline::load_tokenizer(dir).or_else(|e| {
+                    crate::tokenize::find_bpe()
+                        .and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
+                        .map_err(|_| anyhow!("{e:#}"))
+                })?;
+                let pp = dir.join("preprocessor_config.json");
+                let processor = if pp.is_file() {
+                    ImageProcessorConfig::from_file(&pp)?
+                } else {
+                    ImageProcessorConfig::clip_default()
+                };
+                let s = logit_scale(&w, dev)?;
+                (Encoder::Clip(Box::new(m), tok), processor, s)
+            }
+        };
+        let mut zs = Self {
+            encoder,
+            labels: labels.to_vec(),
+            prompts,
+            text: Tensor::zeros((1, 1), DType::F32, dev)?,
+            logit_scale: scale,
+            processor,
+            device: dev.clone(),
+        };
+        zs.text = zs.text_features(&zs.prompts.clone())?;
+        Ok(zs)
+    }
+
+    /// The prompt each label became.
+    pub fn prompts(&self) -> &[String] {
+        &self.prompts
+    }
+
+    pub fn family_name(&self) -> &'static str {
+        match self.encoder {
+            Encoder::Clip(..) => "clip",
+            Encoder::Biomed(..) => "biomedclip",
+        }
+    }
+
+    /// `exp(logit_scale)`'s argument, as stored in the weights.
+    pub fn logit_scale(&self) -> f64 {
+        self.logit_scale
+    }
+
+    /// Unnormalised text features [K, E] (`get_text_features` / `encode_text`).
+    pub fn text_features(&self, prompts: &[String]) -> Result<Tensor> {
+        Ok(match &self.encoder {
+            Encoder::Clip(m, tok) => {
+                // One prompt at a time, unpadded: padding after the end token cannot change the
+                // pooled feature of the causal text model.
+                let rows = prompts
+                    .iter()
+                    .map(|p| {
+                        let ids = tok.encode(p)?;
+                        let n = ids.len();
+                        Ok(m.text_features(&Tensor::from_vec(ids, (1, n), &self.device)?)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&rows, 0)?
+            }
+            Encoder::Biomed(m, tok) => {
+                let refs: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
+                let (ids, mask) = m.tokenize(tok, &refs, &self.device)?;
+                m.text_features(&ids, &mask)?
+            }
+        })
+    }
+
+    /// Unnormalised image features [B, E].
+    pub fn image_features(&self, pixel_values: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.encoder {
+            Encoder::Clip(m, _) => m.image_features(pixel_values),
+            Encoder::Biomed(m, _) => m.image_features(pixel_values),
+        }
+    }
+}
+
+impl ImageClassifier for ZeroShotClassifier {
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    fn processor(&self) -> &ImageProcessorConfig {
+        &self.processor
+    }
+
+    fn logits(&self, pixel_values: &Tensor) -> candle_core::Result<Tensor> {
+        zero_shot_logits(&self.image_features(pixel_values)?, &self.text, self.logit_scale)
+    }
+}
