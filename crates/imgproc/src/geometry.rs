@@ -42,11 +42,19 @@ pub fn resize<T: Pixel>(src: &Image<T>, (dw, dh): (usize, usize), interp: Interp
     }
     if let Some(s8) = as_u8(src) {
         let exact2x = area_fast && isx == 2 && isy == 2 && src.channels() != 2;
+        let up = scale_x < 1.0 || scale_y < 1.0;
         let fast = match interp {
             Interpolation::Nearest => Some(resize_nearest_u8(s8, dw, dh)),
             Interpolation::Area if exact2x => Some(resize8::area_2x(s8, dw, dh)),
-            Interpolation::Linear => Some(resize_sep_u8::<2>(s8, dw, dh, scale_x, scale_y)),
-            Interpolation::Cubic => Some(resize_sep_u8::<4>(s8, dw, dh, scale_x, scale_y)),
+            Interpolation::Linear => Some(resize_linear_u8(s8, dw, dh, scale_x, scale_y, inv_sx, inv_sy, false)),
+            // OpenCV emulates area upscaling with bilinear weights of the covered fractions.
+            Interpolation::Area if up => Some(resize_linear_u8(s8, dw, dh, scale_x, scale_y, inv_sx, inv_sy, true)),
+            Interpolation::Area if !area_fast => {
+                let xa = resize8::area_axis(sw, dw, scale_x);
+                let ya = resize8::area_axis(sh, dh, scale_y);
+                (xa.taps <= sw && ya.taps <= sh).then(|| resize8::resize_area(s8, dw, dh, &xa, &ya))
+            }
+            Interpolation::Cubic => Some(resize_cubic_u8(s8, dw, dh, scale_x, scale_y)),
             Interpolation::Area => None,
         };
         if let Some(img) = fast {
@@ -106,20 +114,34 @@ fn resize_nearest_u8(src: &Image<u8>, dw: usize, dh: usize) -> Image<u8> {
     dst
 }
 
-fn resize_sep_u8<const K: usize>(src: &Image<u8>, dw: usize, dh: usize, sx: f64, sy: f64) -> Image<u8>
-where
-    resize8::Taps<K>: resize8::HPass + Sync,
-{
+fn q(v: f32) -> i32 {
+    (v * COEF_SCALE).round_ties_even() as i32
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resize_linear_u8(src: &Image<u8>, dw: usize, dh: usize, sx: f64, sy: f64, isx: f64, isy: f64, area: bool) -> Image<u8> {
     let (sw, sh, cn) = (src.width(), src.height(), src.channels());
-    let q = |v: f32| (v * COEF_SCALE).round_ties_even() as i32;
-    let (xo, xw) = axis_taps(sw, dw, sx, 1.0 / sx, K, false);
-    let (yo, yw) = axis_taps(sh, dh, sy, 1.0 / sy, K, false);
-    let taps = resize8::Taps::<K> {
-        ofs: xo.iter().map(|&o| std::array::from_fn(|k| ((o + k as isize).clamp(0, sw as isize - 1) as usize * cn) as u32)).collect(),
-        w: xw.iter().map(|w| std::array::from_fn(|k| q(w[k]))).collect(),
+    let (xo, xw) = axis_taps(sw, dw, sx, isx, 2, area, true);
+    let (yo, yw) = axis_taps(sh, dh, sy, isy, 2, area, false);
+    let at = |o: isize| (o.clamp(0, sw as isize - 1) as usize * cn) as u32;
+    let taps = resize8::Taps::<2> {
+        ofs: xo.iter().map(|&o| [at(o), at(o + 1)]).collect(),
+        w: xw.iter().map(|w| [q(w[0]), q(w[1])]).collect(),
     };
-    let yw: Vec<[i32; K]> = yw.iter().map(|w| std::array::from_fn(|k| q(w[k]))).collect();
-    resize8::resize_sep(src, dw, dh, &taps, &yo, &yw)
+    let yw: Vec<[i32; 2]> = yw.iter().map(|w| [q(w[0]), q(w[1])]).collect();
+    resize8::resize_linear(src, dw, dh, &taps, &yo, &yw)
+}
+
+fn resize_cubic_u8(src: &Image<u8>, dw: usize, dh: usize, sx: f64, sy: f64) -> Image<u8> {
+    let (sw, sh, cn) = (src.width(), src.height(), src.channels());
+    let (xo, xw) = axis_taps(sw, dw, sx, 1.0 / sx, 4, false, true);
+    let (yo, yw) = axis_taps(sh, dh, sy, 1.0 / sy, 4, false, false);
+    let taps = resize8::Taps::<4> {
+        ofs: xo.iter().map(|&o| std::array::from_fn(|k| ((o + k as isize).clamp(0, sw as isize - 1) as usize * cn) as u32)).collect(),
+        w: xw.iter().map(|w| w.map(q)).collect(),
+    };
+    let yw: Vec<[i32; 4]> = yw.iter().map(|w| w.map(q)).collect();
+    resize8::resize_cubic(src, dw, dh, &taps, &yo, &yw)
 }
 
 fn interpolate_cubic(x: f32) -> [f32; 4] {
@@ -130,8 +152,9 @@ fn interpolate_cubic(x: f32) -> [f32; 4] {
     [c0, c1, c2, 1.0 - c0 - c1 - c2]
 }
 
-/// Source index (first tap) and float weights along one axis, as `cv::resize` computes them.
-fn axis_taps(ssize: usize, dsize: usize, scale: f64, inv_scale: f64, ksize: usize, area_mode: bool) -> (Vec<isize>, Vec<[f32; 4]>) {
+/// Source index (first tap) and float weights along one axis, as `cv::resize` computes them
+/// (`clamp`: the horizontal axis, where OpenCV moves bilinear taps inside the image).
+fn axis_taps(ssize: usize, dsize: usize, scale: f64, inv_scale: f64, ksize: usize, area_mode: bool, clamp: bool) -> (Vec<isize>, Vec<[f32; 4]>) {
     let mut ofs = Vec::with_capacity(dsize);
     let mut w = Vec::with_capacity(dsize);
     for d in 0..dsize {
@@ -146,11 +169,11 @@ fn axis_taps(ssize: usize, dsize: usize, scale: f64, inv_scale: f64, ksize: usiz
             f = if f <= 0.0 { 0.0 } else { f - f.floor() };
         }
         if ksize == 2 {
-            if s < 0 {
+            if clamp && s < 0 {
                 f = 0.0;
                 s = 0;
             }
-            if s >= ssize as isize - 1 {
+            if clamp && s >= ssize as isize - 1 {
                 f = 0.0;
                 s = ssize as isize - 1;
             }
@@ -167,8 +190,8 @@ fn axis_taps(ssize: usize, dsize: usize, scale: f64, inv_scale: f64, ksize: usiz
 #[allow(clippy::too_many_arguments)]
 fn resize_generic<T: Pixel>(src: &Image<T>, dw: usize, dh: usize, sx: f64, sy: f64, isx: f64, isy: f64, ksize: usize, area_mode: bool) -> Image<T> {
     let (sw, sh, cn) = (src.width(), src.height(), src.channels());
-    let (xo, xw) = axis_taps(sw, dw, sx, isx, ksize, area_mode);
-    let (yo, yw) = axis_taps(sh, dh, sy, isy, ksize, area_mode);
+    let (xo, xw) = axis_taps(sw, dw, sx, isx, ksize, area_mode, true);
+    let (yo, yw) = axis_taps(sh, dh, sy, isy, ksize, area_mode, false);
     let clampx = |v: isize| v.clamp(0, sw as isize - 1) as usize;
     let clampy = |v: isize| v.clamp(0, sh as isize - 1) as usize;
     // Per destination element: source element offsets of the taps.
@@ -182,57 +205,6 @@ fn resize_generic<T: Pixel>(src: &Image<T>, dw: usize, dh: usize, sx: f64, sy: f
     }
     let rl = dw * cn;
     let mut dst = Image::<T>::new(dw, dh, cn).expect("channels");
-    if let Some(s8) = as_u8(src) {
-        let ialpha: Vec<[i32; 4]> = xw.iter().map(|a| a.map(|v| (v * COEF_SCALE).round_ties_even() as i32)).collect();
-        let ibeta: Vec<[i32; 4]> = yw.iter().map(|a| a.map(|v| (v * COEF_SCALE).round_ties_even() as i32)).collect();
-        let hrow = |row: &[u8], out: &mut [i32]| {
-            for dx in 0..dw {
-                let a = &ialpha[dx];
-                for c in 0..cn {
-                    let e = dx * cn + c;
-                    let t = &tap_idx[e * ksize..(e + 1) * ksize];
-                    out[e] = t.iter().zip(a).map(|(&i, &w)| row[i] as i32 * w).sum();
-                }
-            }
-        };
-        let mut d8 = Image::<u8>::new(dw, dh, cn).expect("channels");
-        par_rows(d8.data_mut(), rl, |y0, band| {
-            let mut bufs: Vec<Vec<i32>> = (0..ksize).map(|_| vec![0; rl]).collect();
-            let mut cached: Vec<Option<usize>> = vec![None; ksize];
-            for (i, out) in band.chunks_mut(rl).enumerate() {
-                let dy = y0 + i;
-                for k in 0..ksize {
-                    let s = clampy(yo[dy] + k as isize);
-                    if cached[k] != Some(s) {
-                        // reuse a buffer already holding this source row
-                        if let Some(j) = (0..ksize).find(|&j| cached[j] == Some(s) && j != k) {
-                            if j > k {
-                                bufs.swap(j, k);
-                                cached.swap(j, k);
-                            } else {
-                                let (a, b) = bufs.split_at_mut(k);
-                                b[0].copy_from_slice(&a[j]);
-                                cached[k] = Some(s);
-                            }
-                        } else {
-                            hrow(s8.row(s), &mut bufs[k]);
-                            cached[k] = Some(s);
-                        }
-                    }
-                }
-                let b = &ibeta[dy];
-                if ksize == 2 {
-                    vresize_linear_u8(&bufs[0], &bufs[1], b[0], b[1], out);
-                } else {
-                    for (x, o) in out.iter_mut().enumerate() {
-                        let s: i64 = (0..4).map(|k| bufs[k][x] as i64 * b[k] as i64).sum();
-                        *o = ((s + (1 << 21)) >> 22).clamp(0, 255) as u8;
-                    }
-                }
-            }
-        });
-        return from_u8(d8);
-    }
     par_rows(dst.data_mut(), rl, |y0, band| {
         let mut bufs: Vec<Vec<f32>> = (0..ksize).map(|_| vec![0.0; rl]).collect();
         for (i, out) in band.chunks_mut(rl).enumerate() {
@@ -256,23 +228,6 @@ fn resize_generic<T: Pixel>(src: &Image<T>, dw: usize, dh: usize, sx: f64, sy: f
         }
     });
     dst
-}
-
-/// Vertical linear pass with OpenCV's SIMD arithmetic for the vectorised part of the row
-/// (16-bit products, `(x + 2) >> 2`) and its scalar fixed point for the tail.
-fn vresize_linear_u8(s0: &[i32], s1: &[i32], b0: i32, b1: i32, out: &mut [u8]) {
-    let w = out.len();
-    let vec_end = w / 8 * 8;
-    let sat16 = |v: i32| v.clamp(-32768, 32767);
-    for x in 0..vec_end {
-        let a = (sat16(s0[x] >> 4) * b0) >> 16;
-        let b = (sat16(s1[x] >> 4) * b1) >> 16;
-        let t = sat16(a + b);
-        out[x] = (sat16(t + 2) >> 2).clamp(0, 255) as u8;
-    }
-    for x in vec_end..w {
-        out[x] = ((s0[x] as i64 * b0 as i64 + s1[x] as i64 * b1 as i64 + (1 << 21)) >> 22).clamp(0, 255) as u8;
-    }
 }
 
 fn resize_area_fast<T: Pixel>(src: &Image<T>, dw: usize, dh: usize, sx: usize, sy: usize) -> Image<T> {

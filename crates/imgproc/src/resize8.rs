@@ -1,5 +1,6 @@
-//! 8-bit `cv::resize` kernels: fixed-point horizontal taps per source row, then OpenCV's
-//! vertical blend of 2 (linear) or 4 (cubic) cached rows; exact 2x area downscale; nearest.
+//! 8-bit `cv::resize` kernels with OpenCV 5's arithmetic: fixed-point horizontal taps per source
+//! row, then its vectorised vertical blend of 2 (linear, 16-bit) or 4 (cubic, float) cached rows,
+//! used for every column; exact 2x area; float area; nearest.
 use crate::image::Image;
 use crate::parallel::par_rows;
 use crate::simd::multiversion;
@@ -10,145 +11,286 @@ pub(crate) struct Taps<const K: usize> {
     pub w: Vec<[i32; K]>,
 }
 
+/// Horizontal pass, linear: OpenCV keeps `p0*a0 + p1*a1` in 32 bits and its vertical pass
+/// starts with `>> 4` into 16 bits, so the row buffer holds that already.
 #[inline(always)]
-fn hresize<const CN: usize, const K: usize>(row: &[u8], t: &Taps<K>, out: &mut [i32]) {
+fn hlinear<const CN: usize>(row: &[u8], t: &Taps<2>, out: &mut [i16]) {
     for ((o, ofs), w) in out.chunks_exact_mut(CN).zip(&t.ofs).zip(&t.w) {
+        let p0 = &row[ofs[0] as usize..ofs[0] as usize + CN];
+        let p1 = &row[ofs[1] as usize..ofs[1] as usize + CN];
         for c in 0..CN {
-            let mut s = 0i32;
-            for k in 0..K {
-                s += row[ofs[k] as usize + c] as i32 * w[k];
-            }
-            o[c] = s;
+            o[c] = ((p0[c] as i32 * w[0] + p1[c] as i32 * w[1]) >> 4) as i16;
+        }
+    }
+}
+
+#[inline(always)]
+fn hcubic<const CN: usize>(row: &[u8], t: &Taps<4>, out: &mut [i32]) {
+    for ((o, ofs), w) in out.chunks_exact_mut(CN).zip(&t.ofs).zip(&t.w) {
+        let p0 = &row[ofs[0] as usize..ofs[0] as usize + CN];
+        let p1 = &row[ofs[1] as usize..ofs[1] as usize + CN];
+        let p2 = &row[ofs[2] as usize..ofs[2] as usize + CN];
+        let p3 = &row[ofs[3] as usize..ofs[3] as usize + CN];
+        for c in 0..CN {
+            o[c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
         }
     }
 }
 
 multiversion! {
-    fn hresize2(row: &[u8], t: &Taps<2>, out: &mut [i32], cn: usize) {
+    fn hlinear_row(row: &[u8], t: &Taps<2>, out: &mut [i16], cn: usize) {
         match cn {
-            1 => hresize::<1, 2>(row, t, out),
-            2 => hresize::<2, 2>(row, t, out),
-            3 => hresize::<3, 2>(row, t, out),
-            _ => hresize::<4, 2>(row, t, out),
+            1 => hlinear::<1>(row, t, out),
+            2 => hlinear::<2>(row, t, out),
+            3 => hlinear::<3>(row, t, out),
+            _ => hlinear::<4>(row, t, out),
         }
     }
 }
 
 multiversion! {
-    fn hresize4(row: &[u8], t: &Taps<4>, out: &mut [i32], cn: usize) {
+    fn hcubic_row(row: &[u8], t: &Taps<4>, out: &mut [i32], cn: usize) {
         match cn {
-            1 => hresize::<1, 4>(row, t, out),
-            2 => hresize::<2, 4>(row, t, out),
-            3 => hresize::<3, 4>(row, t, out),
-            _ => hresize::<4, 4>(row, t, out),
+            1 => hcubic::<1>(row, t, out),
+            2 => hcubic::<2>(row, t, out),
+            3 => hcubic::<3>(row, t, out),
+            _ => hcubic::<4>(row, t, out),
         }
     }
 }
 
 multiversion! {
-    /// OpenCV's `VResizeLinearVec_32s8u` on the SSE baseline: 16- then 8-lane blocks in 16-bit
-    /// arithmetic (`>> 4`, high product, `(x + 2) >> 2`), the remaining tail in exact fixed point.
-    fn vlinear(s0: &[i32], s1: &[i32], b0: i32, b1: i32, out: &mut [u8]) {
-        let w = out.len();
-        let mut vec_end = 0;
-        while vec_end + 16 <= w {
-            vec_end += 16;
-        }
-        while vec_end + 8 < w {
-            vec_end += 8;
-        }
-        let sat16 = |v: i32| v.clamp(-32768, 32767);
-        for ((o, &a), &b) in out[..vec_end].iter_mut().zip(&s0[..vec_end]).zip(&s1[..vec_end]) {
-            let a = (sat16(a >> 4) * b0) >> 16;
-            let b = (sat16(b >> 4) * b1) >> 16;
-            let t = sat16(a + b);
-            *o = (sat16(t + 2) >> 2).clamp(0, 255) as u8;
-        }
-        for x in vec_end..w {
-            out[x] = ((s0[x] as i64 * b0 as i64 + s1[x] as i64 * b1 as i64 + (1 << 21)) >> 22).clamp(0, 255) as u8;
+    /// OpenCV's `VResizeLinearVec_32s8u`: high halves of 16-bit products, saturating adds,
+    /// `(x + 2) >> 2`, unsigned saturation (OpenCV 5 runs it on the whole row).
+    fn vlinear(s0: &[i16], s1: &[i16], b0: i16, b1: i16, out: &mut [u8]) {
+        let n = out.len();
+        for ((o, &a), &b) in out.iter_mut().zip(&s0[..n]).zip(&s1[..n]) {
+            let a = ((a as i32 * b0 as i32) >> 16) as i16;
+            let b = ((b as i32 * b1 as i32) >> 16) as i16;
+            let t = a.saturating_add(b).saturating_add(2) >> 2;
+            *o = t.clamp(0, 255) as u8;
         }
     }
 }
 
 multiversion! {
-    /// OpenCV's `VResizeCubicVec_32s8u`: 8-lane blocks in float (`s0*b0 + (s1*b1 + (s2*b2 + s3*b3))`,
-    /// round half even), the tail in exact fixed point.
+    /// OpenCV's `VResizeCubicVec_32s8u`: float `s0*b0 + (s1*b1 + (s2*b2 + s3*b3))` (no fused
+    /// multiply-add), rounded half to even, on the whole row.
     fn vcubic(s: [&[i32]; 4], b: [i32; 4], out: &mut [u8]) {
-        let w = out.len();
-        let vec_end = w / 8 * 8;
+        let n = out.len();
         let scale = 1.0f32 / (2048.0 * 2048.0);
         let bf = b.map(|v| v as f32 * scale);
-        let (s0, s1, s2, s3) = (&s[0][..w], &s[1][..w], &s[2][..w], &s[3][..w]);
-        for x in 0..vec_end {
+        let (s0, s1, s2, s3) = (&s[0][..n], &s[1][..n], &s[2][..n], &s[3][..n]);
+        for x in 0..n {
             let t = s3[x] as f32 * bf[3];
             let t = s2[x] as f32 * bf[2] + t;
             let t = s1[x] as f32 * bf[1] + t;
             let t = s0[x] as f32 * bf[0] + t;
+            // `as i32` saturates like cvRound for the values that matter (then clamped to u8)
             out[x] = (t.round_ties_even() as i32).clamp(0, 255) as u8;
-        }
-        for x in vec_end..w {
-            let v = s0[x] as i64 * b[0] as i64 + s1[x] as i64 * b[1] as i64 + s2[x] as i64 * b[2] as i64 + s3[x] as i64 * b[3] as i64;
-            out[x] = ((v + (1 << 21)) >> 22).clamp(0, 255) as u8;
         }
     }
 }
 
-/// Separable 8-bit resize with `K` taps: `xt` horizontal taps, `yofs[dy]` the first source row
-/// (unclamped) and `yw[dy]` the 11-bit vertical weights.
-pub(crate) fn resize_sep<const K: usize>(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<K>, yofs: &[isize], yw: &[[i32; K]]) -> Image<u8>
-where
-    Taps<K>: HPass + Sync,
-{
+/// Ring of `K` horizontal rows keyed by source row, refilled as the source rows move down.
+struct RowCache<B, const K: usize> {
+    bufs: Vec<Vec<B>>,
+    tags: [Option<usize>; K],
+}
+
+impl<B: Copy + Default, const K: usize> RowCache<B, K> {
+    fn new(len: usize) -> Self {
+        RowCache { bufs: (0..K).map(|_| vec![B::default(); len]).collect(), tags: [None; K] }
+    }
+    /// Makes slot `k` hold source row `rows[k]` for all `k`, computing missing ones with `fill`.
+    fn load(&mut self, rows: [usize; K], mut fill: impl FnMut(usize, &mut [B])) {
+        for (k, &s) in rows.iter().enumerate() {
+            if self.tags[k] == Some(s) {
+                continue;
+            }
+            if let Some(j) = (k + 1..K).find(|&j| self.tags[j] == Some(s)) {
+                self.bufs.swap(j, k);
+                self.tags.swap(j, k);
+            } else if let Some(j) = (0..k).find(|&j| self.tags[j] == Some(s)) {
+                let (a, b) = self.bufs.split_at_mut(k);
+                b[0].copy_from_slice(&a[j]);
+                self.tags[k] = Some(s);
+            } else {
+                fill(s, &mut self.bufs[k]);
+                self.tags[k] = Some(s);
+            }
+        }
+    }
+}
+
+/// Separable 8-bit linear resize: `yofs[dy]` the first source row (unclamped: OpenCV clamps rows,
+/// not weights, vertically) and `yw[dy]` the 11-bit vertical weights.
+pub(crate) fn resize_linear(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<2>, yofs: &[isize], yw: &[[i32; 2]]) -> Image<u8> {
     let (sh, cn) = (src.height(), src.channels());
     let rl = dw * cn;
     let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
+    let clampy = |v: isize| v.clamp(0, sh as isize - 1) as usize;
     par_rows(dst.data_mut(), rl, |y0, band| {
-        let mut bufs: Vec<Vec<i32>> = (0..K).map(|_| vec![0; rl]).collect();
-        let mut tags: [Option<usize>; K] = [None; K];
+        let mut cache = RowCache::<i16, 2>::new(rl);
         for (i, out) in band.chunks_mut(rl).enumerate() {
             let dy = y0 + i;
-            for k in 0..K {
-                let s = (yofs[dy] + k as isize).clamp(0, sh as isize - 1) as usize;
-                if tags[k] == Some(s) {
-                    continue;
-                }
-                // Source rows only move down: a later slot may already hold this one.
-                if let Some(j) = (k + 1..K).find(|&j| tags[j] == Some(s)) {
-                    bufs.swap(j, k);
-                    tags.swap(j, k);
-                } else if let Some(j) = (0..k).find(|&j| tags[j] == Some(s)) {
-                    let (a, b) = bufs.split_at_mut(k);
-                    b[0].copy_from_slice(&a[j]);
-                    tags[k] = Some(s);
-                } else {
-                    xt.hrow(src.row(s), &mut bufs[k], cn);
-                    tags[k] = Some(s);
-                }
-            }
-            let b = yw[dy].as_slice();
-            if K == 2 {
-                vlinear(&bufs[0], &bufs[1], b[0], b[1], out);
-            } else {
-                vcubic([&bufs[0], &bufs[1], &bufs[2], &bufs[3]], [b[0], b[1], b[2], b[3]], out);
-            }
+            cache.load([clampy(yofs[dy]), clampy(yofs[dy] + 1)], |s, buf| hlinear_row(src.row(s), xt, buf, cn));
+            vlinear(&cache.bufs[0], &cache.bufs[1], yw[dy][0] as i16, yw[dy][1] as i16, out);
         }
     });
     dst
 }
 
-/// The horizontal pass of a tap table.
-pub(crate) trait HPass {
-    fn hrow(&self, row: &[u8], out: &mut [i32], cn: usize);
+/// Separable 8-bit bicubic resize (`yofs[dy]`: first of the 4 source rows, unclamped).
+pub(crate) fn resize_cubic(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<4>, yofs: &[isize], yw: &[[i32; 4]]) -> Image<u8> {
+    let (sh, cn) = (src.height(), src.channels());
+    let rl = dw * cn;
+    let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
+    let clampy = |v: isize| v.clamp(0, sh as isize - 1) as usize;
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let mut cache = RowCache::<i32, 4>::new(rl);
+        for (i, out) in band.chunks_mut(rl).enumerate() {
+            let dy = y0 + i;
+            let rows = std::array::from_fn(|k| clampy(yofs[dy] + k as isize));
+            cache.load(rows, |s, buf| hcubic_row(src.row(s), xt, buf, cn));
+            let b = &cache.bufs;
+            vcubic([&b[0], &b[1], &b[2], &b[3]], yw[dy], out);
+        }
+    });
+    dst
 }
-impl HPass for Taps<2> {
-    fn hrow(&self, row: &[u8], out: &mut [i32], cn: usize) {
-        hresize2(row, self, out, cn)
+
+/// One axis of OpenCV's generic area table (`computeResizeAreaTab`), grouped per destination
+/// index: the first source index and the weights of the consecutive sources it covers.
+pub(crate) struct AreaAxis {
+    pub start: Vec<u32>,
+    pub w: Vec<f32>,
+    pub taps: usize,
+}
+
+pub(crate) fn area_axis(ssize: usize, dsize: usize, scale: f64) -> AreaAxis {
+    let mut groups: Vec<(u32, Vec<f32>)> = Vec::with_capacity(dsize);
+    for d in 0..dsize {
+        let f1 = d as f64 * scale;
+        let f2 = f1 + scale;
+        let cell = scale.min(ssize as f64 - f1);
+        let s2 = (f2.floor() as isize).min(ssize as isize - 1);
+        let s1 = (f1.ceil() as isize).min(s2);
+        let mut first = None;
+        let mut w = Vec::new();
+        if s1 as f64 - f1 > 1e-3 {
+            first.get_or_insert(s1 - 1);
+            w.push(((s1 as f64 - f1) / cell) as f32);
+        }
+        for s in s1..s2 {
+            first.get_or_insert(s);
+            w.push((1.0 / cell) as f32);
+        }
+        if f2 - s2 as f64 > 1e-3 {
+            first.get_or_insert(s2);
+            w.push(((f2 - s2 as f64).min(1.0).min(cell) / cell) as f32);
+        }
+        groups.push((first.unwrap_or(0).max(0) as u32, w));
+    }
+    let taps = groups.iter().map(|g| g.1.len()).max().unwrap_or(1).max(1);
+    let mut start = Vec::with_capacity(dsize);
+    let mut w = Vec::with_capacity(dsize * taps);
+    for (s, g) in groups {
+        // Zero weights pad short groups (`acc + p * 0` leaves OpenCV's float sums unchanged);
+        // near the end the group is shifted left and padded in front instead.
+        let shift = (s as usize + taps).saturating_sub(ssize.max(taps));
+        start.push(s - shift as u32);
+        w.extend(std::iter::repeat_n(0.0, shift).chain(g.iter().copied()).chain(std::iter::repeat(0.0)).take(taps));
+    }
+    AreaAxis { start, w, taps }
+}
+
+#[inline(always)]
+fn harea<const CN: usize>(row: &[u8], ax: &AreaAxis, first: &[u32], out: &mut [f32]) {
+    let t = ax.taps;
+    for ((o, &s), w) in out.chunks_exact_mut(CN).zip(first).zip(ax.w.chunks_exact(t)) {
+        let px = &row[s as usize * CN..(s as usize + t) * CN];
+        let mut acc = [0f32; CN];
+        for (p, &wk) in px.chunks_exact(CN).zip(w) {
+            for c in 0..CN {
+                acc[c] += p[c] as f32 * wk;
+            }
+        }
+        o.copy_from_slice(&acc);
     }
 }
-impl HPass for Taps<4> {
-    fn hrow(&self, row: &[u8], out: &mut [i32], cn: usize) {
-        hresize4(row, self, out, cn)
+
+multiversion! {
+    fn harea_row(row: &[u8], ax: &AreaAxis, first: &[u32], out: &mut [f32], cn: usize) {
+        match cn {
+            1 => harea::<1>(row, ax, first, out),
+            2 => harea::<2>(row, ax, first, out),
+            3 => harea::<3>(row, ax, first, out),
+            _ => harea::<4>(row, ax, first, out),
+        }
     }
+}
+
+multiversion! {
+    /// `sum = buf * beta` for the first row of a cell, `sum += buf * beta` after (no fusing).
+    fn varea_acc(sum: &mut [f32], buf: &[f32], beta: f32, first: bool) {
+        let n = sum.len();
+        if first {
+            for (s, &b) in sum.iter_mut().zip(&buf[..n]) {
+                *s = b * beta;
+            }
+        } else {
+            for (s, &b) in sum.iter_mut().zip(&buf[..n]) {
+                *s += b * beta;
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn store_u8(sum: &[f32], out: &mut [u8]) {
+        for (o, &s) in out.iter_mut().zip(sum) {
+            *o = (s.round_ties_even() as i32).clamp(0, 255) as u8;
+        }
+    }
+}
+
+/// `cv::resize` INTER_AREA for non-integer downscales: OpenCV's float sums in its order
+/// (horizontal taps left to right per source row, then rows top to bottom).
+pub(crate) fn resize_area(src: &Image<u8>, dw: usize, dh: usize, xa: &AreaAxis, ya: &AreaAxis) -> Image<u8> {
+    let cn = src.channels();
+    let rl = dw * cn;
+    let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let mut bufs: Vec<(Option<usize>, Vec<f32>)> = (0..2).map(|_| (None, vec![0f32; rl])).collect();
+        let mut sum = vec![0f32; rl];
+        for (i, out) in band.chunks_mut(rl).enumerate() {
+            let dy = y0 + i;
+            let ws = &ya.w[dy * ya.taps..(dy + 1) * ya.taps];
+            let mut first = true;
+            for (k, &beta) in ws.iter().enumerate() {
+                if beta == 0.0 {
+                    continue;
+                }
+                let sy = ya.start[dy] as usize + k;
+                // Consecutive cells share their boundary row: keep the last two rows.
+                let slot = match bufs.iter().position(|b| b.0 == Some(sy)) {
+                    Some(j) => j,
+                    None => {
+                        let j = if bufs[0].0.is_some_and(|r| r + 1 == sy) { 1 } else { 0 };
+                        let j = if bufs[j].0.is_some_and(|r| r + 1 == sy) { 1 - j } else { j };
+                        harea_row(src.row(sy), xa, &xa.start, &mut bufs[j].1, cn);
+                        bufs[j].0 = Some(sy);
+                        j
+                    }
+                };
+                varea_acc(&mut sum, &bufs[slot].1, beta, first);
+                first = false;
+            }
+            store_u8(&sum, out);
+        }
+    });
+    dst
 }
 
 #[inline(always)]
