@@ -45,26 +45,18 @@ fn golden_cvt_color_forward_u8() {
         }
         let src = if p["from_gray"] == true { fx.input_gray(c) } else { fx.input(c) };
         let got = to_f64(&cvt_color(&src, code(cs)).unwrap());
-        if cs.ends_with("lab") {
-            // Known deviation: a few values 1 off (OpenCV 5's SIMD Lab path).
-            return near("cvt_lab", &got, &fx.expected(c), 1.0, 0.005);
-        }
         exact("cvt", &got, &fx.expected(c))
     });
 }
 
 #[test]
-fn golden_cvt_color_inverse_u8_within_one() {
-    // Lab->RGB and HSV->RGB: OpenCV's integer inverse paths are not reproduced; at most 1 off.
+fn golden_cvt_color_inverse_u8() {
     run_cases("cvt_color", |fx, c| {
         let cs = c["params"]["code"].as_str().unwrap();
         if cs != "lab2rgb" && cs != "hsv2rgb" {
             return None;
         }
-        let got = to_f64(&cvt_color(&fx.input(c), code(cs)).unwrap());
-        let want = fx.expected(c);
-        let maxd = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        (maxd > 1.0).then(|| format!("max diff {maxd}"))
+        exact("cvt_inv", &to_f64(&cvt_color(&fx.input(c), code(cs)).unwrap()), &fx.expected(c))
     });
 }
 
