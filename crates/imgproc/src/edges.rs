@@ -155,6 +155,16 @@ pub fn canny(src: &Image<u8>, low: f64, high: f64, aperture: usize, l2: bool) ->
         }
     }
     let (lo, hi) = (lo.floor() as i64, hi.floor() as i64);
+    if aperture == 3 {
+        let (lo, hi) = (lo.clamp(-1, i32::MAX as i64) as i32, hi.clamp(-1, i32::MAX as i64) as i32);
+        return Image::from_vec(src.width(), src.height(), 1, crate::canny::canny3(src, lo, hi, l2));
+    }
+    canny_generic(src, lo, hi, aperture, l2)
+}
+
+/// Canny over whole Sobel images with a serial hysteresis: any aperture (the 3x3 fast path's
+/// reference in tests).
+pub(crate) fn canny_generic(src: &Image<u8>, lo: i64, hi: i64, aperture: usize, l2: bool) -> Result<Image<u8>> {
     let (w, h) = (src.width(), src.height());
     let dx = sobel(src, 1, 0, aperture, BorderType::Replicate)?;
     let dy = sobel(src, 0, 1, aperture, BorderType::Replicate)?;
