@@ -533,7 +533,8 @@ fn median_network_pairs(n: usize) -> Vec<(usize, usize)> {
 
 fn median_network_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
     let (w, h, cn) = (src.width(), src.height(), src.channels());
-    if w * cn < kernels8::MB {
+    // Small rows take the generic path (the kernels process whole blocks of lanes).
+    if w * cn < if ksize == 5 { kernels8::M5 } else { kernels8::MB } {
         return median_network(src, ksize);
     }
     let r = ksize / 2;
@@ -544,7 +545,7 @@ fn median_network_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
     par_rows(dst.data_mut(), rl, |y0, band| {
         // A ring of padded rows: each source row is padded once per band.
         let mut pads: Vec<Vec<u8>> = (0..ksize).map(|_| vec![0; padder.len()]).collect();
-        let mut cols: Vec<Vec<u8>> = (0..3).map(|_| vec![0; padder.len()]).collect();
+        let mut cols: Vec<Vec<u8>> = (0..ksize).map(|_| vec![0; padder.len()]).collect();
         let mut tags: Vec<Option<usize>> = vec![None; ksize];
         for (yy, out) in band.chunks_mut(rl).enumerate() {
             let y = y0 + yy;
@@ -559,8 +560,13 @@ fn median_network_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
                 idx[i] = slot;
             }
             if ksize == 3 {
-                let [lo, mid, hi] = &mut cols[..] else { unreachable!() };
+                let [lo, mid, hi] = &mut cols[..3] else { unreachable!() };
                 kernels8::median3_row([&pads[idx[0]], &pads[idx[1]], &pads[idx[2]]], out, cn, lo, mid, hi);
+                continue;
+            }
+            if ksize == 5 {
+                let p = [&pads[idx[0]][..], &pads[idx[1]], &pads[idx[2]], &pads[idx[3]], &pads[idx[4]]];
+                kernels8::median5_row(p, out, cn, &mut cols);
                 continue;
             }
             let rows: Vec<&[u8]> = idx[..ksize].iter().map(|&i| pads[i].as_slice()).collect();
@@ -684,6 +690,28 @@ pub(crate) fn from_u8<T: Pixel>(img: Image<u8>) -> Image<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    fn noise(w: usize, h: usize, cn: usize, seed: u64) -> Image<u8> {
+        let mut state = seed;
+        let data = (0..w * h * cn)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                // Runs of equal values (ties) mixed with noise.
+                if i % 7 < 3 { 100 } else { (state >> 56) as u8 }
+            })
+            .collect();
+        Image::from_vec(w, h, cn, data).unwrap()
+    }
+
+    #[test]
+    fn median_row_kernels_match_generic_network() {
+        for (w, h, cn) in [(70, 9, 1), (33, 7, 3), (40, 6, 4), (32, 3, 1), (150, 4, 1)] {
+            let img = noise(w, h, cn, (w * h * cn) as u64);
+            for k in [3, 5] {
+                assert!(median_network_u8(&img, k) == median_network(&img, k), "{w}x{h}x{cn} k={k}");
+            }
+        }
+    }
+
     #[test]
     fn median_network_sorts_middle() {
         for n in [9usize, 25] {

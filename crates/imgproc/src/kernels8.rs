@@ -231,3 +231,67 @@ multiversion! {
         }
     }
 }
+
+/// Lanes per 5x5 median block: one AVX2 vector of bytes.
+pub(crate) const M5: usize = 32;
+
+#[inline(always)]
+fn minmax_slices(a: &mut [u8], b: &mut [u8]) {
+    for (p, q) in a.iter_mut().zip(b.iter_mut()) {
+        let (x, y) = (*p, *q);
+        *p = x.min(y);
+        *q = x.max(y);
+    }
+}
+
+multiversion! {
+    /// 5x5 median of one output row. First each padded column's vertical window of 5 is sorted
+    /// (shared by the 5 outputs that use it, into `cols[rank]`), then a 79-comparator network,
+    /// pruned from Batcher's merge sort for inputs made of 5 sorted columns (checked on all
+    /// 0/1 inputs of that form), leaves the median in slot 12.
+    pub(crate) fn median5_row(pads: [&[u8]; 5], out: &mut [u8], cn: usize, cols: &mut [Vec<u8>]) {
+        for (c, p) in cols.iter_mut().zip(pads) {
+            let n = c.len();
+            c.copy_from_slice(&p[..n]);
+        }
+        // Optimal 9-comparator sorting network for 5.
+        for (a, b) in [(0, 1), (3, 4), (2, 4), (2, 3), (0, 3), (0, 2), (1, 4), (1, 3), (1, 2)] {
+            let (lo, hi) = cols.split_at_mut(b);
+            minmax_slices(&mut lo[a], &mut hi[0]);
+        }
+        let rl = out.len();
+        debug_assert!(rl >= M5);
+        let mut x0 = 0;
+        while x0 < rl {
+            // The last block overlaps the previous one so that every block is full.
+            let x = if x0 + M5 <= rl { x0 } else { rl - M5 };
+            let mut v = [[0u8; M5]; 25];
+            for c in 0..5 {
+                for k in 0..5 {
+                    v[c * 5 + k].copy_from_slice(&cols[k][x + c * cn..x + c * cn + M5]);
+                }
+            }
+            macro_rules! cx {
+                ($a:literal, $b:literal) => {{
+                    let (p, q) = (v[$a], v[$b]);
+                    for t in 0..M5 {
+                        v[$a][t] = p[t].min(q[t]);
+                        v[$b][t] = p[t].max(q[t]);
+                    }
+                }};
+            }
+            cx!(4, 5); cx!(14, 15); cx!(5, 7); cx!(8, 10); cx!(9, 11); cx!(12, 14); cx!(5, 6); cx!(9, 10);
+            cx!(13, 14); cx!(0, 4); cx!(1, 5); cx!(2, 6); cx!(8, 12); cx!(10, 14); cx!(11, 15); cx!(16, 20);
+            cx!(17, 21); cx!(18, 22); cx!(19, 23); cx!(2, 4); cx!(3, 5); cx!(10, 12); cx!(11, 13); cx!(18, 20);
+            cx!(19, 21); cx!(1, 2); cx!(3, 4); cx!(5, 6); cx!(9, 10); cx!(11, 12); cx!(13, 14); cx!(17, 18);
+            cx!(19, 20); cx!(0, 8); cx!(1, 9); cx!(2, 10); cx!(3, 11); cx!(4, 12); cx!(5, 13); cx!(6, 14);
+            cx!(7, 15); cx!(4, 8); cx!(5, 9); cx!(6, 10); cx!(7, 11); cx!(20, 24); cx!(2, 4); cx!(3, 5);
+            cx!(6, 8); cx!(7, 9); cx!(10, 12); cx!(11, 13); cx!(22, 24); cx!(3, 4); cx!(5, 6); cx!(7, 8);
+            cx!(9, 10); cx!(11, 12); cx!(21, 22); cx!(23, 24); cx!(3, 19); cx!(4, 20); cx!(5, 21); cx!(6, 22);
+            cx!(7, 23); cx!(8, 24); cx!(8, 16); cx!(9, 17); cx!(10, 18); cx!(11, 19); cx!(12, 20); cx!(13, 21);
+            cx!(6, 10); cx!(7, 11); cx!(12, 16); cx!(13, 17); cx!(10, 12); cx!(11, 13); cx!(11, 12);
+            out[x..x + M5].copy_from_slice(&v[12]);
+            x0 += M5;
+        }
+    }
+}
