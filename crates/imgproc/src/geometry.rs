@@ -5,7 +5,7 @@ use crate::filter::{as_u8, from_u8};
 use crate::image::{Image, Pixel};
 use crate::parallel::par_rows;
 use crate::resize8;
-use crate::simd::multiversion;
+use crate::warp8::{warp_linear_row_u8, WarpSrc};
 
 /// `cv::InterpolationFlags` used by resize and warps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -395,16 +395,16 @@ pub fn warp_affine<T: Pixel>(
                 }
             });
         }
-        Interpolation::Linear | Interpolation::Area if as_u8(src).is_some() => {
+        Interpolation::Linear | Interpolation::Area if as_u8(src).is_some() && cn != 2 => {
             let s8 = as_u8(src).expect("checked");
             let invf = inv.map(|v| v as f32);
-            let geom = WarpSrc { data: s8.data(), w: sw as usize, h: sh as usize, cn };
+            let geom = WarpSrc { data: s8.data(), w: sw as usize, h: sh as usize };
             let replicate = border == BorderType::Replicate;
             let bval = u8::from_f64(border_value);
             let mut d8 = Image::<u8>::new(dw, dh, cn)?;
             par_rows(d8.data_mut(), rl, |y0, band| {
                 for (i, out) in band.chunks_mut(rl).enumerate() {
-                    warp_linear_row_u8(&geom, &invf, (y0 + i) as f32, out, replicate, bval);
+                    warp_linear_row_u8(&geom, &invf, y0 + i, out, cn, replicate, bval);
                 }
             });
             return Ok(from_u8(d8));
@@ -451,70 +451,4 @@ pub fn warp_affine<T: Pixel>(
         }
     }
     Ok(dst)
-}
-
-struct WarpSrc<'a> {
-    data: &'a [u8],
-    w: usize,
-    h: usize,
-    cn: usize,
-}
-
-#[inline(always)]
-fn bilinear(p00: f32, p01: f32, p10: f32, p11: f32, fx: f32, fy: f32) -> u8 {
-    let top = fx.mul_add(p01 - p00, p00);
-    let bot = fx.mul_add(p11 - p10, p10);
-    u8::from_f32(fy.mul_add(bot - top, top))
-}
-
-#[inline(always)]
-fn warp_linear_px<const CN: usize>(s: &WarpSrc, inv: &[f32; 6], xrow: f32, yrow: f32, out: &mut [u8], replicate: bool, bval: u8) {
-    let (w, h) = (s.w as isize, s.h as isize);
-    let stride = s.w * CN;
-    for (x, o) in out.chunks_exact_mut(CN).enumerate() {
-        let xf = x as f32;
-        let sx = inv[0].mul_add(xf, xrow);
-        let sy = inv[3].mul_add(xf, yrow);
-        let (ix, iy) = (sx.floor(), sy.floor());
-        let (fx, fy) = (sx - ix, sy - iy);
-        let (ix, iy) = (ix as isize, iy as isize);
-        if ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h {
-            let i0 = iy as usize * stride + ix as usize * CN;
-            let r0 = &s.data[i0..i0 + 2 * CN];
-            let r1 = &s.data[i0 + stride..i0 + stride + 2 * CN];
-            for c in 0..CN {
-                o[c] = bilinear(r0[c] as f32, r0[c + CN] as f32, r1[c] as f32, r1[c + CN] as f32, fx, fy);
-            }
-        } else if ix >= -1 && iy >= -1 && ix < w && iy < h || replicate {
-            let fetch = |xx: isize, yy: isize, c: usize| -> f32 {
-                if xx >= 0 && yy >= 0 && xx < w && yy < h {
-                    s.data[yy as usize * stride + xx as usize * CN + c] as f32
-                } else if replicate {
-                    s.data[yy.clamp(0, h - 1) as usize * stride + xx.clamp(0, w - 1) as usize * CN + c] as f32
-                } else {
-                    bval as f32
-                }
-            };
-            for c in 0..CN {
-                o[c] = bilinear(fetch(ix, iy, c), fetch(ix + 1, iy, c), fetch(ix, iy + 1, c), fetch(ix + 1, iy + 1, c), fx, fy);
-            }
-        } else {
-            o.fill(bval);
-        }
-    }
-}
-
-multiversion! {
-    /// One row of 8-bit bilinear `warp_affine` (float coordinates and weights, as OpenCV 5),
-    /// with a check-free path for the interior.
-    fn warp_linear_row_u8(s: &WarpSrc, inv: &[f32; 6], y: f32, out: &mut [u8], replicate: bool, bval: u8) {
-        let xrow = inv[1].mul_add(y, inv[2]);
-        let yrow = inv[4].mul_add(y, inv[5]);
-        match s.cn {
-            1 => warp_linear_px::<1>(s, inv, xrow, yrow, out, replicate, bval),
-            2 => warp_linear_px::<2>(s, inv, xrow, yrow, out, replicate, bval),
-            3 => warp_linear_px::<3>(s, inv, xrow, yrow, out, replicate, bval),
-            _ => warp_linear_px::<4>(s, inv, xrow, yrow, out, replicate, bval),
-        }
-    }
 }

@@ -25,6 +25,7 @@ mod parallel;
 mod resize8;
 pub mod segment;
 pub mod threshold;
+mod warp8;
 
 pub use border::{border_interpolate, BorderType};
 pub use color::{cvt_color, ColorConversion};

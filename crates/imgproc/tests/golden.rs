@@ -187,11 +187,12 @@ fn warp_check(interp_name: &'static str) -> impl FnMut(&Fixtures, &Value) -> Opt
         let m: Vec<f64> = p["m"].as_array().unwrap().iter().map(f).collect();
         let m: [f64; 6] = m.try_into().unwrap();
         let img = warp_affine(&fx.input_src(c), &m, (u(&p["width"]), u(&p["height"])), interp(interp_name), border(&p["border"]), 0.0).unwrap();
-        if interp_name == "nearest" {
+        match interp_name {
+            "linear" => exact("warp", &to_f64(&img), &fx.expected(c)),
             // A source coordinate on a rounding boundary may pick the neighbouring pixel.
-            return near("warp", &to_f64(&img), &fx.expected(c), 255.0, 0.25);
+            "nearest" => near("warp", &to_f64(&img), &fx.expected(c), 255.0, 0.25),
+            _ => near("warp", &to_f64(&img), &fx.expected(c), 2.0, 0.10),
         }
-        near("warp", &to_f64(&img), &fx.expected(c), 2.0, 0.10)
     }
 }
 

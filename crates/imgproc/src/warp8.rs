@@ -1,0 +1,153 @@
+//! 8-bit `cv::warpAffine` kernels with OpenCV 5's float arithmetic (1, 3 and 4 channels):
+//! coordinates `fma(m0, x, y*m1 + m2)` in its 16-pixel vector blocks and
+//! `fma(x, m0, y*m1) + m2` in the scalar tail, bilinear blend with fused multiply-adds, rounding
+//! half to even.
+use crate::simd::multiversion;
+
+/// Source image of a warp (tightly packed rows).
+pub(crate) struct WarpSrc<'a> {
+    pub data: &'a [u8],
+    pub w: usize,
+    pub h: usize,
+}
+
+/// OpenCV's vector block (AVX2: two registers of 8 floats); pixels after the last full block
+/// take the scalar formula.
+const BLOCK: usize = 16;
+const CHUNK: usize = 64;
+
+fn vector_end(width: usize) -> usize {
+    let mut x = 0;
+    while x + BLOCK <= width {
+        x += BLOCK;
+    }
+    x
+}
+
+/// Source coordinates of destination pixels `x0..x0+n` of row `y` (matrix `m`: destination to
+/// source, as float).
+#[inline(always)]
+fn coords(m: &[f32; 6], y: usize, x0: usize, vend: usize, sx: &mut [f32], sy: &mut [f32]) {
+    let yf = y as f32;
+    let (ym1, ym4) = (yf * m[1], yf * m[4]);
+    let (mx, my) = (ym1 + m[2], ym4 + m[5]);
+    let n = sx.len();
+    let split = vend.saturating_sub(x0).min(n);
+    for i in 0..split {
+        let xf = (x0 + i) as f32;
+        sx[i] = m[0].mul_add(xf, mx);
+        sy[i] = m[3].mul_add(xf, my);
+    }
+    for i in split..n {
+        let xf = (x0 + i) as f32;
+        sx[i] = xf.mul_add(m[0], ym1) + m[2];
+        sy[i] = xf.mul_add(m[3], ym4) + m[5];
+    }
+}
+
+/// `saturate_cast<uchar>` of a float (round half to even): adding 1.5 * 2^23 leaves the rounded
+/// value in the low mantissa bits, which keeps the loop in vector registers.
+#[inline(always)]
+pub(crate) fn round_u8(v: f32) -> u8 {
+    (v.clamp(0.0, 255.0) + 12_582_912.0).to_bits() as u8
+}
+
+/// Little-endian word of the `2 * CN` bytes of a horizontal pixel pair (zero above them).
+#[inline(always)]
+fn pair_word<const CN: usize>(bytes: impl Fn(usize) -> u8) -> u64 {
+    let mut v = 0u64;
+    for k in 0..2 * CN {
+        v |= (bytes(k) as u64) << (8 * k);
+    }
+    v
+}
+
+#[inline(always)]
+fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, out: &mut [u8], replicate: bool, bval: u8) {
+    let (w, h) = (s.w as i32, s.h as i32);
+    let stride = s.w * CN;
+    let dw = out.len() / CN;
+    let vend = vector_end(dw);
+    let mut sx = [0f32; CHUNK];
+    let mut sy = [0f32; CHUNK];
+    let mut ixs = [0i32; CHUNK];
+    let mut iys = [0i32; CHUNK];
+    // Each pixel's top and bottom pixel pairs as 64-bit words, split into low and high halves
+    // so the unpacking below runs on 32-bit lanes.
+    let mut words = [[0u32; CHUNK]; 4];
+    let data = s.data;
+    for x0 in (0..dw).step_by(CHUNK) {
+        let n = (dw - x0).min(CHUNK);
+        coords(m, y, x0, vend, &mut sx[..n], &mut sy[..n]);
+        for i in 0..n {
+            // clamped first so the integer conversion of wild coordinates stays defined and cheap
+            let (fx, fy) = (sx[i].floor().clamp(-1e9, 1e9), sy[i].floor().clamp(-1e9, 1e9));
+            ixs[i] = fx as i32;
+            iys[i] = fy as i32;
+            sx[i] -= fx;
+            sy[i] -= fy;
+        }
+        for i in 0..n {
+            let (ix, iy) = (ixs[i], iys[i]);
+            let o = (iy as isize * stride as isize + ix as isize * CN as isize) as usize;
+            let (top, bot) = if (ix as u32) < (w - 1) as u32 && (iy as u32) < (h - 1) as u32 && o + stride + 8 <= data.len() {
+                let t = u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"));
+                let b = u64::from_le_bytes(data[o + stride..o + stride + 8].try_into().expect("8 bytes"));
+                (t, b)
+            } else if !replicate && ((ix + 1) as u32 >= (w + 1) as u32 || (iy + 1) as u32 >= (h + 1) as u32) {
+                let v = pair_word::<CN>(|_| bval);
+                (v, v)
+            } else {
+                let fetch = |xx: i32, yy: i32, c: usize| -> u8 {
+                    if (xx as u32) < w as u32 && (yy as u32) < h as u32 || replicate {
+                        data[yy.clamp(0, h - 1) as usize * stride + xx.clamp(0, w - 1) as usize * CN + c]
+                    } else {
+                        bval
+                    }
+                };
+                let t = pair_word::<CN>(|k| fetch(ix + (k / CN) as i32, iy, k % CN));
+                let b = pair_word::<CN>(|k| fetch(ix + (k / CN) as i32, iy + 1, k % CN));
+                (t, b)
+            };
+            words[0][i] = top as u32;
+            words[1][i] = (top >> 32) as u32;
+            words[2][i] = bot as u32;
+            words[3][i] = (bot >> 32) as u32;
+        }
+        let dst = &mut out[x0 * CN..(x0 + n) * CN];
+        let mut res = [[0u8; CHUNK]; CN];
+        for (c, r) in res.iter_mut().enumerate() {
+            // byte k of a pair word: low half for k < 4, high half after
+            let byte = |lo: &[u32; CHUNK], hi: &[u32; CHUNK], k: usize, i: usize| -> f32 {
+                let v = if k < 4 { lo[i] >> (8 * k) } else { hi[i] >> (8 * (k - 4)) };
+                (v & 0xff) as f32
+            };
+            for i in 0..CHUNK {
+                let p00 = byte(&words[0], &words[1], c, i);
+                let p01 = byte(&words[0], &words[1], c + CN, i);
+                let p10 = byte(&words[2], &words[3], c, i);
+                let p11 = byte(&words[2], &words[3], c + CN, i);
+                let v0 = sx[i].mul_add(p01 - p00, p00);
+                let v1 = sx[i].mul_add(p11 - p10, p10);
+                let v = sy[i].mul_add(v1 - v0, v0);
+                r[i] = round_u8(v);
+            }
+        }
+        for (i, o) in dst.chunks_exact_mut(CN).enumerate() {
+            for c in 0..CN {
+                o[c] = res[c][i];
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// One destination row of 8-bit bilinear `warp_affine` (`cn` 1, 3 or 4).
+    pub(crate) fn warp_linear_row_u8(s: &WarpSrc, m: &[f32; 6], y: usize, out: &mut [u8], cn: usize, replicate: bool, bval: u8) {
+        match cn {
+            1 => linear_row::<1>(s, m, y, out, replicate, bval),
+            3 => linear_row::<3>(s, m, y, out, replicate, bval),
+            _ => linear_row::<4>(s, m, y, out, replicate, bval),
+        }
+    }
+}
