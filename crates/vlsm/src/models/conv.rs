@@ -3,8 +3,9 @@
 //! candle's CPU conv backward goes through a direct convolution with a kernel the size of the
 //! image (for the weight gradient) and a naive transposed convolution (for the input gradient);
 //! on a 160 px U-Net that is tens of times slower than PyTorch. Here both directions are
-//! im2col + one GEMM per image, the way PyTorch's CPU path works, with images spread over the
-//! rayon pool. Weights keep PyTorch's `[out, in, k, k]` layout.
+//! im2col + one GEMM per image (the input gradient as a convolution of the output gradient with
+//! the flipped kernel), with images spread over the rayon pool. Weights keep PyTorch's
+//! `[out, in, k, k]` layout.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
@@ -46,40 +47,28 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, cols: &mut [f32]) {
     }
 }
 
-/// The adjoint of `im2col`: scatter-add columns back into the image gradient.
-fn col2im(cols: &[f32], c: usize, h: usize, w: usize, k: usize, gx: &mut [f32]) {
-    let p = (k / 2) as isize;
-    let hw = h * w;
-    for ci in 0..c {
-        let plane = &mut gx[ci * hw..(ci + 1) * hw];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &cols[((ci * k + ky) * k + kx) * hw..][..hw];
-                let dx = kx as isize - p;
-                for y in 0..h {
-                    let sy = y as isize + ky as isize - p;
-                    if sy < 0 || sy >= h as isize {
-                        continue;
-                    }
-                    let (x0, x1) = valid_range(w, dx);
-                    if x1 == x0 {
-                        continue;
-                    }
-                    let dst = &mut plane[sy as usize * w..(sy as usize + 1) * w];
-                    let src = &row[y * w..(y + 1) * w];
-                    let d = &mut dst[(x0 as isize + dx) as usize..(x1 as isize + dx) as usize];
-                    for (a, b) in d.iter_mut().zip(&src[x0..x1]) {
-                        *a += b;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]` with explicit (row, column) strides.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: &[f32],
+    rhs_rs: isize,
+    rhs_cs: isize,
+    par: Parallelism,
+) {
+    gemm_into(false, m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, par)
+}
+
+/// `dst (+)= lhs · rhs`; with `acc` the product is added to what `dst` holds.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    acc: bool,
     m: usize,
     n: usize,
     k: usize,
@@ -96,26 +85,45 @@ fn matmul(
     // SAFETY: the slices cover every index the strides address (checked by the callers' shapes).
     unsafe {
         gemm::gemm(
-            m, n, k, dst.as_mut_ptr(), 1, n as isize, false, lhs.as_ptr(), lhs_cs, lhs_rs, rhs.as_ptr(), rhs_cs,
-            rhs_rs, 0.0, 1.0, false, false, false, par,
+            m, n, k, dst.as_mut_ptr(), 1, n as isize, acc, lhs.as_ptr(), lhs_cs, lhs_rs, rhs.as_ptr(), rhs_cs,
+            rhs_rs, 1.0, 1.0, false, false, false, par,
         );
     }
 }
 
 thread_local! {
     /// im2col scratch, reused so large buffers are not re-faulted in on every call.
-    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static COLS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Runs `f` with a scratch buffer of `n` floats (contents unspecified).
 fn with_cols<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_cols2(n, 0, |a, _| f(a))
+}
+
+/// Two scratch buffers at once (the backward pass unfolds both the input and the gradient).
+fn with_cols2<R>(n1: usize, n2: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
     COLS.with(|c| {
         let mut c = c.borrow_mut();
-        if c.len() < n {
-            c.resize(n, 0.0);
+        let (a, b) = &mut *c;
+        if a.len() < n1 {
+            a.resize(n1, 0.0);
         }
-        f(&mut c[..n])
+        if b.len() < n2 {
+            b.resize(n2, 0.0);
+        }
+        f(&mut a[..n1], &mut b[..n2])
     })
+}
+
+/// Borrows a contiguous f32 tensor's data without copying it out.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        candle_core::Storage::Cpu(cpu) => f(contiguous_f32(cpu, l)?),
+        _ => candle_core::bail!("conv: only the CPU is supported"),
+    }
 }
 
 fn threads() -> usize {
@@ -187,42 +195,60 @@ impl CustomOp2 for ConvSame {
         let k = self.k;
         let (b, c, h, w) = x.dims4()?;
         let co = wt.dim(0)?;
-        let (hw, ckk) = (h * w, c * k * k);
-        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let wv = wt.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let gv = g.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let par = inner_par(b);
-        // Per image: the input gradient and this image's share of the weight gradient.
-        let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..b)
-            .into_par_iter()
-            .map(|i| {
-                let xi = &xv[i * c * hw..(i + 1) * c * hw];
-                let gi = &gv[i * co * hw..(i + 1) * co * hw];
-                let mut gw = vec![0f32; co * ckk];
-                let mut gx = vec![0f32; c * hw];
-                if k == 1 {
-                    // gW = g · xᵀ ; gx = Wᵀ · g
-                    matmul(co, c, hw, &mut gw, gi, hw as isize, 1, xi, 1, hw as isize, par);
-                    matmul(c, hw, co, &mut gx, &wv, 1, c as isize, gi, hw as isize, 1, par);
-                } else {
-                    with_cols(ckk * hw, |cols| {
-                        im2col(xi, c, h, w, k, cols);
-                        matmul(co, ckk, hw, &mut gw, gi, hw as isize, 1, cols, 1, hw as isize, par);
-                        matmul(ckk, hw, co, cols, &wv, 1, ckk as isize, gi, hw as isize, 1, par);
-                        col2im(cols, c, h, w, k, &mut gx);
-                    });
+        let (hw, kk) = (h * w, k * k);
+        let (ckk, cokk) = (c * kk, co * kk);
+        // The input gradient is the same-padded convolution of g with the kernel flipped and its
+        // in/out channels swapped: one GEMM straight into gx (no col2im scatter), with the
+        // longer reduction (co·k²) that keeps the GEMM busy.
+        let wflip: Vec<f32> = with_f32(wt, |wv| {
+            let mut f = vec![0f32; c * cokk];
+            for o in 0..co {
+                for i in 0..c {
+                    for t in 0..kk {
+                        f[(i * co + o) * kk + (kk - 1 - t)] = wv[(o * c + i) * kk + t];
+                    }
                 }
-                (gx, gw)
-            })
-            .collect();
-        let mut gx_all = Vec::with_capacity(b * c * hw);
-        let mut gw_sum = vec![0f32; co * ckk];
-        for (gx, gw) in parts {
-            gx_all.extend_from_slice(&gx);
-            for (a, v) in gw_sum.iter_mut().zip(&gw) {
-                *a += v;
             }
-        }
+            Ok(f)
+        })?;
+        let par = inner_par(b);
+        let mut gx_all = vec![0f32; b * c * hw];
+        let gw_sum = with_f32(x, |xv| {
+            with_f32(g, |gv| {
+                // Each rayon job sums the weight gradient of its images in its own buffer.
+                let gw = gx_all
+                    .par_chunks_mut(c * hw)
+                    .enumerate()
+                    .fold(
+                        || vec![0f32; co * ckk],
+                        |mut gw, (i, gx)| {
+                            let xi = &xv[i * c * hw..(i + 1) * c * hw];
+                            let gi = &gv[i * co * hw..(i + 1) * co * hw];
+                            if k == 1 {
+                                // gW += g · xᵀ ; gx = Wᵀ · g
+                                gemm_into(true, co, c, hw, &mut gw, gi, hw as isize, 1, xi, 1, hw as isize, par);
+                                matmul(c, hw, co, gx, &wflip, co as isize, 1, gi, hw as isize, 1, par);
+                            } else {
+                                with_cols2(ckk * hw, cokk * hw, |xcols, gcols| {
+                                    im2col(xi, c, h, w, k, xcols);
+                                    gemm_into(true, co, ckk, hw, &mut gw, gi, hw as isize, 1, xcols, 1, hw as isize, par);
+                                    im2col(gi, co, h, w, k, gcols);
+                                    matmul(c, hw, cokk, gx, &wflip, cokk as isize, 1, gcols, hw as isize, 1, par);
+                                });
+                            }
+                            gw
+                        },
+                    )
+                    .reduce(
+                        || vec![0f32; co * ckk],
+                        |mut a, b| {
+                            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                            a
+                        },
+                    );
+                Ok(gw)
+            })
+        })?;
         let dev = x.device();
         Ok((
             Some(Tensor::from_vec(gx_all, (b, c, h, w), dev)?),
