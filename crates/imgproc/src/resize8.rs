@@ -1,6 +1,7 @@
 //! 8-bit `cv::resize` kernels with OpenCV 5's arithmetic: fixed-point horizontal taps per source
-//! row, then its vectorised vertical blend of 2 (linear, 16-bit) or 4 (cubic, float) cached rows,
-//! used for every column; exact 2x area; float area; nearest.
+//! row, then its vertical blend of 2 (linear: 16-bit vector arithmetic on the whole row) or 4
+//! (cubic: float in 8-lane blocks, fixed point after) cached rows; exact 2x area; float area;
+//! nearest.
 use crate::image::Image;
 use crate::parallel::par_rows;
 use crate::simd::multiversion;
@@ -16,10 +17,18 @@ pub(crate) struct Taps<const K: usize> {
 #[inline(always)]
 fn hlinear<const CN: usize>(row: &[u8], t: &Taps<2>, out: &mut [i16]) {
     for ((o, ofs), w) in out.chunks_exact_mut(CN).zip(&t.ofs).zip(&t.w) {
-        let p0 = &row[ofs[0] as usize..ofs[0] as usize + CN];
-        let p1 = &row[ofs[1] as usize..ofs[1] as usize + CN];
-        for c in 0..CN {
-            o[c] = ((p0[c] as i32 * w[0] + p1[c] as i32 * w[1]) >> 4) as i16;
+        let (o0, o1) = (ofs[0] as usize, ofs[1] as usize);
+        if o1 == o0 + CN {
+            // interior: both taps in one slice, one bounds check
+            let p = &row[o0..o0 + 2 * CN];
+            for c in 0..CN {
+                o[c] = ((p[c] as i32 * w[0] + p[CN + c] as i32 * w[1]) >> 4) as i16;
+            }
+        } else {
+            let (p0, p1) = (&row[o0..o0 + CN], &row[o1..o1 + CN]);
+            for c in 0..CN {
+                o[c] = ((p0[c] as i32 * w[0] + p1[c] as i32 * w[1]) >> 4) as i16;
+            }
         }
     }
 }
@@ -27,12 +36,18 @@ fn hlinear<const CN: usize>(row: &[u8], t: &Taps<2>, out: &mut [i16]) {
 #[inline(always)]
 fn hcubic<const CN: usize>(row: &[u8], t: &Taps<4>, out: &mut [i32]) {
     for ((o, ofs), w) in out.chunks_exact_mut(CN).zip(&t.ofs).zip(&t.w) {
-        let p0 = &row[ofs[0] as usize..ofs[0] as usize + CN];
-        let p1 = &row[ofs[1] as usize..ofs[1] as usize + CN];
-        let p2 = &row[ofs[2] as usize..ofs[2] as usize + CN];
-        let p3 = &row[ofs[3] as usize..ofs[3] as usize + CN];
-        for c in 0..CN {
-            o[c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
+        let o0 = ofs[0] as usize;
+        if ofs[3] as usize == o0 + 3 * CN {
+            let p = &row[o0..o0 + 4 * CN];
+            for c in 0..CN {
+                o[c] = p[c] as i32 * w[0] + p[CN + c] as i32 * w[1] + p[2 * CN + c] as i32 * w[2] + p[3 * CN + c] as i32 * w[3];
+            }
+        } else {
+            let px = |k: usize| &row[ofs[k] as usize..ofs[k] as usize + CN];
+            let (p0, p1, p2, p3) = (px(0), px(1), px(2), px(3));
+            for c in 0..CN {
+                o[c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
+            }
         }
     }
 }
@@ -59,6 +74,50 @@ multiversion! {
     }
 }
 
+/// Horizontal cubic pass, dispatching 3-channel rows to the SSSE3 shuffle/multiply-add kernel.
+fn hcubic_any(row: &[u8], t: &Taps<4>, out: &mut [i32], cn: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if cn == 3 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { x86::hcubic3(row, t, out) };
+    }
+    hcubic_row(row, t, out, cn)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Taps;
+    use std::arch::x86_64::*;
+
+    /// `hcubic::<3>` with the 12 tap bytes of a pixel shuffled into (tap pair, channel) 16-bit
+    /// lanes and summed by `pmaddwd`: the same exact integers, a third of the instructions.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn hcubic3(row: &[u8], t: &Taps<4>, out: &mut [i32]) {
+        let ma = _mm_setr_epi8(0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128);
+        let mb = _mm_setr_epi8(6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128);
+        for ((o, ofs), w) in out.chunks_exact_mut(3).zip(&t.ofs).zip(&t.w) {
+            let o0 = ofs[0] as usize;
+            if ofs[3] as usize == o0 + 9 && o0 + 16 <= row.len() {
+                let lo = u64::from_le_bytes(row[o0..o0 + 8].try_into().expect("8 bytes"));
+                let hi = u64::from_le_bytes(row[o0 + 8..o0 + 16].try_into().expect("8 bytes"));
+                let v = _mm_set_epi64x(hi as i64, lo as i64);
+                let wa = _mm_set1_epi32((w[0] & 0xffff) | (w[1] << 16));
+                let wb = _mm_set1_epi32((w[2] & 0xffff) | (w[3] << 16));
+                let sum = _mm_add_epi32(_mm_madd_epi16(_mm_shuffle_epi8(v, ma), wa), _mm_madd_epi16(_mm_shuffle_epi8(v, mb), wb));
+                o[0] = _mm_cvtsi128_si32(sum);
+                o[1] = _mm_extract_epi32::<1>(sum);
+                o[2] = _mm_extract_epi32::<2>(sum);
+            } else {
+                let px = |k: usize| &row[ofs[k] as usize..ofs[k] as usize + 3];
+                let (p0, p1, p2, p3) = (px(0), px(1), px(2), px(3));
+                for c in 0..3 {
+                    o[c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
+                }
+            }
+        }
+    }
+}
+
 multiversion! {
     /// OpenCV's `VResizeLinearVec_32s8u`: high halves of 16-bit products, saturating adds,
     /// `(x + 2) >> 2`, unsigned saturation (OpenCV 5 runs it on the whole row).
@@ -74,20 +133,25 @@ multiversion! {
 }
 
 multiversion! {
-    /// OpenCV's `VResizeCubicVec_32s8u`: float `s0*b0 + (s1*b1 + (s2*b2 + s3*b3))` (no fused
-    /// multiply-add), rounded half to even, on the whole row.
+    /// OpenCV's `VResizeCubicVec_32s8u`: 8-lane blocks in float (`s0*b0 + (s1*b1 + (s2*b2 +
+    /// s3*b3))`, no fused multiply-add, rounded half to even), the rest of the row in exact fixed
+    /// point.
     fn vcubic(s: [&[i32]; 4], b: [i32; 4], out: &mut [u8]) {
         let n = out.len();
+        let vec_end = n / 8 * 8;
         let scale = 1.0f32 / (2048.0 * 2048.0);
         let bf = b.map(|v| v as f32 * scale);
         let (s0, s1, s2, s3) = (&s[0][..n], &s[1][..n], &s[2][..n], &s[3][..n]);
-        for x in 0..n {
+        for x in 0..vec_end {
             let t = s3[x] as f32 * bf[3];
             let t = s2[x] as f32 * bf[2] + t;
             let t = s1[x] as f32 * bf[1] + t;
             let t = s0[x] as f32 * bf[0] + t;
-            // `as i32` saturates like cvRound for the values that matter (then clamped to u8)
-            out[x] = (t.round_ties_even() as i32).clamp(0, 255) as u8;
+            out[x] = crate::warp8::round_u8(t);
+        }
+        for x in vec_end..n {
+            let v = s0[x] as i64 * b[0] as i64 + s1[x] as i64 * b[1] as i64 + s2[x] as i64 * b[2] as i64 + s3[x] as i64 * b[3] as i64;
+            out[x] = ((v + (1 << 21)) >> 22).clamp(0, 255) as u8;
         }
     }
 }
@@ -152,7 +216,7 @@ pub(crate) fn resize_cubic(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<4>, 
         for (i, out) in band.chunks_mut(rl).enumerate() {
             let dy = y0 + i;
             let rows = std::array::from_fn(|k| clampy(yofs[dy] + k as isize));
-            cache.load(rows, |s, buf| hcubic_row(src.row(s), xt, buf, cn));
+            cache.load(rows, |s, buf| hcubic_any(src.row(s), xt, buf, cn));
             let b = &cache.bufs;
             vcubic([&b[0], &b[1], &b[2], &b[3]], yw[dy], out);
         }
@@ -250,7 +314,7 @@ multiversion! {
 multiversion! {
     fn store_u8(sum: &[f32], out: &mut [u8]) {
         for (o, &s) in out.iter_mut().zip(sum) {
-            *o = (s.round_ties_even() as i32).clamp(0, 255) as u8;
+            *o = crate::warp8::round_u8(s);
         }
     }
 }
