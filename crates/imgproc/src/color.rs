@@ -417,23 +417,19 @@ fn hsv_tabs() -> &'static ([i32; 256], [i32; 256]) {
 #[inline(always)]
 fn hsv_px<const CN: usize>(s: &[u8], d: &mut [u8], (ri, gi, bi): (usize, usize, usize), sdiv: &[i32; 256], hdiv: &[i32; 256]) {
     const HALF: i32 = 1 << (HSV_SHIFT - 1);
+    // Selects rather than branches, and u8 table indices (no bounds checks).
     for (o, p) in d.chunks_exact_mut(3).zip(s.chunks_exact(CN)) {
-        let (r, g, b) = (p[ri] as i32, p[gi] as i32, p[bi] as i32);
-        let v = r.max(g).max(b);
-        let diff = v - r.min(g).min(b);
-        let sat = (diff * sdiv[v as usize] + HALF) >> HSV_SHIFT;
-        // Selects instead of branches (the max channel is data dependent).
-        let h = if v == r {
-            g - b
-        } else if v == g {
-            b - r + 2 * diff
-        } else {
-            r - g + 4 * diff
-        };
-        let h = (h * hdiv[diff as usize] + HALF) >> HSV_SHIFT;
+        let (r8, g8, b8) = (p[ri], p[gi], p[bi]);
+        let v8 = r8.max(g8).max(b8);
+        let diff8 = v8 - r8.min(g8).min(b8);
+        let (r, g, b, v, diff) = (r8 as i32, g8 as i32, b8 as i32, v8 as i32, diff8 as i32);
+        let sat = (diff * sdiv[v8 as usize] + HALF) >> HSV_SHIFT;
+        let hg = if v == g { b - r + 2 * diff } else { r - g + 4 * diff };
+        let h = if v == r { g - b } else { hg };
+        let h = (h * hdiv[diff8 as usize] + HALF) >> HSV_SHIFT;
         o[0] = (h + (h >> 31 & 180)) as u8;
         o[1] = sat as u8;
-        o[2] = v as u8;
+        o[2] = v8;
     }
 }
 

@@ -290,9 +290,7 @@ fn blur_u8(src: &Image<u8>, (kw, kh): (usize, usize), border: BorderType) -> Ima
     if area % 2 == 1 && area * 255 < 65536 {
         let add = (area - 1) / 2;
         if let Some((m, sh)) = kernels8::magic_div(area, area * 255 + add) {
-            let row = move |pad: &[u8], out: &mut [u16]| kernels8::box_row_u16(pad, out, kw, cn);
-            let col = move |rows: &[&[u16]], out: &mut [u8]| kernels8::box_col_u16(rows, out, add, m, sh);
-            return separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col);
+            return blur_u8_sliding(src, (kw, kh), border, (add, m, sh));
         }
     }
     let scale = 1.0 / (kw * kh) as f64;
@@ -338,6 +336,45 @@ fn blur_u8(src: &Image<u8>, (kw, kh): (usize, usize), border: BorderType) -> Ima
         }
     };
     separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col)
+}
+
+/// Box blur with u16 sums (`kw * kh * 255 < 2^16`): row sums of each source row once, and a
+/// running column sum per band that adds the entering row and drops the leaving one.
+fn blur_u8_sliding(src: &Image<u8>, (kw, kh): (usize, usize), border: BorderType, div: (u32, u32, u32)) -> Image<u8> {
+    let (w, h, cn) = (src.width(), src.height(), src.channels());
+    let padder = RowPadder::new(w, cn, kw, kw / 2, border);
+    let rl = w * cn;
+    let ay = (kh / 2) as isize;
+    let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let mut pad = vec![0u8; padder.len()];
+        // Row sums of source rows y - ay ..= y + (kh - 1 - ay), a ring indexed by source offset.
+        let mut ring: Vec<Vec<u16>> = (0..kh).map(|_| vec![0u16; rl]).collect();
+        let mut row_sum = |i: isize, out: &mut [u16]| {
+            let sy = border_interpolate(i, h, border);
+            padder.fill(sy.map(|y| src.row(y)), 0, &mut pad);
+            kernels8::box_row_u16(&pad, out, kw, cn);
+        };
+        let first = y0 as isize - ay;
+        let mut col = vec![0u16; rl];
+        for k in 0..kh {
+            row_sum(first + k as isize, &mut ring[k]);
+            kernels8::add_u16(&mut col, &ring[k]);
+        }
+        let rows = band.len() / rl;
+        let mut entering = vec![0u16; rl];
+        for (r, out) in band.chunks_mut(rl).enumerate() {
+            if r + 1 == rows {
+                kernels8::box_div_u16(&col, out, div);
+                break;
+            }
+            let slot = r % kh;
+            row_sum(first + (r + kh) as isize, &mut entering);
+            kernels8::box_div_slide_u16(&mut col, &entering, &ring[slot], out, div);
+            std::mem::swap(&mut ring[slot], &mut entering);
+        }
+    });
+    dst
 }
 
 // ------------------------------------------------------------------------------------------
@@ -538,39 +575,20 @@ fn median_network_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
         return median_network(src, ksize);
     }
     let r = ksize / 2;
-    let pairs: Vec<(u8, u8)> = median_network_pairs(ksize * ksize).into_iter().map(|(a, b)| (a as u8, b as u8)).collect();
-    let padder = RowPadder::new(w, cn, ksize, r, BorderType::Replicate);
     let rl = w * cn;
     let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
     par_rows(dst.data_mut(), rl, |y0, band| {
-        // A ring of padded rows: each source row is padded once per band.
-        let mut pads: Vec<Vec<u8>> = (0..ksize).map(|_| vec![0; padder.len()]).collect();
-        let mut cols: Vec<Vec<u8>> = (0..ksize).map(|_| vec![0; padder.len()]).collect();
-        let mut tags: Vec<Option<usize>> = vec![None; ksize];
+        // Sorted columns with `r` replicated pixels on each side.
+        let mut cols: Vec<Vec<u8>> = (0..ksize).map(|_| vec![0; rl + 2 * r * cn]).collect();
         for (yy, out) in band.chunks_mut(rl).enumerate() {
             let y = y0 + yy;
-            let mut idx = [0usize; 5];
-            for i in 0..ksize {
-                let sy = (y + i).saturating_sub(r).min(h - 1);
-                let slot = sy % ksize;
-                if tags[slot] != Some(sy) {
-                    padder.fill(Some(src.row(sy)), 0, &mut pads[slot]);
-                    tags[slot] = Some(sy);
-                }
-                idx[i] = slot;
-            }
+            let row = |i: usize| src.row((y + i).saturating_sub(r).min(h - 1));
             if ksize == 3 {
-                let [lo, mid, hi] = &mut cols[..3] else { unreachable!() };
-                kernels8::median3_row([&pads[idx[0]], &pads[idx[1]], &pads[idx[2]]], out, cn, lo, mid, hi);
-                continue;
+                let [lo, mid, hi] = &mut cols[..] else { unreachable!() };
+                kernels8::median3_row([row(0), row(1), row(2)], out, cn, lo, mid, hi);
+            } else {
+                kernels8::median5_row([row(0), row(1), row(2), row(3), row(4)], out, cn, &mut cols);
             }
-            if ksize == 5 {
-                let p = [&pads[idx[0]][..], &pads[idx[1]], &pads[idx[2]], &pads[idx[3]], &pads[idx[4]]];
-                kernels8::median5_row(p, out, cn, &mut cols);
-                continue;
-            }
-            let rows: Vec<&[u8]> = idx[..ksize].iter().map(|&i| pads[i].as_slice()).collect();
-            kernels8::median_row(&rows, out, cn, &pairs);
         }
     });
     dst
@@ -708,6 +726,19 @@ mod tests {
             let img = noise(w, h, cn, (w * h * cn) as u64);
             for k in [3, 5] {
                 assert!(median_network_u8(&img, k) == median_network(&img, k), "{w}x{h}x{cn} k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn sliding_box_blur_matches_direct_sums() {
+        // Several bands (more than 2^15 values) and every border that blur accepts.
+        let img = noise(301, 117, 3, 5);
+        for border in [BorderType::Reflect101, BorderType::Replicate, BorderType::Constant, BorderType::Reflect] {
+            for k in [(5, 5), (3, 7), (1, 9), (11, 3)] {
+                let fast = blur(&img, k, border).unwrap();
+                let direct = box_filter(&img, k, true, border).unwrap();
+                assert!(fast == direct, "{k:?} {border:?}");
             }
         }
     }

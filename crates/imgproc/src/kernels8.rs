@@ -26,26 +26,6 @@ pub(crate) fn magic_div(d: u32, max: u32) -> Option<(u32, u32)> {
 }
 
 multiversion! {
-    /// Column sum of u16 rows, then `(sum + add) * m >> s` (a division by the area, rounded).
-    pub(crate) fn box_col_u16(rows: &[&[u16]], out: &mut [u8], add: u32, m: u32, s: u32) {
-        let mut acc = [0u32; 512];
-        for x0 in (0..out.len()).step_by(512) {
-            let len = (out.len() - x0).min(512);
-            let acc = &mut acc[..len];
-            acc.fill(add);
-            for r in rows {
-                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
-                    *a += v as u32;
-                }
-            }
-            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = ((a * m) >> s).min(255) as u8;
-            }
-        }
-    }
-}
-
-multiversion! {
     /// Symmetric 8-bit-fraction Gaussian row pass into u16 (OpenCV's bit-exact path).
     pub(crate) fn gauss_row_u16(pad: &[u8], out: &mut [u16], k: &[u16], cn: usize) {
         let n = out.len();
@@ -122,45 +102,8 @@ multiversion! {
     }
 }
 
-/// Lanes per median block: several vectors per comparator hide the store-to-load latency.
+/// Row length below which the 3x3 median takes the generic network (not worth the setup).
 pub(crate) const MB: usize = 128;
-
-multiversion! {
-    /// Median of `ksize x ksize` neighbourhoods for one output row: `pads` are the padded
-    /// source rows, `pairs` a compare-exchange network leaving the median in slot `n / 2`.
-    pub(crate) fn median_row(pads: &[&[u8]], out: &mut [u8], cn: usize, pairs: &[(u8, u8)]) {
-        let k = pads.len();
-        let n = k * k;
-        let rl = out.len();
-        let mut vals = [[0u8; MB]; 25];
-        debug_assert!(rl >= MB);
-        let mut x0 = 0;
-        while x0 < rl {
-            // The last block overlaps the previous one so that every block is full.
-            let x = if x0 + MB <= rl { x0 } else { rl - MB };
-            for i in 0..k {
-                for j in 0..k {
-                    let o = x + j * cn;
-                    vals[i * k + j] = pads[i][o..o + MB].try_into().expect("MB bytes");
-                }
-            }
-            for &(a, b) in pairs {
-                let (a, b) = (a as usize, b as usize);
-                let (va, vb) = (vals[a], vals[b]);
-                let mut lo = [0u8; MB];
-                let mut hi = [0u8; MB];
-                for t in 0..MB {
-                    lo[t] = va[t].min(vb[t]);
-                    hi[t] = va[t].max(vb[t]);
-                }
-                vals[a] = lo;
-                vals[b] = hi;
-            }
-            out[x..x + MB].copy_from_slice(&vals[n / 2]);
-            x0 += MB;
-        }
-    }
-}
 
 multiversion! {
     /// Integer row convolution: `out[x] = sum k[i] * pad[x + i * cn]`.
@@ -207,17 +150,26 @@ fn med3(a: u8, b: u8, c: u8) -> u8 {
 }
 
 multiversion! {
-    /// 3x3 median of one output row from three padded rows: sort each column of three once,
-    /// then median = med3(max of lows, med3 of mids, min of highs) over the 3 columns.
+    /// 3x3 median of one output row from three source rows (replicated border): sort each
+    /// column of three once, then median = med3(max of lows, med3 of mids, min of highs) over
+    /// the 3 columns. `lo`, `mid`, `hi` hold `out.len() + 2 * cn` values.
     pub(crate) fn median3_row(p: [&[u8]; 3], out: &mut [u8], cn: usize, lo: &mut [u8], mid: &mut [u8], hi: &mut [u8]) {
-        let n = lo.len();
-        let (p0, p1, p2) = (&p[0][..n], &p[1][..n], &p[2][..n]);
-        for i in 0..n {
-            let (a, b, c) = (p0[i], p1[i], p2[i]);
-            let (l, h) = (a.min(b), a.max(b));
-            lo[i] = l.min(c);
-            hi[i] = h.max(c);
-            mid[i] = l.max(h.min(c));
+        let rl = out.len();
+        let (p0, p1, p2) = (&p[0][..rl], &p[1][..rl], &p[2][..rl]);
+        {
+            let (lo, mid, hi) = (&mut lo[cn..cn + rl], &mut mid[cn..cn + rl], &mut hi[cn..cn + rl]);
+            for i in 0..rl {
+                let (a, b, c) = (p0[i], p1[i], p2[i]);
+                let (l, h) = (a.min(b), a.max(b));
+                lo[i] = l.min(c);
+                hi[i] = h.max(c);
+                mid[i] = l.max(h.min(c));
+            }
+        }
+        // Sorting replicated columns is replicating sorted ones.
+        for v in [&mut *lo, &mut *mid, &mut *hi] {
+            v.copy_within(cn..2 * cn, 0);
+            v.copy_within(rl..rl + cn, rl + cn);
         }
         let m = out.len();
         let (l0, l1, l2) = (&lo[..m], &lo[cn..cn + m], &lo[2 * cn..2 * cn + m]);
@@ -245,19 +197,26 @@ fn minmax_slices(a: &mut [u8], b: &mut [u8]) {
 }
 
 multiversion! {
-    /// 5x5 median of one output row. First each padded column's vertical window of 5 is sorted
-    /// (shared by the 5 outputs that use it, into `cols[rank]`), then a 79-comparator network,
+    /// 5x5 median of one output row from five source rows (replicated border). First each
+    /// column's vertical window of 5 is sorted (shared by the 5 outputs that use it, into
+    /// `cols[rank]`, which hold `out.len() + 4 * cn` values), then a 79-comparator network,
     /// pruned from Batcher's merge sort for inputs made of 5 sorted columns (checked on all
     /// 0/1 inputs of that form), leaves the median in slot 12.
-    pub(crate) fn median5_row(pads: [&[u8]; 5], out: &mut [u8], cn: usize, cols: &mut [Vec<u8>]) {
-        for (c, p) in cols.iter_mut().zip(pads) {
-            let n = c.len();
-            c.copy_from_slice(&p[..n]);
+    pub(crate) fn median5_row(rows: [&[u8]; 5], out: &mut [u8], cn: usize, cols: &mut [Vec<u8>]) {
+        let rl = out.len();
+        for (c, p) in cols.iter_mut().zip(rows) {
+            c[2 * cn..2 * cn + rl].copy_from_slice(&p[..rl]);
         }
         // Optimal 9-comparator sorting network for 5.
         for (a, b) in [(0, 1), (3, 4), (2, 4), (2, 3), (0, 3), (0, 2), (1, 4), (1, 3), (1, 2)] {
             let (lo, hi) = cols.split_at_mut(b);
-            minmax_slices(&mut lo[a], &mut hi[0]);
+            minmax_slices(&mut lo[a][2 * cn..2 * cn + rl], &mut hi[0][2 * cn..2 * cn + rl]);
+        }
+        for c in cols.iter_mut() {
+            for k in 0..2 {
+                c.copy_within(2 * cn..3 * cn, k * cn);
+                c.copy_within(rl + cn..rl + 2 * cn, rl + (2 + k) * cn);
+            }
         }
         let rl = out.len();
         debug_assert!(rl >= M5);
@@ -292,6 +251,40 @@ multiversion! {
             cx!(6, 10); cx!(7, 11); cx!(12, 16); cx!(13, 17); cx!(10, 12); cx!(11, 13); cx!(11, 12);
             out[x..x + M5].copy_from_slice(&v[12]);
             x0 += M5;
+        }
+    }
+}
+
+multiversion! {
+    /// `acc[x] += v[x]` (u16).
+    pub(crate) fn add_u16(acc: &mut [u16], v: &[u16]) {
+        for (a, &b) in acc.iter_mut().zip(v) {
+            *a = a.wrapping_add(b);
+        }
+    }
+}
+
+/// `((s + add) * m) >> sh`: a box sum divided by the area, rounded (see `magic_div`).
+#[inline(always)]
+fn box_div(s: u16, (add, m, sh): (u32, u32, u32)) -> u8 {
+    (((s as u32 + add) * m) >> sh).min(255) as u8
+}
+
+multiversion! {
+    /// Writes the blurred row of column sums `col`.
+    pub(crate) fn box_div_u16(col: &[u16], out: &mut [u8], div: (u32, u32, u32)) {
+        for (o, &s) in out.iter_mut().zip(col) {
+            *o = box_div(s, div);
+        }
+    }
+}
+
+multiversion! {
+    /// Writes the blurred row of `col`, then slides it down one row: `+ entering - leaving`.
+    pub(crate) fn box_div_slide_u16(col: &mut [u16], entering: &[u16], leaving: &[u16], out: &mut [u8], div: (u32, u32, u32)) {
+        for (((o, c), &e), &l) in out.iter_mut().zip(col.iter_mut()).zip(entering).zip(leaving) {
+            *o = box_div(*c, div);
+            *c = c.wrapping_add(e).wrapping_sub(l);
         }
     }
 }
