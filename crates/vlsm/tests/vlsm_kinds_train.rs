@@ -199,6 +199,7 @@ fn cris_with_a_frozen_backbone_trains_the_head_only_and_resumes_exactly() {
     let full = mk("full");
     let task = CrisTask::new(&full, DecoderInit::Checkpoint, false).unwrap();
     assert_eq!(task.output_size(), 64, "medvlsm's loss works at the input size");
+    assert!((task.threshold() - 0.35).abs() < 1e-6, "validation Dice at CRIS's threshold");
     assert!(task.trainable_names().iter().all(|n| !n.starts_with("backbone.")));
     assert_eq!(task.cache_stats.as_ref().unwrap().computed, 6);
     drop(task);
@@ -270,4 +271,15 @@ fn wrong_kinds_keys_and_shapes_are_named_before_training() {
     let e = err(CrisTask::new(&config("cris", &cris, &ds, &out, "", FAST), DecoderInit::Checkpoint, false));
     assert!(e.contains("model.safetensors") && e.contains("neck.aggr.0.weight"), "{e}");
     assert!(!out.join("last").exists());
+}
+
+#[test]
+fn validation_dice_uses_the_threshold() {
+    use vlsm::train::loss::{dice_per_image, dice_per_image_at};
+    // sigmoid = 0.4 everywhere: foreground at 0.35, background at 0.5.
+    let l = Tensor::full((0.4f32 / 0.6).ln(), (1, 2, 2), &Device::Cpu).unwrap();
+    let t = Tensor::ones((1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(dice_per_image_at(&l, &t, 0.35).unwrap(), vec![1.0]);
+    assert_eq!(dice_per_image_at(&l, &t, 0.5).unwrap(), vec![0.0]);
+    assert_eq!(dice_per_image(&l, &t).unwrap(), vec![0.0]);
 }

@@ -317,6 +317,10 @@ impl Trainable for CrisTask {
         Ok((CrisBatch { images, ids }, Tensor::from_vec(t, (idx.len(), s, s), &self.device)?))
     }
 
+    fn threshold(&self) -> f64 {
+        self.model.config.threshold as f64
+    }
+
     fn forward(&self, input: &CrisBatch) -> Result<Tensor> {
         let m = &self.model;
         let (c3, c4, c5) = match &input.images {

@@ -79,9 +79,15 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 /// Per-image Dice of `logits > 0` (sigmoid > 0.5) against targets, MONAI `ignore_empty=False`:
 /// an empty target scores 1 when the prediction is empty too, else 0.
 pub fn dice_per_image(logits: &Tensor, targets: &Tensor) -> Result<Vec<f64>> {
+    dice_per_image_at(logits, targets, 0.5)
+}
+
+/// [`dice_per_image`] with the prediction `sigmoid(logits) > threshold` (CRIS: 0.35).
+pub fn dice_per_image_at(logits: &Tensor, targets: &Tensor, threshold: f64) -> Result<Vec<f64>> {
     let g = check(logits, targets)?;
     let b = logits.dim(0)?;
-    let p = logits.gt(0.0)?.to_dtype(DType::F32)?.reshape((b, ()))?;
+    let t = threshold.clamp(1e-7, 1.0 - 1e-7);
+    let p = logits.gt((t / (1.0 - t)).ln())?.to_dtype(DType::F32)?.reshape((b, ()))?;
     let g = g
         .to_dtype(DType::F32)?
         .gt(0.5)?

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{self, RngState, TrainState};
 use super::config::TrainConfig;
 use super::log::{self, EpochRecord};
-use super::loss::{dice_per_image, LossKind};
+use super::loss::{dice_per_image_at, LossKind};
 use super::optim::{clip_grad_norm, AdamW};
 use super::plot;
 use super::sched::{EarlyStopping, ReduceLrOnPlateau};
@@ -43,6 +43,11 @@ pub trait Trainable {
 
     /// Logits `[B,H,W]`.
     fn forward(&self, input: &Self::Input) -> Result<Tensor>;
+
+    /// Probability threshold of the validation Dice (the model's own: 0.5, CRIS 0.35).
+    fn threshold(&self) -> f64 {
+        0.5
+    }
 
     /// The training loss; override for anything besides `loss(forward(input), targets)`.
     fn loss(&self, input: &Self::Input, targets: &Tensor, loss: &LossKind) -> Result<Tensor> {
@@ -128,7 +133,7 @@ fn validate<T: Trainable>(task: &mut T, cfg: &TrainConfig, loss: &LossKind) -> R
         let (input, targets) = task.batch(Split::Val, chunk, &mut rng)?;
         let logits = task.forward(&input)?.detach();
         loss_sum += loss.compute(&logits, &targets)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-        dice.extend(dice_per_image(&logits, &targets)?);
+        dice.extend(dice_per_image_at(&logits, &targets, task.threshold())?);
     }
     Ok((loss_sum / n as f64, dice.iter().sum::<f64>() / n as f64))
 }
