@@ -84,10 +84,42 @@ fn hcubic_any(row: &[u8], t: &Taps<4>, out: &mut [i32], cn: usize) {
     hcubic_row(row, t, out, cn)
 }
 
+/// Horizontal linear pass, dispatching 3-channel rows to the SSSE3 kernel.
+fn hlinear_any(row: &[u8], t: &Taps<2>, out: &mut [i16], cn: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if cn == 3 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { x86::hlinear3(row, t, out) };
+    }
+    hlinear_row(row, t, out, cn)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Taps;
     use std::arch::x86_64::*;
+
+    /// `hlinear::<3>` with the 6 tap bytes of a pixel shuffled into (tap, channel) 16-bit lanes.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn hlinear3(row: &[u8], t: &Taps<2>, out: &mut [i16]) {
+        let ma = _mm_setr_epi8(0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128);
+        for ((o, ofs), w) in out.chunks_exact_mut(3).zip(&t.ofs).zip(&t.w) {
+            let (o0, o1) = (ofs[0] as usize, ofs[1] as usize);
+            if o1 == o0 + 3 && o0 + 8 <= row.len() {
+                let v = _mm_cvtsi64_si128(i64::from_le_bytes(row[o0..o0 + 8].try_into().expect("8 bytes")));
+                let wa = _mm_set1_epi32((w[0] & 0xffff) | (w[1] << 16));
+                let sum = _mm_srai_epi32::<4>(_mm_madd_epi16(_mm_shuffle_epi8(v, ma), wa));
+                o[0] = _mm_cvtsi128_si32(sum) as i16;
+                o[1] = _mm_extract_epi32::<1>(sum) as i16;
+                o[2] = _mm_extract_epi32::<2>(sum) as i16;
+            } else {
+                let (p0, p1) = (&row[o0..o0 + 3], &row[o1..o1 + 3]);
+                for c in 0..3 {
+                    o[c] = ((p0[c] as i32 * w[0] + p1[c] as i32 * w[1]) >> 4) as i16;
+                }
+            }
+        }
+    }
 
     /// `hcubic::<3>` with the 12 tap bytes of a pixel shuffled into (tap pair, channel) 16-bit
     /// lanes and summed by `pmaddwd`: the same exact integers, a third of the instructions.
@@ -198,7 +230,7 @@ pub(crate) fn resize_linear(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<2>,
         let mut cache = RowCache::<i16, 2>::new(rl);
         for (i, out) in band.chunks_mut(rl).enumerate() {
             let dy = y0 + i;
-            cache.load([clampy(yofs[dy]), clampy(yofs[dy] + 1)], |s, buf| hlinear_row(src.row(s), xt, buf, cn));
+            cache.load([clampy(yofs[dy]), clampy(yofs[dy] + 1)], |s, buf| hlinear_any(src.row(s), xt, buf, cn));
             vlinear(&cache.bufs[0], &cache.bufs[1], yw[dy][0] as i16, yw[dy][1] as i16, out);
         }
     });
