@@ -9,6 +9,7 @@ use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, linear_no_bias, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
+use super::fused::{self, Act};
 use super::{interp, HiddenAct};
 
 fn d_vocab() -> usize { 49408 }
@@ -113,6 +114,35 @@ impl Attention {
 
     /// x: [B, N, D]; `mask` is additive, broadcastable to [B, heads, N, N].
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_residual(x, mask, None)
+    }
+
+    /// `residual + attention(x)`, the sum fused into the output projection when nothing needs a
+    /// gradient.
+    pub fn forward_residual(&self, x: &Tensor, mask: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+        let (b, n, _) = x.dims3()?;
+        let mask_ok = mask.is_none_or(|m| m.broadcast_as((b, self.num_heads, n, n)).is_ok());
+        if mask_ok && self.fusable(&[Some(x), mask, residual]) {
+            let qkv = fused::qkv(x, &self.q_proj, &self.k_proj, &self.v_proj)?;
+            let y = fused::attention(&qkv, self.num_heads, mask)?;
+            return fused::linear(&y, self.out_proj.weight(), self.out_proj.bias(), residual, Act::None);
+        }
+        let y = self.forward_composed(x, mask)?;
+        match residual {
+            Some(r) => r + y,
+            None => Ok(y),
+        }
+    }
+
+    fn fusable(&self, inputs: &[Option<&Tensor>]) -> bool {
+        let params = [&self.q_proj, &self.k_proj, &self.v_proj, &self.out_proj]
+            .into_iter()
+            .flat_map(|l| std::iter::once(l.weight()).chain(l.bias()));
+        let all: Vec<&Tensor> = inputs.iter().flatten().copied().chain(params).collect();
+        fused::usable(&all)
+    }
+
+    fn forward_composed(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let scale = (self.head_dim as f64).powf(-0.5);
         let split = |t: Tensor| -> Result<Tensor> {
@@ -145,7 +175,31 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)
+        self.forward_residual(x, None)
+    }
+
+    /// `residual + mlp(x)`; bias, activation and residual fused into the products when nothing
+    /// needs a gradient.
+    pub fn forward_residual(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let params = [&self.fc1, &self.fc2].into_iter().flat_map(|l| std::iter::once(l.weight()).chain(l.bias()));
+        let all: Vec<&Tensor> = [Some(x), residual].into_iter().flatten().chain(params).collect();
+        if fused::usable(&all) {
+            let (act, rest) = match self.act {
+                HiddenAct::QuickGelu => (Act::QuickGelu, None),
+                HiddenAct::Relu => (Act::Relu, None),
+                other => (Act::None, Some(other)),
+            };
+            let mut h = fused::linear(x, self.fc1.weight(), self.fc1.bias(), None, act)?;
+            if let Some(a) = rest {
+                h = a.apply(&h)?;
+            }
+            return fused::linear(&h, self.fc2.weight(), self.fc2.bias(), residual, Act::None);
+        }
+        let y = self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)?;
+        match residual {
+            Some(r) => r + y,
+            None => Ok(y),
+        }
     }
 }
 
@@ -169,8 +223,8 @@ impl EncoderLayer {
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let h = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?, mask)?)?;
-        &h + self.mlp.forward(&self.layer_norm2.forward(&h)?)?
+        let h = self.self_attn.forward_residual(&fused::ln(&self.layer_norm1, x)?, mask, Some(x))?;
+        self.mlp.forward_residual(&fused::ln(&self.layer_norm2, &h)?, Some(&h))
     }
 }
 
@@ -235,7 +289,7 @@ impl ClipTextTransformer {
         for layer in &self.layers {
             h = layer.forward(&h, Some(&mask))?;
         }
-        let h = self.final_layer_norm.forward(&h)?;
+        let h = fused::ln(&self.final_layer_norm, &h)?;
         let ids_v: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
         let idx: Vec<u32> = ids_v
             .iter()
@@ -374,7 +428,7 @@ impl ClipVisionTransformer {
         if deepest >= self.layers.len() {
             candle_core::bail!("layer {deepest} asked for, the vision model has {}", self.layers.len());
         }
-        let mut h = self.pre_layrnorm.forward(&self.embeddings.forward(pixel_values)?)?;
+        let mut h = fused::ln(&self.pre_layrnorm, &self.embeddings.forward(pixel_values)?)?;
         let mut out: Vec<Option<Tensor>> = vec![None; layers.len()];
         for (i, layer) in self.layers.iter().enumerate().take(deepest + 1) {
             h = layer.forward(&h, None)?;

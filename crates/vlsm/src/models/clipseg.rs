@@ -10,7 +10,7 @@ use candle_nn::{
 use serde::Deserialize;
 
 use super::clip::{Attention, ClipModel, ClipTextConfig, ClipVisionConfig, Mlp};
-use super::HiddenAct;
+use super::{fused, HiddenAct};
 
 fn d_projection() -> usize { 512 }
 fn d_extract() -> Vec<usize> { vec![3, 6, 9] }
@@ -96,8 +96,8 @@ impl DecoderLayer {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.layer_norm1.forward(&(x + self.self_attn.forward(x, None)?)?)?;
-        self.layer_norm2.forward(&(&h + self.mlp.forward(&h)?)?)
+        let h = fused::ln(&self.layer_norm1, &self.self_attn.forward_residual(x, None, Some(x))?)?;
+        fused::ln(&self.layer_norm2, &self.mlp.forward_residual(&h, Some(&h))?)
     }
 }
 

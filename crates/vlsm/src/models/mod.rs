@@ -8,6 +8,7 @@ pub mod biomedclipseg;
 pub mod clip;
 pub mod clipseg;
 pub mod cris;
+pub mod fused;
 pub mod conv;
 pub mod interp;
 pub mod norm;
