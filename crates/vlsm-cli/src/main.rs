@@ -44,7 +44,23 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
 }
 
+/// Tensors of tens of MB are allocated and freed on every op. By default glibc gives each back
+/// to the kernel and the next one faults its pages in again (zeroed): 15–25% of a training step
+/// here. Keep freed memory in the heap instead.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator thresholds; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         if n == 0 {
