@@ -3,7 +3,7 @@
 //! checkpoints, CSV and TensorBoard scalars every epoch.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use candle_core::{Tensor, Var};
@@ -192,7 +192,9 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
         let mut erng = ChaCha8Rng::seed_from_u64(rng.next_u64());
         let mut order: Vec<usize> = (0..n_train).collect();
         order.shuffle(&mut erng);
-        let pb = log::progress_bar(n_batches, format!("epoch {epoch}/{}", cfg.train.epochs), hooks.progress);
+        let prefix = format!("epoch {epoch}/{}", cfg.train.epochs);
+        let pb = log::progress_bar(n_batches, prefix.clone(), hooks.progress);
+        let mut plain = log::PlainProgress::new(hooks.progress, Duration::from_secs(60));
         let mut loss_sum = 0.0;
         for (b, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
             let (input, targets) = task.batch(Split::Train, chunk, &mut erng)?;
@@ -211,11 +213,10 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
             opt.step(&grads)?;
             st.global_step += 1;
             loss_sum += lv * chunk.len() as f64;
-            pb.set_message(format!(
-                "loss {:.4}",
-                loss_sum / ((b * cfg.train.batch_size + chunk.len()) as f64)
-            ));
+            let mean = loss_sum / ((b * cfg.train.batch_size + chunk.len()) as f64);
+            pb.set_message(format!("loss {mean:.4}"));
             pb.inc(1);
+            plain.tick(&prefix, b + 1, n_batches, mean, t0);
         }
         pb.finish_and_clear();
         let train_loss = loss_sum / n_train as f64;
