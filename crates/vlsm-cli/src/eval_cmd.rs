@@ -18,12 +18,9 @@ pub struct EvalArgs {
     /// Split to evaluate (anns/<split>.json).
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// Prompt key to evaluate (p0, p1, ...); repeat for several.
-    #[arg(
-        long = "prompt",
-        required_unless_present = "all_prompts",
-        conflicts_with = "all_prompts"
-    )]
+    /// Prompt key to evaluate (p0, p1, ...); repeat for several. Needed unless --all-prompts,
+    /// or the model is text-free (UNet), which ignores it.
+    #[arg(long = "prompt", conflicts_with = "all_prompts")]
     pub prompts: Vec<String>,
     /// Evaluate every prompt key the records have.
     #[arg(long)]
@@ -54,11 +51,17 @@ pub fn run(a: EvalArgs) -> Result<()> {
             bail!("--threshold must be in 0..1, got {t}");
         }
     }
-    let model = match a.model {
+    let model = match a.model.clone() {
         Some(m) => m,
         None => vlsm::pipeline::default_model_dir()?,
     };
+    if is_classifier(&model) {
+        return run_classify(&a, &model);
+    }
     let seg = Segmenter::load(&model)?;
+    if seg.uses_text() && a.prompts.is_empty() && !a.all_prompts {
+        bail!("give --prompt pK (repeatable) or --all-prompts");
+    }
     let opts = EvalOptions {
         model: model.display().to_string(),
         data: a.data,
@@ -75,5 +78,34 @@ pub fn run(a: EvalArgs) -> Result<()> {
     eval::write_outputs(&report, &opts)?;
     print!("{}", eval::table(&report));
     eprintln!("wrote {}", opts.out.display());
+    Ok(())
+}
+
+/// A supervised image classifier directory (ViT or Swin `config.json`).
+fn is_classifier(dir: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return false };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    matches!(v.get("model_type").and_then(|m| m.as_str()), Some("vit" | "swin"))
+}
+
+/// Accuracy and confusion matrix over `DATA/<split>/<class>/*` (or `DATA/<class>/*`).
+fn run_classify(a: &EvalArgs, model: &std::path::Path) -> Result<()> {
+    use vlsm::classify::HfClassifier;
+    use vlsm::train::vit_classify::{evaluate_folder, format_eval};
+    let [root] = a.data.as_slice() else {
+        bail!("--data: a classifier is evaluated on one folder of class folders");
+    };
+    let split_dir = root.join(&a.split);
+    let dir = if split_dir.is_dir() { split_dir } else { root.clone() };
+    let m = HfClassifier::load(model, &candle_core::Device::Cpu)?;
+    let ev = evaluate_folder(&m, &dir, a.batch)?;
+    let json = serde_json::json!({
+        "model": model.display().to_string(), "data": dir.display().to_string(),
+        "accuracy": ev.accuracy, "classes": ev.classes, "confusion": ev.confusion,
+    });
+    std::fs::create_dir_all(&a.out).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", a.out.display()))?;
+    vlsm::io::write_atomic(&a.out.join("metrics.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    print!("{}", format_eval(&ev));
+    eprintln!("wrote {}", a.out.join("metrics.json").display());
     Ok(())
 }

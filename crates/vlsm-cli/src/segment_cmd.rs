@@ -49,12 +49,9 @@ struct Condition {
     name: String,
 }
 
-pub fn run(a: SegmentArgs) -> Result<()> {
+pub fn run(mut a: SegmentArgs) -> Result<()> {
     if a.images.is_empty() {
         bail!("no images given");
-    }
-    if a.prompts.is_empty() && a.prompt_image.is_none() {
-        bail!("give at least one --prompt TEXT or --prompt-image IMG --prompt-mask MASK");
     }
     if a.prompt_image.is_some() && a.prompt_mask.is_none() {
         bail!("--prompt-image needs --prompt-mask");
@@ -75,7 +72,13 @@ pub fn run(a: SegmentArgs) -> Result<()> {
         None => pipeline::default_model_dir()?,
     };
     let seg = Segmenter::load(&model_dir)?;
-
+    if a.prompts.is_empty() && a.prompt_image.is_none() {
+        if seg.uses_text() {
+            bail!("give at least one --prompt TEXT or --prompt-image IMG --prompt-mask MASK");
+        }
+        // A text-free model needs no prompt; one placeholder gives its one mask per image.
+        a.prompts.push(String::new());
+    }
     // Conditions: every text prompt (mixed with the image prompt when both are given), or the
     // image prompt alone.
     let image_cond = match (&a.prompt_image, &a.prompt_mask) {

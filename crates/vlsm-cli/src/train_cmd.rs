@@ -35,6 +35,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let s = match cfg.model.kind.as_str() {
         "textunet" => vlsm::train::textunet::train(&cfg, hooks)?,
+        "unet" => vlsm::train::unet::train(&cfg, hooks)?,
+        "vit_classify" => vlsm::train::vit_classify::train(&cfg, hooks)?,
         "cris" => vlsm::train::cris::train(&cfg, hooks, init)?,
         _ => clipseg::train(&cfg, hooks, init)?,
     };

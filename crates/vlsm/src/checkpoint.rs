@@ -90,12 +90,13 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 pub enum ModelKind {
     ClipSeg,
     TextUNet,
+    UNet,
     BiomedClipSeg,
     Cris,
 }
 
 /// The `model_type` values `detect` knows.
-pub const SUPPORTED: &[&str] = &["clipseg", "textunet", "biomedclipseg", "cris"];
+pub const SUPPORTED: &[&str] = &["clipseg", "textunet", "unet", "biomedclipseg", "cris"];
 
 pub fn detect(dir: &Path) -> Result<ModelKind> {
     if !dir.is_dir() {
@@ -107,6 +108,7 @@ pub fn detect(dir: &Path) -> Result<ModelKind> {
         match v.get("model_type").and_then(|m| m.as_str()) {
             Some("clipseg") => return Ok(ModelKind::ClipSeg),
             Some("textunet") => return Ok(ModelKind::TextUNet),
+            Some("unet") => return Ok(ModelKind::UNet),
             Some("biomedclipseg") => return Ok(ModelKind::BiomedClipSeg),
             Some("cris") => return Ok(ModelKind::Cris),
             Some(other) => bail!(

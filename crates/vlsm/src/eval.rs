@@ -153,8 +153,12 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     let pool = Pool::open(&opts.data, &opts.split)?;
     // Keys per dataset, checked before any model work.
     let mut keys_of: Vec<Vec<String>> = Vec::new();
+    // A text-free model gives the same mask under every prompt: one pass, under the first
+    // key asked for (or "none"), with no prompt looked up.
+    let text_free_key = opts.prompts.as_ref().and_then(|k| k.first()).map_or("none", |k| k.as_str());
     for ds in &pool.datasets {
         let keys = match &opts.prompts {
+            _ if !seg.uses_text() => vec![text_free_key.to_string()],
             Some(ks) => {
                 for k in ks {
                     ds.require_prompt(k)?;
@@ -193,7 +197,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
             for ((rec, img), f) in chunk.iter().zip(&imgs).zip(&feats) {
                 let mut texts = Vec::with_capacity(keys.len());
                 for k in keys {
-                    texts.push(data::prompt(rec, k, &mut rng)?.to_string());
+                    texts.push(if seg.uses_text() { data::prompt(rec, k, &mut rng)?.to_string() } else { String::new() });
                 }
                 let mut rows = Vec::with_capacity(texts.len());
                 for t in &texts {

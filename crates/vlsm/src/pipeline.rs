@@ -13,6 +13,7 @@ use crate::models::biomedclipseg::BiomedClipSeg;
 use crate::models::cris::Cris;
 use crate::models::interp;
 use crate::models::textunet::{TextUNet, TextUNetConfig};
+use crate::models::unet::{UNet, UNetConfig};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
 
@@ -28,6 +29,8 @@ pub struct ImageFeatures {
 pub enum Net {
     ClipSeg(ClipSeg),
     TextUNet(TextUNet),
+    /// The text-free baseline: prompts are accepted and ignored.
+    UNet(UNet),
     /// BiomedCLIPSeg and BiomedCLIPSeg-D (the decoder's origin is a weights matter).
     BiomedClipSeg(BiomedClipSeg, WordPieceTokenizer),
     /// CRIS: the cached image features are the backbone's C3-C5; the text-gated neck runs per prompt.
@@ -93,6 +96,20 @@ impl Segmenter {
                     threshold,
                 });
             }
+            ModelKind::UNet => {
+                let config: UNetConfig = checkpoint::read_json(&cfg_path)?;
+                config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
+                let weights = checkpoint::find_weights(dir)?;
+                let vb = checkpoint::var_builder(&weights, DType::F32, &device, None)?;
+                let m = UNet::new(vb, &config).map_err(|e| checkpoint::load_error(&weights, e))?;
+                let processor = if pp.is_file() {
+                    ImageProcessorConfig::from_file(&pp)?
+                } else {
+                    unet_processor(&config)
+                };
+                let threshold = config.threshold;
+                return Ok(Self { net: Net::UNet(m), tokenizer: None, processor, dir: dir.to_path_buf(), device, threshold });
+            }
             _ => {}
         }
         let weights = checkpoint::find_weights(dir)?;
@@ -112,7 +129,7 @@ impl Segmenter {
                 let pp = textunet_processor(&config);
                 (Net::TextUNet(m), pp, t)
             }
-            ModelKind::BiomedClipSeg | ModelKind::Cris => unreachable!("handled above"),
+            ModelKind::BiomedClipSeg | ModelKind::Cris | ModelKind::UNet => unreachable!("handled above"),
         };
         let tokenizer = load_tokenizer(dir)?;
         let processor = if pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { default_processor };
@@ -129,9 +146,15 @@ impl Segmenter {
         match self.net {
             Net::ClipSeg(_) => "clipseg",
             Net::TextUNet(_) => "textunet",
+            Net::UNet(_) => "unet",
             Net::BiomedClipSeg(..) => "biomedclipseg",
             Net::Cris(_) => "cris",
         }
+    }
+
+    /// Whether prompts change the output (false for the text-free UNet, which ignores them).
+    pub fn uses_text(&self) -> bool {
+        !matches!(self.net, Net::UNet(_))
     }
 
     /// Pixel values [B, 3, H, W] as the reference image processor makes them.
@@ -149,6 +172,7 @@ impl Segmenter {
         let acts = match &self.net {
             Net::ClipSeg(m) => m.image_activations(pixel_values)?,
             Net::TextUNet(m) => m.encode(pixel_values)?,
+            Net::UNet(m) => m.encode(pixel_values)?,
             Net::BiomedClipSeg(m, _) => m.image_activations(pixel_values)?,
             Net::Cris(m) => {
                 let (c3, c4, c5) = m.backbone.encode_image(pixel_values)?;
@@ -168,6 +192,10 @@ impl Segmenter {
     /// Conditional embeddings [N, D] for N prompts. Each prompt runs unpadded (for CLIP,
     /// padding after the end token cannot change the pooled feature).
     pub fn text_conditional(&self, prompts: &[String]) -> Result<Tensor> {
+        if let Net::UNet(_) = &self.net {
+            // No text path: one placeholder row per prompt, so decode yields one map each.
+            return Ok(Tensor::zeros((prompts.len(), 1), DType::F32, &self.device)?);
+        }
         if let Net::BiomedClipSeg(m, tok) = &self.net {
             let refs: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
             let (ids, mask) = m.biomedclip.tokenize(tok, &refs, &self.device)?;
@@ -193,7 +221,7 @@ impl Segmenter {
                 let n = rows.len();
                 Ok(Tensor::from_vec(rows.concat(), (n, l), &self.device)?)
             }
-            Net::BiomedClipSeg(..) => unreachable!("handled above"),
+            Net::BiomedClipSeg(..) | Net::UNet(_) => unreachable!("handled above"),
             Net::ClipSeg(m) => {
                 let mut rows = Vec::with_capacity(prompts.len());
                 for ids in ids_all {
@@ -216,6 +244,7 @@ impl Segmenter {
                 let pv = self.pixel_values(&[&engineered])?;
                 Ok(m.image_conditional(&pv)?)
             }
+            Net::UNet(_) => bail!("{}: this model takes no prompts (a text-free UNet)", self.dir.display()),
             _ => bail!("{}: this model takes text prompts only", self.dir.display()),
         }
     }
@@ -225,6 +254,7 @@ impl Segmenter {
         Ok(match &self.net {
             Net::ClipSeg(m) => m.decoder.forward(&features.activations, cond)?,
             Net::TextUNet(m) => m.decode(&features.activations, cond)?,
+            Net::UNet(m) => m.decode(&features.activations, cond.dim(0)?)?,
             Net::BiomedClipSeg(m, _) => m.decoder.forward(&features.activations, cond)?,
             Net::Cris(m) => cris_decode(m, &features.activations, cond)?,
         })
@@ -259,6 +289,14 @@ pub fn cris_processor(size: u32) -> ImageProcessorConfig {
 
 /// TextUNet preprocessing: PIL bilinear resize to the square input size, then normalise.
 pub fn textunet_processor(c: &TextUNetConfig) -> ImageProcessorConfig {
+    let mut p = ImageProcessorConfig::clipseg(c.image_size as u32);
+    p.image_mean = c.image_mean;
+    p.image_std = c.image_std;
+    p
+}
+
+/// UNet preprocessing: PIL bilinear resize to the square input size, then normalise.
+pub fn unet_processor(c: &UNetConfig) -> ImageProcessorConfig {
     let mut p = ImageProcessorConfig::clipseg(c.image_size as u32);
     p.image_mean = c.image_mean;
     p.image_std = c.image_std;

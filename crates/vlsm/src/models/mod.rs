@@ -15,6 +15,7 @@ pub mod norm;
 pub mod resnet_clip;
 pub mod swin;
 pub mod textunet;
+pub mod unet;
 pub mod vit;
 
 use candle_core::{Result, Tensor};

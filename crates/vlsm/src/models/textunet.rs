@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
-use super::conv::ConvSame2d;
-use super::norm::GroupNormRelu2d;
+use super::unet::{validate_levels, UNetBody};
 use serde::{Deserialize, Serialize};
 
 use super::clip::EncoderLayer;
@@ -69,44 +68,11 @@ impl TextUNetConfig {
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        let levels = self.channels.len();
-        if levels < 2 {
-            return Err("channels needs at least two levels".into());
-        }
-        let div = 1 << (levels - 1);
-        if self.image_size == 0 || self.image_size % div != 0 {
-            return Err(format!("image_size {} is not a multiple of {div}", self.image_size));
-        }
+        validate_levels(self.image_size, &self.channels, self.groups)?;
         if self.text_dim % self.text_heads != 0 {
             return Err(format!("text_dim {} is not divisible by text_heads {}", self.text_dim, self.text_heads));
         }
         Ok(())
-    }
-}
-
-/// conv3x3 → GroupNorm → ReLU, twice (no conv bias: the norm's shift takes its place).
-#[derive(Debug, Clone)]
-struct Block {
-    conv1: ConvSame2d,
-    norm1: GroupNormRelu2d,
-    conv2: ConvSame2d,
-    norm2: GroupNormRelu2d,
-}
-
-impl Block {
-    fn new(vb: VarBuilder, cin: usize, cout: usize, groups: usize) -> Result<Self> {
-        let g = groups.min(cout);
-        Ok(Self {
-            conv1: ConvSame2d::load_no_bias(vb.pp("conv1"), cin, cout, 3)?,
-            norm1: GroupNormRelu2d::load(vb.pp("norm1"), g, cout, 1e-5)?,
-            conv2: ConvSame2d::load_no_bias(vb.pp("conv2"), cout, cout, 3)?,
-            norm2: GroupNormRelu2d::load(vb.pp("norm2"), g, cout, 1e-5)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.norm1.forward(&self.conv1.forward(x)?)?;
-        self.norm2.forward(&self.conv2.forward(&x)?)
     }
 }
 
@@ -197,10 +163,8 @@ impl Film {
 #[derive(Debug, Clone)]
 pub struct TextUNet {
     pub text: TextEncoder,
-    down: Vec<Block>,
-    up: Vec<Block>,
+    body: UNetBody,
     film: Vec<Film>,
-    head: ConvSame2d,
     pub config: TextUNetConfig,
 }
 
@@ -209,16 +173,6 @@ impl TextUNet {
         c.validate().map_err(candle_core::Error::Msg)?;
         let ch = &c.channels;
         let n = ch.len();
-        let down = (0..n)
-            .map(|i| Block::new(vb.pp("down").pp(i), if i == 0 { 3 } else { ch[i - 1] }, ch[i], c.groups))
-            .collect::<Result<_>>()?;
-        // up.i produces level n-2-i from the level below and the skip.
-        let up = (0..n - 1)
-            .map(|i| {
-                let lvl = n - 2 - i;
-                Block::new(vb.pp("up").pp(i), ch[lvl + 1] + ch[lvl], ch[lvl], c.groups)
-            })
-            .collect::<Result<_>>()?;
         // film.0 on the bottleneck, film.(i+1) after up.i.
         let film = std::iter::once(ch[n - 1])
             .chain((0..n - 1).map(|i| ch[n - 2 - i]))
@@ -227,49 +181,21 @@ impl TextUNet {
             .collect::<Result<_>>()?;
         Ok(Self {
             text: TextEncoder::new(vb.pp("text"), c)?,
-            down,
-            up,
+            body: UNetBody::new(&vb, ch, c.groups)?,
             film,
-            head: ConvSame2d::load(vb.pp("head"), ch[0], 1, 1)?,
             config: c.clone(),
         })
     }
 
     /// The prompt-independent half: feature maps of every level, shallow to deep.
     pub fn encode(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let mut feats = Vec::with_capacity(self.down.len());
-        let mut h = x.clone();
-        for (i, blk) in self.down.iter().enumerate() {
-            if i > 0 {
-                h = h.max_pool2d(2)?;
-            }
-            h = blk.forward(&h)?;
-            feats.push(h.clone());
-        }
-        Ok(feats)
+        self.body.encode(x)
     }
 
     /// FiLM-conditioned decoding of `encode`'s features (batch B or 1, shared by all prompts)
     /// with text features [B, text_dim] → logits [B, H, W].
     pub fn decode(&self, feats: &[Tensor], text: &Tensor) -> Result<Tensor> {
-        let b = text.dim(0)?;
-        let expand = |t: &Tensor| -> Result<Tensor> {
-            if t.dim(0)? == b {
-                return Ok(t.clone());
-            }
-            let (_, c, hh, ww) = t.dims4()?;
-            t.broadcast_as((b, c, hh, ww))?.contiguous()
-        };
-        let n = feats.len();
-        let mut h = self.film[0].forward(&expand(&feats[n - 1])?, text)?;
-        for (i, blk) in self.up.iter().enumerate() {
-            let skip = expand(&feats[n - 2 - i])?;
-            let (_, _, sh, sw) = skip.dims4()?;
-            let upx = h.upsample_nearest2d(sh, sw)?;
-            h = blk.forward(&Tensor::cat(&[&upx, &skip], 1)?)?;
-            h = self.film[i + 1].forward(&h, text)?;
-        }
-        self.head.forward(&h)?.squeeze(1)
+        self.body.decode(feats, text.dim(0)?, |k, h| self.film[k].forward(&h, text))
     }
 
     /// Logits [B, H, W] for normalised images [B or 1, 3, H, W] and text features [B, text_dim].

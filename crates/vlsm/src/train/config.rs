@@ -6,10 +6,13 @@
 //! threads = 0                         # default 0 = all cores (RAYON_NUM_THREADS / CANDLE_NUM_THREADS)
 //!
 //! [model]
-//! kind = "clipseg"                    # required; architecture: clipseg | textunet | biomedclipseg | cris
+//! kind = "clipseg"                    # required; architecture: clipseg | textunet | unet | vit_classify | biomedclipseg | cris
 //! dir = "models/clipseg-rd64-refined" # required for clipseg (model directory or weight file);
-//!                                     # textunet trains from scratch and takes no dir
+//!                                     # textunet and unet train from scratch and take no dir
 //! freeze = ["vision", "text"]         # default ["vision", "text"]; parts kept fixed: vision | text | decoder
+//! channels = [16, 32, 64, 128, 256]   # unet only; level widths, shallow to deep (the default)
+//!                                     # vit_classify: dir is a ViT directory, weights optional;
+//!                                     # "vision" in freeze trains only the new head
 //! decoder_from = "models/clipseg"     # optional; CLIPSeg dir/file whose decoder.* start the decoder (BiomedCLIPSeg-D)
 //!
 //! [data]
@@ -56,7 +59,7 @@ use super::loss::LossKind;
 use super::optim::AdamWParams;
 
 /// Model architectures `train` knows.
-pub const MODEL_KINDS: &[&str] = &["clipseg", "textunet", "biomedclipseg", "cris"];
+pub const MODEL_KINDS: &[&str] = &["clipseg", "textunet", "unet", "vit_classify", "biomedclipseg", "cris"];
 /// Parts of a model that can be frozen.
 pub const FREEZE_PARTS: &[&str] = &["vision", "text", "decoder"];
 
@@ -92,6 +95,9 @@ pub struct ModelConfig {
     /// (BiomedCLIPSeg-D); clipseg and biomedclipseg only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decoder_from: Option<PathBuf>,
+    /// UNet level widths, shallow to deep (default [16, 32, 64, 128, 256]); unet only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,7 +291,7 @@ impl TrainConfig {
                 MODEL_KINDS.join(", ")
             );
         }
-        if self.model.dir.as_os_str().is_empty() && self.model.kind != "textunet" {
+        if self.model.dir.as_os_str().is_empty() && !matches!(self.model.kind.as_str(), "textunet" | "unet") {
             bail!("model.dir: must not be empty");
         }
         for f in &self.model.freeze {
@@ -347,6 +353,9 @@ impl TrainConfig {
         nonneg("loss.bce_weight", l.bce_weight)?;
         if l.kind == LossName::Contrastive && self.model.kind != "cris" {
             bail!("loss.kind: 'contrastive' is CRIS's loss (model.kind = \"cris\")");
+        }
+        if self.model.channels.is_some() && self.model.kind != "unet" {
+            bail!("model.channels: only for unet");
         }
         if self.model.decoder_from.is_some() && !["clipseg", "biomedclipseg"].contains(&self.model.kind.as_str()) {
             bail!("model.decoder_from: only for clipseg and biomedclipseg (a CLIPSeg decoder)");
@@ -424,7 +433,7 @@ mod tests {
             (format!("{MIN}[scheduler]\nfactor = 1.5\n"), "scheduler.factor"),
             (format!("{MIN}[loss]\nkind = \"focal\"\n"), "focal"),
             (format!("{MIN}[train]\nepochs = \"ten\"\n"), "epochs"),
-            (MIN.replace("clipseg", "unet"), "model.kind"),
+            (MIN.replace("clipseg", "fcn"), "model.kind"),
             (
                 format!("{MIN}[early_stopping]\nmin_delta = -1.0\n"),
                 "early_stopping.min_delta",

@@ -15,6 +15,7 @@ pub mod random_init;
 pub mod sched;
 pub mod tensorboard;
 pub mod textunet;
+pub mod unet;
 pub mod trainer;
 pub mod vit_classify;
 

@@ -28,14 +28,14 @@ use crate::pipeline::textunet_processor;
 use crate::preprocess::{pil_resize, pil_resize_gray, Filter};
 use crate::tokenize::{find_bpe, ClipTokenizer, BPE_FILE};
 
-struct Sample {
+pub(crate) struct Sample {
     image: Vec<u8>,
     mask: Vec<u8>,
-    prompts: Vec<Vec<String>>,
+    pub(crate) prompts: Vec<Vec<String>>,
 }
 
-/// Decoded, resized samples of one split, in pool order.
-fn load_split(pool: &Pool, keys: &[String], size: u32) -> Result<Vec<Sample>> {
+/// Decoded, resized samples of one split, in pool order. No `keys`: a text-free model.
+pub(crate) fn load_split(pool: &Pool, keys: &[String], size: u32) -> Result<Vec<Sample>> {
     let items: Vec<_> = pool.iter().collect();
     items
         .par_iter()
@@ -63,7 +63,7 @@ fn load_split(pool: &Pool, keys: &[String], size: u32) -> Result<Vec<Sample>> {
                     _ => None,
                 })
                 .collect();
-            if prompts.is_empty() {
+            if prompts.is_empty() && !keys.is_empty() {
                 bail!(
                     "{}: record {} has none of the prompts {}",
                     it.dataset.root.join("anns").display(),
@@ -143,7 +143,7 @@ impl TextUNetTask {
 /// Re-draws every parameter from the run seed (candle's CPU RNG cannot be seeded), as PyTorch
 /// initialises them: uniform(±1/sqrt(fan_in)) for conv/linear weights and biases, N(0, 1) token
 /// and N(0, 0.02) position embeddings, norms at one and zero.
-fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
+pub(crate) fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
     use rand::SeedableRng;
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
@@ -181,21 +181,63 @@ fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 
 /// A TextUNet model directory: config, weights, processor config and the BPE file.
 pub fn export_dir(config: &TextUNetConfig, weights: &Path, bpe: &Path, dst: &Path) -> Result<()> {
+    let p = textunet_processor(config);
+    let json = serde_json::to_string_pretty(config)?;
+    write_model_dir(json.as_bytes(), config.image_size, p.image_mean, p.image_std, weights, Some(bpe), dst)
+}
+
+/// A model directory: `config.json`, the weights, a processor config for a square
+/// `image_size` input (PIL bilinear resize, then mean/std) and, for text models, the BPE file.
+pub(crate) fn write_model_dir(
+    config_json: &[u8],
+    image_size: usize,
+    mean: [f32; 3],
+    std: [f32; 3],
+    weights: &Path,
+    bpe: Option<&Path>,
+    dst: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(dst).with_context(|| format!("{}: cannot create", dst.display()))?;
     let w = std::fs::read(weights).with_context(|| format!("{}: cannot read", weights.display()))?;
     crate::io::write_atomic(&dst.join("model.safetensors"), &w)?;
-    crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(config)?.as_bytes())?;
-    let p = textunet_processor(config);
     let pp = serde_json::json!({
         "image_processor_type": "ViTImageProcessor", "do_resize": true,
-        "size": {"height": config.image_size, "width": config.image_size}, "resample": 2,
+        "size": {"height": image_size, "width": image_size}, "resample": 2,
         "do_rescale": true, "rescale_factor": 1.0 / 255.0, "do_normalize": true,
-        "image_mean": p.image_mean, "image_std": p.image_std,
+        "image_mean": mean, "image_std": std,
     });
     crate::io::write_atomic(&dst.join("preprocessor_config.json"), serde_json::to_string_pretty(&pp)?.as_bytes())?;
-    let b = std::fs::read(bpe).with_context(|| format!("{}: cannot read", bpe.display()))?;
-    crate::io::write_atomic(&dst.join(BPE_FILE), &b)?;
+    if let Some(bpe) = bpe {
+        let b = std::fs::read(bpe).with_context(|| format!("{}: cannot read", bpe.display()))?;
+        crate::io::write_atomic(&dst.join(BPE_FILE), &b)?;
+    }
+    // config.json last: its presence marks the directory complete.
+    crate::io::write_atomic(&dst.join("config.json"), config_json)?;
     Ok(())
+}
+
+/// Normalised pixels [B, 3, S, S] and {0,1} targets [B, S, S] of samples `idx`.
+pub(crate) fn pixels_and_targets(
+    set: &[Sample],
+    idx: &[usize],
+    size: usize,
+    mean: [f32; 3],
+    std: [f32; 3],
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let hw = size * size;
+    let mut px = Vec::with_capacity(idx.len() * 3 * hw);
+    let mut tg = Vec::with_capacity(idx.len() * hw);
+    for &i in idx {
+        let smp = &set[i];
+        for c in 0..3 {
+            let (m, sd) = (mean[c], std[c]);
+            px.extend(smp.image.iter().skip(c).step_by(3).map(|&v| (v as f32 / 255.0 - m) / sd));
+        }
+        tg.extend(smp.mask.iter().map(|&v| if v > 127 { 1f32 } else { 0.0 }));
+    }
+    let b = idx.len();
+    Ok((Tensor::from_vec(px, (b, 3, size, size), device)?, Tensor::from_vec(tg, (b, size, size), device)?))
 }
 
 impl Trainable for TextUNetTask {
@@ -220,26 +262,16 @@ impl Trainable for TextUNetTask {
             Split::Train => &self.train,
             Split::Val => &self.val,
         };
-        let (s, hw) = (self.size, self.size * self.size);
-        let mut px = Vec::with_capacity(idx.len() * 3 * hw);
-        let mut tg = Vec::with_capacity(idx.len() * hw);
+        let (pixels, targets) = pixels_and_targets(set, idx, self.size, self.mean, self.std, &self.device)?;
         let mut texts = Vec::with_capacity(idx.len());
         for &i in idx {
             let smp = &set[i];
-            for c in 0..3 {
-                let (m, sd) = (self.mean[c], self.std[c]);
-                px.extend(smp.image.iter().skip(c).step_by(3).map(|&v| (v as f32 / 255.0 - m) / sd));
-            }
-            tg.extend(smp.mask.iter().map(|&v| if v > 127 { 1f32 } else { 0.0 }));
             let k = rng.random_range(0..smp.prompts.len());
             let variants = &smp.prompts[k];
             let v = rng.random_range(0..variants.len());
             texts.push(variants[v].clone());
         }
         let ids = texts.iter().map(|t| self.ids(t)).collect::<Result<_>>()?;
-        let b = idx.len();
-        let pixels = Tensor::from_vec(px, (b, 3, s, s), &self.device)?;
-        let targets = Tensor::from_vec(tg, (b, s, s), &self.device)?;
         Ok((UNetInput { pixels, ids }, targets))
     }
 
@@ -250,7 +282,7 @@ impl Trainable for TextUNetTask {
 }
 
 /// `vlsm train` for TextUNet: trains, keeping `RUN/best` a loadable model directory.
-pub fn train(cfg: &TrainConfig, mut hooks: Hooks) -> Result<RunSummary> {
+pub fn train(cfg: &TrainConfig, hooks: Hooks) -> Result<RunSummary> {
     cfg.validate()?;
     trainer::apply_threads(cfg.threads);
     if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
@@ -271,6 +303,17 @@ pub fn train(cfg: &TrainConfig, mut hooks: Hooks) -> Result<RunSummary> {
         );
     }
     let config = task.model.config.clone();
+    run_exporting(cfg, &mut task, hooks, move |w, dst| export_dir(&config, w, &bpe, dst))
+}
+
+/// `trainer::run`, keeping `RUN/best` a loadable model directory: after an epoch that improved,
+/// `export(weights, RUN/best)` writes the rest of it.
+pub(crate) fn run_exporting<T: Trainable>(
+    cfg: &TrainConfig,
+    task: &mut T,
+    mut hooks: Hooks,
+    export: impl Fn(&Path, &Path) -> Result<()> + 'static,
+) -> Result<RunSummary> {
     let failed: Rc<RefCell<Option<anyhow::Error>>> = Rc::new(RefCell::new(None));
     let mut user = hooks.on_epoch.take();
     let (run_dir, fail) = (cfg.output_dir.clone(), failed.clone());
@@ -278,14 +321,14 @@ pub fn train(cfg: &TrainConfig, mut hooks: Hooks) -> Result<RunSummary> {
         let best = run_dir.join("best");
         let w = best.join(checkpoint::WEIGHTS);
         if w.is_file() && !best.join("config.json").is_file() {
-            if let Err(e) = export_dir(&config, &w, &bpe, &best) {
+            if let Err(e) = export(&w, &best) {
                 *fail.borrow_mut() = Some(e);
                 return false;
             }
         }
         user.as_mut().is_none_or(|h| h(rec))
     }));
-    let summary = trainer::run(cfg, &mut task, hooks)?;
+    let summary = trainer::run(cfg, task, hooks)?;
     if let Some(e) = failed.borrow_mut().take() {
         return Err(e);
     }

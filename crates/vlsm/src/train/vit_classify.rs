@@ -5,7 +5,13 @@
 //! To fit the segmentation-shaped [`Trainable`] (logits and targets `[B, H, W]`), logits are
 //! `[B, 1, K]` and targets one-hot `[B, 1, K]`; the training loss is softmax cross-entropy, and
 //! the loop's "val Dice" on one-hot targets is the one-vs-rest Dice of `logit > 0`. Report
-//! accuracy and the confusion matrix with [`evaluate`].
+//! accuracy and the confusion matrix with [`evaluate`] (or [`evaluate_folder`] for a saved model).
+//!
+//! `vlsm train` with `model.kind = "vit_classify"` runs [`train`]: `model.dir` is a ViT directory
+//! (its weights, if any, start the backbone; a `config.json` alone gives a seeded random one),
+//! `data.datasets = [ROOT]` with `ROOT/train/<class>/*` and `ROOT/val/<class>/*`, and
+//! `data.image_size` the square training resolution. `RUN/best` is kept a
+//! `ViTForImageClassification` directory with the new labels.
 
 use std::path::{Path, PathBuf};
 
@@ -14,11 +20,13 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
+use super::config::TrainConfig;
 use super::loss::LossKind;
-use super::trainer::{Split, Trainable};
+use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
 use crate::checkpoint;
+use crate::classify::ImageClassifier;
 use crate::models::vit::{ViTConfig, ViTForImageClassification};
-use crate::preprocess::ImageProcessorConfig;
+use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
 
 const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
 
@@ -30,6 +38,15 @@ pub struct ClassFolder {
 }
 
 impl ClassFolder {
+    /// Scans `root/<class>/*` for a model's `labels` (class index = label index); a folder
+    /// that is not a label is an error, a label without a folder is fine.
+    pub fn scan_known(root: &Path, labels: &[String]) -> Result<Self> {
+        if !root.is_dir() {
+            bail!("{}: dataset folder not found", root.display());
+        }
+        Self::scan(root, Some(labels))
+    }
+
     /// Scans `root/<class>/*` (sorted, so indices are stable). With `classes`, those names and
     /// order are used and an unknown folder is an error.
     pub fn scan(root: &Path, classes: Option<&[String]>) -> Result<Self> {
@@ -176,6 +193,32 @@ impl Trainable for VitClassifyTask {
     }
 }
 
+/// Redraws the backbone (`vit.*`) from a seeded RNG, since candle's CPU RNG cannot be seeded:
+/// weights U(±1/sqrt(fan_in)) as candle draws them, biases and embeddings U(±0.02), layer norms
+/// left at one and zero. The zero head is untouched.
+pub fn seed_backbone(varmap: &VarMap, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let data = varmap.data().lock().expect("varmap");
+    let mut names: Vec<&String> = data.keys().filter(|n| n.starts_with("vit.")).collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        if name.contains("layernorm") {
+            continue;
+        }
+        let dims = var.dims();
+        let b = if name.ends_with(".weight") && dims.len() >= 2 {
+            1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt()
+        } else {
+            0.02
+        };
+        let v: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-b..b)).collect();
+        var.set(&Tensor::from_vec(v, var.shape(), var.device())?)?;
+    }
+    Ok(())
+}
+
 /// Accuracy and confusion matrix (`m[true][pred]`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ClassifyEval {
@@ -212,6 +255,168 @@ pub fn evaluate(task: &VitClassifyTask, split: Split, batch: usize) -> Result<Cl
     })
 }
 
+/// Runs a saved classifier over `root/<class>/*`; the folders must be among its labels.
+pub fn evaluate_folder(model: &dyn ImageClassifier, root: &Path, batch: usize) -> Result<ClassifyEval> {
+    let labels = model.labels().to_vec();
+    let set = ClassFolder::scan_known(root, &labels)?;
+    let (mut truth, mut pred) = (Vec::new(), Vec::new());
+    for chunk in set.samples.chunks(batch.max(1)) {
+        let imgs = chunk
+            .iter()
+            .map(|(p, _)| crate::io::read_rgb(p))
+            .collect::<Result<Vec<_>>>()?;
+        let pv = model.processor().preprocess_batch(&imgs)?;
+        let p = model.logits(&pv)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        truth.extend(chunk.iter().map(|(_, k)| *k));
+        pred.extend(p.iter().map(|&y| y as usize));
+    }
+    let correct = truth.iter().zip(&pred).filter(|(t, p)| t == p).count();
+    Ok(ClassifyEval {
+        accuracy: correct as f64 / truth.len() as f64,
+        confusion: confusion_matrix(&truth, &pred, labels.len()),
+        classes: labels,
+    })
+}
+
+/// Accuracy and the confusion matrix as a text table (rows: true class, columns: predicted).
+pub fn format_eval(ev: &ClassifyEval) -> String {
+    let n: usize = ev.confusion.iter().flatten().sum();
+    let w = ev.classes.iter().map(|c| c.len()).max().unwrap_or(4).max(6);
+    let mut s = format!("accuracy {:.4} ({n} images)\n{:>w$}", ev.accuracy, "true\\pred");
+    for c in &ev.classes {
+        s += &format!(" {c:>w$}");
+    }
+    s.push('\n');
+    for (c, row) in ev.classes.iter().zip(&ev.confusion) {
+        s += &format!("{c:>w$}");
+        for v in row {
+            s += &format!(" {v:>w$}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The training processor: the model directory's mean/std (ViT defaults without one),
+/// PIL bilinear resize to `size` x `size`.
+fn train_processor(dir: &Path, size: u32) -> Result<ImageProcessorConfig> {
+    let pp = dir.join("preprocessor_config.json");
+    let src = if pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { ImageProcessorConfig::vit_default() };
+    Ok(ImageProcessorConfig {
+        size: ResizeTarget::Exact { height: size, width: size },
+        crop_size: (size, size),
+        image_mean: src.image_mean,
+        image_std: src.image_std,
+        ..ImageProcessorConfig::vit_default()
+    })
+}
+
+/// `ROOT/train` and `ROOT/val` of a classification config.
+fn split_roots(cfg: &TrainConfig) -> Result<(PathBuf, PathBuf)> {
+    let [root] = cfg.data.datasets.as_slice() else {
+        bail!("data.datasets: vit_classify takes one folder (with train/ and val/ class folders)");
+    };
+    let (t, v) = (root.join("train"), root.join("val"));
+    for d in [&t, &v] {
+        if !d.is_dir() {
+            bail!("{}: not found (vit_classify needs ROOT/train/<class>/ and ROOT/val/<class>/)", d.display());
+        }
+    }
+    Ok((t, v))
+}
+
+/// `vlsm train` for `model.kind = "vit_classify"`.
+pub fn train(cfg: &TrainConfig, hooks: Hooks) -> Result<RunSummary> {
+    cfg.validate()?;
+    trainer::apply_threads(cfg.threads);
+    if !hooks.resume && super::checkpoint::resolve(&cfg.output_dir, "last").is_some() {
+        bail!("{}: already holds a run (last/); resume it or choose another output_dir", cfg.output_dir.display());
+    }
+    let dir = &cfg.model.dir;
+    let cfg_path = dir.join("config.json");
+    let raw: serde_json::Value = checkpoint::read_json(&cfg_path)?;
+    if raw.get("model_type").and_then(|m| m.as_str()) != Some("vit") {
+        bail!("{}: model.dir must be a ViT directory (model_type \"vit\")", cfg_path.display());
+    }
+    let vit: ViTConfig =
+        serde_json::from_value(raw.clone()).map_err(|e| anyhow::anyhow!("{}: not a ViT config: {e}", cfg_path.display()))?;
+    // Weights are optional: a config alone means a random backbone.
+    let pretrained = checkpoint::find_weights(dir).is_ok();
+    let (train_root, val_root) = split_roots(cfg)?;
+    let size = cfg.data.image_size as u32;
+    let processor = train_processor(dir, size)?;
+    let mut task = VitClassifyTask::new(
+        &vit,
+        pretrained.then_some(dir.as_path()),
+        &train_root,
+        &val_root,
+        processor.clone(),
+        cfg.is_frozen("vision"),
+    )?;
+    if !pretrained {
+        seed_backbone(&task.varmap, cfg.seed)?;
+    }
+    if hooks.progress {
+        eprintln!(
+            "{} train / {} val images, {} classes {:?}; backbone {} and {}",
+            task.train.samples.len(),
+            task.val.samples.len(),
+            task.train.classes.len(),
+            task.train.classes,
+            if pretrained { "pretrained" } else { "random (seeded)" },
+            if task.freeze_backbone { "frozen" } else { "trained" }
+        );
+    }
+    let (varmap, classes) = (task.varmap.clone(), task.train.classes.clone());
+    super::textunet::run_exporting(cfg, &mut task, hooks, move |w, dst| {
+        export_classifier(&raw, &classes, &varmap, w, &processor, dst)
+    })
+}
+
+/// Writes a `ViTForImageClassification` directory: every variable of `varmap`, overridden by
+/// the checkpoint's trained ones (a frozen backbone is not in the checkpoint), the source config
+/// with the new labels, and the training processor.
+fn export_classifier(
+    src_config: &serde_json::Value,
+    classes: &[String],
+    varmap: &VarMap,
+    weights: &Path,
+    processor: &ImageProcessorConfig,
+    dst: &Path,
+) -> Result<()> {
+    use std::collections::HashMap;
+    let mut all: HashMap<String, Tensor> = {
+        let data = varmap.data().lock().expect("varmap");
+        data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect::<candle_core::Result<_>>()?
+    };
+    let trained = candle_core::safetensors::load(weights, &Device::Cpu)
+        .with_context(|| format!("{}: cannot read weights", weights.display()))?;
+    all.extend(trained);
+    std::fs::create_dir_all(dst).with_context(|| format!("{}: cannot create", dst.display()))?;
+    let tmp = dst.join(".model.safetensors.tmp");
+    candle_core::safetensors::save(&all, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, dst.join("model.safetensors")).with_context(|| format!("{}: cannot write", dst.display()))?;
+    let mut c = src_config.clone();
+    let id2label: serde_json::Map<String, serde_json::Value> =
+        classes.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone().into())).collect();
+    let label2id: serde_json::Map<String, serde_json::Value> =
+        classes.iter().enumerate().map(|(i, n)| (n.clone(), i.into())).collect();
+    c["id2label"] = id2label.into();
+    c["label2id"] = label2id.into();
+    c["architectures"] = serde_json::json!(["ViTForImageClassification"]);
+    let (h, w) = processor.crop_size;
+    let pp = serde_json::json!({
+        "image_processor_type": "ViTImageProcessor", "do_resize": true,
+        "size": {"height": h, "width": w}, "resample": 2,
+        "do_rescale": true, "rescale_factor": 1.0 / 255.0, "do_normalize": true,
+        "image_mean": processor.image_mean, "image_std": processor.image_std,
+    });
+    crate::io::write_atomic(&dst.join("preprocessor_config.json"), serde_json::to_string_pretty(&pp)?.as_bytes())?;
+    // config.json last: its presence marks the directory complete.
+    crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(&c)?.as_bytes())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,31 +439,6 @@ mod tests {
         }
     }
 
-    /// candle's CPU RNG cannot be seeded; redraw the random backbone tensors from a seeded RNG so
-    /// the run below is the same on every machine.
-    fn reseed_backbone(varmap: &VarMap, seed: u64) {
-        use rand::Rng;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let data = varmap.data().lock().unwrap();
-        let mut names: Vec<&String> = data.keys().filter(|n| n.starts_with("vit.")).collect();
-        names.sort();
-        for name in names {
-            let var = &data[name];
-            if name.contains("layernorm") {
-                continue;
-            }
-            // Linear weights ~ U(±1/sqrt(fan_in)) as candle draws them; biases and embeddings small.
-            let dims = var.dims();
-            let b = if name.ends_with(".weight") && dims.len() >= 2 {
-                1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt()
-            } else {
-                0.02
-            };
-            let v: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-b..b)).collect();
-            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
-        }
-    }
-
     fn tiny() -> ViTConfig {
         serde_json::from_value(serde_json::json!({
             "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
@@ -277,7 +457,7 @@ mod tests {
             ..ImageProcessorConfig::vit_default()
         };
         let mut task = VitClassifyTask::new(&tiny(), None, dir.path(), dir.path(), proc, false).unwrap();
-        reseed_backbone(&task.varmap, 7);
+        seed_backbone(&task.varmap, 7).unwrap();
         assert_eq!(task.train.classes, ["blue", "red"]);
         assert_eq!(task.len(Split::Train), 12);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
