@@ -85,7 +85,7 @@ impl CrisConfig {
                 self.vis_dim, self.fpn_out[1], b.transformer_width
             ));
         }
-        if self.img_size % 32 != 0 {
+        if !self.img_size.is_multiple_of(32) {
             return Err(format!("img_size {} is not a multiple of 32", self.img_size));
         }
         Ok(())

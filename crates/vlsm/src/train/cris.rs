@@ -133,7 +133,7 @@ impl CrisTask {
         let c: CrisConfig = weights::read_json(&cpath)?;
         c.validate().map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
         let size = cfg.data.image_size;
-        if size % 32 != 0 {
+        if !size.is_multiple_of(32) {
             bail!("data.image_size: {size} is not a multiple of 32 (CRIS's stride)");
         }
         let wpath = cris_model::weights_file(dir)?;
