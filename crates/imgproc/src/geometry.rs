@@ -5,7 +5,7 @@ use crate::filter::{as_u8, from_u8};
 use crate::image::{Image, Pixel};
 use crate::parallel::par_rows;
 use crate::resize8;
-use crate::warp8::{warp_linear_row_u8, WarpSrc};
+use crate::warp8::{warp_linear_band_u8, WarpSrc};
 
 /// `cv::InterpolationFlags` used by resize and warps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -354,6 +354,9 @@ pub fn warp_affine<T: Pixel>(
     if dw == 0 || dh == 0 {
         return Err(bad("warp_affine", "destination size must be positive"));
     }
+    if dw > i32::MAX as usize / 4 || dh > i32::MAX as usize / 4 {
+        return Err(bad("warp_affine", "destination size too large"));
+    }
     if m.iter().any(|v| !v.is_finite()) {
         return Err(bad("warp_affine", "matrix must be finite"));
     }
@@ -402,9 +405,11 @@ pub fn warp_affine<T: Pixel>(
             let replicate = border == BorderType::Replicate;
             let bval = u8::from_f64(border_value);
             let mut d8 = Image::<u8>::new(dw, dh, cn)?;
+            // Column strips keep the source footprint of consecutive rows in L1.
+            const STRIP: usize = 128;
             par_rows(d8.data_mut(), rl, |y0, band| {
-                for (i, out) in band.chunks_mut(rl).enumerate() {
-                    warp_linear_row_u8(&geom, &invf, y0 + i, out, cn, replicate, bval);
+                for xs in (0..dw).step_by(STRIP) {
+                    warp_linear_band_u8(&geom, &invf, y0, band, rl, xs, (xs + STRIP).min(dw), dw, cn, replicate, bval);
                 }
             });
             return Ok(from_u8(d8));

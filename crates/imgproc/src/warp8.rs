@@ -17,11 +17,7 @@ const BLOCK: usize = 16;
 const CHUNK: usize = 64;
 
 fn vector_end(width: usize) -> usize {
-    let mut x = 0;
-    while x + BLOCK <= width {
-        x += BLOCK;
-    }
-    x
+    width / BLOCK * BLOCK
 }
 
 /// Source coordinates of destination pixels `x0..x0+n` of row `y` (matrix `m`: destination to
@@ -33,13 +29,15 @@ fn coords(m: &[f32; 6], y: usize, x0: usize, vend: usize, sx: &mut [f32], sy: &m
     let (mx, my) = (ym1 + m[2], ym4 + m[5]);
     let n = sx.len();
     let split = vend.saturating_sub(x0).min(n);
+    // destination sizes fit i32 (checked by the caller); i32 -> f32 converts in one instruction
+    let x0 = x0 as i32;
     for i in 0..split {
-        let xf = (x0 + i) as f32;
+        let xf = (x0 + i as i32) as f32;
         sx[i] = m[0].mul_add(xf, mx);
         sy[i] = m[3].mul_add(xf, my);
     }
     for i in split..n {
-        let xf = (x0 + i) as f32;
+        let xf = (x0 + i as i32) as f32;
         sx[i] = xf.mul_add(m[0], ym1) + m[2];
         sy[i] = xf.mul_add(m[3], ym4) + m[5];
     }
@@ -62,28 +60,49 @@ fn pair_word<const CN: usize>(bytes: impl Fn(usize) -> u8) -> u64 {
     v
 }
 
+/// Scratch of one chunk of pixels.
+struct Scratch<const CN: usize> {
+    sx: [f32; CHUNK],
+    sy: [f32; CHUNK],
+    ixs: [i32; CHUNK],
+    iys: [i32; CHUNK],
+    // Each pixel's top and bottom pixel pairs as 64-bit words, split into low and high halves
+    // so the unpacking below runs on 32-bit lanes.
+    words: [[u32; CHUNK]; 4],
+    res: [[u8; CHUNK]; CN],
+}
+
+/// Rows `y0..` (one per `rl`-long row of `band`), columns `xs..xe` of a `width`-wide warp.
 #[inline(always)]
-fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, out: &mut [u8], replicate: bool, bval: u8) {
+#[allow(clippy::too_many_arguments)]
+fn linear_band<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y0: usize, band: &mut [u8], rl: usize, xs: usize, xe: usize, width: usize, replicate: bool, bval: u8) {
+    let mut sc = Scratch::<CN> { sx: [0.0; CHUNK], sy: [0.0; CHUNK], ixs: [0; CHUNK], iys: [0; CHUNK], words: [[0; CHUNK]; 4], res: [[0; CHUNK]; CN] };
+    for (i, row) in band.chunks_mut(rl).enumerate() {
+        linear_row::<CN>(s, m, y0 + i, xs, width, &mut row[xs * CN..xe * CN], replicate, bval, &mut sc);
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, width: usize, out: &mut [u8], replicate: bool, bval: u8, sc: &mut Scratch<CN>) {
     let (w, h) = (s.w as i32, s.h as i32);
     let stride = s.w * CN;
     let dw = out.len() / CN;
-    let vend = vector_end(dw);
-    let mut sx = [0f32; CHUNK];
-    let mut sy = [0f32; CHUNK];
-    let mut ixs = [0i32; CHUNK];
-    let mut iys = [0i32; CHUNK];
-    // Each pixel's top and bottom pixel pairs as 64-bit words, split into low and high halves
-    // so the unpacking below runs on 32-bit lanes.
-    let mut words = [[0u32; CHUNK]; 4];
+    let vend = vector_end(width).saturating_sub(xs);
+    let Scratch { sx, sy, ixs, iys, words, res } = sc;
     let data = s.data;
     for x0 in (0..dw).step_by(CHUNK) {
         let n = (dw - x0).min(CHUNK);
-        coords(m, y, x0, vend, &mut sx[..n], &mut sy[..n]);
+        coords(m, y, xs + x0, vend + xs, &mut sx[..n], &mut sy[..n]);
         for i in 0..n {
-            // clamped first so the integer conversion of wild coordinates stays defined and cheap
-            let (fx, fy) = (sx[i].floor().clamp(-1e9, 1e9), sy[i].floor().clamp(-1e9, 1e9));
-            ixs[i] = fx as i32;
-            iys[i] = fy as i32;
+            // Clamped first: far outside is all the same, and the conversion needs no saturation.
+            // (`max`/`min` return the number when the other operand is NaN.)
+            let (fx, fy) = (sx[i].floor().max(-1e9).min(1e9), sy[i].floor().max(-1e9).min(1e9));
+            // SAFETY: `fx`, `fy` are finite and within i32 after the clamps above.
+            unsafe {
+                ixs[i] = fx.to_int_unchecked::<i32>();
+                iys[i] = fy.to_int_unchecked::<i32>();
+            }
             sx[i] -= fx;
             sy[i] -= fy;
         }
@@ -115,7 +134,6 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, out: &mut [u
             words[3][i] = (bot >> 32) as u32;
         }
         let dst = &mut out[x0 * CN..(x0 + n) * CN];
-        let mut res = [[0u8; CHUNK]; CN];
         for (c, r) in res.iter_mut().enumerate() {
             // byte k of a pair word: low half for k < 4, high half after
             let byte = |lo: &[u32; CHUNK], hi: &[u32; CHUNK], k: usize, i: usize| -> f32 {
@@ -142,12 +160,13 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, out: &mut [u
 }
 
 multiversion! {
-    /// One destination row of 8-bit bilinear `warp_affine` (`cn` 1, 3 or 4).
-    pub(crate) fn warp_linear_row_u8(s: &WarpSrc, m: &[f32; 6], y: usize, out: &mut [u8], cn: usize, replicate: bool, bval: u8) {
+    /// Columns `xs..xe` of the destination rows in `band` (rows of `rl` bytes, the first being
+    /// row `y0`) of an 8-bit bilinear `warp_affine` `width` pixels wide (`cn` 1, 3 or 4).
+    pub(crate) fn warp_linear_band_u8(s: &WarpSrc, m: &[f32; 6], y0: usize, band: &mut [u8], rl: usize, xs: usize, xe: usize, width: usize, cn: usize, replicate: bool, bval: u8) {
         match cn {
-            1 => linear_row::<1>(s, m, y, out, replicate, bval),
-            3 => linear_row::<3>(s, m, y, out, replicate, bval),
-            _ => linear_row::<4>(s, m, y, out, replicate, bval),
+            1 => linear_band::<1>(s, m, y0, band, rl, xs, xe, width, replicate, bval),
+            3 => linear_band::<3>(s, m, y0, band, rl, xs, xe, width, replicate, bval),
+            _ => linear_band::<4>(s, m, y0, band, rl, xs, xe, width, replicate, bval),
         }
     }
 }
