@@ -433,17 +433,75 @@ fn hsv_px<const CN: usize>(s: &[u8], d: &mut [u8], (ri, gi, bi): (usize, usize, 
     }
 }
 
-multiversion! {
-    /// OpenCV's `RGB2HSV_b`: 12-bit reciprocal tables for s and h, hue in [0, 180).
-    fn hsv_u8(s: &[u8], d: &mut [u8], bgr: bool) {
-        let (sdiv, hdiv) = hsv_tabs();
-        let idx = rgb_idx(bgr);
-        if s.len() == d.len() {
-            hsv_px::<3>(s, d, idx, sdiv, hdiv)
-        } else {
-            hsv_px::<4>(s, d, idx, sdiv, hdiv)
-        }
+/// OpenCV's `RGB2HSV_b`: 12-bit reciprocal tables for s and h, hue in [0, 180).
+fn hsv_u8(s: &[u8], d: &mut [u8], bgr: bool) {
+    let (sdiv, hdiv) = hsv_tabs();
+    let idx = rgb_idx(bgr);
+    let cn = if s.len() == d.len() { 3 } else { 4 };
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        done = unsafe { hsv_avx2(s, d, cn, idx, sdiv, hdiv) };
     }
+    let (s, d) = (&s[done * cn..], &mut d[done * 3..]);
+    if cn == 3 {
+        hsv_px::<3>(s, d, idx, sdiv, hdiv)
+    } else {
+        hsv_px::<4>(s, d, idx, sdiv, hdiv)
+    }
+}
+
+/// The same arithmetic on 8 pixels per step (i32 lanes; byte shuffles spread the pixels,
+/// gathers read the tables). Returns how many leading pixels it converted; the caller does the rest.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn hsv_avx2(s: &[u8], d: &mut [u8], cn: usize, (ri, gi, bi): (usize, usize, usize), sdiv: &[i32; 256], hdiv: &[i32; 256]) -> usize {
+    use std::arch::x86_64::*;
+    // Loads read 32 bytes and the stores write 16: stay clear of both slice ends.
+    let mut i = 0;
+    // Dwords 0..3 and 3..6: with 3 channels, pixels 4..7 start at byte 12 of the second half.
+    let spread = if cn == 3 { _mm256_setr_epi32(0, 1, 2, 3, 3, 4, 5, 6) } else { _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) };
+    // Per 128-bit half: byte `k * cn + c` of the half into the low byte of dword k.
+    let pick = |c: usize| {
+        let mut m = [-1i8; 32];
+        for half in 0..2 {
+            for k in 0..4 {
+                m[half * 16 + k * 4] = (k * cn + c) as i8;
+            }
+        }
+        _mm256_loadu_si256(m.as_ptr() as *const __m256i)
+    };
+    let (mr, mg, mb) = (pick(ri), pick(gi), pick(bi));
+    let half = _mm256_set1_epi32(1 << (HSV_SHIFT - 1));
+    // Per 128-bit lane: bytes 0,1,2 of each of its four i32 (h | s << 8 | v << 16) packed to 12.
+    let pack = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    while i * cn + 32 <= s.len() && i * 3 + 28 <= d.len() {
+        let raw = _mm256_loadu_si256(s.as_ptr().add(i * cn) as *const __m256i);
+        let raw = _mm256_permutevar8x32_epi32(raw, spread);
+        let (r, g, b) = (_mm256_shuffle_epi8(raw, mr), _mm256_shuffle_epi8(raw, mg), _mm256_shuffle_epi8(raw, mb));
+        let v = _mm256_max_epi32(_mm256_max_epi32(r, g), b);
+        let diff = _mm256_sub_epi32(v, _mm256_min_epi32(_mm256_min_epi32(r, g), b));
+        let sd = _mm256_i32gather_epi32::<4>(sdiv.as_ptr(), v);
+        let hd = _mm256_i32gather_epi32::<4>(hdiv.as_ptr(), diff);
+        let sat = _mm256_srai_epi32::<12>(_mm256_add_epi32(_mm256_mullo_epi32(diff, sd), half));
+        let is_r = _mm256_cmpeq_epi32(v, r);
+        let is_g = _mm256_cmpeq_epi32(v, g);
+        let d2 = _mm256_add_epi32(diff, diff);
+        let hg = _mm256_add_epi32(_mm256_sub_epi32(b, r), d2);
+        let hb = _mm256_add_epi32(_mm256_sub_epi32(r, g), _mm256_add_epi32(d2, d2));
+        let h = _mm256_blendv_epi8(hb, hg, is_g);
+        let h = _mm256_blendv_epi8(h, _mm256_sub_epi32(g, b), is_r);
+        let h = _mm256_srai_epi32::<12>(_mm256_add_epi32(_mm256_mullo_epi32(h, hd), half));
+        let h = _mm256_add_epi32(h, _mm256_and_si256(_mm256_srai_epi32::<31>(h), _mm256_set1_epi32(180)));
+        let px = _mm256_or_si256(_mm256_or_si256(h, _mm256_slli_epi32::<8>(sat)), _mm256_slli_epi32::<16>(v));
+        let px = _mm256_shuffle_epi8(px, pack);
+        let out = d.as_mut_ptr().add(i * 3);
+        _mm_storeu_si128(out as *mut __m128i, _mm256_castsi256_si128(px));
+        _mm_storeu_si128(out.add(12) as *mut __m128i, _mm256_extracti128_si256::<1>(px));
+        i += 8;
+    }
+    i
 }
 
 fn rgb_to_hsv_f(r: f32, g: f32, b: f32) -> [f32; 3] {
@@ -564,6 +622,32 @@ mod tests {
             let x = i as f32 * 7.3e-5;
             let (got, want) = (cbrt_tk(x), (x as f64).cbrt() as f32);
             assert!((got.to_bits() as i64 - want.to_bits() as i64).abs() <= 1, "{x}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn hsv_vector_path_matches_scalar() {
+        let (sdiv, hdiv) = hsv_tabs();
+        let mut state = 7u64;
+        for (n, cn) in [(1, 3), (9, 3), (37, 3), (300, 3), (1, 4), (13, 4), (301, 4)] {
+            let src: Vec<u8> = (0..n * cn)
+                .map(|i| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    // Ties between channels decide the hue formula; make them common.
+                    if i % 5 == 0 { 77 } else { (state >> 56) as u8 }
+                })
+                .collect();
+            for bgr in [false, true] {
+                let mut fast = vec![0u8; n * 3];
+                let mut slow = vec![0u8; n * 3];
+                hsv_u8(&src, &mut fast, bgr);
+                if cn == 3 {
+                    hsv_px::<3>(&src, &mut slow, rgb_idx(bgr), sdiv, hdiv);
+                } else {
+                    hsv_px::<4>(&src, &mut slow, rgb_idx(bgr), sdiv, hdiv);
+                }
+                assert_eq!(fast, slow, "n={n} cn={cn} bgr={bgr}");
+            }
         }
     }
 
