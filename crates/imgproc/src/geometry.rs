@@ -378,8 +378,27 @@ pub fn warp_affine<T: Pixel>(
         }
     };
     match interp {
+        Interpolation::Nearest if cn != 2 => {
+            // OpenCV 5 (1, 3, 4 channels): the bilinear kernels' float coordinates, rounded half
+            // to even.
+            let invf = inv.map(|v| v as f32);
+            par_rows(dst.data_mut(), rl, |y0, band| {
+                let mut sx = vec![0f32; dw];
+                let mut sy = vec![0f32; dw];
+                for (i, out) in band.chunks_mut(rl).enumerate() {
+                    crate::warp8::warp_coords(&invf, y0 + i, dw, &mut sx, &mut sy);
+                    for (x, o) in out.chunks_exact_mut(cn).enumerate() {
+                        let ix = sx[x].round_ties_even().max(-1e9).min(1e9) as isize;
+                        let iy = sy[x].round_ties_even().max(-1e9).min(1e9) as isize;
+                        for (c, v) in o.iter_mut().enumerate() {
+                            *v = fetch(ix, iy, c);
+                        }
+                    }
+                }
+            });
+        }
         Interpolation::Nearest => {
-            // OpenCV: coordinates in 10-bit fixed point, rounded.
+            // OpenCV (2 channels): coordinates in 10-bit fixed point, rounded.
             const AB: f64 = 1024.0;
             let adelta: Vec<i64> = (0..dw).map(|x| (inv[0] * x as f64 * AB).round_ties_even() as i64).collect();
             let bdelta: Vec<i64> = (0..dw).map(|x| (inv[3] * x as f64 * AB).round_ties_even() as i64).collect();

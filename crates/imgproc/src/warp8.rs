@@ -60,6 +60,11 @@ fn pair_word<const CN: usize>(bytes: impl Fn(usize) -> u8) -> u64 {
     v
 }
 
+/// Source coordinates of the `width` pixels of destination row `y`, as the bilinear kernel.
+pub(crate) fn warp_coords(m: &[f32; 6], y: usize, width: usize, sx: &mut [f32], sy: &mut [f32]) {
+    coords(m, y, 0, vector_end(width), &mut sx[..width], &mut sy[..width]);
+}
+
 /// Scratch of one chunk of pixels.
 struct Scratch<const CN: usize> {
     sx: [f32; CHUNK],
