@@ -42,8 +42,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     match s.best_val_dice {
         Some(d) => eprintln!(
-            "{}: best val Dice {d:.4} at epoch {} ({} epochs{}); model in {}",
+            "{}: best val {} {d:.4} at epoch {} ({} epochs{}); model in {}",
             s.run_dir.display(),
+            // A classifier's loop Dice is one-vs-rest on one-hot targets; `vlsm eval` gives accuracy.
+            if cfg.model.kind == "vit_classify" { "one-vs-rest Dice" } else { "Dice" },
             s.best_epoch,
             s.history.len(),
             if s.stopped_early {
