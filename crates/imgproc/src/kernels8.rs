@@ -187,15 +187,6 @@ multiversion! {
 /// Lanes per 5x5 median block: one AVX2 vector of bytes.
 pub(crate) const M5: usize = 32;
 
-#[inline(always)]
-fn minmax_slices(a: &mut [u8], b: &mut [u8]) {
-    for (p, q) in a.iter_mut().zip(b.iter_mut()) {
-        let (x, y) = (*p, *q);
-        *p = x.min(y);
-        *q = x.max(y);
-    }
-}
-
 multiversion! {
     /// 5x5 median of one output row from five source rows (replicated border). First each
     /// column's vertical window of 5 is sorted (shared by the 5 outputs that use it, into
@@ -204,13 +195,30 @@ multiversion! {
     /// 0/1 inputs of that form), leaves the median in slot 12.
     pub(crate) fn median5_row(rows: [&[u8]; 5], out: &mut [u8], cn: usize, cols: &mut [Vec<u8>]) {
         let rl = out.len();
-        for (c, p) in cols.iter_mut().zip(rows) {
-            c[2 * cn..2 * cn + rl].copy_from_slice(&p[..rl]);
-        }
-        // Optimal 9-comparator sorting network for 5.
-        for (a, b) in [(0, 1), (3, 4), (2, 4), (2, 3), (0, 3), (0, 2), (1, 4), (1, 3), (1, 2)] {
-            let (lo, hi) = cols.split_at_mut(b);
-            minmax_slices(&mut lo[a][2 * cn..2 * cn + rl], &mut hi[0][2 * cn..2 * cn + rl]);
+        // Sort each vertical window of 5 in registers, a block of lanes at a time (the last
+        // block overlaps the previous one); optimal 9-comparator network for 5.
+        let o = 2 * cn;
+        let mut x0 = 0;
+        while x0 < rl {
+            let x = if x0 + M5 <= rl { x0 } else { rl - M5 };
+            let mut v = [[0u8; M5]; 5];
+            for (vk, p) in v.iter_mut().zip(rows) {
+                vk.copy_from_slice(&p[x..x + M5]);
+            }
+            macro_rules! cs {
+                ($a:literal, $b:literal) => {{
+                    let (p, q) = (v[$a], v[$b]);
+                    for t in 0..M5 {
+                        v[$a][t] = p[t].min(q[t]);
+                        v[$b][t] = p[t].max(q[t]);
+                    }
+                }};
+            }
+            cs!(0, 1); cs!(3, 4); cs!(2, 4); cs!(2, 3); cs!(0, 3); cs!(0, 2); cs!(1, 4); cs!(1, 3); cs!(1, 2);
+            for (c, vk) in cols.iter_mut().zip(&v) {
+                c[o + x..o + x + M5].copy_from_slice(vk);
+            }
+            x0 += M5;
         }
         for c in cols.iter_mut() {
             for k in 0..2 {
