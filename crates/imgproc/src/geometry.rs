@@ -211,8 +211,7 @@ fn resize_generic<T: Pixel>(src: &Image<T>, dw: usize, dh: usize, sx: f64, sy: f
             let dy = y0 + i;
             for (k, buf) in bufs.iter_mut().enumerate() {
                 let row = src.row(clampy(yo[dy] + k as isize));
-                for dx in 0..dw {
-                    let a = &xw[dx];
+                for (dx, a) in xw.iter().enumerate() {
                     for c in 0..cn {
                         let e = dx * cn + c;
                         let t = &tap_idx[e * ksize..(e + 1) * ksize];
@@ -251,8 +250,6 @@ fn resize_area_fast<T: Pixel>(src: &Image<T>, dw: usize, dh: usize, sx: usize, s
                     }
                     out[dx * cn + c] = if is_u8 && sx == 2 && sy == 2 && cn != 2 {
                         T::from_f64(((s as i64 + 2) >> 2) as f64)
-                    } else if T::IS_FLOAT {
-                        T::from_f32((s as f32) * scale)
                     } else {
                         T::from_f32(s as f32 * scale)
                     };
@@ -388,8 +385,7 @@ pub fn warp_affine<T: Pixel>(
                 for (i, out) in band.chunks_mut(rl).enumerate() {
                     crate::warp8::warp_coords(&invf, y0 + i, dw, &mut sx, &mut sy);
                     for (x, o) in out.chunks_exact_mut(cn).enumerate() {
-                        let ix = sx[x].round_ties_even().max(-1e9).min(1e9) as isize;
-                        let iy = sy[x].round_ties_even().max(-1e9).min(1e9) as isize;
+                        let (ix, iy) = (sx[x].round_ties_even() as isize, sy[x].round_ties_even() as isize);
                         for (c, v) in o.iter_mut().enumerate() {
                             *v = fetch(ix, iy, c);
                         }

@@ -101,7 +101,8 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, w
         coords(m, y, xs + x0, vend + xs, &mut sx[..n], &mut sy[..n]);
         for i in 0..n {
             // Clamped first: far outside is all the same, and the conversion needs no saturation.
-            // (`max`/`min` return the number when the other operand is NaN.)
+            // (`max`/`min` return the number when the other operand is NaN, unlike `clamp`.)
+            #[allow(clippy::manual_clamp)]
             let (fx, fy) = (sx[i].floor().max(-1e9).min(1e9), sy[i].floor().max(-1e9).min(1e9));
             // SAFETY: `fx`, `fy` are finite and within i32 after the clamps above.
             unsafe {
