@@ -132,7 +132,10 @@ for t, code in TT.items():
 
 # ---------------------------------------------------------------- geometry
 INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
-for n in ["kv", "kv2", "noise", "px1", "row", "col", "s35"]:
+# 4 channels take their own kernels in OpenCV's resize and warpAffine (own generator: the shared
+# one's later draws stay as they were)
+add_input("q4", np.random.default_rng(11).integers(0, 256, (11, 13, 4), dtype=np.uint8))
+for n in ["kv", "kv2", "noise", "px1", "row", "col", "s35", "q4"]:
     im = inputs[n]
     h, w = im.shape[:2]
     sizes = [(max(1, w // 2), max(1, h // 2)), (max(1, w // 3), max(1, h // 3)), (w * 2, h * 2),
@@ -149,7 +152,7 @@ for n in ["kv", "kv2", "noise", "px1", "row", "col", "s35"]:
         case("resize_f32", n, {"width": w * 2 // 3 + 1, "height": h * 3 // 2, "interp": k},
              cv2.resize(fim, (w * 2 // 3 + 1, h * 3 // 2), interpolation=code))
 
-for n in ["kv", "kv2", "noise", "s35", "px1"]:
+for n in ["kv", "kv2", "noise", "s35", "px1", "q4"]:
     im = inputs[n]
     h, w = im.shape[:2]
     for angle, scale in ((30.0, 1.0), (45.0, 0.8), (-17.5, 1.3), (90.0, 1.0)):
