@@ -45,37 +45,48 @@ multiversion! {
 }
 
 /// OpenCV's non-maximum suppression with its Q15 tan(22.5°) test, for one row: `up`, `mid`,
-/// `down` are magnitudes with a zero column on each side; `out` gets NONE / WEAK / EDGE at 1..=w.
-fn nms_row(up: &[i32], mid: &[i32], down: &[i32], dx: &[i16], dy: &[i16], lo: i32, hi: i32, out: &mut [u8]) {
+/// `down` are magnitudes with a zero column on each side; `out` (all NONE on entry) gets WEAK /
+/// EDGE at 1..=w, and EDGE positions (plus `base`) go on `stack`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn nms_row(up: &[i32], mid: &[i32], down: &[i32], dx: &[i16], dy: &[i16], lo: i32, hi: i32, out: &mut [u8], stack: &mut Vec<usize>, base: usize) {
     const TG22: i32 = 13573;
+    const BLOCK: usize = 16;
     let w = dx.len();
-    for x in 0..w {
-        let j = x + 1;
-        let m = mid[j];
-        if m <= lo {
-            out[j] = NONE;
+    for x0 in (0..w).step_by(BLOCK) {
+        let end = (x0 + BLOCK).min(w);
+        // Most pixels are below the low threshold: skip such blocks with a vectorisable test.
+        if !mid[x0 + 1..end + 1].iter().fold(false, |a, &m| a | (m > lo)) {
             continue;
         }
-        let (xs, ys) = (dx[x] as i32, dy[x] as i32);
-        let ax = xs.abs();
-        let ay = ys.abs() << 15;
-        let tg22x = ax * TG22;
-        let keep = if ay < tg22x {
-            m > mid[j - 1] && m >= mid[j + 1]
-        } else if ay > tg22x + (ax << 16) {
-            m > up[j] && m >= down[j]
-        } else if (xs ^ ys) < 0 {
-            m > up[j + 1] && m > down[j - 1]
-        } else {
-            m > up[j - 1] && m > down[j + 1]
-        };
-        out[j] = if !keep {
-            NONE
-        } else if m > hi {
-            EDGE
-        } else {
-            WEAK
-        };
+        for x in x0..end {
+            let j = x + 1;
+            let m = mid[j];
+            if m <= lo {
+                continue;
+            }
+            let (xs, ys) = (dx[x] as i32, dy[x] as i32);
+            let ax = xs.abs();
+            let ay = ys.abs() << 15;
+            let tg22x = ax * TG22;
+            let keep = if ay < tg22x {
+                m > mid[j - 1] && m >= mid[j + 1]
+            } else if ay > tg22x + (ax << 16) {
+                m > up[j] && m >= down[j]
+            } else if (xs ^ ys) < 0 {
+                m > up[j + 1] && m > down[j - 1]
+            } else {
+                m > up[j - 1] && m > down[j + 1]
+            };
+            if keep {
+                if m > hi {
+                    out[j] = EDGE;
+                    stack.push(base + j);
+                } else {
+                    out[j] = WEAK;
+                }
+            }
+        }
     }
 }
 
@@ -128,8 +139,7 @@ pub(crate) fn canny3(src: &Image<u8>, lo: i32, hi: i32, l2: bool) -> Vec<u8> {
             fill(y + 1, &mut dx, &mut dy, &mut mag);
             let (u, m, d) = (y.rem_euclid(3) as usize, (y + 1).rem_euclid(3) as usize, (y + 2).rem_euclid(3) as usize);
             let out = &mut band[r * mw..(r + 1) * mw];
-            nms_row(&mag[u], &mag[m], &mag[d], &dx[m], &dy[m], lo, hi, out);
-            stack.extend(out.iter().enumerate().filter(|&(_, &v)| v == EDGE).map(|(x, _)| r * mw + x));
+            nms_row(&mag[u], &mag[m], &mag[d], &dx[m], &dy[m], lo, hi, out, &mut stack, r * mw);
         }
         follow(band, mw, &mut stack);
     });
