@@ -112,6 +112,15 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, w
             sx[i] -= fx;
             sy[i] -= fy;
         }
+        let dst = &mut out[x0 * CN..(x0 + n) * CN];
+        if !replicate {
+            // a chunk wholly outside the source (frequent around rotations) is just the border
+            let touches = (0..n).fold(false, |t, i| t | (((ixs[i] + 1) as u32) < (w + 1) as u32 && ((iys[i] + 1) as u32) < (h + 1) as u32));
+            if !touches {
+                dst.fill(bval);
+                continue;
+            }
+        }
         for i in 0..n {
             let (ix, iy) = (ixs[i], iys[i]);
             let o = (iy as isize * stride as isize + ix as isize * CN as isize) as usize;
@@ -139,7 +148,6 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, w
             words[2][i] = bot as u32;
             words[3][i] = (bot >> 32) as u32;
         }
-        let dst = &mut out[x0 * CN..(x0 + n) * CN];
         for (c, r) in res.iter_mut().enumerate() {
             // byte k of a pair word: low half for k < 4, high half after
             let byte = |lo: &[u32; CHUNK], hi: &[u32; CHUNK], k: usize, i: usize| -> f32 {
