@@ -383,6 +383,9 @@ pub(crate) fn resize_area(src: &Image<u8>, dw: usize, dh: usize, xa: &AreaAxis, 
                 varea_acc(&mut sum, &bufs[slot].1, beta, first);
                 first = false;
             }
+            if first {
+                sum.fill(0.0); // no source row (cannot happen for a downscale; keeps stale sums out)
+            }
             store_u8(&sum, out);
         }
     });
