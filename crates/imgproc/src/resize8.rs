@@ -452,3 +452,43 @@ pub(crate) fn nearest_row(row: &[u8], xofs: &[usize], out: &mut [u8], cn: usize)
         _ => nearest::<4>(row, xofs, out),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Taps of a 3-channel row `sw` wide resized to `dw`, first tap `start(d)`, clamped.
+    fn taps<const K: usize>(sw: usize, dw: usize, seed: u32) -> Taps<K> {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            state >> 8
+        };
+        let ofs = (0..dw)
+            .map(|d| {
+                let s = (d * sw / dw) as isize - 1;
+                std::array::from_fn(|k| ((s + k as isize).clamp(0, sw as isize - 1) as u32) * 3)
+            })
+            .collect();
+        let w = (0..dw).map(|_| std::array::from_fn(|_| (next() % 2600) as i32 - 300)).collect();
+        Taps { ofs, w }
+    }
+
+    #[test]
+    fn ssse3_horizontal_passes_match_generic() {
+        for (sw, dw) in [(1usize, 5usize), (2, 3), (5, 4), (17, 11), (40, 97), (97, 40)] {
+            let row: Vec<u8> = (0..sw * 3).map(|i| (i * 97 % 251) as u8).collect();
+            let t4 = taps::<4>(sw, dw, 7);
+            let (mut a, mut b) = (vec![0i32; dw * 3], vec![0i32; dw * 3]);
+            hcubic_any(&row, &t4, &mut a, 3);
+            hcubic::<3>(&row, &t4, &mut b);
+            assert_eq!(a, b, "cubic {sw}->{dw}");
+            let t2 = taps::<2>(sw, dw, 9);
+            let t2 = Taps::<2> { ofs: t2.ofs, w: t2.w.iter().map(|w| [w[0].abs() % 2049, 2048 - w[0].abs() % 2049]).collect() };
+            let (mut a, mut b) = (vec![0i16; dw * 3], vec![0i16; dw * 3]);
+            hlinear_any(&row, &t2, &mut a, 3);
+            hlinear::<3>(&row, &t2, &mut b);
+            assert_eq!(a, b, "linear {sw}->{dw}");
+        }
+    }
+}
