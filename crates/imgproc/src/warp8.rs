@@ -176,6 +176,7 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, w
 multiversion! {
     /// Columns `xs..xe` of the destination rows in `band` (rows of `rl` bytes, the first being
     /// row `y0`) of an 8-bit bilinear `warp_affine` `width` pixels wide (`cn` 1, 3 or 4).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn warp_linear_band_u8(s: &WarpSrc, m: &[f32; 6], y0: usize, band: &mut [u8], rl: usize, xs: usize, xe: usize, width: usize, cn: usize, replicate: bool, bval: u8) {
         match cn {
             1 => linear_band::<1>(s, m, y0, band, rl, xs, xe, width, replicate, bval),
