@@ -15,6 +15,7 @@ const EDGE: u8 = 2;
 multiversion! {
     /// Sobel dx, dy (replicated border) of one row from the rows above, at and below it, and the
     /// magnitude into `mag[1..=w]` (L1, or squared L2).
+    #[allow(clippy::too_many_arguments)]
     fn sobel_row(a: &[u8], b: &[u8], c: &[u8], dx: &mut [i16], dy: &mut [i16], mag: &mut [i32], vs: &mut [i16], vd: &mut [i16], l2: bool) {
         let w = b.len();
         // vs/vd hold columns -1..=w (replicated ends) at offsets 0..w+2.

@@ -357,9 +357,9 @@ fn blur_u8_sliding(src: &Image<u8>, (kw, kh): (usize, usize), border: BorderType
         };
         let first = y0 as isize - ay;
         let mut col = vec![0u16; rl];
-        for k in 0..kh {
-            row_sum(first + k as isize, &mut ring[k]);
-            kernels8::add_u16(&mut col, &ring[k]);
+        for (k, rs) in ring.iter_mut().enumerate() {
+            row_sum(first + k as isize, rs);
+            kernels8::add_u16(&mut col, rs);
         }
         let rows = band.len() / rl;
         let mut entering = vec![0u16; rl];
