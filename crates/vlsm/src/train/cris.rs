@@ -17,10 +17,8 @@
 //! `RUN/best` becomes a CRIS model directory: `config.json`, `model.safetensors` (all tensors,
 //! trained ones from the best epoch) and the source's tokenizer files.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -398,7 +396,7 @@ impl Exporter {
 }
 
 /// `vlsm train` for CRIS: builds the task, trains, keeps `RUN/best` a loadable model directory.
-pub fn train(cfg: &TrainConfig, mut hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
+pub fn train(cfg: &TrainConfig, hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
     cfg.validate()?;
     trainer::apply_threads(cfg.threads);
     if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
@@ -412,21 +410,8 @@ pub fn train(cfg: &TrainConfig, mut hooks: Hooks, init: DecoderInit) -> Result<R
         eprintln!("feature cache: {} reused, {} computed in {:.1}s", s.reused, s.computed, s.compute_seconds);
     }
     let exporter = task.exporter();
-    let failed: Rc<RefCell<Option<anyhow::Error>>> = Rc::new(RefCell::new(None));
-    let mut user = hooks.on_epoch.take();
-    let (run_dir, fail) = (cfg.output_dir.clone(), failed.clone());
-    let ex = exporter.clone();
-    hooks.on_epoch = Some(Box::new(move |rec| {
-        if let Err(e) = ex.export_best(&run_dir) {
-            *fail.borrow_mut() = Some(e);
-            return false;
-        }
-        user.as_mut().is_none_or(|h| h(rec))
-    }));
-    let summary = trainer::run(cfg, &mut task, hooks)?;
-    if let Some(e) = failed.borrow_mut().take() {
-        return Err(e);
-    }
+    let (ex, run_dir) = (exporter.clone(), cfg.output_dir.clone());
+    let summary = trainer::run_with(cfg, &mut task, hooks, move || ex.export_best(&run_dir))?;
     exporter.export_best(&cfg.output_dir)?;
     Ok(summary)
 }

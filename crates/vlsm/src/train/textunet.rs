@@ -10,7 +10,6 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -311,28 +310,17 @@ pub fn train(cfg: &TrainConfig, hooks: Hooks) -> Result<RunSummary> {
 pub(crate) fn run_exporting<T: Trainable>(
     cfg: &TrainConfig,
     task: &mut T,
-    mut hooks: Hooks,
+    hooks: Hooks,
     export: impl Fn(&Path, &Path) -> Result<()> + 'static,
 ) -> Result<RunSummary> {
-    let failed: Rc<RefCell<Option<anyhow::Error>>> = Rc::new(RefCell::new(None));
-    let mut user = hooks.on_epoch.take();
-    let (run_dir, fail) = (cfg.output_dir.clone(), failed.clone());
-    hooks.on_epoch = Some(Box::new(move |rec| {
-        let best = run_dir.join("best");
+    let best = cfg.output_dir.join("best");
+    trainer::run_with(cfg, task, hooks, move || {
         let w = best.join(checkpoint::WEIGHTS);
         if w.is_file() && !best.join("config.json").is_file() {
-            if let Err(e) = export(&w, &best) {
-                *fail.borrow_mut() = Some(e);
-                return false;
-            }
+            export(&w, &best)?;
         }
-        user.as_mut().is_none_or(|h| h(rec))
-    }));
-    let summary = trainer::run(cfg, task, hooks)?;
-    if let Some(e) = failed.borrow_mut().take() {
-        return Err(e);
-    }
-    Ok(summary)
+        Ok(())
+    })
 }
 
 /// Items of a split as (dataset, image name), in the order `batch` indexes them.

@@ -2,7 +2,9 @@
 //! AdamW, validation Dice, ReduceLROnPlateau on val loss, early stopping on val Dice, and
 //! checkpoints, CSV and TensorBoard scalars every epoch.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -67,6 +69,32 @@ pub struct Hooks<'a> {
     /// Called after each epoch, once its checkpoint is on disk; returning false stops the run
     /// there, unfinished, as if the process had been killed.
     pub on_epoch: Option<EpochHook<'a>>,
+}
+
+/// [`run`], calling `after_epoch` once each epoch's checkpoint is on disk (before the caller's
+/// own hook), e.g. to keep `RUN/best` a loadable model directory. Its error stops the run there
+/// and is returned.
+pub fn run_with<'a, T: Trainable>(
+    cfg: &TrainConfig,
+    task: &mut T,
+    mut hooks: Hooks<'a>,
+    mut after_epoch: impl FnMut() -> Result<()> + 'a,
+) -> Result<RunSummary> {
+    let failed: Rc<RefCell<Option<anyhow::Error>>> = Rc::new(RefCell::new(None));
+    let fail = failed.clone();
+    let mut user = hooks.on_epoch.take();
+    hooks.on_epoch = Some(Box::new(move |rec| {
+        if let Err(e) = after_epoch() {
+            *fail.borrow_mut() = Some(e);
+            return false;
+        }
+        user.as_mut().is_none_or(|h| h(rec))
+    }));
+    let summary = run(cfg, task, hooks)?;
+    if let Some(e) = failed.borrow_mut().take() {
+        return Err(e);
+    }
+    Ok(summary)
 }
 
 impl Default for Hooks<'_> {
