@@ -47,25 +47,8 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, cols: &mut [f32]) {
     }
 }
 
-/// `dst[m×n] = lhs[m×k] · rhs[k×n]` with explicit (row, column) strides.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_rs: isize,
-    lhs_cs: isize,
-    rhs: &[f32],
-    rhs_rs: isize,
-    rhs_cs: isize,
-    par: Parallelism,
-) {
-    gemm_into(false, m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, par)
-}
-
-/// `dst (+)= lhs · rhs`; with `acc` the product is added to what `dst` holds.
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` with explicit (row, column) strides; with `acc` the
+/// product is added to what `dst` holds.
 #[allow(clippy::too_many_arguments)]
 fn gemm_into(
     acc: bool,
@@ -180,11 +163,11 @@ impl CustomOp2 for ConvSame {
         out.par_chunks_mut(co * hw).enumerate().for_each(|(i, o)| {
             let xi = &x[i * c * hw..(i + 1) * c * hw];
             if k == 1 {
-                matmul(co, hw, c, o, wt, c as isize, 1, xi, hw as isize, 1, par);
+                gemm_into(false, co, hw, c, o, wt, c as isize, 1, xi, hw as isize, 1, par);
             } else {
                 with_cols(ckk * hw, |cols| {
                     im2col(xi, c, h, w, k, cols);
-                    matmul(co, hw, ckk, o, wt, ckk as isize, 1, cols, hw as isize, 1, par);
+                    gemm_into(false, co, hw, ckk, o, wt, ckk as isize, 1, cols, hw as isize, 1, par);
                 });
             }
         });
@@ -227,13 +210,13 @@ impl CustomOp2 for ConvSame {
                             if k == 1 {
                                 // gW += g · xᵀ ; gx = Wᵀ · g
                                 gemm_into(true, co, c, hw, &mut gw, gi, hw as isize, 1, xi, 1, hw as isize, par);
-                                matmul(c, hw, co, gx, &wflip, co as isize, 1, gi, hw as isize, 1, par);
+                                gemm_into(false, c, hw, co, gx, &wflip, co as isize, 1, gi, hw as isize, 1, par);
                             } else {
                                 with_cols2(ckk * hw, cokk * hw, |xcols, gcols| {
                                     im2col(xi, c, h, w, k, xcols);
                                     gemm_into(true, co, ckk, hw, &mut gw, gi, hw as isize, 1, xcols, 1, hw as isize, par);
                                     im2col(gi, co, h, w, k, gcols);
-                                    matmul(c, hw, cokk, gx, &wflip, cokk as isize, 1, gcols, hw as isize, 1, par);
+                                    gemm_into(false, c, hw, cokk, gx, &wflip, cokk as isize, 1, gcols, hw as isize, 1, par);
                                 });
                             }
                             gw

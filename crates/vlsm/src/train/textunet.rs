@@ -243,10 +243,7 @@ impl Trainable for TextUNetTask {
     type Input = UNetInput;
 
     fn vars(&self) -> Vec<(String, Var)> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        trainer::sorted_vars(&self.varmap)
     }
 
     fn len(&self, split: Split) -> usize {

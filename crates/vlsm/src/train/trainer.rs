@@ -71,6 +71,14 @@ pub struct Hooks<'a> {
     pub on_epoch: Option<EpochHook<'a>>,
 }
 
+/// Every variable of `varmap`, sorted by name (a stable order for the optimizer state).
+pub fn sorted_vars(varmap: &candle_nn::VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// [`run`], calling `after_epoch` once each epoch's checkpoint is on disk (before the caller's
 /// own hook), e.g. to keep `RUN/best` a loadable model directory. Its error stops the run there
 /// and is returned.
