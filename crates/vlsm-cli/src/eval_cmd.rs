@@ -103,7 +103,6 @@ fn run_classify(a: &EvalArgs, model: &std::path::Path) -> Result<()> {
         "model": model.display().to_string(), "data": dir.display().to_string(),
         "accuracy": ev.accuracy, "classes": ev.classes, "confusion": ev.confusion,
     });
-    std::fs::create_dir_all(&a.out).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", a.out.display()))?;
     vlsm::io::write_atomic(&a.out.join("metrics.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     print!("{}", format_eval(&ev));
     eprintln!("wrote {}", a.out.join("metrics.json").display());
