@@ -4,6 +4,7 @@ use crate::error::{bad, Result};
 use crate::image::{Image, Pixel};
 use crate::kernels8;
 use crate::parallel::par_rows;
+use crate::simd::multiversion;
 
 /// Horizontal neighbourhood of one source row, with borders filled in: `(width + kw - 1) * cn`
 /// values, so a row kernel can index `pad[x + i * cn]` without checks.
@@ -459,10 +460,31 @@ pub fn gaussian_blur<T: Pixel>(
     border: BorderType,
 ) -> Result<Image<T>> {
     src.check("gaussian_blur")?;
+    let size = (src.width(), src.height());
+    let Some((kx, ky)) = gaussian_kernels(size, as_u8(src).is_some(), ksize, (sigma_x, sigma_y), border)? else {
+        return Ok(src.clone());
+    };
+    if let Some(s8) = as_u8(src) {
+        return Ok(from_u8(gaussian_u8(s8, &gaussian_kernel_q8(&kx), &gaussian_kernel_q8(&ky), border)));
+    }
+    let kx: Vec<f32> = kx.iter().map(|&v| v as f32).collect();
+    let ky: Vec<f32> = ky.iter().map(|&v| v as f32).collect();
+    sep_filter_2d(src, &kx, &ky, 0.0, border)
+}
+
+/// The row and column kernels `cv::GaussianBlur` uses for an image of `(width, height)` (8-bit
+/// or not), or `None` when the filter is the identity (1x1 after OpenCV drops the axes a
+/// 1-pixel image cannot blur along).
+pub(crate) fn gaussian_kernels(
+    (width, height): (usize, usize),
+    u8_depth: bool,
+    ksize: (usize, usize),
+    (sigma_x, sigma_y): (f64, f64),
+    border: BorderType,
+) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
     if !sigma_x.is_finite() || !sigma_y.is_finite() {
         return Err(bad("gaussian_blur", "sigma must be finite"));
     }
-    let u8_depth = as_u8(src).is_some();
     let sigma_y = if sigma_y <= 0.0 { sigma_x } else { sigma_y };
     let (mut kw, mut kh) = ksize;
     if kw == 0 && sigma_x > 0.0 {
@@ -476,26 +498,66 @@ pub fn gaussian_blur<T: Pixel>(
         return Err(bad("gaussian_blur", "BORDER_WRAP is not supported"));
     }
     if border != BorderType::Constant {
-        if src.height() == 1 {
+        if height == 1 {
             kh = 1;
         }
-        if src.width() == 1 {
+        if width == 1 {
             kw = 1;
         }
     }
     if kw == 1 && kh == 1 {
-        return Ok(src.clone());
+        return Ok(None);
     }
     let sx = sigma_x.max(0.0);
     let sy = sigma_y.max(0.0);
     let kx = get_gaussian_kernel(kw, sx)?;
     let ky = if kh == kw && (sx - sy).abs() < f64::EPSILON { kx.clone() } else { get_gaussian_kernel(kh, sy)? };
-    if let Some(s8) = as_u8(src) {
-        return Ok(from_u8(gaussian_u8(s8, &gaussian_kernel_q8(&kx), &gaussian_kernel_q8(&ky), border)));
+    Ok(Some((kx, ky)))
+}
+
+/// Float separable filter of a 1-channel 8-bit image with a rounded, saturated 8-bit result:
+/// what `sep_filter_2d::<f32, f32>` of the image as f32 and a conversion back give, without the
+/// two float images (OpenCV's Gaussian `adaptiveThreshold` mean).
+pub(crate) fn sep_filter_u8_via_f32(src: &Image<u8>, kx: &[f32], ky: &[f32], border: BorderType) -> Image<u8> {
+    let row = move |pad: &[u8], out: &mut [f32]| row_u8_f32(pad, kx, out);
+    let col = move |rows: &[&[f32]], out: &mut [u8]| col_f32_u8(rows, ky, out);
+    separable(src, 1, (kx.len(), kx.len() / 2), (ky.len(), ky.len() / 2), border, 0u8, row, col)
+}
+
+multiversion! {
+    // Same operation order as `row_conv_f32` (no FMA contraction), so the results are identical.
+    fn row_u8_f32(pad: &[u8], k: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        out.fill(0.0);
+        for (i, &ki) in k.iter().enumerate() {
+            if ki == 0.0 {
+                continue;
+            }
+            for (o, &p) in out.iter_mut().zip(&pad[i..i + n]) {
+                *o += p as f32 * ki;
+            }
+        }
     }
-    let kx: Vec<f32> = kx.iter().map(|&v| v as f32).collect();
-    let ky: Vec<f32> = ky.iter().map(|&v| v as f32).collect();
-    sep_filter_2d(src, &kx, &ky, 0.0, border)
+}
+
+multiversion! {
+    // Same operation order as `col_conv_f32` with `delta` 0.
+    fn col_f32_u8(rows: &[&[f32]], k: &[f32], out: &mut [u8]) {
+        let mut acc = [0f32; 256];
+        for x0 in (0..out.len()).step_by(256) {
+            let len = (out.len() - x0).min(256);
+            let acc = &mut acc[..len];
+            acc.fill(0.0);
+            for (r, &ki) in rows.iter().zip(k) {
+                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
+                    *a += v * ki;
+                }
+            }
+            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
+                *o = u8::from_f32(a);
+            }
+        }
+    }
 }
 
 fn gaussian_u8(src: &Image<u8>, kx: &[u16], ky: &[u16], border: BorderType) -> Image<u8> {

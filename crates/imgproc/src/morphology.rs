@@ -102,26 +102,45 @@ fn morph_u8(src: &Image<u8>, kernel: &Image<u8>, dilate: bool) -> Image<u8> {
         };
         return separable(src, cn, (kw, ax), (kh, ay), BorderType::Constant, ident, row, col);
     }
+    // Each distinct run's horizontal min/max of a source row is computed once and kept in a
+    // ring of `kh` source rows; an output row combines the runs of its `kh` source rows.
+    let mut uniq: Vec<(usize, usize)> = runs.iter().flatten().copied().collect();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let row_runs: Vec<Vec<usize>> = runs.iter().map(|r| r.iter().map(|run| uniq.binary_search(run).expect("listed")).collect()).collect();
     let padder = RowPadder::new(w, cn, kw, ax, BorderType::Constant);
     let rl = w * cn;
     let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
     par_rows(dst.data_mut(), rl, |y0, band| {
+        let rows_out = band.len() / rl;
         let mut pad = vec![ident; padder.len()];
-        let mut hbuf = vec![ident; rl];
-        for (yy, out) in band.chunks_mut(rl).enumerate() {
-            let y = y0 + yy;
-            out.fill(ident);
-            for (i, row_runs) in runs.iter().enumerate() {
-                let Some(sy) = border_interpolate(y as isize + i as isize - ay as isize, h, BorderType::Constant) else {
-                    continue;
-                };
-                if row_runs.is_empty() {
-                    continue;
-                }
+        // ring[r % kh][u]: run `u` over source row `y0 - ay + r`; None outside the image.
+        let mut ring: Vec<Option<Vec<Vec<u8>>>> = vec![None; kh];
+        let mut spare: Vec<Vec<Vec<u8>>> = (0..kh).map(|_| vec![vec![ident; rl]; uniq.len()]).collect();
+        for r in 0..rows_out + kh - 1 {
+            let slot = r % kh;
+            if let Some(old) = ring[slot].take() {
+                spare.push(old);
+            }
+            if let Some(sy) = border_interpolate((y0 + r) as isize - ay as isize, h, BorderType::Constant) {
+                let mut bufs = spare.pop().expect("one spare per slot");
                 padder.fill(Some(src.row(sy)), ident, &mut pad);
-                for &(s, len) in row_runs {
-                    kernels8::minmax_row(&pad[s * cn..], &mut hbuf, len, cn, dilate);
-                    kernels8::minmax_into(out, &hbuf, dilate);
+                for (&(s, len), buf) in uniq.iter().zip(bufs.iter_mut()) {
+                    kernels8::minmax_row(&pad[s * cn..], buf, len, cn, dilate);
+                }
+                ring[slot] = Some(bufs);
+            }
+            if r + 1 < kh {
+                continue;
+            }
+            let y = r + 1 - kh;
+            let out = &mut band[y * rl..(y + 1) * rl];
+            out.fill(ident);
+            for (i, us) in row_runs.iter().enumerate() {
+                if let Some(bufs) = &ring[(y + i) % kh] {
+                    for &u in us {
+                        kernels8::minmax_into(out, &bufs[u], dilate);
+                    }
                 }
             }
         }

@@ -99,25 +99,55 @@ mod x86 {
     use super::Taps;
     use std::arch::x86_64::*;
 
-    /// `hlinear::<3>` with the 6 tap bytes of a pixel shuffled into (tap, channel) 16-bit lanes.
+    /// `hlinear::<3>` with the 6 tap bytes of a pixel shuffled into (tap, channel) 16-bit lanes,
+    /// two pixels per step (one per 128-bit lane).
     #[target_feature(enable = "avx2")]
     pub(super) fn hlinear3(row: &[u8], t: &Taps<2>, out: &mut [i16]) {
-        let ma = _mm_setr_epi8(0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128);
-        for ((o, ofs), w) in out.chunks_exact_mut(3).zip(&t.ofs).zip(&t.w) {
-            let (o0, o1) = (ofs[0] as usize, ofs[1] as usize);
-            if o1 == o0 + 3 && o0 + 8 <= row.len() {
-                let v = _mm_cvtsi64_si128(i64::from_le_bytes(row[o0..o0 + 8].try_into().expect("8 bytes")));
-                let wa = _mm_set1_epi32((w[0] & 0xffff) | (w[1] << 16));
-                let sum = _mm_srai_epi32::<4>(_mm_madd_epi16(_mm_shuffle_epi8(v, ma), wa));
-                o[0] = _mm_cvtsi128_si32(sum) as i16;
-                o[1] = _mm_extract_epi32::<1>(sum) as i16;
-                o[2] = _mm_extract_epi32::<2>(sum) as i16;
-            } else {
-                let (p0, p1) = (&row[o0..o0 + 3], &row[o1..o1 + 3]);
-                for c in 0..3 {
-                    o[c] = ((p0[c] as i32 * w[0] + p1[c] as i32 * w[1]) >> 4) as i16;
-                }
+        let ma = _mm256_setr_epi8(
+            0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128, //
+            0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128,
+        );
+        let n = t.ofs.len().min(out.len() / 3);
+        // Interior pixel: both taps in one 8-byte load.
+        let inner = |k: usize| {
+            let (o0, o1) = (t.ofs[k][0] as usize, t.ofs[k][1] as usize);
+            (o1 == o0 + 3 && o0 + 8 <= row.len()).then_some(o0)
+        };
+        let mut k = 0;
+        // Each step writes 4 lanes per pixel (the 4th is rewritten by the next pixel), so the
+        // pair must not be the last pixels of `out`.
+        while k + 2 < n {
+            let (Some(a), Some(b)) = (inner(k), inner(k + 1)) else {
+                hlinear_one(row, t, out, k);
+                k += 1;
+                continue;
+            };
+            let load = |o: usize| _mm_cvtsi64_si128(i64::from_le_bytes(row[o..o + 8].try_into().expect("8 bytes")));
+            let v = _mm256_set_m128i(load(b), load(a));
+            let pack = |w: &[i32; 2]| (w[0] & 0xffff) | (w[1] << 16);
+            let wa = _mm256_setr_m128i(_mm_set1_epi32(pack(&t.w[k])), _mm_set1_epi32(pack(&t.w[k + 1])));
+            let sum = _mm256_srai_epi32::<4>(_mm256_madd_epi16(_mm256_shuffle_epi8(v, ma), wa));
+            let s16 = _mm256_packs_epi32(sum, sum);
+            // SAFETY: k + 2 < n <= out.len() / 3, so both 4-lane stores end inside `out`.
+            unsafe {
+                let dst = out.as_mut_ptr().add(k * 3);
+                _mm_storel_epi64(dst as *mut __m128i, _mm256_castsi256_si128(s16));
+                _mm_storel_epi64(dst.add(3) as *mut __m128i, _mm256_extracti128_si256::<1>(s16));
             }
+            k += 2;
+        }
+        while k < n {
+            hlinear_one(row, t, out, k);
+            k += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn hlinear_one(row: &[u8], t: &Taps<2>, out: &mut [i16], k: usize) {
+        let (o0, o1, w) = (t.ofs[k][0] as usize, t.ofs[k][1] as usize, t.w[k]);
+        let (p0, p1) = (&row[o0..o0 + 3], &row[o1..o1 + 3]);
+        for c in 0..3 {
+            out[k * 3 + c] = ((p0[c] as i32 * w[0] + p1[c] as i32 * w[1]) >> 4) as i16;
         }
     }
 
@@ -443,12 +473,26 @@ fn nearest<const CN: usize>(row: &[u8], xofs: &[usize], out: &mut [u8]) {
     }
 }
 
+/// `nearest::<3>` moving each pixel as one 4-byte word; the spare byte lands where the next
+/// pixel is written, so the last pixel (and any at the row's end) goes byte-wise.
+fn nearest3(row: &[u8], xofs: &[usize], out: &mut [u8]) {
+    let n = xofs.len().min(out.len() / 3);
+    let mut k = 0;
+    while k + 1 < n {
+        let xo = xofs[k];
+        let Some(word) = row.get(xo..xo + 4) else { break };
+        out[k * 3..k * 3 + 4].copy_from_slice(word);
+        k += 1;
+    }
+    nearest::<3>(row, &xofs[k..n], &mut out[k * 3..n * 3]);
+}
+
 /// One row of nearest-neighbour resize (`xofs` are element offsets of each destination pixel).
 pub(crate) fn nearest_row(row: &[u8], xofs: &[usize], out: &mut [u8], cn: usize) {
     match cn {
         1 => nearest::<1>(row, xofs, out),
         2 => nearest::<2>(row, xofs, out),
-        3 => nearest::<3>(row, xofs, out),
+        3 => nearest3(row, xofs, out),
         _ => nearest::<4>(row, xofs, out),
     }
 }

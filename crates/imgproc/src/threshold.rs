@@ -2,7 +2,7 @@
 //! `cv::adaptiveThreshold`).
 use crate::border::BorderType;
 use crate::error::{bad, Result};
-use crate::filter::{as_u8, blur, from_u8, gaussian_blur};
+use crate::filter::{as_u8, blur, from_u8, gaussian_kernels, sep_filter_u8_via_f32};
 use crate::parallel::par_rows;
 use crate::image::{Image, Pixel};
 
@@ -260,8 +260,16 @@ pub fn adaptive_threshold(
     let mean = match method {
         AdaptiveMethod::Mean => blur(src, (block_size, block_size), BorderType::Replicate)?,
         AdaptiveMethod::Gaussian => {
-            let f = src.to_f32();
-            gaussian_blur(&f, (block_size, block_size), 0.0, 0.0, BorderType::Replicate)?.map(u8::from_f32)
+            // OpenCV blurs the image as f32 here (not with its 8-bit fixed-point Gaussian);
+            // the kernels are those of a float image.
+            let size = (src.width(), src.height());
+            match gaussian_kernels(size, false, (block_size, block_size), (0.0, 0.0), BorderType::Replicate)? {
+                None => src.clone(),
+                Some((kx, ky)) => {
+                    let f32s = |k: Vec<f64>| k.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+                    sep_filter_u8_via_f32(src, &f32s(kx), &f32s(ky), BorderType::Replicate)
+                }
+            }
         }
     };
     let imax = max_value.round_ties_even().clamp(0.0, 255.0) as u8;
