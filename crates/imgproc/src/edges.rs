@@ -96,14 +96,14 @@ pub fn scharr(src: &Image<u8>, dx: usize, dy: usize, border: BorderType) -> Resu
 /// `cv::Laplacian(src, CV_16S, ksize)`.
 pub fn laplacian(src: &Image<u8>, ksize: usize, border: BorderType) -> Result<Image<i16>> {
     src.check("laplacian")?;
-    if ksize == 0 || ksize % 2 == 0 || ksize > 31 {
+    if ksize == 0 || ksize.is_multiple_of(2) || ksize > 31 {
         return Err(bad("laplacian", format!("ksize {ksize} must be odd and <= 31")));
     }
     if ksize <= 3 {
         let k: [f32; 9] = if ksize == 1 { [0., 1., 0., 1., -4., 1., 0., 1., 0.] } else { [2., 0., 2., 0., -8., 0., 2., 0., 2.] };
         let f = src.to_f32();
         let out = filter_2d(&f, &k, 3, 3, 0.0, border)?;
-        return Ok(out.map(|v| i16::from_f32(v)));
+        return Ok(out.map(i16::from_f32));
     }
     let a = sep_i32(src, &sobel_kernel(2, ksize), &sobel_kernel(0, ksize), border);
     let b = sep_i32(src, &sobel_kernel(0, ksize), &sobel_kernel(2, ksize), border);

@@ -99,7 +99,7 @@ pub(crate) fn check_ksize(op: &'static str, kw: usize, kh: usize, odd: bool) -> 
     if kw == 0 || kh == 0 {
         return Err(bad(op, format!("kernel size {kw}x{kh} must be positive")));
     }
-    if odd && (kw % 2 == 0 || kh % 2 == 0) {
+    if odd && (kw.is_multiple_of(2) || kh.is_multiple_of(2)) {
         return Err(bad(op, format!("kernel size {kw}x{kh} must be odd")));
     }
     Ok(())
@@ -384,7 +384,7 @@ fn blur_u8_sliding(src: &Image<u8>, (kw, kh): (usize, usize), border: BorderType
 /// `cv::getGaussianKernel(n, sigma, CV_64F)`: OpenCV's bit-exact kernel (fixed tables for
 /// `n <= 9` when `sigma <= 0`, otherwise `exp(-x^2 / (2 sigma^2))` normalised).
 pub fn get_gaussian_kernel(n: usize, sigma: f64) -> Result<Vec<f64>> {
-    if n == 0 || n % 2 == 0 {
+    if n == 0 || n.is_multiple_of(2) {
         return Err(bad("get_gaussian_kernel", format!("size {n} must be odd and positive")));
     }
     if sigma.is_nan() {
@@ -576,7 +576,7 @@ fn gaussian_u8(src: &Image<u8>, kx: &[u16], ky: &[u16], border: BorderType) -> I
 /// images are limited to `ksize` 3 and 5.
 pub fn median_blur<T: Pixel>(src: &Image<T>, ksize: usize) -> Result<Image<T>> {
     src.check("median_blur")?;
-    if ksize < 3 || ksize % 2 == 0 {
+    if ksize < 3 || ksize.is_multiple_of(2) {
         return Err(bad("median_blur", format!("ksize {ksize} must be odd and > 1")));
     }
     if as_u8(src).is_none() && ksize > 5 {
@@ -759,7 +759,7 @@ fn median_hist_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
 // helpers to specialise generic code on u8
 
 pub(crate) fn as_u8<T: Pixel>(img: &Image<T>) -> Option<&Image<u8>> {
-    (&*img as &dyn std::any::Any).downcast_ref::<Image<u8>>()
+    (img as &dyn std::any::Any).downcast_ref::<Image<u8>>()
 }
 
 pub(crate) fn from_u8<T: Pixel>(img: Image<u8>) -> Image<T> {

@@ -35,7 +35,7 @@ fn dist2(a: &[f32], b: &[f32]) -> f64 {
 /// `cv::kmeans` with `KMEANS_PP_CENTERS`: `data` holds `n` samples of `dims` values; the best of
 /// `attempts` runs (each up to `max_iter` Lloyd iterations or until centres move less than `eps`).
 pub fn kmeans(data: &[f32], dims: usize, k: usize, max_iter: usize, eps: f64, attempts: usize, seed: u64) -> Result<KmeansResult> {
-    if dims == 0 || data.is_empty() || data.len() % dims != 0 {
+    if dims == 0 || data.is_empty() || !data.len().is_multiple_of(dims) {
         return Err(bad("kmeans", "data must hold a positive whole number of samples"));
     }
     if data.iter().any(|v| v.is_nan()) {

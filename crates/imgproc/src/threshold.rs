@@ -129,9 +129,10 @@ fn threshold_u8(src: &Image<u8>, thresh: f64, maxval: f64, ty: ThresholdType) ->
             || (matches!(ty, Trunc | ToZeroInv) && it < 0)
             || (ty == ToZero && it >= 255);
         let out = if constant {
+            // Binary gives 0 above 255, BinaryInv imax; the other types reach here as all 0.
             let v = match ty {
-                Binary => if it >= 255 { 0 } else { imax },
-                BinaryInv => if it >= 255 { imax } else { 0 },
+                Binary if it < 255 => imax,
+                BinaryInv if it >= 255 => imax,
                 _ => 0,
             };
             src.map(|_| v)
@@ -187,9 +188,7 @@ fn triangle(hist: &[u32; 256]) -> f64 {
     const N: usize = 256;
     let mut h = *hist;
     let mut left = h.iter().position(|&c| c > 0).unwrap_or(0);
-    if left > 0 {
-        left -= 1;
-    }
+    left = left.saturating_sub(1);
     let mut right = (1..N).rev().find(|&i| h[i] > 0).unwrap_or(0);
     if right < N - 1 {
         right += 1;
@@ -212,8 +211,8 @@ fn triangle(hist: &[u32; 256]) -> f64 {
     let a = max as f64;
     let b = left as f64 - max_ind as f64;
     let mut dist = 0.0;
-    for i in left + 1..=max_ind {
-        let d = a * i as f64 + b * h[i] as f64;
+    for (i, &hi) in h.iter().enumerate().take(max_ind + 1).skip(left + 1) {
+        let d = a * i as f64 + b * hi as f64;
         if d > dist {
             dist = d;
             thresh = i as f64;
@@ -245,7 +244,7 @@ pub fn adaptive_threshold(
     c: f64,
 ) -> Result<Image<u8>> {
     src.check_cn("adaptive_threshold", "1", &[1])?;
-    if block_size < 3 || block_size % 2 == 0 {
+    if block_size < 3 || block_size.is_multiple_of(2) {
         return Err(bad("adaptive_threshold", format!("block size {block_size} must be odd and > 1")));
     }
     if !matches!(ty, ThresholdType::Binary | ThresholdType::BinaryInv) {

@@ -279,7 +279,7 @@ mod tests {
             return;
         }
         let (w, h) = (131, 67);
-        let src: Vec<u8> = (0..w * h * 4).map(|i| (i * 2654435761usize >> 13) as u8).collect();
+        let src: Vec<u8> = (0..w * h * 4).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
         let (c, s) = (0.3f32.cos() * 1.1, 0.3f32.sin() * 1.1);
         for m in [[c, -s, 20.0, s, c, -9.0], [1.0, 0.0, 0.5, 0.0, 1.0, -0.25], [0.9, 0.2, -3.0, -0.1, 1.2, 4.0]] {
             for replicate in [false, true] {

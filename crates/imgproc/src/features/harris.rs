@@ -87,7 +87,8 @@ pub fn corner_min_eigen_val(src: &Image<u8>, block_size: usize, ksize: usize, bo
 /// `cv::goodFeaturesToTrack` (Shi-Tomasi, block 3, Sobel 3): strongest local maxima of the
 /// minimum eigenvalue above `quality * max`, at least `min_distance` apart; `(x, y)` points.
 pub fn good_features_to_track(src: &Image<u8>, max_corners: usize, quality: f64, min_distance: f64) -> Result<Vec<(f32, f32)>> {
-    if !(quality > 0.0) || min_distance < 0.0 || min_distance.is_nan() {
+    // (written so that a NaN quality is rejected too)
+    if quality.is_nan() || quality <= 0.0 || min_distance < 0.0 || min_distance.is_nan() {
         return Err(bad("good_features_to_track", "quality must be > 0 and min_distance >= 0"));
     }
     let eig = corner_min_eigen_val(src, 3, 3, BorderType::Reflect101)?;

@@ -63,7 +63,7 @@ fn gaussian_pyramid(gray: &Image<u8>) -> Result<Vec<Vec<Plane>>> {
     let base = blur(&Plane::from_image(dbl), sig_diff)?;
     let n_oct = ((base.w.min(base.h) as f64).log2() - 2.0).round().max(1.0) as usize;
     let k = 2f64.powf(1.0 / LAYERS as f64);
-    let mut sig = vec![SIGMA as f64; LAYERS + 3];
+    let mut sig = [SIGMA as f64; LAYERS + 3];
     for (i, s) in sig.iter_mut().enumerate().skip(1) {
         let prev = k.powi(i as i32 - 1) * SIGMA as f64;
         let total = prev * k;
