@@ -84,14 +84,29 @@ fn hcubic_any(row: &[u8], t: &Taps<4>, out: &mut [i32], cn: usize) {
     hcubic_row(row, t, out, cn)
 }
 
-/// Horizontal linear pass, dispatching 3-channel rows to the SSSE3 kernel.
-fn hlinear_any(row: &[u8], t: &Taps<2>, out: &mut [i16], cn: usize) {
+/// Horizontal linear pass, dispatching 3-channel rows to the AVX2 kernel (`plan` from
+/// [`linear3_plan`]).
+fn hlinear_any(row: &[u8], t: &Taps<2>, plan: &[(u32, i32)], out: &mut [i16], cn: usize) {
     #[cfg(target_arch = "x86_64")]
-    if cn == 3 && std::arch::is_x86_feature_detected!("avx2") {
+    if cn == 3 && plan.len() == t.ofs.len() && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { x86::hlinear3(row, t, out) };
+        return unsafe { x86::hlinear3(row, t, plan, out) };
     }
     hlinear_row(row, t, out, cn)
+}
+
+/// What the 3-channel kernel needs per destination pixel, the same for every row of
+/// `row_len` bytes: the offset of its tap pair when both taps sit in one 8-byte read
+/// (`u32::MAX` otherwise), and its two weights packed as i16 pairs for `madd`.
+fn linear3_plan(t: &Taps<2>, row_len: usize) -> Vec<(u32, i32)> {
+    t.ofs
+        .iter()
+        .zip(&t.w)
+        .map(|(o, w)| {
+            let inner = o[1] == o[0] + 3 && o[0] as usize + 8 <= row_len;
+            (if inner { o[0] } else { u32::MAX }, (w[0] & 0xffff) | (w[1] << 16))
+        })
+        .collect()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -102,31 +117,29 @@ mod x86 {
     /// `hlinear::<3>` with the 6 tap bytes of a pixel shuffled into (tap, channel) 16-bit lanes,
     /// two pixels per step (one per 128-bit lane).
     #[target_feature(enable = "avx2")]
-    pub(super) fn hlinear3(row: &[u8], t: &Taps<2>, out: &mut [i16]) {
+    pub(super) fn hlinear3(row: &[u8], t: &Taps<2>, plan: &[(u32, i32)], out: &mut [i16]) {
         let ma = _mm256_setr_epi8(
             0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128, //
             0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128,
         );
-        let n = t.ofs.len().min(out.len() / 3);
-        // Interior pixel: both taps in one 8-byte load.
-        let inner = |k: usize| {
-            let (o0, o1) = (t.ofs[k][0] as usize, t.ofs[k][1] as usize);
-            (o1 == o0 + 3 && o0 + 8 <= row.len()).then_some(o0)
+        let n = plan.len().min(out.len() / 3);
+        let load = |o: u32| {
+            let o = o as usize;
+            _mm_cvtsi64_si128(i64::from_le_bytes(row[o..o + 8].try_into().expect("8 bytes")))
         };
         let mut k = 0;
         // Each step writes 4 lanes per pixel (the 4th is rewritten by the next pixel), so the
         // pair must not be the last pixels of `out`.
         while k + 2 < n {
-            let (Some(a), Some(b)) = (inner(k), inner(k + 1)) else {
+            let ((a, wa), (b, wb)) = (plan[k], plan[k + 1]);
+            if a == u32::MAX || b == u32::MAX {
                 hlinear_one(row, t, out, k);
                 k += 1;
                 continue;
-            };
-            let load = |o: usize| _mm_cvtsi64_si128(i64::from_le_bytes(row[o..o + 8].try_into().expect("8 bytes")));
+            }
             let v = _mm256_set_m128i(load(b), load(a));
-            let pack = |w: &[i32; 2]| (w[0] & 0xffff) | (w[1] << 16);
-            let wa = _mm256_setr_m128i(_mm_set1_epi32(pack(&t.w[k])), _mm_set1_epi32(pack(&t.w[k + 1])));
-            let sum = _mm256_srai_epi32::<4>(_mm256_madd_epi16(_mm256_shuffle_epi8(v, ma), wa));
+            let w = _mm256_setr_m128i(_mm_set1_epi32(wa), _mm_set1_epi32(wb));
+            let sum = _mm256_srai_epi32::<4>(_mm256_madd_epi16(_mm256_shuffle_epi8(v, ma), w));
             let s16 = _mm256_packs_epi32(sum, sum);
             // SAFETY: k + 2 < n <= out.len() / 3, so both 4-lane stores end inside `out`.
             unsafe {
@@ -256,11 +269,12 @@ pub(crate) fn resize_linear(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<2>,
     let rl = dw * cn;
     let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
     let clampy = |v: isize| v.clamp(0, sh as isize - 1) as usize;
+    let plan = if cn == 3 { linear3_plan(xt, src.row_len()) } else { Vec::new() };
     par_rows(dst.data_mut(), rl, |y0, band| {
         let mut cache = RowCache::<i16, 2>::new(rl);
         for (i, out) in band.chunks_mut(rl).enumerate() {
             let dy = y0 + i;
-            cache.load([clampy(yofs[dy]), clampy(yofs[dy] + 1)], |s, buf| hlinear_any(src.row(s), xt, buf, cn));
+            cache.load([clampy(yofs[dy]), clampy(yofs[dy] + 1)], |s, buf| hlinear_any(src.row(s), xt, &plan, buf, cn));
             vlinear(&cache.bufs[0], &cache.bufs[1], yw[dy][0] as i16, yw[dy][1] as i16, out);
         }
     });
@@ -530,7 +544,7 @@ mod tests {
             let t2 = taps::<2>(sw, dw, 9);
             let t2 = Taps::<2> { ofs: t2.ofs, w: t2.w.iter().map(|w| [w[0].abs() % 2049, 2048 - w[0].abs() % 2049]).collect() };
             let (mut a, mut b) = (vec![0i16; dw * 3], vec![0i16; dw * 3]);
-            hlinear_any(&row, &t2, &mut a, 3);
+            hlinear_any(&row, &t2, &linear3_plan(&t2, row.len()), &mut a, 3);
             hlinear::<3>(&row, &t2, &mut b);
             assert_eq!(a, b, "linear {sw}->{dw}");
         }
