@@ -2,7 +2,6 @@
 use crate::error::{bad, Result};
 use crate::image::{Image, Pixel};
 use crate::parallel::par_rows;
-use rayon::prelude::*;
 
 /// `cv::calcHist` of one channel of an 8-bit image, 256 bins over `[0, 256)`.
 pub fn calc_hist(src: &Image<u8>, channel: usize) -> Result<Vec<f32>> {
@@ -20,7 +19,7 @@ pub fn calc_hist(src: &Image<u8>, channel: usize) -> Result<Vec<f32>> {
 /// `cv::equalizeHist` (8-bit single channel).
 pub fn equalize_hist(src: &Image<u8>) -> Result<Image<u8>> {
     src.check_cn("equalize_hist", "1", &[1])?;
-    let hist = hist_u8(src.data());
+    let hist = histogram(src.data());
     let total = src.data().len() as i32;
     let mut i = hist.iter().position(|&c| c > 0).unwrap_or(0);
     let mut lut = [0u8; 256];
@@ -45,43 +44,49 @@ pub fn lut(src: &Image<u8>, table: &[u8; 256]) -> Result<Image<u8>> {
     Ok(apply_lut(src, table))
 }
 
-fn apply_lut(src: &Image<u8>, table: &[u8; 256]) -> Image<u8> {
-    let mut dst = Image::<u8>::new(src.width(), src.height(), src.channels()).expect("same shape as src");
-    let rl = src.row_len();
-    par_rows(dst.data_mut(), rl, |y0, band| {
-        for (o, &v) in band.iter_mut().zip(&src.data()[y0 * rl..]) {
-            *o = table[v as usize];
-        }
-    });
-    dst
-}
-
-/// Histogram of all bytes of `data`, counted in parallel chunks; within a chunk four
-/// interleaved sub-histograms keep runs of equal values from serialising on one counter.
-pub(crate) fn hist_u8(data: &[u8]) -> [u32; 256] {
-    fn count(chunk: &[u8]) -> [u32; 256] {
+/// Histogram of `data`: parallel chunks, each with four interleaved sub-histograms so that
+/// runs of equal values do not serialise on one counter.
+pub(crate) fn histogram(data: &[u8]) -> [u32; 256] {
+    use rayon::prelude::*;
+    let part = |chunk: &[u8]| {
         let mut h = [[0u32; 256]; 4];
-        let mut quads = chunk.chunks_exact(4);
-        for q in &mut quads {
+        let mut it = chunk.chunks_exact(4);
+        for q in &mut it {
             h[0][q[0] as usize] += 1;
             h[1][q[1] as usize] += 1;
             h[2][q[2] as usize] += 1;
             h[3][q[3] as usize] += 1;
         }
-        for &v in quads.remainder() {
+        for &v in it.remainder() {
             h[0][v as usize] += 1;
         }
-        std::array::from_fn(|i| h[0][i] + h[1][i] + h[2][i] + h[3][i])
-    }
-    let add = |mut a: [u32; 256], b: [u32; 256]| {
-        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-        a
+        let mut out = [0u32; 256];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = h[0][i] + h[1][i] + h[2][i] + h[3][i];
+        }
+        out
     };
-    if data.len() < 1 << 16 {
-        return count(data);
-    }
-    let chunk = data.len().div_ceil(rayon::current_num_threads().max(1) * 2);
-    data.par_chunks(chunk).map(count).reduce(|| [0; 256], add)
+    let chunk = (data.len() / rayon::current_num_threads().max(1)).max(1 << 16);
+    data.par_chunks(chunk).map(part).reduce(
+        || [0u32; 256],
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        },
+    )
+}
+
+/// `tab[v]` for every value, in parallel row bands.
+pub(crate) fn apply_lut(src: &Image<u8>, tab: &[u8; 256]) -> Image<u8> {
+    let mut dst = Image::<u8>::new(src.width(), src.height(), src.channels()).expect("channels");
+    let rl = src.row_len();
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let s = &src.data()[y0 * rl..y0 * rl + band.len()];
+        for (o, &v) in band.iter_mut().zip(s) {
+            *o = tab[v as usize];
+        }
+    });
+    dst
 }
 
 /// `cv::convertScaleAbs`: `saturate_u8(|src * alpha + beta|)`, computed in f32 as OpenCV.

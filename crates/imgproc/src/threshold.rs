@@ -4,6 +4,7 @@ use crate::border::BorderType;
 use crate::error::{bad, Result};
 use crate::filter::{as_u8, blur, from_u8, gaussian_kernels, sep_filter_u8_via_f32};
 use crate::parallel::par_rows;
+use crate::hist::{apply_lut, histogram};
 use crate::image::{Image, Pixel};
 
 /// `cv::ThresholdTypes` without the automatic flags.
@@ -72,48 +73,6 @@ pub fn threshold<T: Pixel>(
         }
     });
     Ok((t, out))
-}
-
-/// Histogram of `data`: parallel chunks, each with four interleaved sub-histograms so that
-/// runs of equal values do not serialise on one counter.
-fn histogram(data: &[u8]) -> [u32; 256] {
-    use rayon::prelude::*;
-    let part = |chunk: &[u8]| {
-        let mut h = [[0u32; 256]; 4];
-        let mut it = chunk.chunks_exact(4);
-        for q in &mut it {
-            h[0][q[0] as usize] += 1;
-            h[1][q[1] as usize] += 1;
-            h[2][q[2] as usize] += 1;
-            h[3][q[3] as usize] += 1;
-        }
-        for &v in it.remainder() {
-            h[0][v as usize] += 1;
-        }
-        let mut out = [0u32; 256];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = h[0][i] + h[1][i] + h[2][i] + h[3][i];
-        }
-        out
-    };
-    let chunk = (data.len() / rayon::current_num_threads().max(1)).max(1 << 16);
-    data.par_chunks(chunk).map(part).reduce(|| [0u32; 256], |mut a, b| {
-        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-        a
-    })
-}
-
-/// `tab[v]` for every value, in parallel row bands.
-pub(crate) fn apply_lut(src: &Image<u8>, tab: &[u8; 256]) -> Image<u8> {
-    let mut dst = Image::<u8>::new(src.width(), src.height(), src.channels()).expect("channels");
-    let rl = src.row_len();
-    par_rows(dst.data_mut(), rl, |y0, band| {
-        let s = &src.data()[y0 * rl..y0 * rl + band.len()];
-        for (o, &v) in band.iter_mut().zip(s) {
-            *o = tab[v as usize];
-        }
-    });
-    dst
 }
 
 fn threshold_u8(src: &Image<u8>, thresh: f64, maxval: f64, ty: ThresholdType) -> (f64, Image<u8>) {
