@@ -16,6 +16,7 @@ pub mod resnet_clip;
 pub mod swin;
 pub mod textunet;
 pub mod unet;
+pub mod unet_ops;
 pub mod vit;
 
 use candle_core::{Result, Tensor};

@@ -154,9 +154,9 @@ impl Film {
     fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         let ch = x.dim(1)?;
         let gb = self.lin.forward(t)?; // [B, 2C]
-        let g = (gb.narrow(1, 0, ch)? + 1.0)?.unsqueeze(2)?.unsqueeze(3)?;
-        let b = gb.narrow(1, ch, ch)?.unsqueeze(2)?.unsqueeze(3)?;
-        x.broadcast_mul(&g)?.broadcast_add(&b)
+        let g = (gb.narrow(1, 0, ch)? + 1.0)?;
+        let b = gb.narrow(1, ch, ch)?;
+        super::unet_ops::film(x, &g, &b)
     }
 }
 

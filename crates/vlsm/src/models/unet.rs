@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conv::ConvSame2d;
 use super::norm::GroupNormRelu2d;
+use super::unet_ops::{max_pool2, upsample_cat};
 
 fn d_size() -> usize { 160 }
 fn d_channels() -> Vec<usize> { vec![16, 32, 64, 128, 256] }
@@ -133,7 +134,7 @@ impl UNetBody {
         let mut h = x.clone();
         for (i, blk) in self.down.iter().enumerate() {
             if i > 0 {
-                h = h.max_pool2d(2)?;
+                h = max_pool2(&h)?;
             }
             h = blk.forward(&h)?;
             feats.push(h.clone());
@@ -160,9 +161,7 @@ impl UNetBody {
         let mut h = hook(0, expand(&feats[n - 1])?)?;
         for (i, blk) in self.up.iter().enumerate() {
             let skip = expand(&feats[n - 2 - i])?;
-            let (_, _, sh, sw) = skip.dims4()?;
-            let upx = h.upsample_nearest2d(sh, sw)?;
-            h = hook(i + 1, blk.forward(&Tensor::cat(&[&upx, &skip], 1)?)?)?;
+            h = hook(i + 1, blk.forward(&upsample_cat(&h, &skip)?)?)?;
         }
         self.head.forward(&h)?.squeeze(1)
     }
