@@ -429,6 +429,12 @@ pub fn warp_affine<T: Pixel>(
             });
             return Ok(from_u8(d8));
         }
+        Interpolation::Linear | Interpolation::Area if as_u8(src).is_some() => {
+            // 2 channels: OpenCV's fixed-point remap.
+            let s8 = as_u8(src).expect("checked");
+            let d8 = crate::remap8::warp_linear_remap_u8(s8, &inv, (dw, dh), border == BorderType::Replicate, u8::from_f64(border_value));
+            return Ok(from_u8(d8));
+        }
         _ => {
             let cubic = interp == Interpolation::Cubic;
             par_rows(dst.data_mut(), rl, |y0, band| {

@@ -22,6 +22,7 @@ mod kernels8;
 pub mod morphology;
 pub mod npy;
 mod parallel;
+mod remap8;
 mod resize8;
 pub mod segment;
 pub mod threshold;
