@@ -77,7 +77,7 @@ pub(crate) fn histogram(data: &[u8]) -> [u32; 256] {
 }
 
 /// `tab[v]` for every value, in parallel row bands.
-pub(crate) fn apply_lut(src: &Image<u8>, tab: &[u8; 256]) -> Image<u8> {
+fn apply_lut(src: &Image<u8>, tab: &[u8; 256]) -> Image<u8> {
     let mut dst = Image::<u8>::new(src.width(), src.height(), src.channels()).expect("channels");
     let rl = src.row_len();
     par_rows(dst.data_mut(), rl, |y0, band| {

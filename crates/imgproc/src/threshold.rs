@@ -4,7 +4,8 @@ use crate::border::BorderType;
 use crate::error::{bad, Result};
 use crate::filter::{as_u8, blur, from_u8, gaussian_kernels, sep_filter_u8_via_f32};
 use crate::parallel::par_rows;
-use crate::hist::{apply_lut, histogram};
+use crate::simd::multiversion;
+use crate::hist::histogram;
 use crate::image::{Image, Pixel};
 
 /// `cv::ThresholdTypes` without the automatic flags.
@@ -101,19 +102,24 @@ fn threshold_u8(src: &Image<u8>, thresh: f64, maxval: f64, ty: ThresholdType) ->
         return (it as f64, out);
     }
     let t = it as u8;
-    let mut tab = [0u8; 256];
-    for (i, e) in tab.iter_mut().enumerate() {
-        let v = i as u8;
-        let above = v > t;
-        *e = match ty {
-            ThresholdType::Binary => if above { imax } else { 0 },
-            ThresholdType::BinaryInv => if above { 0 } else { imax },
-            ThresholdType::Trunc => if above { t } else { v },
-            ThresholdType::ToZero => if above { v } else { 0 },
-            ThresholdType::ToZeroInv => if above { 0 } else { v },
-        };
+    let mut dst = Image::<u8>::new(src.width(), src.height(), src.channels()).expect("channels");
+    let rl = src.row_len();
+    par_rows(dst.data_mut(), rl, |y0, band| threshold_run(&src.data()[y0 * rl..y0 * rl + band.len()], band, t, imax, ty));
+    (it as f64, dst)
+}
+
+multiversion! {
+    /// One comparison and select per byte (vectorised), for `0 <= t < 255`.
+    fn threshold_run(src: &[u8], dst: &mut [u8], t: u8, imax: u8, ty: ThresholdType) {
+        let px = dst.iter_mut().zip(src);
+        match ty {
+            ThresholdType::Binary => px.for_each(|(o, &v)| *o = if v > t { imax } else { 0 }),
+            ThresholdType::BinaryInv => px.for_each(|(o, &v)| *o = if v > t { 0 } else { imax }),
+            ThresholdType::Trunc => px.for_each(|(o, &v)| *o = v.min(t)),
+            ThresholdType::ToZero => px.for_each(|(o, &v)| *o = if v > t { v } else { 0 }),
+            ThresholdType::ToZeroInv => px.for_each(|(o, &v)| *o = if v > t { 0 } else { v }),
+        }
     }
-    (it as f64, apply_lut(src, &tab))
 }
 
 /// OpenCV's `getThreshVal_Otsu_8u`, same double arithmetic so that ties resolve the same way.
