@@ -41,7 +41,10 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, (y0, y1): (usize, u
                     let src = &plane[sy as usize * w..(sy as usize + 1) * w];
                     let (x0, x1) = valid_range(w, dx);
                     out[..x0].fill(0.0);
-                    out[x0..x1].copy_from_slice(&src[(x0 as isize + dx) as usize..(x1 as isize + dx) as usize]);
+                    if x0 < x1 {
+                        // (empty when the kernel is wider than the image)
+                        out[x0..x1].copy_from_slice(&src[(x0 as isize + dx) as usize..(x1 as isize + dx) as usize]);
+                    }
                     out[x1..].fill(0.0);
                 }
             }
@@ -321,6 +324,31 @@ mod tests {
     use candle_core::{Device, Var};
 
     #[test]
+    fn im2col_matches_its_definition() {
+        for (c, h, w, k) in [(2usize, 5usize, 7usize, 3usize), (1, 4, 1, 5), (2, 1, 2, 5), (1, 3, 3, 7), (3, 6, 4, 1)] {
+            let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
+            let p = (k / 2) as isize;
+            for (y0, y1) in [(0, h), (h / 2, h), (0, h.div_ceil(2))] {
+                let n = (y1 - y0) * w;
+                let mut cols = vec![f32::NAN; c * k * k * n];
+                im2col(&x, c, h, w, k, (y0, y1), &mut cols);
+                for ci in 0..c {
+                    for t in 0..k * k {
+                        for y in y0..y1 {
+                            for xx in 0..w {
+                                let (sy, sx) = (y as isize + (t / k) as isize - p, xx as isize + (t % k) as isize - p);
+                                let inside = sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize;
+                                let want = if inside { x[(ci * h + sy as usize) * w + sx as usize] } else { 0.0 };
+                                assert_eq!(cols[(ci * k * k + t) * n + (y - y0) * w + xx], want, "{c},{h},{w},{k} rows {y0}..{y1}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn weight_gradient_without_input_gradient() {
         // A plain input tensor (no variable upstream) gets no gradient; the weight's still flows.
         let dev = Device::Cpu;
@@ -337,8 +365,8 @@ mod tests {
     #[test]
     fn matches_candle_conv_forward_and_backward() {
         let dev = Device::Cpu;
-        // The last case spans several row tiles.
-        for (b, c, co, h, w, k) in [(2, 3, 5, 7, 9, 3), (3, 4, 2, 5, 4, 1), (1, 2, 3, 3, 6, 5), (2, 1, 1, 1, 1, 3), (2, 8, 4, 130, 64, 3)] {
+        // Kernels wider than the image, and a last case spanning several row tiles.
+        for (b, c, co, h, w, k) in [(2, 3, 5, 7, 9, 3), (3, 4, 2, 5, 4, 1), (1, 2, 3, 3, 6, 5), (2, 1, 1, 1, 1, 3), (1, 2, 2, 4, 1, 5), (1, 1, 1, 1, 2, 5), (2, 3, 2, 2, 3, 7), (2, 8, 4, 130, 64, 3)] {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap()).unwrap();
             let wt = Var::from_tensor(&Tensor::randn(0f32, 1.0, (co, c, k, k), &dev).unwrap()).unwrap();
             let r = Tensor::randn(0f32, 1.0, (b, co, h, w), &dev).unwrap();

@@ -59,7 +59,8 @@ impl CustomOp1 for MaxPool2 {
                             for y in 0..ho {
                                 for xo in 0..wo {
                                     let (mx, gv) = (mp[y * wo + xo], gop[y * wo + xo]);
-                                    let idx = [2 * y * w + 2 * xo, 2 * y * w + 2 * xo + 1, (2 * y + 1) * w + 2 * xo, (2 * y + 1) * w + 2 * xo + 1];
+                                    let r = 2 * y * w + 2 * xo;
+                                    let idx = [r, r + 1, r + w, r + w + 1];
                                     let n = idx.iter().filter(|&&i| xp[i] == mx).count().max(1);
                                     let share = gv / n as f32;
                                     for i in idx {
