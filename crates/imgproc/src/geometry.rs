@@ -436,14 +436,16 @@ pub fn warp_affine<T: Pixel>(
             return Ok(from_u8(d8));
         }
         _ => {
+            // Bicubic (and the non-8-bit types): float coordinates as the bilinear kernels
+            // compute them, float weights of the exact fraction (OpenCV 5's path).
             let cubic = interp == Interpolation::Cubic;
+            let invf = inv.map(|v| v as f32);
             par_rows(dst.data_mut(), rl, |y0, band| {
+                let (mut sxs, mut sys) = (vec![0f32; dw], vec![0f32; dw]);
                 for (i, out) in band.chunks_mut(rl).enumerate() {
-                    let y = (y0 + i) as f32;
+                    crate::warp8::warp_coords(&invf, y0 + i, dw, &mut sxs, &mut sys);
                     for x in 0..dw {
-                        let xf = x as f32;
-                        let sx = (inv[0] as f32).mul_add(xf, (inv[1] as f32).mul_add(y, inv[2] as f32));
-                        let sy = (inv[3] as f32).mul_add(xf, (inv[4] as f32).mul_add(y, inv[5] as f32));
+                        let (sx, sy) = (sxs[x], sys[x]);
                         let (ix, iy) = (sx.floor(), sy.floor());
                         let (fx, fy) = (sx - ix, sy - iy);
                         let (ix, iy) = (ix as isize, iy as isize);

@@ -189,7 +189,8 @@ fn warp_check(interp_name: &'static str) -> impl FnMut(&Fixtures, &Value) -> Opt
         let img = warp_affine(&fx.input_src(c), &m, (u(&p["width"]), u(&p["height"])), interp(interp_name), border(&p["border"]), 0.0).unwrap();
         match interp_name {
             "linear" | "nearest" => exact("warp", &to_f64(&img), &fx.expected(c)),
-            // Known deviation: bicubic goes through OpenCV's fixed-point remap tables.
+            // Known deviation: OpenCV 5's float bicubic; 3 pixels of one of the 76 cubic cases
+            // are 1 off (docs/imgproc.md).
             _ => near("warp", &to_f64(&img), &fx.expected(c), 2.0, 0.10),
         }
     }
