@@ -216,8 +216,9 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) fn inner_words<const CN: usize>(data: &[u8], stride: usize, (w, h): (i32, i32), ixs: &[i32], iys: &[i32], words: &mut [[u32; CHUNK]; 4]) -> u64 {
         let n = ixs.len().min(iys.len()).min(CHUNK);
-        // Offsets are i32 lanes: only for sources under 2 GiB.
-        if data.len() >= i32::MAX as usize - 16 {
+        // Offsets are i32 lanes: only for sources under 2 GiB; and a source without a second
+        // row plus 8 bytes has no pixel this path may read.
+        if data.len() >= i32::MAX as usize - 16 || data.len() < stride + 8 {
             return 0;
         }
         let limit = _mm256_set1_epi32((data.len() - stride - 8) as i32);
@@ -278,14 +279,17 @@ mod tests {
         if !has_avx2() {
             return;
         }
-        let (w, h) = (131, 67);
-        let src: Vec<u8> = (0..w * h * 4).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
-        let (c, s) = (0.3f32.cos() * 1.1, 0.3f32.sin() * 1.1);
-        for m in [[c, -s, 20.0, s, c, -9.0], [1.0, 0.0, 0.5, 0.0, 1.0, -0.25], [0.9, 0.2, -3.0, -0.1, 1.2, 4.0]] {
-            for replicate in [false, true] {
-                assert_eq!(band::<1>(&src[..w * h], (w, h), &m, replicate, true), band::<1>(&src[..w * h], (w, h), &m, replicate, false));
-                assert_eq!(band::<3>(&src[..w * h * 3], (w, h), &m, replicate, true), band::<3>(&src[..w * h * 3], (w, h), &m, replicate, false));
-                assert_eq!(band::<4>(&src, (w, h), &m, replicate, true), band::<4>(&src, (w, h), &m, replicate, false));
+        // Tiny sources too: fewer bytes than a row plus the 8-byte reads.
+        for (w, h) in [(131, 67), (2, 2), (1, 3), (3, 1), (5, 2)] {
+            let src: Vec<u8> = (0..w * h * 4).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
+            let (c, s) = (0.3f32.cos() * 1.1, 0.3f32.sin() * 1.1);
+            for m in [[c, -s, 20.0, s, c, -9.0], [1.0, 0.0, 0.5, 0.0, 1.0, -0.25], [0.9, 0.2, -3.0, -0.1, 1.2, 4.0], [0.1, 0.0, 0.2, 0.0, 0.1, 0.1]] {
+                for replicate in [false, true] {
+                    let (s1, s3) = (&src[..w * h], &src[..w * h * 3]);
+                    assert_eq!(band::<1>(s1, (w, h), &m, replicate, true), band::<1>(s1, (w, h), &m, replicate, false));
+                    assert_eq!(band::<3>(s3, (w, h), &m, replicate, true), band::<3>(s3, (w, h), &m, replicate, false));
+                    assert_eq!(band::<4>(&src, (w, h), &m, replicate, true), band::<4>(&src, (w, h), &m, replicate, false));
+                }
             }
         }
     }
