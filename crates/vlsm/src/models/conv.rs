@@ -143,14 +143,15 @@ fn dims(l1: &Layout, l2: &Layout, k: usize) -> Result<(usize, usize, usize, usiz
     Ok((c, h, w, co, b))
 }
 
+/// The data of a contiguous f32 CPU storage (the custom ops of conv, norm and unet_ops).
 pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("conv: only f32 is supported"),
+        _ => candle_core::bail!("custom op: only f32 is supported"),
     };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv: input is not contiguous"),
+        None => candle_core::bail!("custom op: input is not contiguous"),
     }
 }
 

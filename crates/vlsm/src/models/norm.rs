@@ -9,22 +9,11 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::conv::with_f32;
+use super::conv::{contiguous_f32, with_f32};
 
 struct GroupNormRelu {
     groups: usize,
     eps: f64,
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("group_norm_relu: only f32 is supported"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("group_norm_relu: input is not contiguous"),
-    }
 }
 
 /// Sum of `f(x)` over a slice in f64, in eight interleaved partial sums: one running f64 sum
@@ -88,8 +77,8 @@ impl CustomOp3 for GroupNormRelu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1)?;
-        let (gamma, beta) = (slice(s2, l2)?, slice(s3, l3)?);
+        let x = contiguous_f32(s1, l1)?;
+        let (gamma, beta) = (contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         let dims = l1.shape().dims();
         let c = dims[1];
         let hw: usize = dims[2..].iter().product();

@@ -12,6 +12,11 @@ use rayon::prelude::*;
 
 use super::conv::{contiguous_f32, with_f32};
 
+/// Whether the fused ops apply: they run on CPU f32 data only.
+fn cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
+
 /// 2x2 max-pool with stride 2 on [B, C, H, W] with even H and W.
 struct MaxPool2;
 
@@ -83,7 +88,7 @@ impl CustomOp1 for MaxPool2 {
 /// `max_pool2d(2)`: the fused op on even-sized CPU f32 input, candle's otherwise.
 pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && h % 2 == 0 && w % 2 == 0 {
+    if cpu_f32(x) && h % 2 == 0 && w % 2 == 0 {
         x.contiguous()?.apply_op1(MaxPool2)
     } else {
         x.max_pool2d(2)
@@ -172,8 +177,7 @@ impl CustomOp2 for UpCat {
 pub fn upsample_cat(low: &Tensor, skip: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = low.dims4()?;
     let (_, _, sh, sw) = skip.dims4()?;
-    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
-    if sh == 2 * h && sw == 2 * w && f32_cpu(low) && f32_cpu(skip) {
+    if sh == 2 * h && sw == 2 * w && cpu_f32(low) && cpu_f32(skip) {
         return low.contiguous()?.apply_op2(&skip.contiguous()?, UpCat);
     }
     let up = low.upsample_nearest2d(sh, sw)?;
@@ -224,11 +228,11 @@ impl CustomOp3 for Film {
         &self,
         x: &Tensor,
         scale: &Tensor,
-        _shift: &Tensor,
+        shift: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, c, hw) = film_dims(x.shape(), scale.shape(), _shift.shape())?;
+        let (b, c, hw) = film_dims(x.shape(), scale.shape(), shift.shape())?;
         let sc = scale.flatten_all()?.to_vec1::<f32>()?;
         let mut gx = vec![0f32; b * c * hw];
         let mut sums = vec![(0f32, 0f32); b * c];
@@ -262,8 +266,7 @@ impl CustomOp3 for Film {
 
 /// `x · scale[:, :, None, None] + shift[:, :, None, None]`, fused on the CPU in f32.
 pub fn film(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
-    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
-    if f32_cpu(x) && f32_cpu(scale) && f32_cpu(shift) {
+    if cpu_f32(x) && cpu_f32(scale) && cpu_f32(shift) {
         return x.contiguous()?.apply_op3(&scale.contiguous()?, &shift.contiguous()?, Film);
     }
     x.broadcast_mul(&scale.unsqueeze(2)?.unsqueeze(3)?)?
