@@ -26,6 +26,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--vlsm", default="target/release/vlsm")
     a = ap.parse_args()
+    # vlsm runs before torch is imported and again after its timing, so the machine's drift
+    # shows up on both sides of the comparison.
+    run_vlsm(a, "before")
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
     import torch
     import torch.nn as nn
@@ -109,12 +112,17 @@ def main():
     params = sum(p.numel() for p in model.parameters())
     print(f"pytorch {torch.__version__}: textunet ({params} params) @{a.size}px batch {a.batch} threads {a.threads}: "
           f"{med:.3f} s/step, {a.batch / med:.1f} images/s")
+    run_vlsm(a, "after")
+
+
+def run_vlsm(a, when):
     if a.vlsm and os.path.exists(a.vlsm):
         out = subprocess.run([a.vlsm, "--threads", str(a.threads), "bench", "train", "--batch", str(a.batch),
                               "--size", str(a.size), "--reps", str(a.reps), "--json"],
                              check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"vlsm: {r['median_s_per_step']:.3f} s/step, {r['images_per_s']:.1f} images/s ({r['params']} params)")
+        print(f"vlsm ({when} pytorch): {r['median_s_per_step']:.3f} s/step, {r['images_per_s']:.1f} images/s "
+              f"({r['params']} params)")
 
 
 if __name__ == "__main__":

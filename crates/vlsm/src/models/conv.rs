@@ -2,65 +2,17 @@
 //!
 //! candle's CPU conv backward goes through a direct convolution with a kernel the size of the
 //! image (for the weight gradient) and a naive transposed convolution (for the input gradient);
-//! on a 160 px U-Net that is tens of times slower than PyTorch. Here both directions are
-//! im2col + one GEMM per image (the input gradient as a convolution of the output gradient with
-//! the flipped kernel), with images spread over the rayon pool. Weights keep PyTorch's
-//! `[out, in, k, k]` layout.
+//! on a 160 px U-Net that is tens of times slower than PyTorch. Here k x k kernels run as direct
+//! convolutions on a padded copy of each image (`conv_direct`; the input gradient is the
+//! convolution of the output gradient with the flipped kernel) and 1x1 kernels as one GEMM, with
+//! images spread over the rayon pool. Weights keep PyTorch's `[out, in, k, k]` layout.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Columns x with 0 <= x + dx < w, as a range clamped to 0..w.
-fn valid_range(w: usize, dx: isize) -> (usize, usize) {
-    let x0 = (-dx).clamp(0, w as isize) as usize;
-    let x1 = (w as isize - dx).clamp(0, w as isize) as usize;
-    (x0, x1.max(x0))
-}
-
-/// `cols[(c·k + ky)·k + kx, (y − y0)·w + x] = x[c, y + ky − p, x + kx − p]` (0 outside), for
-/// the output rows `y0..y1` only.
-fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, (y0, y1): (usize, usize), cols: &mut [f32]) {
-    let p = (k / 2) as isize;
-    let hw = h * w;
-    let n = (y1 - y0) * w;
-    for ci in 0..c {
-        let plane = &x[ci * hw..(ci + 1) * hw];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &mut cols[((ci * k + ky) * k + kx) * n..][..n];
-                let dx = kx as isize - p;
-                for y in y0..y1 {
-                    let sy = y as isize + ky as isize - p;
-                    let out = &mut row[(y - y0) * w..(y - y0 + 1) * w];
-                    if sy < 0 || sy >= h as isize {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[sy as usize * w..(sy as usize + 1) * w];
-                    let (x0, x1) = valid_range(w, dx);
-                    out[..x0].fill(0.0);
-                    if x0 < x1 {
-                        // (empty when the kernel is wider than the image)
-                        out[x0..x1].copy_from_slice(&src[(x0 as isize + dx) as usize..(x1 as isize + dx) as usize]);
-                    }
-                    out[x1..].fill(0.0);
-                }
-            }
-        }
-    }
-}
-
-/// Floats of unfolded columns per tile: small enough to stay in cache between im2col writing
-/// it and the GEMM reading it (whole-image columns are tens of MB and go through DRAM twice).
-const TILE_FLOATS: usize = 1 << 18;
-
-/// Row ranges covering `0..h`, each unfolding to at most about `TILE_FLOATS` (at least a row).
-fn row_tiles(h: usize, w: usize, rows_len: usize) -> impl Iterator<Item = (usize, usize)> {
-    let step = (TILE_FLOATS / (rows_len * w).max(1)).clamp(1, h.max(1));
-    (0..h).step_by(step).map(move |y0| (y0, (y0 + step).min(h)))
-}
+use super::conv_direct;
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` with explicit (row, column) strides (dst's columns are
 /// contiguous, its rows `dst_rs` apart); with `acc` the product is added to what `dst` holds.
@@ -90,20 +42,24 @@ fn gemm_into(
     }
 }
 
-thread_local! {
-    /// im2col scratch, reused so its pages are not faulted in again on every call.
-    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+/// Per-thread buffers of the direct convolution, reused so their pages are not faulted in
+/// again on every call.
+#[derive(Default)]
+struct Scratch {
+    /// A padded image (input or output gradient).
+    xp: Vec<f32>,
+    /// The output gradient on the padded grid.
+    gg: Vec<f32>,
+    /// The convolution output on the padded grid.
+    tmp: Vec<f32>,
 }
 
-/// Runs `f` with a scratch buffer of `n` floats (contents unspecified).
-fn with_cols<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COLS.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < n {
-            c.resize(n, 0.0);
-        }
-        f(&mut c[..n])
-    })
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
 /// Borrows a contiguous f32 tensor's data without copying it out.
@@ -161,124 +117,136 @@ impl CustomOp2 for ConvSame {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let k = self.k;
-        let (c, h, w, co, b) = dims(l1, l2, k)?;
-        let x = contiguous_f32(s1, l1)?;
-        let wt = contiguous_f32(s2, l2)?;
-        let (hw, ckk) = (h * w, c * k * k);
-        let mut out = vec![0f32; b * co * hw];
-        let par = inner_par(b);
-        out.par_chunks_mut(co * hw).enumerate().for_each(|(i, o)| {
-            let xi = &x[i * c * hw..(i + 1) * c * hw];
-            if k == 1 {
-                gemm_into(false, co, hw, c, o, hw, wt, c as isize, 1, xi, hw as isize, 1, par);
-            } else {
-                for (y0, y1) in row_tiles(h, w, ckk) {
-                    let n = (y1 - y0) * w;
-                    with_cols(ckk * n, |cols| {
-                        im2col(xi, c, h, w, k, (y0, y1), cols);
-                        let dst = &mut o[y0 * w..];
-                        gemm_into(false, co, n, ckk, dst, hw, wt, ckk as isize, 1, cols, n as isize, 1, par);
-                    });
-                }
-            }
-        });
+        let (c, h, w, co, b) = dims(l1, l2, self.k)?;
+        let out = forward_f32(contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, (b, c, h, w), co, self.k);
         Ok((CpuStorage::F32(out), Shape::from((b, co, h, w))))
     }
 
     fn bwd(&self, x: &Tensor, wt: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let k = self.k;
         let (b, c, h, w) = x.dims4()?;
         let co = wt.dim(0)?;
-        let (hw, kk) = (h * w, k * k);
-        let (ckk, cokk) = (c * kk, co * kk);
-        // The input gradient is the same-padded convolution of g with the kernel flipped and its
-        // in/out channels swapped: one GEMM straight into gx (no col2im scatter), with the
-        // longer reduction (co·k²) that keeps the GEMM busy.
-        let wflip: Vec<f32> = with_f32(wt, |wv| {
-            let mut f = vec![0f32; c * cokk];
-            for o in 0..co {
-                for i in 0..c {
-                    for t in 0..kk {
-                        f[(i * co + o) * kk + (kk - 1 - t)] = wv[(o * c + i) * kk + t];
-                    }
-                }
-            }
-            Ok(f)
-        })?;
-        let par = inner_par(b);
         // The network's input (an image, not a variable) needs no gradient: skip its GEMMs.
         let need_gx = x.track_op();
-        let mut gx_all = if need_gx { vec![0f32; b * c * hw] } else { Vec::new() };
-        let gx_slots: Vec<Option<&mut [f32]>> = if need_gx {
-            gx_all.chunks_mut(c * hw).map(Some).collect()
-        } else {
-            (0..b).map(|_| None).collect()
-        };
-        let gw_sum = with_f32(x, |xv| {
-            with_f32(g, |gv| {
-                // Each rayon job sums the weight gradient of its images in its own buffer.
-                let gw = gx_slots
-                    .into_par_iter()
-                    .enumerate()
-                    .fold(
-                        || vec![0f32; co * ckk],
-                        |mut gw, (i, gx)| {
-                            let xi = &xv[i * c * hw..(i + 1) * c * hw];
-                            let gi = &gv[i * co * hw..(i + 1) * co * hw];
-                            if k == 1 {
-                                // gW += g · xᵀ ; gx = Wᵀ · g
-                                gemm_into(true, co, c, hw, &mut gw, c, gi, hw as isize, 1, xi, 1, hw as isize, par);
-                                if let Some(gx) = gx {
-                                    gemm_into(false, c, hw, co, gx, hw, &wflip, co as isize, 1, gi, hw as isize, 1, par);
-                                }
-                            } else {
-                                // Row tiles, so each unfolded block is still in cache for its GEMM.
-                                for (y0, y1) in row_tiles(h, w, ckk) {
-                                    let n = (y1 - y0) * w;
-                                    with_cols(ckk * n, |xcols| {
-                                        im2col(xi, c, h, w, k, (y0, y1), xcols);
-                                        let gt = &gi[y0 * w..];
-                                        gemm_into(true, co, ckk, n, &mut gw, ckk, gt, hw as isize, 1, xcols, 1, n as isize, par);
-                                    });
-                                }
-                                let Some(gx) = gx else { return gw };
-                                for (y0, y1) in row_tiles(h, w, cokk) {
-                                    let n = (y1 - y0) * w;
-                                    with_cols(cokk * n, |gcols| {
-                                        im2col(gi, co, h, w, k, (y0, y1), gcols);
-                                        let dst = &mut gx[y0 * w..];
-                                        gemm_into(false, c, n, cokk, dst, hw, &wflip, cokk as isize, 1, gcols, n as isize, 1, par);
-                                    });
-                                }
-                            }
-                            gw
-                        },
-                    )
-                    .reduce(
-                        || vec![0f32; co * ckk],
-                        |mut a, b| {
-                            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                            a
-                        },
-                    );
-                Ok(gw)
-            })
+        let (gx, gw) = with_f32(x, |xv| {
+            with_f32(wt, |wv| with_f32(g, |gv| Ok(backward_f32(xv, wv, gv, (b, c, h, w), co, self.k, need_gx))))
         })?;
         let dev = x.device();
         Ok((
-            if need_gx { Some(Tensor::from_vec(gx_all, (b, c, h, w), dev)?) } else { None },
-            Some(Tensor::from_vec(gw_sum, (co, c, k, k), dev)?),
+            gx.map(|gx| Tensor::from_vec(gx, (b, c, h, w), dev)).transpose()?,
+            Some(Tensor::from_vec(gw, (co, c, self.k, self.k), dev)?),
         ))
     }
+}
+
+/// Same-padded convolution of `x` [b, c, h, w] with `wt` [co, c, k, k] → [b, co, h, w].
+pub(crate) fn forward_f32(x: &[f32], wt: &[f32], (b, c, h, w): (usize, usize, usize, usize), co: usize, k: usize) -> Vec<f32> {
+    let (hw, ckk) = (h * w, c * k * k);
+    let mut out = vec![0f32; b * co * hw];
+    if out.is_empty() {
+        return out;
+    }
+    let par = inner_par(b);
+    if k == 1 {
+        out.par_chunks_mut(co * hw).enumerate().for_each(|(i, o)| {
+            let xi = &x[i * c * hw..(i + 1) * c * hw];
+            gemm_into(false, co, hw, c, o, hw, wt, c as isize, 1, xi, hw as isize, 1, par);
+        });
+        return out;
+    }
+    // The weights are packed once; each image is padded once and convolved directly.
+    let wpk = conv_direct::pack_weights(wt, co, ckk);
+    let grid = conv_direct::Grid::new(h, w, k);
+    let par = !matches!(par, Parallelism::None);
+    out.par_chunks_mut(co * hw).enumerate().for_each(|(i, o)| {
+        with_scratch(|sc| {
+            sc.xp.resize(grid.padded_len(c), 0.0);
+            grid.pad(&x[i * c * hw..(i + 1) * c * hw], c, &mut sc.xp);
+            conv_direct::forward(&grid, &sc.xp, c, &wpk, co, o, par, &mut sc.tmp);
+        })
+    });
+    out
+}
+
+/// Gradients of [`forward_f32`] for the output gradient `g`: (input gradient if `need_gx`,
+/// weight gradient).
+pub(crate) fn backward_f32(
+    x: &[f32],
+    wt: &[f32],
+    g: &[f32],
+    (b, c, h, w): (usize, usize, usize, usize),
+    co: usize,
+    k: usize,
+    need_gx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (hw, kk) = (h * w, k * k);
+    let (ckk, cokk) = (c * kk, co * kk);
+    // The input gradient is the same-padded convolution of g with the kernel flipped and its
+    // in/out channels swapped: one GEMM straight into gx (no col2im scatter), with the
+    // longer reduction (co·k²) that keeps the GEMM busy.
+    let mut wflip = vec![0f32; c * cokk];
+    for o in 0..co {
+        for i in 0..c {
+            for t in 0..kk {
+                wflip[(i * co + o) * kk + (kk - 1 - t)] = wt[(o * c + i) * kk + t];
+            }
+        }
+    }
+    let par = inner_par(b);
+    let wfp = if k > 1 && need_gx { conv_direct::pack_weights(&wflip, c, cokk) } else { Vec::new() };
+    let grid = conv_direct::Grid::new(h, w, k);
+    let mut gx_all = if need_gx { vec![0f32; b * c * hw] } else { Vec::new() };
+    let gx_slots: Vec<Option<&mut [f32]>> = if need_gx {
+        gx_all.chunks_mut((c * hw).max(1)).map(Some).collect()
+    } else {
+        (0..b).map(|_| None).collect()
+    };
+    // Each rayon job sums the weight gradient of its images in its own buffer.
+    let gw = gx_slots
+        .into_par_iter()
+        .enumerate()
+        .fold(
+            || vec![0f32; co * ckk],
+            |mut gw, (i, gx)| {
+                let xi = &x[i * c * hw..(i + 1) * c * hw];
+                let gi = &g[i * co * hw..(i + 1) * co * hw];
+                if k == 1 {
+                    // gW += g · xᵀ ; gx = Wᵀ · g
+                    gemm_into(true, co, c, hw, &mut gw, c, gi, hw as isize, 1, xi, 1, hw as isize, par);
+                    if let Some(gx) = gx {
+                        gemm_into(false, c, hw, co, gx, hw, &wflip, co as isize, 1, gi, hw as isize, 1, par);
+                    }
+                    return gw;
+                }
+                with_scratch(|sc| {
+                    sc.xp.resize(grid.padded_len(c), 0.0);
+                    grid.pad(xi, c, &mut sc.xp);
+                    grid.grid_of(gi, co, &mut sc.gg);
+                    conv_direct::weight_grad(&grid, &sc.xp, c, &sc.gg, co, &mut gw);
+                    if let Some(gx) = gx {
+                        sc.xp.resize(grid.padded_len(co), 0.0);
+                        grid.pad(gi, co, &mut sc.xp);
+                        conv_direct::forward(&grid, &sc.xp, co, &wfp, c, gx, !matches!(par, Parallelism::None), &mut sc.tmp);
+                    }
+                });
+                gw
+            },
+        )
+        .reduce(
+            || vec![0f32; co * ckk],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    (need_gx.then_some(gx_all), gw)
 }
 
 /// A `k×k` convolution, stride 1, zero padding `k/2` (k odd), with PyTorch's parameter names.
 #[derive(Debug, Clone)]
 pub struct ConvSame2d {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    k: usize,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Option<Tensor>,
+    pub(crate) k: usize,
 }
 
 impl ConvSame2d {
@@ -323,31 +291,6 @@ impl Module for ConvSame2d {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
-
-    #[test]
-    fn im2col_matches_its_definition() {
-        for (c, h, w, k) in [(2usize, 5usize, 7usize, 3usize), (1, 4, 1, 5), (2, 1, 2, 5), (1, 3, 3, 7), (3, 6, 4, 1)] {
-            let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
-            let p = (k / 2) as isize;
-            for (y0, y1) in [(0, h), (h / 2, h), (0, h.div_ceil(2))] {
-                let n = (y1 - y0) * w;
-                let mut cols = vec![f32::NAN; c * k * k * n];
-                im2col(&x, c, h, w, k, (y0, y1), &mut cols);
-                for ci in 0..c {
-                    for t in 0..k * k {
-                        for y in y0..y1 {
-                            for xx in 0..w {
-                                let (sy, sx) = (y as isize + (t / k) as isize - p, xx as isize + (t % k) as isize - p);
-                                let inside = sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize;
-                                let want = if inside { x[(ci * h + sy as usize) * w + sx as usize] } else { 0.0 };
-                                assert_eq!(cols[(ci * k * k + t) * n + (y - y0) * w + xx], want, "{c},{h},{w},{k} rows {y0}..{y1}");
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 
     #[test]
     fn weight_gradient_without_input_gradient() {

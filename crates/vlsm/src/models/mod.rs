@@ -10,6 +10,7 @@ pub mod clipseg;
 pub mod cris;
 pub mod fused;
 pub mod conv;
+mod conv_direct;
 pub mod interp;
 pub mod norm;
 pub mod resnet_clip;

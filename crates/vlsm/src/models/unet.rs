@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::conv::ConvSame2d;
-use super::norm::GroupNormRelu2d;
+use super::norm::{conv_norm_relu, GroupNormRelu2d};
 use super::unet_ops::{max_pool2, upsample_cat};
 
 fn d_size() -> usize { 160 }
@@ -99,8 +99,8 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.norm1.forward(&self.conv1.forward(x)?)?;
-        self.norm2.forward(&self.conv2.forward(&x)?)
+        let x = conv_norm_relu(&self.conv1, &self.norm1, x)?;
+        conv_norm_relu(&self.conv2, &self.norm2, &x)
     }
 }
 
