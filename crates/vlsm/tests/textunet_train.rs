@@ -10,6 +10,10 @@ use vlsm::train::{Hooks, TrainConfig};
 /// Each image holds a red square on the left and a blue disc on the right (or the reverse);
 /// the mask is the shape the prompt names.
 fn write_dataset(root: &Path, n: usize) {
+    write_dataset_with(root, n, ["red square", "blue disc"]);
+}
+
+fn write_dataset_with(root: &Path, n: usize, [square_prompt, disc_prompt]: [&str; 2]) {
     std::fs::create_dir_all(root.join("images")).unwrap();
     std::fs::create_dir_all(root.join("masks")).unwrap();
     std::fs::create_dir_all(root.join("anns")).unwrap();
@@ -40,7 +44,7 @@ fn write_dataset(root: &Path, n: usize) {
         let name = format!("{i}");
         img.save(root.join(format!("images/{name}.png"))).unwrap();
         mask.save(root.join(format!("masks/{name}.png"))).unwrap();
-        let prompt = if want_square { "red square" } else { "blue disc" };
+        let prompt = if want_square { square_prompt } else { disc_prompt };
         recs.push(serde_json::json!({"img_name": format!("{name}.png"), "mask_name": format!("{name}.png"),
             "bbox": [0, 0, 1, 1], "prompts": {"p0": prompt, "p1": [prompt, prompt]}}));
     }
@@ -104,4 +108,56 @@ bce_weight = 1.0
     let right = |p: &[f32]| (0..32 * 32).filter(|i| i % 32 >= 16).map(|i| p[i]).sum::<f32>();
     assert!(left(&sq) > right(&sq), "square prompt should light the left");
     assert!(right(&di) > left(&di), "disc prompt should light the right");
+}
+
+#[test]
+fn negative_prompts_pair_images_with_another_datasets_prompt_and_an_empty_mask() {
+    use rand::SeedableRng;
+    use vlsm::train::{Split, Trainable};
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    write_dataset_with(&a, 8, ["red square", "blue disc"]);
+    write_dataset_with(&b, 8, ["green box", "yellow ball"]);
+    let cfg_text = |neg: f64| {
+        format!(
+            "output_dir = \"{}\"\n[model]\nkind = \"textunet\"\n[data]\ndatasets = [\"{}\", \"{}\"]\nprompts = [\"p0\"]\n\
+             image_size = 32\nfeature_cache = false\nnegative_prompts = {neg}\n",
+            tmp.path().join("run").display(),
+            a.display(),
+            b.display()
+        )
+    };
+    let cfg_path = tmp.path().join("cfg.toml");
+    std::fs::write(&cfg_path, cfg_text(0.5)).unwrap();
+    let cfg = TrainConfig::load(&cfg_path).unwrap();
+    let mut task = vlsm::train::textunet::TextUNetTask::new(&cfg, &vlsm::tokenize::find_bpe().unwrap()).unwrap();
+    // The token ids of each prompt, from the val split (never negatives): records 0 and 2 of
+    // dataset a are "red square" and "blue disc", records 8 and 10 (dataset b) the others.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let (val, _) = task.batch(Split::Val, &[0, 2, 8, 10], &mut rng).unwrap();
+    let (own_a, own_b) = (&val.ids[..2], &val.ids[2..]);
+    let idx: Vec<usize> = (0..16).collect();
+    let (mut negatives, mut positives) = (0, 0);
+    for seed in 0..4 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (input, targets) = task.batch(Split::Train, &idx, &mut rng).unwrap();
+        let area = targets.sum((1, 2)).unwrap().to_vec1::<f32>().unwrap();
+        for (i, ids) in input.ids.iter().enumerate() {
+            let (own, other) = if i < 8 { (own_a, own_b) } else { (own_b, own_a) };
+            if area[i] == 0.0 {
+                assert!(other.contains(ids), "sample {i}: an empty target with its own prompt");
+                negatives += 1;
+            } else {
+                assert!(own.contains(ids), "sample {i}: a mask with another dataset's prompt");
+                positives += 1;
+            }
+        }
+    }
+    // About half of 64 are negatives (a few draws may miss the other dataset).
+    assert!((16..=48).contains(&negatives), "{negatives} negatives, {positives} positives");
+
+    // Out of range, or for another model kind: a clear error naming the key.
+    std::fs::write(&cfg_path, cfg_text(1.0)).unwrap();
+    let e = TrainConfig::load(&cfg_path).and_then(|c| c.validate()).unwrap_err().to_string();
+    assert!(e.contains("data.negative_prompts"), "{e}");
 }

@@ -21,6 +21,8 @@
 //! image_size = 352                    # default 352; square model input size in pixels
 //! feature_cache = true                # default true; cache frozen-encoder activations (needs vision frozen)
 //! cache_dir = "cache"                 # default "<output_dir>/feature_cache"; share it to reuse across runs
+//! negative_prompts = 0.0             # default 0; textunet only: fraction of training samples given another
+//!                                     #   dataset's prompt and an empty mask (teaches "no such thing here")
 //!
 //! [train]
 //! epochs = 1000                       # default 1000 (medvlsm max_epochs)
@@ -112,6 +114,10 @@ pub struct DataConfig {
     pub feature_cache: bool,
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// TextUNet only: the fraction of training samples that get a prompt of another dataset
+    /// and an empty target, so a prompt that does not fit the image is answered with no mask.
+    #[serde(default)]
+    pub negative_prompts: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,6 +325,12 @@ impl TrainConfig {
                 "data.image_size: must be between 16 and 4096 (got {})",
                 self.data.image_size
             );
+        }
+        if !(0.0..1.0).contains(&self.data.negative_prompts) {
+            bail!("data.negative_prompts: must be in [0, 1) (got {})", self.data.negative_prompts);
+        }
+        if self.data.negative_prompts > 0.0 && self.model.kind != "textunet" {
+            bail!("data.negative_prompts: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
         }
         if self.data.feature_cache && !self.model.freeze.iter().any(|f| f == "vision") {
             bail!("data.feature_cache: needs the vision encoder frozen (add \"vision\" to model.freeze or set feature_cache = false)");

@@ -31,6 +31,8 @@ pub(crate) struct Sample {
     image: Vec<u8>,
     mask: Vec<u8>,
     pub(crate) prompts: Vec<Vec<String>>,
+    /// Which dataset of the pool it comes from (negative prompts come from another).
+    dataset: String,
 }
 
 /// Decoded, resized samples of one split, in pool order. No `keys`: a text-free model.
@@ -70,7 +72,7 @@ pub(crate) fn load_split(pool: &Pool, keys: &[String], size: u32) -> Result<Vec<
                     keys.join(", ")
                 );
             }
-            Ok(Sample { image, mask, prompts })
+            Ok(Sample { image, mask, prompts, dataset: it.dataset.name.clone() })
         })
         .collect()
 }
@@ -83,6 +85,8 @@ pub struct TextUNetTask {
     train: Vec<Sample>,
     val: Vec<Sample>,
     token_memo: RefCell<HashMap<String, Vec<u32>>>,
+    /// `data.negative_prompts`.
+    negatives: f64,
     size: usize,
     mean: [f32; 3],
     std: [f32; 3],
@@ -121,7 +125,8 @@ impl TextUNetTask {
         let model = TextUNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?;
         seeded_init(&varmap, cfg.seed)?;
         let (mean, std) = (mcfg.image_mean, mcfg.image_std);
-        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), size, mean, std, device })
+        let negatives = cfg.data.negative_prompts;
+        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), negatives, size, mean, std, device })
     }
 
     fn ids(&self, text: &str) -> Result<Vec<u32>> {
@@ -258,14 +263,31 @@ impl Trainable for TextUNetTask {
             Split::Train => &self.train,
             Split::Val => &self.val,
         };
-        let (pixels, targets) = pixels_and_targets(set, idx, self.size, self.mean, self.std, &self.device)?;
+        let (pixels, mut targets) = pixels_and_targets(set, idx, self.size, self.mean, self.std, &self.device)?;
+        let pick = |smp: &Sample, rng: &mut ChaCha8Rng| {
+            let variants = &smp.prompts[rng.random_range(0..smp.prompts.len())];
+            variants[rng.random_range(0..variants.len())].clone()
+        };
         let mut texts = Vec::with_capacity(idx.len());
+        let mut keep = Vec::with_capacity(idx.len());
         for &i in idx {
             let smp = &set[i];
-            let k = rng.random_range(0..smp.prompts.len());
-            let variants = &smp.prompts[k];
-            let v = rng.random_range(0..variants.len());
-            texts.push(variants[v].clone());
+            // A negative: another dataset's prompt for this image, and an empty target. (No
+            // draws at all when off, so runs without negatives repeat exactly.)
+            if split == Split::Train && self.negatives > 0.0 && rng.random::<f64>() < self.negatives {
+                // A few draws find another dataset's sample (a single-dataset pool has none).
+                if let Some(j) = (0..8).map(|_| rng.random_range(0..set.len())).find(|&j| set[j].dataset != smp.dataset) {
+                    texts.push(pick(&set[j], rng));
+                    keep.push(0f32);
+                    continue;
+                }
+            }
+            texts.push(pick(smp, rng));
+            keep.push(1.0);
+        }
+        if keep.contains(&0.0) {
+            let n = keep.len();
+            targets = targets.broadcast_mul(&Tensor::from_vec(keep, (n, 1, 1), &self.device)?)?;
         }
         let ids = texts.iter().map(|t| self.ids(t)).collect::<Result<_>>()?;
         Ok((UNetInput { pixels, ids }, targets))
