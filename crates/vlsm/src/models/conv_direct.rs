@@ -236,6 +236,31 @@ fn fwd_tile_generic(off: &[usize], xp: &[f32], wp: &[f32], dst: &mut [f32], ld: 
     }
 }
 
+/// One tap of a forward tile: 16 inputs from `$x` times the tap's `MO` weights at `$w`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! fwd_tap {
+    ($acc:ident, $x:expr, $w:expr) => {{
+        let x = $x;
+        let (x0, x1) = (_mm256_loadu_ps(x), _mm256_loadu_ps(x.add(8)));
+        for (r, a) in $acc.iter_mut().enumerate() {
+            let b = _mm256_broadcast_ss(&*$w.add(r));
+            a[0] = _mm256_fmadd_ps(b, x0, a[0]);
+            a[1] = _mm256_fmadd_ps(b, x1, a[1]);
+        }
+    }};
+}
+
+/// Writes a forward tile's accumulators, rows `$ld` apart.
+#[cfg(target_arch = "x86_64")]
+macro_rules! store_tile {
+    ($acc:ident, $dst:expr, $ld:expr) => {
+        for (r, row) in $acc.iter().enumerate() {
+            _mm256_storeu_ps($dst.add(r * $ld), row[0]);
+            _mm256_storeu_ps($dst.add(r * $ld + 8), row[1]);
+        }
+    };
+}
+
 /// 12 accumulators (6 channels x 2 vectors) + 2 input vectors + 1 broadcast weight.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -244,19 +269,10 @@ unsafe fn fwd_tile_avx2(off: &[usize], xp: *const f32, wp: *const f32, dst: *mut
     let mut acc = [[_mm256_setzero_ps(); 2]; MO];
     let mut w = wp;
     for &o in off {
-        let x0 = _mm256_loadu_ps(xp.add(o));
-        let x1 = _mm256_loadu_ps(xp.add(o + 8));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let a = _mm256_broadcast_ss(&*w.add(r));
-            row[0] = _mm256_fmadd_ps(a, x0, row[0]);
-            row[1] = _mm256_fmadd_ps(a, x1, row[1]);
-        }
+        fwd_tap!(acc, xp.add(o), w);
         w = w.add(MO);
     }
-    for (r, row) in acc.iter().enumerate() {
-        _mm256_storeu_ps(dst.add(r * ld), row[0]);
-        _mm256_storeu_ps(dst.add(r * ld + 8), row[1]);
-    }
+    store_tile!(acc, dst, ld);
 }
 
 /// `fwd_tile_avx2` for 3x3 kernels: the nine taps of a channel at fixed offsets from its
@@ -272,21 +288,12 @@ unsafe fn fwd_tile3_avx2(c: usize, plane: usize, wpitch: usize, xp: *const f32, 
         for ky in 0..3 {
             let row = base.add(ky * wpitch);
             for kx in 0..3 {
-                let x0 = _mm256_loadu_ps(row.add(kx));
-                let x1 = _mm256_loadu_ps(row.add(kx + 8));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let b = _mm256_broadcast_ss(&*w.add(r));
-                    a[0] = _mm256_fmadd_ps(b, x0, a[0]);
-                    a[1] = _mm256_fmadd_ps(b, x1, a[1]);
-                }
+                fwd_tap!(acc, row.add(kx), w);
                 w = w.add(MO);
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        _mm256_storeu_ps(dst.add(r * ld), row[0]);
-        _mm256_storeu_ps(dst.add(r * ld + 8), row[1]);
-    }
+    store_tile!(acc, dst, ld);
 }
 
 #[cfg(not(target_arch = "x86_64"))]
