@@ -144,7 +144,7 @@ pub(crate) fn forward(grid: &Grid, xp: &[f32], c: usize, wpk: &[f32], co: usize,
             } else if avx {
                 fwd_tile_avx2(&off, xp.as_ptr().add(p0), wp.as_ptr(), dst, npos);
             } else {
-                fwd_tile_generic(&off, &xp[p0..], wp, std::slice::from_raw_parts_mut(dst, (MO - 1) * npos + NP), npos);
+                fwd_tile_generic(&off, &xp[p0..], wp, dst, npos);
             }
         }
     };
@@ -222,7 +222,9 @@ fn has_avx2() -> bool {
     false
 }
 
-fn fwd_tile_generic(off: &[usize], xp: &[f32], wp: &[f32], dst: &mut [f32], ld: usize) {
+/// Writes through a raw pointer: tiles of different tasks interleave in `dst`'s rows, so no
+/// task may hold a slice over another's.
+unsafe fn fwd_tile_generic(off: &[usize], xp: &[f32], wp: &[f32], dst: *mut f32, ld: usize) {
     let mut acc = [[0f32; NP]; MO];
     for (t, &o) in off.iter().enumerate() {
         let xs = &xp[o..o + NP];
@@ -232,7 +234,7 @@ fn fwd_tile_generic(off: &[usize], xp: &[f32], wp: &[f32], dst: &mut [f32], ld: 
         }
     }
     for (r, row) in acc.iter().enumerate() {
-        dst[r * ld..r * ld + NP].copy_from_slice(row);
+        std::ptr::copy_nonoverlapping(row.as_ptr(), dst.add(r * ld), NP);
     }
 }
 
@@ -447,7 +449,7 @@ mod tests {
         let off: Vec<usize> = (0..40).map(|t| t * 37 % 2000).collect();
         let (mut a, mut b) = (vec![0f32; MO * 64], vec![0f32; MO * 64]);
         unsafe { fwd_tile_avx2(&off, xp.as_ptr(), wp.as_ptr(), a.as_mut_ptr(), 64) };
-        fwd_tile_generic(&off, &xp, &wp, &mut b, 64);
+        unsafe { fwd_tile_generic(&off, &xp, &wp, b.as_mut_ptr(), 64) };
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4));
         let g = rnd(GO * 300, 9);
         let tt = [0, 17, 1500];
