@@ -115,16 +115,19 @@ fn negative_prompts_pair_images_with_another_datasets_prompt_and_an_empty_mask()
     use rand::SeedableRng;
     use vlsm::train::{Split, Trainable};
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
     write_dataset_with(&a, 8, ["red square", "blue disc"]);
     write_dataset_with(&b, 8, ["green box", "yellow ball"]);
+    // c shares a prompt with a: the two never negate each other.
+    write_dataset_with(&c, 8, ["red square", "purple ring"]);
     let cfg_text = |neg: f64| {
         format!(
-            "output_dir = \"{}\"\n[model]\nkind = \"textunet\"\n[data]\ndatasets = [\"{}\", \"{}\"]\nprompts = [\"p0\"]\n\
+            "output_dir = \"{}\"\n[model]\nkind = \"textunet\"\n[data]\ndatasets = [\"{}\", \"{}\", \"{}\"]\nprompts = [\"p0\"]\n\
              image_size = 32\nfeature_cache = false\nnegative_prompts = {neg}\n",
             tmp.path().join("run").display(),
             a.display(),
-            b.display()
+            b.display(),
+            c.display()
         )
     };
     let cfg_path = tmp.path().join("cfg.toml");
@@ -134,18 +137,23 @@ fn negative_prompts_pair_images_with_another_datasets_prompt_and_an_empty_mask()
     // The token ids of each prompt, from the val split (never negatives): records 0 and 2 of
     // dataset a are "red square" and "blue disc", records 8 and 10 (dataset b) the others.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let (val, _) = task.batch(Split::Val, &[0, 2, 8, 10], &mut rng).unwrap();
-    let (own_a, own_b) = (&val.ids[..2], &val.ids[2..]);
-    let idx: Vec<usize> = (0..16).collect();
+    let (val, _) = task.batch(Split::Val, &[0, 2, 8, 10, 16, 18], &mut rng).unwrap();
+    let (own_a, own_b, own_c) = (&val.ids[..2], &val.ids[2..4], &val.ids[4..]);
+    let idx: Vec<usize> = (0..24).collect();
     let (mut negatives, mut positives) = (0, 0);
     for seed in 0..4 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let (input, targets) = task.batch(Split::Train, &idx, &mut rng).unwrap();
         let area = targets.sum((1, 2)).unwrap().to_vec1::<f32>().unwrap();
         for (i, ids) in input.ids.iter().enumerate() {
-            let (own, other) = if i < 8 { (own_a, own_b) } else { (own_b, own_a) };
+            // a and c are each foreign only to b; b to both.
+            let (own, foreign): (&[Vec<u32>], Vec<&Vec<u32>>) = match i / 8 {
+                0 => (own_a, own_b.iter().collect()),
+                1 => (own_b, own_a.iter().chain(own_c).collect()),
+                _ => (own_c, own_b.iter().collect()),
+            };
             if area[i] == 0.0 {
-                assert!(other.contains(ids), "sample {i}: an empty target with its own prompt");
+                assert!(foreign.contains(&ids), "sample {i}: an empty target with a prompt not foreign to it");
                 negatives += 1;
             } else {
                 assert!(own.contains(ids), "sample {i}: a mask with another dataset's prompt");
@@ -153,8 +161,8 @@ fn negative_prompts_pair_images_with_another_datasets_prompt_and_an_empty_mask()
             }
         }
     }
-    // About half of 64 are negatives (a few draws may miss the other dataset).
-    assert!((16..=48).contains(&negatives), "{negatives} negatives, {positives} positives");
+    // About half of 96 are negatives (a few draws may miss a foreign dataset).
+    assert!((24..=72).contains(&negatives), "{negatives} negatives, {positives} positives");
 
     // Out of range, or for another model kind: a clear error naming the key.
     std::fs::write(&cfg_path, cfg_text(1.0)).unwrap();

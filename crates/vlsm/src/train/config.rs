@@ -21,8 +21,8 @@
 //! image_size = 352                    # default 352; square model input size in pixels
 //! feature_cache = true                # default true; cache frozen-encoder activations (needs vision frozen)
 //! cache_dir = "cache"                 # default "<output_dir>/feature_cache"; share it to reuse across runs
-//! negative_prompts = 0.0             # default 0; textunet only: fraction of training samples given another
-//!                                     #   dataset's prompt and an empty mask (teaches "no such thing here")
+//! negative_prompts = 0.0             # default 0; textunet only: fraction of training samples given the prompt
+//!                                     #   of a dataset sharing no prompt with theirs, and an empty mask
 //!
 //! [train]
 //! epochs = 1000                       # default 1000 (medvlsm max_epochs)
@@ -114,8 +114,9 @@ pub struct DataConfig {
     pub feature_cache: bool,
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
-    /// TextUNet only: the fraction of training samples that get a prompt of another dataset
-    /// and an empty target, so a prompt that does not fit the image is answered with no mask.
+    /// TextUNet only: the fraction of training samples that get a prompt of a dataset sharing no
+    /// prompt with theirs, and an empty target, so a prompt that does not fit the image is
+    /// answered with no mask.
     #[serde(default)]
     pub negative_prompts: f64,
 }

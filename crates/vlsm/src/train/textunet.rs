@@ -87,6 +87,9 @@ pub struct TextUNetTask {
     token_memo: RefCell<HashMap<String, Vec<u32>>>,
     /// `data.negative_prompts`.
     negatives: f64,
+    /// For each dataset, the datasets whose (non-empty) prompts it shares none of: the only ones
+    /// negatives come from (kvasir and clinicdb share "polyp", so a polyp never negates a polyp).
+    foreign: HashMap<String, Vec<String>>,
     size: usize,
     mean: [f32; 3],
     std: [f32; 3],
@@ -126,7 +129,19 @@ impl TextUNetTask {
         seeded_init(&varmap, cfg.seed)?;
         let (mean, std) = (mcfg.image_mean, mcfg.image_std);
         let negatives = cfg.data.negative_prompts;
-        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), negatives, size, mean, std, device })
+        let mut texts: HashMap<String, BTreeSet<&str>> = HashMap::new();
+        for s in &train {
+            let t = texts.entry(s.dataset.clone()).or_default();
+            t.extend(s.prompts.iter().flatten().map(|p| p.trim()).filter(|p| !p.is_empty()));
+        }
+        let foreign = texts
+            .iter()
+            .map(|(d, mine)| {
+                let other = texts.iter().filter(|(e, theirs)| *e != d && mine.is_disjoint(theirs)).map(|(e, _)| e.clone());
+                (d.clone(), other.collect())
+            })
+            .collect();
+        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), negatives, foreign, size, mean, std, device })
     }
 
     fn ids(&self, text: &str) -> Result<Vec<u32>> {
@@ -275,11 +290,16 @@ impl Trainable for TextUNetTask {
             // A negative: another dataset's prompt for this image, and an empty target. (No
             // draws at all when off, so runs without negatives repeat exactly.)
             if split == Split::Train && self.negatives > 0.0 && rng.random::<f64>() < self.negatives {
-                // A few draws find another dataset's sample (a single-dataset pool has none).
-                if let Some(j) = (0..8).map(|_| rng.random_range(0..set.len())).find(|&j| set[j].dataset != smp.dataset) {
-                    texts.push(pick(&set[j], rng));
-                    keep.push(0f32);
-                    continue;
+                // A few draws find a foreign dataset's sample (there may be none); an empty
+                // prompt negates nothing.
+                let foreign = &self.foreign[&smp.dataset];
+                if let Some(j) = (0..8).map(|_| rng.random_range(0..set.len())).find(|&j| foreign.contains(&set[j].dataset)) {
+                    let text = pick(&set[j], rng);
+                    if !text.trim().is_empty() {
+                        texts.push(text);
+                        keep.push(0f32);
+                        continue;
+                    }
                 }
             }
             texts.push(pick(smp, rng));
