@@ -164,7 +164,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn clipseg(b: ClipsegBench) -> Result<()> {
-    if b.batch == 0 || b.reps == 0 || b.size < 16 || b.size % 16 != 0 {
+    if b.batch == 0 || b.reps == 0 || b.size < 16 || !b.size.is_multiple_of(16) {
         bail!("--batch and --reps must be >= 1 and --size a positive multiple of 16");
     }
     let dev = Device::Cpu;

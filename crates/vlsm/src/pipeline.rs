@@ -26,6 +26,7 @@ pub struct ImageFeatures {
 }
 
 /// The networks a `Segmenter` can drive.
+#[allow(clippy::large_enum_variant)] // one per loaded model; boxing buys nothing
 pub enum Net {
     ClipSeg(ClipSeg),
     TextUNet(TextUNet),
@@ -280,6 +281,7 @@ fn cris_decode(m: &Cris, c: &[Tensor], ids: &Tensor) -> candle_core::Result<Tens
 }
 
 /// CRIS preprocessing as medvlsm: resize to the square input, CLIP mean/std.
+#[allow(clippy::excessive_precision)] // the constants as CLIP publishes them
 pub fn cris_processor(size: u32) -> ImageProcessorConfig {
     let mut p = ImageProcessorConfig::clipseg(size);
     p.image_mean = [0.48145466, 0.4578275, 0.40821073];

@@ -247,9 +247,9 @@ fn wrong_kinds_keys_and_shapes_are_named_before_training() {
     let e = err(ClipSegTask::new(&config("biomedclipseg", &cris, &ds, &out, "", FAST), DecoderInit::Checkpoint, false));
     assert!(e.contains("config.json") && e.contains("'cris'"), "{e}");
     // Config keys that do not fit the kind.
-    let text = format!("output_dir = \"o\"\n[model]\nkind = \"clipseg\"\ndir = \"m\"\n[data]\ndatasets = [\"d\"]\n[loss]\nkind = \"contrastive\"\n");
+    let text = "output_dir = \"o\"\n[model]\nkind = \"clipseg\"\ndir = \"m\"\n[data]\ndatasets = [\"d\"]\n[loss]\nkind = \"contrastive\"\n".to_string();
     assert!(err(TrainConfig::parse(&text)).contains("loss.kind"));
-    let text = format!("output_dir = \"o\"\n[model]\nkind = \"cris\"\ndir = \"m\"\ndecoder_from = \"x\"\n[data]\ndatasets = [\"d\"]\n");
+    let text = "output_dir = \"o\"\n[model]\nkind = \"cris\"\ndir = \"m\"\ndecoder_from = \"x\"\n[data]\ndatasets = [\"d\"]\n".to_string();
     assert!(err(TrainConfig::parse(&text)).contains("model.decoder_from"));
     // Image size the ViT cannot take; CRIS size not a multiple of 32.
     let e = err(ClipSegTask::new(

@@ -36,7 +36,7 @@ fn clip_zero_shot_matches_transformers() {
     assert!((zs.logit_scale() - 2.0).abs() < 1e-6);
 
     // Tokens: each prompt's ids are the reference row up to its attention mask.
-    let tok = vlsm::tokenize::ClipTokenizer::from_bpe_gz(&vlsm::tokenize::find_bpe().unwrap()).unwrap();
+    let tok = vlsm::tokenize::ClipTokenizer::from_bpe_gz(vlsm::tokenize::find_bpe().unwrap()).unwrap();
     let ids: Vec<Vec<i64>> = r["input_ids"].to_vec2().unwrap();
     let mask: Vec<Vec<i64>> = r["attention_mask"].to_vec2().unwrap();
     for (i, p) in zs.prompts().iter().enumerate() {

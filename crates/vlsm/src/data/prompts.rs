@@ -183,9 +183,9 @@ pub fn number_words(n: usize) -> String {
     const TENS: [&str; 10] = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
     match n {
         0..=19 => ONES[n].to_string(),
-        20..=99 if n % 10 == 0 => TENS[n / 10].to_string(),
+        20..=99 if n.is_multiple_of(10) => TENS[n / 10].to_string(),
         20..=99 => format!("{}-{}", TENS[n / 10], ONES[n % 10]),
-        100..=999 if n % 100 == 0 => format!("{} hundred", ONES[n / 100]),
+        100..=999 if n.is_multiple_of(100) => format!("{} hundred", ONES[n / 100]),
         100..=999 => format!("{} hundred and {}", ONES[n / 100], number_words(n % 100)),
         _ => n.to_string(),
     }

@@ -14,6 +14,7 @@ use super::window::Decoded;
 /// Decompressed volumes larger than this are refused.
 const MAX_BYTES: u64 = 2 << 30;
 
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(a >= b)` also rejects NaN, on purpose
 pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
     let raw;
     let b: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {

@@ -170,6 +170,7 @@ pub(crate) fn read_medical_mask(path: &Path, bytes: &[u8], kind: Medical, slice:
 }
 
 /// Maps values to 0..255. Non-finite values map to 0.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(a >= b)` also rejects NaN, on purpose
 pub fn window_to_u8(
     values: &[f32],
     windowing: Windowing,
@@ -222,6 +223,7 @@ pub fn window_to_u8(
         .collect())
 }
 
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(a >= b)` also rejects NaN, on purpose
 fn linear(lo: f64, hi: f64) -> Box<dyn Fn(f64) -> f64> {
     if !(hi > lo) {
         // Constant (or empty) data: everything maps to 0.

@@ -73,12 +73,12 @@ impl TimmVisionCfg {
         };
         let width = self.width.unwrap_or(w);
         let heads = match self.head_width {
-            Some(hw) if hw > 0 && width % hw == 0 => width / hw,
+            Some(hw) if hw > 0 && width.is_multiple_of(hw) => width / hw,
             Some(hw) => return Err(format!("width {width} is not a multiple of head_width {hw}")),
             None => h,
         };
         let patch_size = self.patch_size.or(patch).unwrap_or(16);
-        if patch_size == 0 || self.image_size % patch_size != 0 {
+        if patch_size == 0 || !self.image_size.is_multiple_of(patch_size) {
             return Err(format!("image_size {} is not a multiple of patch_size {patch_size}", self.image_size));
         }
         if self.timm_proj != "linear" || !self.timm_pool.is_empty() {

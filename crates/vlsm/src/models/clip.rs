@@ -99,7 +99,7 @@ pub struct Attention {
 
 impl Attention {
     pub fn new(vb: VarBuilder, dim: usize, num_heads: usize) -> Result<Self> {
-        if num_heads == 0 || dim % num_heads != 0 {
+        if num_heads == 0 || !dim.is_multiple_of(num_heads) {
             candle_core::bail!("hidden size {dim} is not divisible by {num_heads} attention heads");
         }
         Ok(Self {

@@ -512,6 +512,27 @@ pub fn checkpoint_var_builder(path: &Path, dtype: DType, dev: &Device, probe: &s
     }
 }
 
+/// Seconds per forward pass of full-size CRIS (RN50, 416 px, batch 1, word_len 77) with random
+/// weights, after one warm-up pass; for `vlsm bench cris`.
+pub fn bench(iters: usize, dev: &Device) -> anyhow::Result<Vec<f64>> {
+    let c = CrisConfig::default();
+    let vm = candle_nn::VarMap::new();
+    let m = Cris::new(VarBuilder::from_varmap(&vm, DType::F32, dev), &c)?;
+    let img = Tensor::randn(0f32, 1.0, (1, 3, c.img_size, c.img_size), dev)?;
+    let mut ids = vec![0u32; c.word_len];
+    ids[..4].copy_from_slice(&[49406, 320, 1929, 49407]);
+    let ids = Tensor::from_vec(ids, (1, c.word_len), dev)?;
+    let mut times = vec![];
+    for i in 0..=iters {
+        let t = std::time::Instant::now();
+        m.forward(&img, &ids)?.flatten_all()?.to_vec1::<f32>()?;
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,25 +557,4 @@ mod tests {
         let want = (bce(2.0, 1.0) + bce(-1.0, 0.0) + bce(0.0, 1.0) + bce(3.0, 0.0)) / 4.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
-}
-
-/// Seconds per forward pass of full-size CRIS (RN50, 416 px, batch 1, word_len 77) with random
-/// weights, after one warm-up pass; for `vlsm bench cris`.
-pub fn bench(iters: usize, dev: &Device) -> anyhow::Result<Vec<f64>> {
-    let c = CrisConfig::default();
-    let vm = candle_nn::VarMap::new();
-    let m = Cris::new(VarBuilder::from_varmap(&vm, DType::F32, dev), &c)?;
-    let img = Tensor::randn(0f32, 1.0, (1, 3, c.img_size, c.img_size), dev)?;
-    let mut ids = vec![0u32; c.word_len];
-    ids[..4].copy_from_slice(&[49406, 320, 1929, 49407]);
-    let ids = Tensor::from_vec(ids, (1, c.word_len), dev)?;
-    let mut times = vec![];
-    for i in 0..=iters {
-        let t = std::time::Instant::now();
-        m.forward(&img, &ids)?.flatten_all()?.to_vec1::<f32>()?;
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
-    Ok(times)
 }

@@ -292,7 +292,7 @@ pub struct GroupNormRelu2d {
 
 impl GroupNormRelu2d {
     pub fn load(vb: VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             candle_core::bail!("GroupNorm: {groups} groups do not divide {channels} channels");
         }
         let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;

@@ -134,7 +134,7 @@ pub struct PackedAttention {
 
 impl PackedAttention {
     pub fn new(vb: VarBuilder, d: usize, heads: usize) -> Result<Self> {
-        if heads == 0 || d % heads != 0 {
+        if heads == 0 || !d.is_multiple_of(heads) {
             candle_core::bail!("width {d} is not divisible by {heads} attention heads");
         }
         let w = vb.get((3 * d, d), "in_proj_weight")?;
@@ -145,7 +145,7 @@ impl PackedAttention {
 
     /// Separate `q_proj`/`k_proj`/`v_proj`/`c_proj` (CLIP's attention pool).
     pub fn separate(vb: VarBuilder, d: usize, out: usize, heads: usize) -> Result<Self> {
-        if heads == 0 || d % heads != 0 {
+        if heads == 0 || !d.is_multiple_of(heads) {
             candle_core::bail!("width {d} is not divisible by {heads} attention heads");
         }
         Ok(Self {

@@ -71,7 +71,7 @@ pub(crate) fn validate_levels(image_size: usize, channels: &[usize], groups: usi
         return Err("channels and groups must be at least 1".into());
     }
     let div = 1 << (levels - 1);
-    if image_size == 0 || image_size % div != 0 {
+    if image_size == 0 || !image_size.is_multiple_of(div) {
         return Err(format!("image_size {image_size} is not a multiple of {div}"));
     }
     Ok(())
@@ -89,7 +89,7 @@ struct Block {
 impl Block {
     fn new(vb: VarBuilder, cin: usize, cout: usize, groups: usize) -> Result<Self> {
         // The largest group count <= groups that divides cout.
-        let g = (1..=groups.min(cout)).rev().find(|g| cout % g == 0).unwrap_or(1);
+        let g = (1..=groups.min(cout)).rev().find(|g| cout.is_multiple_of(*g)).unwrap_or(1);
         Ok(Self {
             conv1: ConvSame2d::load_no_bias(vb.pp("conv1"), cin, cout, 3)?,
             norm1: GroupNormRelu2d::load(vb.pp("norm1"), g, cout, 1e-5)?,
