@@ -15,6 +15,10 @@ pub struct TrainArgs {
     /// Continue the run in the config's output_dir from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Learning rate from the next epoch on, instead of train.lr or, with --resume, the
+    /// checkpoint's (a manual step; the plateau scheduler's patience count restarts).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Start the decoder from random weights instead of the checkpoint's (CRIS: neck, decoder
     /// and projector).
     #[arg(long)]
@@ -30,6 +34,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let hooks = Hooks {
         resume: a.resume,
+        lr: a.lr,
         progress: true,
         on_epoch: None,
     };

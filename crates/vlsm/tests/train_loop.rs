@@ -245,6 +245,24 @@ fn train_resume_is_bit_identical() {
 }
 
 #[test]
+fn train_lr_override_steps_the_learning_rate() {
+    let out = tmp("lr");
+    let first = Hooks {
+        on_epoch: Some(Box::new(|r: &train::EpochRecord| r.epoch < 2)),
+        ..quiet()
+    };
+    train::run(&config(&out, 4), &mut Tiny::new(1), first).unwrap();
+    let bad = Hooks { resume: true, lr: Some(0.0), ..quiet() };
+    let e = train::run(&config(&out, 4), &mut Tiny::new(1), bad).unwrap_err().to_string();
+    assert!(e.contains("learning rate 0") && e.contains("positive"), "{e}");
+    let step = Hooks { resume: true, lr: Some(0.0125), ..quiet() };
+    let s = train::run(&config(&out, 4), &mut Tiny::new(1), step).unwrap();
+    let lrs: Vec<f64> = s.history.iter().map(|r| r.lr).collect();
+    assert_eq!(lrs[..3], [0.03, 0.03, 0.0125], "{lrs:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
 fn train_checkpoint_errors_name_the_problem() {
     let out = tmp("errors");
     let e = train::run(

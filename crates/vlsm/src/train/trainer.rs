@@ -64,6 +64,9 @@ pub type EpochHook<'a> = Box<dyn FnMut(&EpochRecord) -> bool + 'a>;
 pub struct Hooks<'a> {
     /// Continue the run in `output_dir` from `last/`.
     pub resume: bool,
+    /// Learning rate from the first epoch this call runs, instead of `train.lr` (fresh run) or
+    /// the checkpoint's (resume); the plateau scheduler's count of bad epochs restarts.
+    pub lr: Option<f64>,
     /// Show progress bars (only drawn when stderr is a terminal).
     pub progress: bool,
     /// Called after each epoch, once its checkpoint is on disk; returning false stops the run
@@ -109,6 +112,7 @@ impl Default for Hooks<'_> {
     fn default() -> Self {
         Hooks {
             resume: false,
+            lr: None,
             progress: true,
             on_epoch: None,
         }
@@ -214,6 +218,14 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
             "{}: already holds a run (last/); resume it or choose another output_dir",
             run_dir.display()
         );
+    }
+    if let Some(lr) = hooks.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("learning rate {lr}: must be a positive number");
+        }
+        opt.set_lr(lr);
+        st.lr = lr;
+        st.scheduler.num_bad_epochs = 0;
     }
     std::fs::create_dir_all(&run_dir).map_err(|e| anyhow!("{}: cannot create: {e}", run_dir.display()))?;
     crate::io::write_atomic(&run_dir.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
