@@ -17,12 +17,19 @@ pub struct TrainArgs {
     pub resume: bool,
     /// Learning rate from the next epoch on, instead of train.lr or, with --resume, the
     /// checkpoint's (a manual step; the plateau scheduler's patience count restarts).
-    #[arg(long)]
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// Start the decoder from random weights instead of the checkpoint's (CRIS: neck, decoder
     /// and projector).
     #[arg(long)]
     pub random_decoder: bool,
+}
+
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {

@@ -129,5 +129,9 @@ fn config_errors_name_the_key_in_one_line() {
     std::fs::write(&cfg, text).unwrap();
     let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(!ok && err.contains("train.lr"), "{err}");
+    for bad in ["0", "-1e-3", "nan", "fast"] {
+        let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap(), "--lr", bad]);
+        assert!(!ok && err.contains("--lr") && err.contains("not a positive number"), "{bad}: {err}");
+    }
     assert!(!tmp.path().join("run").exists());
 }
