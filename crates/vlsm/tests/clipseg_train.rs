@@ -80,6 +80,7 @@ patience = 0
 fn quiet<'a>() -> Hooks<'a> {
     Hooks {
         resume: false,
+        lr: None,
         progress: false,
         on_epoch: None,
     }
@@ -178,6 +179,7 @@ fn killed_run_resumes_to_bit_identical_weights() {
     let part = config(&ds, &tmp.path().join("part"), &cache, 4);
     let stop = Hooks {
         resume: false,
+        lr: None,
         progress: false,
         on_epoch: Some(Box::new(|r| r.epoch < 2)),
     };
@@ -188,6 +190,7 @@ fn killed_run_resumes_to_bit_identical_weights() {
         &part,
         Hooks {
             resume: true,
+            lr: None,
             progress: false,
             on_epoch: None,
         },

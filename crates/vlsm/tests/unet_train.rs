@@ -74,7 +74,7 @@ kind = "dice"
 }
 
 fn quiet() -> Hooks<'static> {
-    Hooks { resume: false, progress: false, on_epoch: None }
+    Hooks { resume: false, lr: None, progress: false, on_epoch: None }
 }
 
 fn train(cfg: &TrainConfig, hooks: Hooks) -> anyhow::Result<vlsm::train::RunSummary> {
@@ -151,14 +151,14 @@ fn unet_resume_continues_exactly() {
     let whole = train(&config(tmp.path(), &data, "whole", 4, ""), quiet()).unwrap();
 
     let cfg = config(tmp.path(), &data, "split", 4, "");
-    let stop_after_2 = Hooks { resume: false, progress: false, on_epoch: Some(Box::new(|r| r.epoch < 2)) };
+    let stop_after_2 = Hooks { resume: false, lr: None, progress: false, on_epoch: Some(Box::new(|r| r.epoch < 2)) };
     let part = train(&cfg, stop_after_2).unwrap();
     assert!(!part.finished);
     assert_eq!(part.history.len(), 2);
     // A second fresh start into the same output_dir is refused.
     let e = train(&cfg, quiet()).unwrap_err().to_string();
     assert!(e.contains("already holds a run"), "{e}");
-    let resumed = train(&cfg, Hooks { resume: true, progress: false, on_epoch: None }).unwrap();
+    let resumed = train(&cfg, Hooks { resume: true, lr: None, progress: false, on_epoch: None }).unwrap();
     assert!(resumed.finished);
     let losses = |s: &vlsm::train::RunSummary| s.history.iter().map(|r| (r.train_loss, r.val_dice)).collect::<Vec<_>>();
     assert_eq!(losses(&whole), losses(&resumed));

@@ -15,7 +15,7 @@ fn fx(rel: &str) -> PathBuf {
 }
 
 fn quiet<'a>() -> Hooks<'a> {
-    Hooks { resume: false, progress: false, on_epoch: None }
+    Hooks { resume: false, lr: None, progress: false, on_epoch: None }
 }
 
 /// `n` 40x30 images, each with the same bright square and its mask; train = val.
@@ -207,10 +207,10 @@ fn cris_with_a_frozen_backbone_trains_the_head_only_and_resumes_exactly() {
     assert!(a.finished);
 
     let part = mk("part");
-    let stop = Hooks { resume: false, progress: false, on_epoch: Some(Box::new(|r| r.epoch < 2)) };
+    let stop = Hooks { resume: false, lr: None, progress: false, on_epoch: Some(Box::new(|r| r.epoch < 2)) };
     let s = cris_train::train(&part, stop, DecoderInit::Checkpoint).unwrap();
     assert!(!s.finished);
-    let b = cris_train::train(&part, Hooks { resume: true, progress: false, on_epoch: None }, DecoderInit::Checkpoint)
+    let b = cris_train::train(&part, Hooks { resume: true, lr: None, progress: false, on_epoch: None }, DecoderInit::Checkpoint)
         .unwrap();
     assert!(b.finished);
     for f in ["weights.safetensors", "optimizer.safetensors"] {
