@@ -169,3 +169,81 @@ fn negative_prompts_pair_images_with_another_datasets_prompt_and_an_empty_mask()
     let e = TrainConfig::load(&cfg_path).and_then(|c| c.validate()).unwrap_err().to_string();
     assert!(e.contains("data.negative_prompts"), "{e}");
 }
+
+#[test]
+fn flip_prompt_swaps_only_the_position_words() {
+    use vlsm::train::textunet::Flip;
+    let (h, v, hv) = (Flip { h: true, v: false }, Flip { h: false, v: true }, Flip { h: true, v: true });
+    let p = "one medium pink right ear polyp, located in bottom right of the image";
+    assert_eq!(h.prompt(p), "one medium pink right ear polyp, located in bottom left of the image");
+    assert_eq!(v.prompt(p), "one medium pink right ear polyp, located in top right of the image");
+    assert_eq!(hv.prompt(p), "one medium pink right ear polyp, located in top left of the image");
+    assert_eq!(Flip::default().prompt(p), p);
+    let b = "Two small benign tumors at the top left, center in the breast ultrasound image.";
+    assert_eq!(hv.prompt(b), "Two small benign tumors at the bottom right, center in the breast ultrasound image.");
+    assert_eq!(h.prompt("polyp which is a small lump in the lining of colon"), "polyp which is a small lump in the lining of colon");
+    assert_eq!(h.prompt(""), "");
+}
+
+#[test]
+fn flips_turn_image_mask_and_prompt_together() {
+    use rand::SeedableRng;
+    use vlsm::train::textunet::Flip;
+    use vlsm::train::{Split, Trainable};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let prompts = ["red square, located in top left of the image", "blue disc, located in right of the image"];
+    write_dataset_with(&a, 4, prompts);
+    let cfg_text = |kind: &str| {
+        format!(
+            "output_dir = \"{}\"\n[model]\nkind = \"{kind}\"\n[data]\ndatasets = [\"{}\"]\nprompts = [\"p0\"]\n\
+             image_size = 32\nfeature_cache = false\nflips = true\n",
+            tmp.path().join("run").display(),
+            a.display(),
+        )
+    };
+    let cfg_path = tmp.path().join("cfg.toml");
+    std::fs::write(&cfg_path, cfg_text("textunet")).unwrap();
+    let cfg = TrainConfig::load(&cfg_path).unwrap();
+    let tok = vlsm::tokenize::ClipTokenizer::from_bpe_gz(&vlsm::tokenize::find_bpe().unwrap()).unwrap();
+    let mut task = vlsm::train::textunet::TextUNetTask::new(&cfg, &vlsm::tokenize::find_bpe().unwrap()).unwrap();
+    let idx = [0usize, 1, 2, 3];
+    // Val batches are never flipped: they are the originals.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (orig, orig_t) = task.batch(Split::Val, &idx, &mut rng).unwrap();
+    let ot = orig_t.to_vec3::<f32>().unwrap();
+    let op: Vec<Vec<Vec<Vec<f32>>>> = (0..4).map(|b| orig.pixels.get(b).unwrap().to_vec3().unwrap()).collect();
+    let flip2 = |m: &Vec<Vec<f32>>, f: Flip| -> Vec<Vec<f32>> {
+        (0..32)
+            .map(|y| (0..32).map(|x| m[if f.v { 31 - y } else { y }][if f.h { 31 - x } else { x }]).collect())
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for seed in 0..6 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (input, targets) = task.batch(Split::Train, &idx, &mut rng).unwrap();
+        let t = targets.to_vec3::<f32>().unwrap();
+        for b in 0..4 {
+            let px: Vec<Vec<Vec<f32>>> = input.pixels.get(b).unwrap().to_vec3().unwrap();
+            // Which flip it got, from the mask; the image and the prompt must agree.
+            let f = [(false, false), (true, false), (false, true), (true, true)]
+                .map(|(h, v)| Flip { h, v })
+                .into_iter()
+                .find(|&f| flip2(&ot[b], f) == t[b])
+                .unwrap_or_else(|| panic!("seed {seed} sample {b}: the target is no flip of the mask"));
+            for c in 0..3 {
+                assert_eq!(px[c], flip2(&op[b][c], f), "seed {seed} sample {b}: image and mask flipped apart");
+            }
+            let text = prompts[(b / 2) % 2];
+            assert_eq!(input.ids[b], tok.encode(&f.prompt(text)).unwrap(), "seed {seed} sample {b}: prompt not flipped with {f:?}");
+            seen.insert((f.h, f.v));
+        }
+    }
+    // 24 draws: every flip came up (a square and disc pair is never symmetric, so all are told apart).
+    assert_eq!(seen.len(), 4, "{seen:?}");
+
+    // Another model kind: a clear error naming the key.
+    std::fs::write(&cfg_path, cfg_text("unet")).unwrap();
+    let e = TrainConfig::load(&cfg_path).and_then(|c| c.validate()).unwrap_err().to_string();
+    assert!(e.contains("data.flips"), "{e}");
+}

@@ -23,6 +23,8 @@
 //! cache_dir = "cache"                 # default "<output_dir>/feature_cache"; share it to reuse across runs
 //! negative_prompts = 0.0             # default 0; textunet only: fraction of training samples given the prompt
 //!                                     #   of a dataset sharing no prompt with theirs, and an empty mask
+//! flips = false                       # default false; textunet only: random horizontal/vertical flips of
+//!                                     #   training samples, the prompt's position words flipped with them
 //!
 //! [train]
 //! epochs = 1000                       # default 1000 (medvlsm max_epochs)
@@ -119,6 +121,10 @@ pub struct DataConfig {
     /// answered with no mask.
     #[serde(default)]
     pub negative_prompts: f64,
+    /// TextUNet only: each training sample is flipped left-right and top-bottom with probability
+    /// 1/2 each, and the position words of its prompt ("located in right of the image") with it.
+    #[serde(default)]
+    pub flips: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,6 +338,9 @@ impl TrainConfig {
         }
         if self.data.negative_prompts > 0.0 && self.model.kind != "textunet" {
             bail!("data.negative_prompts: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
+        }
+        if self.data.flips && self.model.kind != "textunet" {
+            bail!("data.flips: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
         }
         if self.data.feature_cache && !self.model.freeze.iter().any(|f| f == "vision") {
             bail!("data.feature_cache: needs the vision encoder frozen (add \"vision\" to model.freeze or set feature_cache = false)");

@@ -87,6 +87,8 @@ pub struct TextUNetTask {
     token_memo: RefCell<HashMap<String, Vec<u32>>>,
     /// `data.negative_prompts`.
     negatives: f64,
+    /// `data.flips`.
+    flips: bool,
     /// For each dataset, the datasets whose (non-empty) prompts it shares none of: the only ones
     /// negatives come from (kvasir and clinicdb share "polyp", so a polyp never negates a polyp).
     foreign: HashMap<String, Vec<String>>,
@@ -128,7 +130,7 @@ impl TextUNetTask {
         let model = TextUNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?;
         seeded_init(&varmap, cfg.seed)?;
         let (mean, std) = (mcfg.image_mean, mcfg.image_std);
-        let negatives = cfg.data.negative_prompts;
+        let (negatives, flips) = (cfg.data.negative_prompts, cfg.data.flips);
         let mut texts: HashMap<String, BTreeSet<&str>> = HashMap::new();
         for s in &train {
             let t = texts.entry(s.dataset.clone()).or_default();
@@ -141,7 +143,7 @@ impl TextUNetTask {
                 (d.clone(), other.collect())
             })
             .collect();
-        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), negatives, foreign, size, mean, std, device })
+        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), negatives, flips, foreign, size, mean, std, device })
     }
 
     fn ids(&self, text: &str) -> Result<Vec<u32>> {
@@ -235,10 +237,64 @@ pub(crate) fn write_model_dir(
     Ok(())
 }
 
-/// Normalised pixels [B, 3, S, S] and {0,1} targets [B, S, S] of samples `idx`.
+/// A training sample's flips: left-right (`h`) and top-bottom (`v`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Flip {
+    pub h: bool,
+    pub v: bool,
+}
+
+impl Flip {
+    /// The pixel index that lands at (y, x) of an S x S image.
+    fn source(self, y: usize, x: usize, size: usize) -> usize {
+        let sy = if self.v { size - 1 - y } else { y };
+        let sx = if self.h { size - 1 - x } else { x };
+        sy * size + sx
+    }
+
+    /// `text` as it describes the flipped image: in the position phrase that ends the medvlsm
+    /// prompts ("located in bottom right of the image", BUSI's "at the top left, center in ..."),
+    /// left and right swap under `h`, top and bottom under `v`. Words before it are left alone
+    /// ("right ear polyp" names a shape).
+    pub fn prompt(self, text: &str) -> String {
+        let start = ["located in", " at the "].iter().filter_map(|m| text.rfind(m)).max();
+        let Some(start) = start.filter(|_| self.h || self.v) else { return text.to_string() };
+        let (head, tail) = text.split_at(start);
+        let mut out = String::with_capacity(text.len());
+        out.push_str(head);
+        let mut word = String::new();
+        let swap = |w: &str| -> Option<&'static str> {
+            Some(match (w, self.h, self.v) {
+                ("left", true, _) => "right",
+                ("right", true, _) => "left",
+                ("top", _, true) => "bottom",
+                ("bottom", _, true) => "top",
+                _ => return None,
+            })
+        };
+        let flush = |word: &mut String, out: &mut String| {
+            out.push_str(swap(word).unwrap_or(word));
+            word.clear();
+        };
+        for ch in tail.chars() {
+            if ch.is_alphabetic() {
+                word.push(ch);
+            } else {
+                flush(&mut word, &mut out);
+                out.push(ch);
+            }
+        }
+        flush(&mut word, &mut out);
+        out
+    }
+}
+
+/// Normalised pixels [B, 3, S, S] and {0,1} targets [B, S, S] of samples `idx`, each flipped
+/// by its entry of `flips` (none where `flips` is shorter).
 pub(crate) fn pixels_and_targets(
     set: &[Sample],
     idx: &[usize],
+    flips: &[Flip],
     size: usize,
     mean: [f32; 3],
     std: [f32; 3],
@@ -247,13 +303,15 @@ pub(crate) fn pixels_and_targets(
     let hw = size * size;
     let mut px = Vec::with_capacity(idx.len() * 3 * hw);
     let mut tg = Vec::with_capacity(idx.len() * hw);
-    for &i in idx {
+    for (k, &i) in idx.iter().enumerate() {
         let smp = &set[i];
+        let f = flips.get(k).copied().unwrap_or_default();
+        let src: Vec<usize> = (0..hw).map(|p| f.source(p / size, p % size, size)).collect();
         for c in 0..3 {
             let (m, sd) = (mean[c], std[c]);
-            px.extend(smp.image.iter().skip(c).step_by(3).map(|&v| (v as f32 / 255.0 - m) / sd));
+            px.extend(src.iter().map(|&p| (smp.image[p * 3 + c] as f32 / 255.0 - m) / sd));
         }
-        tg.extend(smp.mask.iter().map(|&v| if v > 127 { 1f32 } else { 0.0 }));
+        tg.extend(src.iter().map(|&p| if smp.mask[p] > 127 { 1f32 } else { 0.0 }));
     }
     let b = idx.len();
     Ok((Tensor::from_vec(px, (b, 3, size, size), device)?, Tensor::from_vec(tg, (b, size, size), device)?))
@@ -278,15 +336,22 @@ impl Trainable for TextUNetTask {
             Split::Train => &self.train,
             Split::Val => &self.val,
         };
-        let (pixels, mut targets) = pixels_and_targets(set, idx, self.size, self.mean, self.std, &self.device)?;
+        // Flips are drawn first and only when on, so runs without them repeat exactly.
+        let flips: Vec<Flip> = if split == Split::Train && self.flips {
+            idx.iter().map(|_| Flip { h: rng.random(), v: rng.random() }).collect()
+        } else {
+            Vec::new()
+        };
+        let (pixels, mut targets) = pixels_and_targets(set, idx, &flips, self.size, self.mean, self.std, &self.device)?;
         let pick = |smp: &Sample, rng: &mut ChaCha8Rng| {
             let variants = &smp.prompts[rng.random_range(0..smp.prompts.len())];
             variants[rng.random_range(0..variants.len())].clone()
         };
         let mut texts = Vec::with_capacity(idx.len());
         let mut keep = Vec::with_capacity(idx.len());
-        for &i in idx {
+        for (k, &i) in idx.iter().enumerate() {
             let smp = &set[i];
+            let flip = flips.get(k).copied().unwrap_or_default();
             // A negative: another dataset's prompt for this image, and an empty target. (No
             // draws at all when off, so runs without negatives repeat exactly.)
             if split == Split::Train && self.negatives > 0.0 && rng.random::<f64>() < self.negatives {
@@ -302,7 +367,7 @@ impl Trainable for TextUNetTask {
                     }
                 }
             }
-            texts.push(pick(smp, rng));
+            texts.push(flip.prompt(&pick(smp, rng)));
             keep.push(1.0);
         }
         if keep.contains(&0.0) {

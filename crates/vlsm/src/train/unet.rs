@@ -70,7 +70,7 @@ impl Trainable for UNetTask {
             Split::Val => &self.val,
         };
         let c = &self.model.config;
-        pixels_and_targets(set, idx, c.image_size, c.image_mean, c.image_std, &self.device)
+        pixels_and_targets(set, idx, &[], c.image_size, c.image_mean, c.image_std, &self.device)
     }
 
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
