@@ -205,8 +205,9 @@ fn flips_turn_image_mask_and_prompt_together() {
     let cfg_path = tmp.path().join("cfg.toml");
     std::fs::write(&cfg_path, cfg_text("textunet")).unwrap();
     let cfg = TrainConfig::load(&cfg_path).unwrap();
-    let tok = vlsm::tokenize::ClipTokenizer::from_bpe_gz(&vlsm::tokenize::find_bpe().unwrap()).unwrap();
-    let mut task = vlsm::train::textunet::TextUNetTask::new(&cfg, &vlsm::tokenize::find_bpe().unwrap()).unwrap();
+    let bpe = vlsm::tokenize::find_bpe().unwrap();
+    let tok = vlsm::tokenize::ClipTokenizer::from_bpe_gz(&bpe).unwrap();
+    let mut task = vlsm::train::textunet::TextUNetTask::new(&cfg, &bpe).unwrap();
     let idx = [0usize, 1, 2, 3];
     // Val batches are never flipped: they are the originals.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
