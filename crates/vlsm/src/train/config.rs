@@ -336,11 +336,9 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.data.negative_prompts) {
             bail!("data.negative_prompts: must be in [0, 1) (got {})", self.data.negative_prompts);
         }
-        if self.data.negative_prompts > 0.0 && self.model.kind != "textunet" {
-            bail!("data.negative_prompts: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
-        }
-        if self.data.flips && self.model.kind != "textunet" {
-            bail!("data.flips: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
+        let textunet_only = [("data.negative_prompts", self.data.negative_prompts > 0.0), ("data.flips", self.data.flips)];
+        if let Some((key, _)) = textunet_only.iter().find(|(_, on)| *on && self.model.kind != "textunet") {
+            bail!("{key}: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
         }
         if self.data.feature_cache && !self.model.freeze.iter().any(|f| f == "vision") {
             bail!("data.feature_cache: needs the vision encoder frozen (add \"vision\" to model.freeze or set feature_cache = false)");
