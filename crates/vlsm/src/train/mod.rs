@@ -2,22 +2,11 @@
 //! atomic checkpoints with exact resume, CSV/TensorBoard/PNG logging, a memory-mapped feature
 //! cache for frozen encoders, and the loop itself (`run`), generic over `Trainable`.
 
-pub mod cache;
-pub mod checkpoint;
-pub mod clipseg;
-pub mod config;
-pub mod cris;
-pub mod log;
-pub mod loss;
-pub mod optim;
-pub mod plot;
-pub mod random_init;
-pub mod sched;
-pub mod tensorboard;
-pub mod textunet;
-pub mod unet;
-pub mod trainer;
-pub mod vit_classify;
+pub mod engine;
+pub mod tasks;
+
+pub use engine::{cache, config, log, loss, optim, plot, sched, state as checkpoint, tensorboard, trainer};
+pub use tasks::{clipseg, cris, random_init, textunet, unet, vit_classify};
 
 pub use cache::FeatureCache;
 pub use config::TrainConfig;
