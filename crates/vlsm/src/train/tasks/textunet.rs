@@ -11,71 +11,18 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
-use super::checkpoint;
-use super::config::TrainConfig;
-use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
-use crate::data::{Pool, Prompt};
+use super::common::{load_split, pixels_and_targets, seeded_init, write_model_dir, Flip, Sample};
+use crate::data::Pool;
 use crate::models::textunet::{TextUNet, TextUNetConfig};
-use crate::pipeline::textunet_processor;
-use crate::preprocess::{pil_resize, pil_resize_gray, Filter};
-use crate::tokenize::{find_bpe, ClipTokenizer, BPE_FILE};
-
-pub(crate) struct Sample {
-    image: Vec<u8>,
-    mask: Vec<u8>,
-    pub(crate) prompts: Vec<Vec<String>>,
-    /// Which dataset of the pool it comes from (negative prompts come from another).
-    dataset: String,
-}
-
-/// Decoded, resized samples of one split, in pool order. No `keys`: a text-free model.
-pub(crate) fn load_split(pool: &Pool, keys: &[String], size: u32) -> Result<Vec<Sample>> {
-    let items: Vec<_> = pool.iter().collect();
-    items
-        .par_iter()
-        .map(|it| {
-            let r = it.record;
-            let img = crate::io::read_rgb(&r.image_path)?;
-            let mask = crate::io::read_mask(&r.mask_path)?;
-            if img.dimensions() != mask.dimensions() {
-                bail!(
-                    "{}: mask is {:?} but its image {} is {:?}",
-                    r.mask_path.display(),
-                    mask.dimensions(),
-                    r.image_path.display(),
-                    img.dimensions()
-                );
-            }
-            let image = pil_resize(&img, size, size, Filter::Bilinear).into_raw();
-            let mask = pil_resize_gray(&mask, size, size, Filter::Nearest).into_raw();
-            // Keys a record lacks are skipped (BUSI has p0-p6, the polyp sets p0-p9).
-            let prompts: Vec<Vec<String>> = keys
-                .iter()
-                .filter_map(|k| match r.prompts.get(k) {
-                    Some(Prompt::One(s)) => Some(vec![s.clone()]),
-                    Some(Prompt::Many(v)) if !v.is_empty() => Some(v.clone()),
-                    _ => None,
-                })
-                .collect();
-            if prompts.is_empty() && !keys.is_empty() {
-                bail!(
-                    "{}: record {} has none of the prompts {}",
-                    it.dataset.root.join("anns").display(),
-                    r.img_name,
-                    keys.join(", ")
-                );
-            }
-            Ok(Sample { image, mask, prompts, dataset: it.dataset.name.clone() })
-        })
-        .collect()
-}
+use crate::tokenize::{find_bpe, ClipTokenizer};
+use crate::train::engine::config::TrainConfig;
+use crate::train::engine::trainer::{self, export_new_best, Hooks, RunOptions, RunSummary, Split, Trainable};
 
 /// The [`Trainable`] for TextUNet.
 pub struct TextUNetTask {
@@ -161,160 +108,10 @@ impl TextUNetTask {
     }
 }
 
-/// Re-draws every parameter from the run seed (candle's CPU RNG cannot be seeded), as PyTorch
-/// initialises them: uniform(±1/sqrt(fan_in)) for conv/linear weights and biases, N(0, 1) token
-/// and N(0, 0.02) position embeddings, norms at one and zero.
-pub(crate) fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
-    use rand::SeedableRng;
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let fan_in = |name: &str| -> Option<usize> {
-        let w = data.get(&format!("{}.weight", name.strip_suffix(".bias")?))?;
-        Some(w.dims()[1..].iter().product())
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let normal = |std: f32, rng: &mut ChaCha8Rng| -> f32 {
-        // Box-Muller; 1 - u keeps the log finite.
-        let (u, v): (f32, f32) = (rng.random(), rng.random());
-        std * (-2.0 * (1.0 - u).ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    };
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let n: usize = dims.iter().product();
-        let is_norm = name.contains("norm");
-        let v: Vec<f32> = if name.ends_with("token_embedding.weight") {
-            (0..n).map(|_| normal(1.0, &mut rng)).collect()
-        } else if name.ends_with("position_embedding") {
-            (0..n).map(|_| normal(0.02, &mut rng)).collect()
-        } else if is_norm {
-            vec![if name.ends_with("weight") { 1.0 } else { 0.0 }; n]
-        } else {
-            let fi = if dims.len() >= 2 { dims[1..].iter().product() } else { fan_in(name).unwrap_or(n) };
-            let b = 1.0 / (fi as f32).sqrt();
-            (0..n).map(|_| rng.random_range(-b..b)).collect()
-        };
-        var.set(&Tensor::from_vec(v, dims.as_slice(), var.device())?)?;
-    }
-    Ok(())
-}
-
 /// A TextUNet model directory: config, weights, processor config and the BPE file.
 pub fn export_dir(config: &TextUNetConfig, weights: &Path, bpe: &Path, dst: &Path) -> Result<()> {
-    let p = textunet_processor(config);
     let json = serde_json::to_string_pretty(config)?;
-    write_model_dir(json.as_bytes(), config.image_size, p.image_mean, p.image_std, weights, Some(bpe), dst)
-}
-
-/// A model directory: `config.json`, the weights, a processor config for a square
-/// `image_size` input (PIL bilinear resize, then mean/std) and, for text models, the BPE file.
-pub(crate) fn write_model_dir(
-    config_json: &[u8],
-    image_size: usize,
-    mean: [f32; 3],
-    std: [f32; 3],
-    weights: &Path,
-    bpe: Option<&Path>,
-    dst: &Path,
-) -> Result<()> {
-    std::fs::create_dir_all(dst).with_context(|| format!("{}: cannot create", dst.display()))?;
-    let w = std::fs::read(weights).with_context(|| format!("{}: cannot read", weights.display()))?;
-    crate::io::write_atomic(&dst.join("model.safetensors"), &w)?;
-    let pp = serde_json::json!({
-        "image_processor_type": "ViTImageProcessor", "do_resize": true,
-        "size": {"height": image_size, "width": image_size}, "resample": 2,
-        "do_rescale": true, "rescale_factor": 1.0 / 255.0, "do_normalize": true,
-        "image_mean": mean, "image_std": std,
-    });
-    crate::io::write_atomic(&dst.join("preprocessor_config.json"), serde_json::to_string_pretty(&pp)?.as_bytes())?;
-    if let Some(bpe) = bpe {
-        let b = std::fs::read(bpe).with_context(|| format!("{}: cannot read", bpe.display()))?;
-        crate::io::write_atomic(&dst.join(BPE_FILE), &b)?;
-    }
-    // config.json last: its presence marks the directory complete.
-    crate::io::write_atomic(&dst.join("config.json"), config_json)?;
-    Ok(())
-}
-
-/// A training sample's flips: left-right (`h`) and top-bottom (`v`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Flip {
-    pub h: bool,
-    pub v: bool,
-}
-
-impl Flip {
-    /// The pixel index that lands at (y, x) of an S x S image.
-    fn source(self, y: usize, x: usize, size: usize) -> usize {
-        let sy = if self.v { size - 1 - y } else { y };
-        let sx = if self.h { size - 1 - x } else { x };
-        sy * size + sx
-    }
-
-    /// `text` as it describes the flipped image: in the position phrase that ends the medvlsm
-    /// prompts ("located in bottom right of the image", BUSI's "at the top left, center in ..."),
-    /// left and right swap under `h`, top and bottom under `v`. Words before it are left alone
-    /// ("right ear polyp" names a shape).
-    pub fn prompt(self, text: &str) -> String {
-        let start = ["located in", " at the "].iter().filter_map(|m| text.rfind(m)).max();
-        let Some(start) = start.filter(|_| self.h || self.v) else { return text.to_string() };
-        let (head, tail) = text.split_at(start);
-        let mut out = String::with_capacity(text.len());
-        out.push_str(head);
-        let mut word = String::new();
-        let swap = |w: &str| -> Option<&'static str> {
-            Some(match (w, self.h, self.v) {
-                ("left", true, _) => "right",
-                ("right", true, _) => "left",
-                ("top", _, true) => "bottom",
-                ("bottom", _, true) => "top",
-                _ => return None,
-            })
-        };
-        let flush = |word: &mut String, out: &mut String| {
-            out.push_str(swap(word).unwrap_or(word));
-            word.clear();
-        };
-        for ch in tail.chars() {
-            if ch.is_alphabetic() {
-                word.push(ch);
-            } else {
-                flush(&mut word, &mut out);
-                out.push(ch);
-            }
-        }
-        flush(&mut word, &mut out);
-        out
-    }
-}
-
-/// Normalised pixels [B, 3, S, S] and {0,1} targets [B, S, S] of samples `idx`, each flipped
-/// by its entry of `flips` (none where `flips` is shorter).
-pub(crate) fn pixels_and_targets(
-    set: &[Sample],
-    idx: &[usize],
-    flips: &[Flip],
-    size: usize,
-    mean: [f32; 3],
-    std: [f32; 3],
-    device: &Device,
-) -> Result<(Tensor, Tensor)> {
-    let hw = size * size;
-    let mut px = Vec::with_capacity(idx.len() * 3 * hw);
-    let mut tg = Vec::with_capacity(idx.len() * hw);
-    for (k, &i) in idx.iter().enumerate() {
-        let smp = &set[i];
-        let f = flips.get(k).copied().unwrap_or_default();
-        let src: Vec<usize> = (0..hw).map(|p| f.source(p / size, p % size, size)).collect();
-        for c in 0..3 {
-            let (m, sd) = (mean[c], std[c]);
-            px.extend(src.iter().map(|&p| (smp.image[p * 3 + c] as f32 / 255.0 - m) / sd));
-        }
-        tg.extend(src.iter().map(|&p| if smp.mask[p] > 127 { 1f32 } else { 0.0 }));
-    }
-    let b = idx.len();
-    Ok((Tensor::from_vec(px, (b, 3, size, size), device)?, Tensor::from_vec(tg, (b, size, size), device)?))
+    write_model_dir(json.as_bytes(), config.image_size, config.image_mean, config.image_std, weights, Some(bpe), dst)
 }
 
 impl Trainable for TextUNetTask {
@@ -385,45 +182,24 @@ impl Trainable for TextUNetTask {
 }
 
 /// `vlsm train` for TextUNet: trains, keeping `RUN/best` a loadable model directory.
-pub fn train(cfg: &TrainConfig, hooks: Hooks) -> Result<RunSummary> {
-    cfg.validate()?;
-    trainer::apply_threads(cfg.threads);
-    if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
-        bail!("{}: already holds a run (last/); resume it or choose another output_dir", cfg.output_dir.display());
-    }
-    let bpe = find_bpe()?;
-    let t0 = std::time::Instant::now();
-    let mut task = TextUNetTask::new(cfg, &bpe)?;
-    if hooks.progress {
-        eprintln!(
-            "loaded {} train / {} val images at {}px in {:.1}s; {} prompt tokens; {} parameters",
-            task.train.len(),
-            task.val.len(),
-            task.size,
-            t0.elapsed().as_secs_f64(),
-            task.model.config.vocab.len(),
-            task.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>()
-        );
-    }
-    let config = task.model.config.clone();
-    run_exporting(cfg, &mut task, hooks, move |w, dst| export_dir(&config, w, &bpe, dst))
-}
-
-/// `trainer::run`, keeping `RUN/best` a loadable model directory: after an epoch that improved,
-/// `export(weights, RUN/best)` writes the rest of it.
-pub(crate) fn run_exporting<T: Trainable>(
-    cfg: &TrainConfig,
-    task: &mut T,
-    hooks: Hooks,
-    export: impl Fn(&Path, &Path) -> Result<()> + 'static,
-) -> Result<RunSummary> {
-    let best = cfg.output_dir.join("best");
-    trainer::run_with(cfg, task, hooks, move || {
-        let w = best.join(checkpoint::WEIGHTS);
-        if w.is_file() && !best.join("config.json").is_file() {
-            export(&w, &best)?;
+pub fn train(cfg: &TrainConfig, opts: &RunOptions, hooks: Hooks) -> Result<RunSummary> {
+    trainer::train(cfg, opts, hooks, || {
+        let bpe = find_bpe()?;
+        let t0 = std::time::Instant::now();
+        let task = TextUNetTask::new(cfg, &bpe)?;
+        if opts.progress {
+            eprintln!(
+                "loaded {} train / {} val images at {}px in {:.1}s; {} prompt tokens; {} parameters",
+                task.train.len(),
+                task.val.len(),
+                task.size,
+                t0.elapsed().as_secs_f64(),
+                task.model.config.vocab.len(),
+                task.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>()
+            );
         }
-        Ok(())
+        let config = task.model.config.clone();
+        Ok((task, export_new_best(move |w, dst| export_dir(&config, w, &bpe, dst))))
     })
 }
 
