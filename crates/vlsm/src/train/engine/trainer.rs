@@ -16,13 +16,13 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::state::{self, RngState, TrainState};
 use super::config::TrainConfig;
 use super::log::{self, EpochRecord};
 use super::loss::{dice_per_image_at, LossKind};
 use super::optim::{clip_grad_norm, AdamW};
 use super::plot;
 use super::sched::{EarlyStopping, ReduceLrOnPlateau};
+use super::state::{self, RngState, TrainState};
 use super::tensorboard::EventWriter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +125,8 @@ impl<'a> Hooks<'a> {
         Hooks { on_epoch: None }
     }
 
-    /// Calls `f` after each epoch (see [`Hooks::on_epoch`]).
+    /// Calls `f` after each epoch, once its checkpoint is on disk; `f` returning false stops
+    /// the run there, unfinished.
     pub fn on_epoch(f: impl FnMut(&EpochRecord) -> bool + 'a) -> Self {
         Hooks {
             on_epoch: Some(Box::new(f)),
