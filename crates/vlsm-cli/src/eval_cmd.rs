@@ -90,8 +90,7 @@ fn is_classifier(dir: &std::path::Path) -> bool {
 
 /// Accuracy and confusion matrix over `DATA/<split>/<class>/*` (or `DATA/<class>/*`).
 fn run_classify(a: &EvalArgs, model: &std::path::Path) -> Result<()> {
-    use vlsm::classify::HfClassifier;
-    use vlsm::train::vit_classify::{evaluate_folder, format_eval};
+    use vlsm::classify::{evaluate_folder, format_eval, HfClassifier};
     let [root] = a.data.as_slice() else {
         bail!("--data: a classifier is evaluated on one folder of class folders");
     };

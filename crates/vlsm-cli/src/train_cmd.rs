@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use vlsm::train::clipseg::{self, DecoderInit};
-use vlsm::train::{Hooks, TrainConfig};
+use vlsm::train::tasks::common::DecoderInit;
+use vlsm::train::tasks::{clipseg, cris, textunet, unet, vit_classify};
+use vlsm::train::{Hooks, RunOptions, TrainConfig};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -39,18 +40,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
     } else {
         DecoderInit::Checkpoint
     };
-    let hooks = Hooks {
+    let opts = RunOptions {
         resume: a.resume,
         lr: a.lr,
         progress: true,
-        on_epoch: None,
     };
+    let hooks = Hooks::none();
     let s = match cfg.model.kind.as_str() {
-        "textunet" => vlsm::train::textunet::train(&cfg, hooks)?,
-        "unet" => vlsm::train::unet::train(&cfg, hooks)?,
-        "vit_classify" => vlsm::train::vit_classify::train(&cfg, hooks)?,
-        "cris" => vlsm::train::cris::train(&cfg, hooks, init)?,
-        _ => clipseg::train(&cfg, hooks, init)?,
+        "textunet" => textunet::train(&cfg, &opts, hooks)?,
+        "unet" => unet::train(&cfg, &opts, hooks)?,
+        "vit_classify" => vit_classify::train(&cfg, &opts, hooks)?,
+        "cris" => cris::train(&cfg, &opts, hooks, init)?,
+        _ => clipseg::train(&cfg, &opts, hooks, init)?,
     };
     match s.best_val_dice {
         Some(d) => eprintln!(

@@ -79,7 +79,7 @@ fn eval_cris_uses_its_threshold() {
     });
     let dir = tmp.path().join("cris");
     let bpe = vlsm::tokenize::find_bpe().unwrap();
-    vlsm::train::random_init::write_cris(&dir, &c, 5, Some(&bpe)).unwrap();
+    vlsm::train::tasks::random_init::write_cris(&dir, &c, 5, Some(&bpe)).unwrap();
     eval_and_compare(&dir, 0.35);
 }
 

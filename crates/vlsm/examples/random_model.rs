@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
-use vlsm::train::random_init;
+use vlsm::train::tasks::random_init;
 
 fn main() {
     if let Err(e) = run() {

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vlsm::train::clipseg::{self, ClipSegTask, DecoderInit};
-use vlsm::train::{loss::dice_per_image, Hooks, Split, TrainConfig, Trainable};
+use vlsm::train::engine::loss::dice_per_image;
+use vlsm::train::tasks::clipseg::{self, ClipSegTask};
+use vlsm::train::tasks::common::DecoderInit;
+use vlsm::train::{Hooks, RunOptions, Split, TrainConfig, Trainable};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -77,15 +79,6 @@ patience = 0
     TrainConfig::parse(&text).unwrap()
 }
 
-fn quiet<'a>() -> Hooks<'a> {
-    Hooks {
-        resume: false,
-        lr: None,
-        progress: false,
-        on_epoch: None,
-    }
-}
-
 fn val_dice(task: &mut ClipSegTask, seed: u64) -> f64 {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = task.len(Split::Val);
@@ -132,7 +125,7 @@ fn decoder_training_lowers_loss_and_raises_val_dice() {
     let before = val_dice(&mut task, 1);
     drop(task);
 
-    let s = clipseg::train(&cfg, quiet(), DecoderInit::Checkpoint).unwrap();
+    let s = clipseg::train(&cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
     assert!(s.finished);
     let (first, last) = (&s.history[0], s.history.last().unwrap());
     assert!(
@@ -174,29 +167,13 @@ fn killed_run_resumes_to_bit_identical_weights() {
     let ds = subset(&data, tmp.path());
     let cache = tmp.path().join("cache");
     let full = config(&ds, &tmp.path().join("full"), &cache, 4);
-    let a = clipseg::train(&full, quiet(), DecoderInit::Checkpoint).unwrap();
+    let a = clipseg::train(&full, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
 
     let part = config(&ds, &tmp.path().join("part"), &cache, 4);
-    let stop = Hooks {
-        resume: false,
-        lr: None,
-        progress: false,
-        on_epoch: Some(Box::new(|r| r.epoch < 2)),
-    };
-    let s = clipseg::train(&part, stop, DecoderInit::Checkpoint).unwrap();
+    let s = clipseg::train(&part, &RunOptions::quiet(), Hooks::stop_after(2), DecoderInit::Checkpoint).unwrap();
     assert!(!s.finished);
     assert_eq!(s.history.len(), 2);
-    let b = clipseg::train(
-        &part,
-        Hooks {
-            resume: true,
-            lr: None,
-            progress: false,
-            on_epoch: None,
-        },
-        DecoderInit::Checkpoint,
-    )
-    .unwrap();
+    let b = clipseg::train(&part, &RunOptions::quiet().resumed(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
     assert!(b.finished);
 
     for f in ["weights.safetensors", "optimizer.safetensors"] {
@@ -248,7 +225,7 @@ fn synthetic(dir: &Path, n: usize, bad_mask: Option<usize>) -> PathBuf {
 }
 
 fn error_of(cfg: &TrainConfig) -> String {
-    let e = clipseg::train(cfg, quiet(), DecoderInit::Checkpoint).unwrap_err();
+    let e = clipseg::train(cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap_err();
     assert!(
         !cfg.output_dir.join("last").exists(),
         "training started despite: {e}"

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use vlsm::pipeline::{self, Segmenter};
-use vlsm::train::{Hooks, TrainConfig};
+use vlsm::train::{Hooks, RunOptions, TrainConfig};
 
 /// Each image holds a red square on the left and a blue disc on the right (or the reverse);
 /// the mask is the shape the prompt names.
@@ -87,7 +87,7 @@ bce_weight = 1.0
     let cfg_path = tmp.path().join("cfg.toml");
     std::fs::write(&cfg_path, cfg_text).unwrap();
     let cfg = TrainConfig::load(&cfg_path).unwrap();
-    let s = vlsm::train::textunet::train(&cfg, Hooks::default()).unwrap();
+    let s = vlsm::train::tasks::textunet::train(&cfg, &RunOptions::default(), Hooks::none()).unwrap();
     let first = s.history.first().unwrap();
     let last = s.history.last().unwrap();
     assert!(last.train_loss < 0.6 * first.train_loss, "loss {} -> {}", first.train_loss, last.train_loss);
@@ -133,7 +133,7 @@ fn negative_prompts_pair_images_with_another_datasets_prompt_and_an_empty_mask()
     let cfg_path = tmp.path().join("cfg.toml");
     std::fs::write(&cfg_path, cfg_text(0.5)).unwrap();
     let cfg = TrainConfig::load(&cfg_path).unwrap();
-    let mut task = vlsm::train::textunet::TextUNetTask::new(&cfg, &vlsm::tokenize::find_bpe().unwrap()).unwrap();
+    let mut task = vlsm::train::tasks::textunet::TextUNetTask::new(&cfg, &vlsm::tokenize::find_bpe().unwrap()).unwrap();
     // The token ids of each prompt, from the val split (never negatives): records 0 and 2 of
     // dataset a are "red square" and "blue disc", records 8 and 10 (dataset b) the others.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -172,7 +172,7 @@ fn negative_prompts_pair_images_with_another_datasets_prompt_and_an_empty_mask()
 
 #[test]
 fn flip_prompt_swaps_only_the_position_words() {
-    use vlsm::train::textunet::Flip;
+    use vlsm::train::tasks::common::Flip;
     let (h, v, hv) = (Flip { h: true, v: false }, Flip { h: false, v: true }, Flip { h: true, v: true });
     let p = "one medium pink right ear polyp, located in bottom right of the image";
     assert_eq!(h.prompt(p), "one medium pink right ear polyp, located in bottom left of the image");
@@ -188,7 +188,7 @@ fn flip_prompt_swaps_only_the_position_words() {
 #[test]
 fn flips_turn_image_mask_and_prompt_together() {
     use rand::SeedableRng;
-    use vlsm::train::textunet::Flip;
+    use vlsm::train::tasks::common::Flip;
     use vlsm::train::{Split, Trainable};
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
@@ -207,7 +207,7 @@ fn flips_turn_image_mask_and_prompt_together() {
     let cfg = TrainConfig::load(&cfg_path).unwrap();
     let bpe = vlsm::tokenize::find_bpe().unwrap();
     let tok = vlsm::tokenize::ClipTokenizer::from_bpe_gz(&bpe).unwrap();
-    let mut task = vlsm::train::textunet::TextUNetTask::new(&cfg, &bpe).unwrap();
+    let mut task = vlsm::train::tasks::textunet::TextUNetTask::new(&cfg, &bpe).unwrap();
     let idx = [0usize, 1, 2, 3];
     // Val batches are never flipped: they are the originals.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);

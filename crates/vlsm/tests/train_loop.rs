@@ -8,7 +8,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlsm::train::{self, Hooks, Split, TrainConfig, Trainable};
+use vlsm::train::{self, Hooks, RunOptions, Split, TrainConfig, Trainable};
 
 const S: usize = 12;
 
@@ -127,17 +127,10 @@ fn config(out: &Path, epochs: usize) -> TrainConfig {
     TrainConfig::parse(&text).unwrap()
 }
 
-fn quiet() -> Hooks<'static> {
-    Hooks {
-        progress: false,
-        ..Hooks::default()
-    }
-}
-
 #[test]
 fn train_loss_falls_and_val_dice_rises() {
     let out = tmp("falls");
-    let s = train::run(&config(&out, 12), &mut Tiny::new(1), quiet()).unwrap();
+    let s = train::run(&config(&out, 12), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none()).unwrap();
     let h = &s.history;
     assert_eq!(h.len(), 12);
     assert!(s.finished && !s.stopped_early);
@@ -179,7 +172,7 @@ fn train_loss_falls_and_val_dice_rises() {
                 .starts_with("events.out.tfevents")
         })
         .unwrap();
-    let scalars = vlsm::train::tensorboard::read_scalars(&std::fs::read(ev).unwrap()).unwrap();
+    let scalars = vlsm::train::engine::tensorboard::read_scalars(&std::fs::read(ev).unwrap()).unwrap();
     let dice: Vec<f32> = scalars
         .iter()
         .filter(|(_, t, _)| t == "val/dice")
@@ -188,7 +181,7 @@ fn train_loss_falls_and_val_dice_rises() {
     assert_eq!(dice.len(), 12);
     assert_eq!(dice[11], last.val_dice as f32);
     // The same directory again without resume is refused.
-    let e = train::run(&config(&out, 12), &mut Tiny::new(1), quiet())
+    let e = train::run(&config(&out, 12), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none())
         .unwrap_err()
         .to_string();
     assert!(e.contains("already holds a run"), "{e}");
@@ -198,21 +191,15 @@ fn train_loss_falls_and_val_dice_rises() {
 #[test]
 fn train_resume_is_bit_identical() {
     let (a, b) = (tmp("straight"), tmp("resumed"));
-    let sa = train::run(&config(&a, 6), &mut Tiny::new(1), quiet()).unwrap();
-    let hooks = Hooks {
-        on_epoch: Some(Box::new(|r: &train::EpochRecord| r.epoch < 3)),
-        ..quiet()
-    };
-    let sb = train::run(&config(&b, 6), &mut Tiny::new(1), hooks).unwrap();
+    let sa = train::run(&config(&a, 6), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none()).unwrap();
+    let sb = train::run(&config(&b, 6), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::stop_after(3)).unwrap();
     assert!(!sb.finished && sb.history.len() == 3);
     // A fresh process: different initial weights, everything comes from the checkpoint.
     let sb = train::run(
         &config(&b, 6),
         &mut Tiny::new(99),
-        Hooks {
-            resume: true,
-            ..quiet()
-        },
+        &RunOptions::quiet().resumed(),
+        Hooks::none(),
     )
     .unwrap();
     assert!(sb.finished);
@@ -233,10 +220,8 @@ fn train_resume_is_bit_identical() {
     let again = train::run(
         &config(&b, 6),
         &mut Tiny::new(5),
-        Hooks {
-            resume: true,
-            ..quiet()
-        },
+        &RunOptions::quiet().resumed(),
+        Hooks::none(),
     )
     .unwrap();
     assert_eq!(again.history.len(), 6);
@@ -247,16 +232,12 @@ fn train_resume_is_bit_identical() {
 #[test]
 fn train_lr_override_steps_the_learning_rate() {
     let out = tmp("lr");
-    let first = Hooks {
-        on_epoch: Some(Box::new(|r: &train::EpochRecord| r.epoch < 2)),
-        ..quiet()
-    };
-    train::run(&config(&out, 4), &mut Tiny::new(1), first).unwrap();
-    let bad = Hooks { resume: true, lr: Some(0.0), ..quiet() };
-    let e = train::run(&config(&out, 4), &mut Tiny::new(1), bad).unwrap_err().to_string();
+    train::run(&config(&out, 4), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::stop_after(2)).unwrap();
+    let bad = RunOptions::quiet().resumed().with_lr(0.0);
+    let e = train::run(&config(&out, 4), &mut Tiny::new(1), &bad, Hooks::none()).unwrap_err().to_string();
     assert!(e.contains("learning rate 0") && e.contains("positive"), "{e}");
-    let step = Hooks { resume: true, lr: Some(0.0125), ..quiet() };
-    let s = train::run(&config(&out, 4), &mut Tiny::new(1), step).unwrap();
+    let step = RunOptions::quiet().resumed().with_lr(0.0125);
+    let s = train::run(&config(&out, 4), &mut Tiny::new(1), &step, Hooks::none()).unwrap();
     let lrs: Vec<f64> = s.history.iter().map(|r| r.lr).collect();
     assert_eq!(lrs[..3], [0.03, 0.03, 0.0125], "{lrs:?}");
     std::fs::remove_dir_all(&out).unwrap();
@@ -268,20 +249,18 @@ fn train_checkpoint_errors_name_the_problem() {
     let e = train::run(
         &config(&out, 2),
         &mut Tiny::new(1),
-        Hooks {
-            resume: true,
-            ..quiet()
-        },
+        &RunOptions::quiet().resumed(),
+        Hooks::none(),
     )
     .unwrap_err()
     .to_string();
     assert!(e.contains("no checkpoint to resume"), "{e}");
-    train::run(&config(&out, 1), &mut Tiny::new(1), quiet()).unwrap();
+    train::run(&config(&out, 1), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none()).unwrap();
     // Weights of another architecture: one parameter renamed.
     let mut other = Tiny::new(1);
     other.vars[3].0 = "head.bias".into();
     let w = out.join("last").join("weights.safetensors");
-    let e = train::checkpoint::load_weights(&w, &other.vars)
+    let e = train::engine::state::load_weights(&w, &other.vars)
         .unwrap_err()
         .to_string();
     assert!(e.contains("head.bias") && e.contains("weights.safetensors"), "{e}");

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
-use vlsm::train::loss::{bce_with_logits, dice_loss};
+use vlsm::train::engine::loss::{bce_with_logits, dice_loss};
 use vlsm::train::{clip_grad_norm, AdamW, AdamWParams, LossKind, ReduceLrOnPlateau};
 
 fn fixture() -> Value {

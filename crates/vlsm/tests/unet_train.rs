@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use vlsm::eval::{self, EvalOptions};
 use vlsm::pipeline::Segmenter;
-use vlsm::train::{Hooks, TrainConfig};
+use vlsm::train::{Hooks, RunOptions, TrainConfig};
 
 const TINY: &[usize] = &[4, 8, 16];
 
@@ -73,12 +73,8 @@ kind = "dice"
     TrainConfig::load(&p).unwrap()
 }
 
-fn quiet() -> Hooks<'static> {
-    Hooks { resume: false, lr: None, progress: false, on_epoch: None }
-}
-
-fn train(cfg: &TrainConfig, hooks: Hooks) -> anyhow::Result<vlsm::train::RunSummary> {
-    vlsm::train::unet::train_with(cfg, hooks, Some(TINY.to_vec()))
+fn train(cfg: &TrainConfig, opts: RunOptions, hooks: Hooks) -> anyhow::Result<vlsm::train::RunSummary> {
+    vlsm::train::tasks::unet::train_with(cfg, &opts, hooks, Some(TINY.to_vec()))
 }
 
 fn data_dir(tmp: &Path, n: usize) -> PathBuf {
@@ -91,7 +87,7 @@ fn data_dir(tmp: &Path, n: usize) -> PathBuf {
 fn unet_learns_deterministically_and_evaluates_without_prompts() {
     let tmp = tempfile::tempdir().unwrap();
     let data = data_dir(tmp.path(), 8);
-    let a = train(&config(tmp.path(), &data, "a", 20, ""), quiet()).unwrap();
+    let a = train(&config(tmp.path(), &data, "a", 20, ""), RunOptions::quiet(), Hooks::none()).unwrap();
     let (first, last) = (a.history.first().unwrap(), a.history.last().unwrap());
     let trace: Vec<_> = a.history.iter().map(|r| (r.train_loss as f32, r.val_dice as f32)).collect();
     // Soft Dice falls slowly while the logits are small; the thresholded Dice shows the learning.
@@ -100,7 +96,7 @@ fn unet_learns_deterministically_and_evaluates_without_prompts() {
     assert!(best > 0.85 && first.val_dice < 0.6, "loss, val Dice: {trace:?}");
 
     // Same seed, same run: the init and the shuffling come from the seed alone.
-    let b = train(&config(tmp.path(), &data, "b", 3, ""), quiet()).unwrap();
+    let b = train(&config(tmp.path(), &data, "b", 3, ""), RunOptions::quiet(), Hooks::none()).unwrap();
     for (x, y) in a.history.iter().zip(&b.history) {
         assert_eq!(x.train_loss, y.train_loss, "epoch {}", x.epoch);
         assert_eq!(x.val_dice, y.val_dice, "epoch {}", x.epoch);
@@ -148,17 +144,16 @@ fn unet_learns_deterministically_and_evaluates_without_prompts() {
 fn unet_resume_continues_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let data = data_dir(tmp.path(), 6);
-    let whole = train(&config(tmp.path(), &data, "whole", 4, ""), quiet()).unwrap();
+    let whole = train(&config(tmp.path(), &data, "whole", 4, ""), RunOptions::quiet(), Hooks::none()).unwrap();
 
     let cfg = config(tmp.path(), &data, "split", 4, "");
-    let stop_after_2 = Hooks { resume: false, lr: None, progress: false, on_epoch: Some(Box::new(|r| r.epoch < 2)) };
-    let part = train(&cfg, stop_after_2).unwrap();
+    let part = train(&cfg, RunOptions::quiet(), Hooks::stop_after(2)).unwrap();
     assert!(!part.finished);
     assert_eq!(part.history.len(), 2);
     // A second fresh start into the same output_dir is refused.
-    let e = train(&cfg, quiet()).unwrap_err().to_string();
+    let e = train(&cfg, RunOptions::quiet(), Hooks::none()).unwrap_err().to_string();
     assert!(e.contains("already holds a run"), "{e}");
-    let resumed = train(&cfg, Hooks { resume: true, lr: None, progress: false, on_epoch: None }).unwrap();
+    let resumed = train(&cfg, RunOptions::quiet().resumed(), Hooks::none()).unwrap();
     assert!(resumed.finished);
     let losses = |s: &vlsm::train::RunSummary| s.history.iter().map(|r| (r.train_loss, r.val_dice)).collect::<Vec<_>>();
     assert_eq!(losses(&whole), losses(&resumed));
@@ -173,18 +168,18 @@ fn unet_bad_input_is_an_error_naming_the_problem() {
     // Three levels need a size divisible by 4.
     let mut cfg = config(tmp.path(), &data, "size", 1, "");
     cfg.data.image_size = 34;
-    let e = train(&cfg, quiet()).unwrap_err().to_string();
+    let e = train(&cfg, RunOptions::quiet(), Hooks::none()).unwrap_err().to_string();
     assert!(e.contains("data.image_size") && e.contains("34"), "{e}");
 
     let mut cfg = config(tmp.path(), &data, "missing", 1, "");
     cfg.data.datasets = vec![tmp.path().join("nowhere")];
-    let e = format!("{:#}", train(&cfg, quiet()).unwrap_err());
+    let e = format!("{:#}", train(&cfg, RunOptions::quiet(), Hooks::none()).unwrap_err());
     assert!(e.contains("nowhere"), "{e}");
 
     // A mask whose size differs from its image names the mask file.
     GrayImage::new(10, 10).save(data.join("masks/2.png")).unwrap();
     let cfg = config(tmp.path(), &data, "mask", 1, "");
-    let e = format!("{:#}", train(&cfg, quiet()).unwrap_err());
+    let e = format!("{:#}", train(&cfg, RunOptions::quiet(), Hooks::none()).unwrap_err());
     assert!(e.contains("2.png") && e.contains("mask"), "{e}");
 
     // A UNet directory with a broken config fails to load, naming config.json.

@@ -6,16 +6,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use vlsm::train::clipseg::{self, ClipSegTask, DecoderInit};
-use vlsm::train::cris::{self as cris_train, CrisTask};
-use vlsm::train::{Hooks, Trainable, TrainConfig};
+use vlsm::train::tasks::clipseg::{self, ClipSegTask};
+use vlsm::train::tasks::common::DecoderInit;
+use vlsm::train::tasks::cris::{self as cris_train, CrisTask};
+use vlsm::train::{Hooks, RunOptions, Trainable, TrainConfig};
 
 fn fx(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
-}
-
-fn quiet<'a>() -> Hooks<'a> {
-    Hooks { resume: false, lr: None, progress: false, on_epoch: None }
 }
 
 /// `n` 40x30 images, each with the same bright square and its mask; train = val.
@@ -80,7 +77,7 @@ fn tiny_cris(dir: &Path) -> PathBuf {
     });
     let out = dir.join("cris_tiny");
     let bpe = vlsm::tokenize::find_bpe().unwrap();
-    vlsm::train::random_init::write_cris(&out, &c, 11, Some(&bpe)).unwrap();
+    vlsm::train::tasks::random_init::write_cris(&out, &c, 11, Some(&bpe)).unwrap();
     out
 }
 
@@ -95,7 +92,7 @@ fn biomedclipseg_decoder_training_learns_and_exports_a_biomedclipseg_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = synthetic(tmp.path(), 8);
     let cfg = config("biomedclipseg", &fx("biomedclip/tiny"), &ds, &tmp.path().join("run"), "", &epochs(12));
-    let s = clipseg::train(&cfg, quiet(), DecoderInit::Random).unwrap();
+    let s = clipseg::train(&cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Random).unwrap();
     let (first, last) = (&s.history[0], s.history.last().unwrap());
     assert!(last.train_loss < 0.8 * first.train_loss, "loss {} -> {}", first.train_loss, last.train_loss);
 
@@ -163,7 +160,7 @@ fn cris_end_to_end_with_the_contrastive_loss_learns_and_exports_a_cris_dir() {
     assert!(!names.iter().any(|n| n.ends_with("running_mean") || n.ends_with("running_var")));
     drop(task);
 
-    let s = cris_train::train(&cfg, quiet(), DecoderInit::Checkpoint).unwrap();
+    let s = cris_train::train(&cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
     let (first, last) = (&s.history[0], s.history.last().unwrap());
     assert!(last.train_loss < 0.8 * first.train_loss, "loss {} -> {}", first.train_loss, last.train_loss);
 
@@ -203,15 +200,13 @@ fn cris_with_a_frozen_backbone_trains_the_head_only_and_resumes_exactly() {
     assert!(task.trainable_names().iter().all(|n| !n.starts_with("backbone.")));
     assert_eq!(task.cache_stats.as_ref().unwrap().computed, 6);
     drop(task);
-    let a = cris_train::train(&full, quiet(), DecoderInit::Checkpoint).unwrap();
+    let a = cris_train::train(&full, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
     assert!(a.finished);
 
     let part = mk("part");
-    let stop = Hooks { resume: false, lr: None, progress: false, on_epoch: Some(Box::new(|r| r.epoch < 2)) };
-    let s = cris_train::train(&part, stop, DecoderInit::Checkpoint).unwrap();
+    let s = cris_train::train(&part, &RunOptions::quiet(), Hooks::stop_after(2), DecoderInit::Checkpoint).unwrap();
     assert!(!s.finished);
-    let b = cris_train::train(&part, Hooks { resume: true, lr: None, progress: false, on_epoch: None }, DecoderInit::Checkpoint)
-        .unwrap();
+    let b = cris_train::train(&part, &RunOptions::quiet().resumed(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
     assert!(b.finished);
     for f in ["weights.safetensors", "optimizer.safetensors"] {
         assert!(same(&tensors(&a.run_dir.join("last").join(f)), &tensors(&b.run_dir.join("last").join(f))), "{f}");
@@ -275,7 +270,7 @@ fn wrong_kinds_keys_and_shapes_are_named_before_training() {
 
 #[test]
 fn validation_dice_uses_the_threshold() {
-    use vlsm::train::loss::{dice_per_image, dice_per_image_at};
+    use vlsm::train::engine::loss::{dice_per_image, dice_per_image_at};
     // sigmoid = 0.4 everywhere: foreground at 0.35, background at 0.5.
     let l = Tensor::full((0.4f32 / 0.6).ln(), (1, 2, 2), &Device::Cpu).unwrap();
     let t = Tensor::ones((1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();

@@ -1,28 +1,13 @@
-//! Training: losses, AdamW with saveable state, LR schedule and early stopping, TOML config,
-//! atomic checkpoints with exact resume, CSV/TensorBoard/PNG logging, a memory-mapped feature
-//! cache for frozen encoders, and the loop itself (`run`), generic over `Trainable`.
+//! Training: the model-independent [`engine`] (loop, optimiser, schedule, losses, run state,
+//! feature store, config, logs) and the per-model [`tasks`] it trains.
 
-pub mod cache;
-pub mod checkpoint;
-pub mod clipseg;
-pub mod config;
-pub mod cris;
-pub mod log;
-pub mod loss;
-pub mod optim;
-pub mod plot;
-pub mod random_init;
-pub mod sched;
-pub mod tensorboard;
-pub mod textunet;
-pub mod unet;
-pub mod trainer;
-pub mod vit_classify;
+pub mod engine;
+pub mod tasks;
 
-pub use cache::FeatureCache;
-pub use config::TrainConfig;
-pub use log::EpochRecord;
-pub use loss::LossKind;
-pub use optim::{clip_grad_norm, AdamW, AdamWParams};
-pub use sched::{EarlyStopping, ReduceLrOnPlateau};
-pub use trainer::{run, Hooks, RunSummary, Split, Trainable};
+pub use engine::cache::FeatureStore;
+pub use engine::config::TrainConfig;
+pub use engine::log::EpochRecord;
+pub use engine::loss::LossKind;
+pub use engine::optim::{clip_grad_norm, AdamW, AdamWParams};
+pub use engine::sched::{EarlyStopping, ReduceLrOnPlateau};
+pub use engine::trainer::{run, Hooks, RunOptions, RunSummary, Split, Trainable};

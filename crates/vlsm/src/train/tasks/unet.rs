@@ -3,17 +3,16 @@
 //! The data path is TextUNet's (images and masks decoded and resized once, kept as u8), minus
 //! the prompts. From scratch with a seeded init; `RUN/best` is kept a loadable model directory.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use super::checkpoint;
-use super::config::TrainConfig;
-use super::textunet::{load_split, pixels_and_targets, run_exporting, seeded_init, write_model_dir, Sample};
-use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
+use super::common::{load_split, pixels_and_targets, seeded_init, write_model_dir, Sample};
 use crate::data::Pool;
 use crate::models::unet::{UNet, UNetConfig};
+use crate::train::engine::config::TrainConfig;
+use crate::train::engine::trainer::{self, export_new_best, Hooks, RunOptions, RunSummary, Split, Trainable};
 
 /// The [`Trainable`] for UNet.
 pub struct UNetTask {
@@ -79,29 +78,31 @@ impl Trainable for UNetTask {
 }
 
 /// `vlsm train` for UNet.
-pub fn train(cfg: &TrainConfig, hooks: Hooks) -> Result<RunSummary> {
-    train_with(cfg, hooks, None)
+pub fn train(cfg: &TrainConfig, opts: &RunOptions, hooks: Hooks) -> Result<RunSummary> {
+    train_with(cfg, opts, hooks, None)
 }
 
 /// `train` with other level widths (tests use tiny ones).
-pub fn train_with(cfg: &TrainConfig, hooks: Hooks, channels: Option<Vec<usize>>) -> Result<RunSummary> {
-    cfg.validate()?;
-    trainer::apply_threads(cfg.threads);
-    if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
-        bail!("{}: already holds a run (last/); resume it or choose another output_dir", cfg.output_dir.display());
-    }
-    let t0 = std::time::Instant::now();
-    let mut task = UNetTask::new(cfg, channels)?;
-    if hooks.progress {
-        eprintln!(
-            "loaded {} train / {} val images at {}px in {:.1}s; {} parameters",
-            task.train.len(),
-            task.val.len(),
-            task.model.config.image_size,
-            t0.elapsed().as_secs_f64(),
-            task.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>()
-        );
-    }
-    let config = task.model.config.clone();
-    run_exporting(cfg, &mut task, hooks, move |w, dst| export_dir(&config, w, dst))
+pub fn train_with(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    hooks: Hooks,
+    channels: Option<Vec<usize>>,
+) -> Result<RunSummary> {
+    trainer::train(cfg, opts, hooks, || {
+        let t0 = std::time::Instant::now();
+        let task = UNetTask::new(cfg, channels)?;
+        if opts.progress {
+            eprintln!(
+                "loaded {} train / {} val images at {}px in {:.1}s; {} parameters",
+                task.train.len(),
+                task.val.len(),
+                task.model.config.image_size,
+                t0.elapsed().as_secs_f64(),
+                task.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>()
+            );
+        }
+        let config = task.model.config.clone();
+        Ok((task, export_new_best(move |w, dst| export_dir(&config, w, dst))))
+    })
 }

@@ -1,6 +1,6 @@
-//! A memory-mapped feature cache: key → a fixed list of f32 tensors with fixed shapes (e.g. the
-//! activations of a frozen encoder for one image at one size), so training epochs only run the
-//! decoder.
+//! [`FeatureStore`], the memory-mapped on-disk cache of frozen-encoder features: key → a fixed
+//! list of f32 tensors with fixed shapes (e.g. the activations of a frozen encoder for one image
+//! at one size), so training epochs only run the decoder.
 //!
 //! On disk in `dir`: `<id>.json` (index: model key, shapes, entry keys in record order, data file
 //! name) and `<id>.<gen>.f32` (records back to back, little-endian f32). `id` hashes the model
@@ -88,15 +88,16 @@ struct Index {
     keys: Vec<String>,
 }
 
-/// What opening the cache did.
+/// What opening a [`FeatureStore`] did.
 #[derive(Debug, Clone, Default)]
-pub struct CacheStats {
+pub struct StoreStats {
     pub reused: usize,
     pub computed: usize,
     pub compute_seconds: f64,
 }
 
-pub struct FeatureCache {
+/// The on-disk feature cache of one (model, shapes), memory-mapped.
+pub struct FeatureStore {
     path: PathBuf,
     shapes: Vec<Vec<usize>>,
     record_len: usize,
@@ -104,7 +105,7 @@ pub struct FeatureCache {
     map: Option<Mmap>,
 }
 
-impl FeatureCache {
+impl FeatureStore {
     /// Opens the cache for (`model_key`, `shapes`) in `dir` and fills in the `keys` it lacks by
     /// calling `compute` with up to `batch` positions into `keys` at a time; it must return one
     /// tensor per shape, each `[n, ...shape]`.
@@ -115,7 +116,7 @@ impl FeatureCache {
         keys: &[String],
         batch: usize,
         mut compute: impl FnMut(&[usize]) -> Result<Vec<Tensor>>,
-    ) -> Result<(Self, CacheStats)> {
+    ) -> Result<(Self, StoreStats)> {
         fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create cache directory: {e}", dir.display()))?;
         let id = hash_bytes(format!("{model_key}\n{shapes:?}").as_bytes());
         let index_path = dir.join(format!("{id}.json"));
@@ -134,8 +135,8 @@ impl FeatureCache {
             }
             Err(_) => None,
         };
-        let mut stats = CacheStats::default();
-        let mut cache = FeatureCache {
+        let mut stats = StoreStats::default();
+        let mut cache = FeatureStore {
             path: index_path.clone(),
             shapes,
             record_len,
@@ -344,7 +345,7 @@ mod tests {
             }
         };
         let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
-        let (c, s) = FeatureCache::open(&dir, "model-a", shapes.clone(), &keys, 2, compute(keys.clone())).unwrap();
+        let (c, s) = FeatureStore::open(&dir, "model-a", shapes.clone(), &keys, 2, compute(keys.clone())).unwrap();
         assert_eq!((s.reused, s.computed, c.len()), (0, 5, 5));
         let got = c.get_batch(&["k3", "k1"], &Device::Cpu).unwrap();
         let want = Tensor::cat(&[feat(3)[0].clone(), feat(1)[0].clone()], 0).unwrap();
@@ -353,13 +354,13 @@ mod tests {
         drop(c);
         // Same model: nothing recomputed; two new keys are added.
         let more: Vec<String> = (0..7).map(|i| format!("k{i}")).collect();
-        let (c, s) = FeatureCache::open(&dir, "model-a", shapes.clone(), &more, 4, compute(more.clone())).unwrap();
+        let (c, s) = FeatureStore::open(&dir, "model-a", shapes.clone(), &more, 4, compute(more.clone())).unwrap();
         assert_eq!((s.reused, s.computed, c.len()), (5, 2, 7));
         assert_eq!(
             c.get_batch(&["k6"], &Device::Cpu).unwrap()[1].to_vec2::<f32>().unwrap(),
             vec![vec![6.0; 4]]
         );
-        let (_, s) = FeatureCache::open(
+        let (_, s) = FeatureStore::open(
             &dir,
             "model-a",
             shapes.clone(),
@@ -370,7 +371,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.reused, 7);
         // Another model gets its own cache; one data file per model remains.
-        let (_, s) = FeatureCache::open(&dir, "model-b", shapes, &keys, 4, compute(keys.clone())).unwrap();
+        let (_, s) = FeatureStore::open(&dir, "model-b", shapes, &keys, 4, compute(keys.clone())).unwrap();
         assert_eq!(s.computed, 5);
         let n_data = fs::read_dir(&dir)
             .unwrap()

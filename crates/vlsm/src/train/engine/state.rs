@@ -1,4 +1,5 @@
-//! Training checkpoints: `<run>/last/` and `<run>/best/`, each with
+//! The training state of a run (its checkpoints; model weights of a model directory are
+//! `crate::checkpoint`'s): `<run>/last/` and `<run>/best/`, each with
 //! `weights.safetensors` (trainable parameters by name), `optimizer.safetensors` (AdamW moments
 //! and steps) and `state.json` (counters, lr, scheduler, early stopping, RNG, history).
 //!

@@ -4,7 +4,7 @@
 //!
 //! The decoder lives in a `VarMap` initialised from the checkpoint's `decoder.*` tensors (or
 //! randomly, seeded). Encoder activations are computed once per image into the memory-mapped
-//! [`FeatureCache`]; text conditionals are memoised per prompt string, so an epoch runs only the
+//! [`FeatureStore`]; text conditionals are memoised per prompt string, so an epoch runs only the
 //! decoder. Targets are masks resized to the model input with PIL nearest (medvlsm's
 //! `Resize(interpolation=0)`) and, when the decoder's output is smaller, again to its size.
 //!
@@ -23,39 +23,19 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::cache::{hash_bytes, hash_file, CacheStats, FeatureCache};
-use super::checkpoint;
-use super::config::TrainConfig;
-use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
+use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
 use crate::checkpoint as weights;
 use crate::data::{self, Pool, Record};
 use crate::models::biomedclip::{self, BiomedClip, BiomedClipConfig};
 use crate::models::biomedclipseg::BiomedClipSegConfig;
 use crate::models::clipseg::{ClipSeg, ClipSegConfig, ClipSegDecoder};
-use crate::preprocess::{pil_resize_gray, Filter, ImageProcessorConfig, ResizeTarget};
+use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
 use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
-
-/// Where the trainable decoder starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DecoderInit {
-    /// The checkpoint's `decoder.*` tensors.
-    #[default]
-    Checkpoint,
-    /// PyTorch-style uniform(±1/sqrt(fan_in)) weights, zero biases, unit LayerNorm scales,
-    /// drawn from the run seed.
-    Random,
-}
-
-/// Tokenizer files copied into an exported model directory when present.
-pub const TOKENIZER_FILES: &[&str] = &[
-    "tokenizer.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-];
-/// The full model written into `RUN/best/`.
-pub const MODEL_FILE: &str = "model.safetensors";
+use crate::train::engine::cache::{hash_bytes, hash_file, FeatureStore, StoreStats};
+use crate::train::engine::config::TrainConfig;
+use crate::train::engine::log::progress_bar;
+use crate::train::engine::state;
+use crate::train::engine::trainer::{self, Hooks, RunOptions, RunSummary, Split, Trainable};
 
 struct Item {
     dataset: String,
@@ -82,13 +62,13 @@ pub struct ClipSegTask {
     train: Vec<Item>,
     val: Vec<Item>,
     text_memo: HashMap<String, Tensor>,
-    cache: Option<FeatureCache>,
+    cache: Option<FeatureStore>,
     /// Decoder output `(h, w)`.
     out_size: (usize, usize),
     exporter: Exporter,
     device: Device,
     /// What opening the feature cache did (None without a cache).
-    pub cache_stats: Option<CacheStats>,
+    pub cache_stats: Option<StoreStats>,
 }
 
 /// Input of one batch: activations per extracted layer `[B, 1+N, D]` and conditionals `[B, P]`.
@@ -228,9 +208,8 @@ impl ClipSegTask {
                 .chain(&task.val)
                 .map(|i| i.cache_key.clone())
                 .collect();
-            let pb =
-                super::log::progress_bar(keys.len(), "image features (new only)".into(), progress);
-            let (cache, stats) = FeatureCache::open(
+            let pb = progress_bar(keys.len(), "image features (new only)".into(), progress);
+            let (cache, stats) = FeatureStore::open(
                 &cfg.cache_dir(),
                 &model_key,
                 shapes,
@@ -496,29 +475,6 @@ fn train_processor(dir: &Path, size: usize) -> Result<ImageProcessorConfig> {
     Ok(p)
 }
 
-/// Cache key of an image file: its path, length and modification time.
-pub(crate) fn image_key(path: &Path) -> Result<String> {
-    let m = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?;
-    let mtime = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(format!("{}|{}|{mtime}", abs.display(), m.len()))
-}
-
-/// The mask as 0/1 at `size` x `size` (PIL nearest), then at the decoder output size.
-pub(crate) fn load_target(path: &Path, size: usize, out: (usize, usize)) -> Result<Vec<u8>> {
-    let m = crate::io::read_mask(path)?;
-    let mut m = pil_resize_gray(&m, size as u32, size as u32, Filter::Nearest);
-    if (out.0, out.1) != (size, size) {
-        m = pil_resize_gray(&m, out.1 as u32, out.0 as u32, Filter::Nearest);
-    }
-    Ok(m.as_raw().iter().map(|&v| (v > 0) as u8).collect())
-}
-
 fn decoder_output_size(
     d: &ClipSegDecoder,
     shapes: &[Vec<usize>],
@@ -629,8 +585,8 @@ impl Exporter {
             crate::io::write_atomic(&out, &b)?;
         }
         crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(config)?.as_bytes())?;
-        let trained = std::fs::read(dst.join(checkpoint::WEIGHTS))
-            .with_context(|| format!("{}: cannot read", dst.join(checkpoint::WEIGHTS).display()))?;
+        let trained = std::fs::read(dst.join(state::WEIGHTS))
+            .with_context(|| format!("{}: cannot read", dst.join(state::WEIGHTS).display()))?;
         crate::io::write_atomic(&dst.join(BIOMED_DECODER_FILE), &trained)
     }
 
@@ -640,7 +596,7 @@ impl Exporter {
         if let Some(c) = &self.biomed {
             return self.export_biomed(dst, c);
         }
-        let trained_path = dst.join(checkpoint::WEIGHTS);
+        let trained_path = dst.join(state::WEIGHTS);
         let trained = candle_core::safetensors::load(&trained_path, &Device::Cpu)
             .map_err(|e| anyhow!("{}: cannot read: {e}", trained_path.display()))?;
         let mut all: HashMap<String, Tensor> = read_all_tensors(&self.weights)?
@@ -682,7 +638,7 @@ impl Exporter {
     /// the whole directory, so a missing model file means a new best).
     pub fn export_best(&self, run_dir: &Path) -> Result<()> {
         let best = run_dir.join("best");
-        if best.join(checkpoint::STATE).is_file() && !best.join(self.marker()).is_file() {
+        if best.join(state::STATE).is_file() && !best.join(self.marker()).is_file() {
             self.export(&best)?;
         }
         Ok(())
@@ -731,27 +687,13 @@ fn processor_json(src: &Path, size: usize) -> Result<String> {
     Ok(serde_json::to_string_pretty(&v)?)
 }
 
-/// `vlsm train` for CLIPSeg and BiomedCLIPSeg: builds the task, trains, and keeps `RUN/best` a loadable model
-/// directory after every improvement.
-pub fn train(cfg: &TrainConfig, hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
-    cfg.validate()?;
-    trainer::apply_threads(cfg.threads);
-    if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
-        bail!(
-            "{}: already holds a run (last/); resume it or choose another output_dir",
-            cfg.output_dir.display()
-        );
-    }
-    let mut task = ClipSegTask::new(cfg, init, hooks.progress)?;
-    if let (Some(s), true) = (&task.cache_stats, hooks.progress) {
-        eprintln!(
-            "feature cache: {} reused, {} computed in {:.1}s",
-            s.reused, s.computed, s.compute_seconds
-        );
-    }
-    let exporter = task.exporter();
-    let (ex, run_dir) = (exporter.clone(), cfg.output_dir.clone());
-    let summary = trainer::run_with(cfg, &mut task, hooks, move || ex.export_best(&run_dir))?;
-    exporter.export_best(&cfg.output_dir)?;
-    Ok(summary)
+/// `vlsm train` for CLIPSeg and BiomedCLIPSeg: builds the task, trains, and keeps `RUN/best` a
+/// loadable model directory after every improvement.
+pub fn train(cfg: &TrainConfig, opts: &RunOptions, hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
+    trainer::train(cfg, opts, hooks, || {
+        let task = ClipSegTask::new(cfg, init, opts.progress)?;
+        report_store(task.cache_stats.as_ref(), opts.progress);
+        let exporter = task.exporter();
+        Ok((task, move |run_dir: &Path| exporter.export_best(run_dir)))
+    })
 }

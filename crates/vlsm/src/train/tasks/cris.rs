@@ -27,20 +27,18 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::cache::{hash_bytes, hash_file, CacheStats, FeatureCache};
-use super::checkpoint;
-use super::clipseg::{image_key, load_target, DecoderInit, TOKENIZER_FILES};
-use super::config::{LossName, TrainConfig};
+use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
 use super::random_init;
-use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
 use crate::checkpoint as weights;
 use crate::data::{self, Pool, Record};
 use crate::models::cris::{self as cris_model, bicubic_align_corners, Cris, CrisConfig};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::ClipTokenizer;
-
-/// The weight file written into `RUN/best/` (also the mark of a complete export).
-pub const MODEL_FILE: &str = "model.safetensors";
+use crate::train::engine::cache::{hash_bytes, hash_file, FeatureStore, StoreStats};
+use crate::train::engine::config::{LossName, TrainConfig};
+use crate::train::engine::log::progress_bar;
+use crate::train::engine::state;
+use crate::train::engine::trainer::{self, Hooks, RunOptions, RunSummary, Split, Trainable};
 
 /// The model part a parameter belongs to (`vision`, `text`, `decoder`), or None for BatchNorm
 /// running statistics, which never train.
@@ -97,11 +95,11 @@ pub struct CrisTask {
     prompt_keys: Vec<String>,
     train: Vec<Item>,
     val: Vec<Item>,
-    cache: Option<FeatureCache>,
+    cache: Option<FeatureStore>,
     out_size: usize,
     exporter: Exporter,
     device: Device,
-    pub cache_stats: Option<CacheStats>,
+    pub cache_stats: Option<StoreStats>,
 }
 
 /// The CLIP BPE tokenizer beside a CRIS model, else the one `find_bpe` locates.
@@ -225,9 +223,9 @@ impl CrisTask {
             let paths: Vec<PathBuf> =
                 task.train.iter().chain(&task.val).map(|i| i.record.image_path.clone()).collect();
             let keys: Vec<String> = task.train.iter().chain(&task.val).map(|i| i.cache_key.clone()).collect();
-            let pb = super::log::progress_bar(keys.len(), "image features (new only)".into(), progress);
+            let pb = progress_bar(keys.len(), "image features (new only)".into(), progress);
             let (cache, stats) =
-                FeatureCache::open(&cfg.cache_dir(), &model_key, shapes, &keys, cfg.train.batch_size, |pos| {
+                FeatureStore::open(&cfg.cache_dir(), &model_key, shapes, &keys, cfg.train.batch_size, |pos| {
                     let ps: Vec<&Path> = pos.iter().map(|&i| paths[i].as_path()).collect();
                     let (c3, c4, c5) = task.model.backbone.encode_image(&task.pixels(&ps)?)?;
                     pb.inc(pos.len() as u64);
@@ -355,7 +353,7 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn export(&self, dst: &Path) -> Result<()> {
-        let trained_path = dst.join(checkpoint::WEIGHTS);
+        let trained_path = dst.join(state::WEIGHTS);
         let trained = candle_core::safetensors::load(&trained_path, &Device::Cpu)
             .map_err(|e| anyhow!("{}: cannot read: {e}", trained_path.display()))?;
         let mut all: HashMap<String, Tensor> = {
@@ -388,7 +386,7 @@ impl Exporter {
     /// Exports `run_dir/best` unless it already holds a model.
     pub fn export_best(&self, run_dir: &Path) -> Result<()> {
         let best = run_dir.join("best");
-        if best.join(checkpoint::STATE).is_file() && !best.join(MODEL_FILE).is_file() {
+        if best.join(state::STATE).is_file() && !best.join(MODEL_FILE).is_file() {
             self.export(&best)?;
         }
         Ok(())
@@ -396,22 +394,11 @@ impl Exporter {
 }
 
 /// `vlsm train` for CRIS: builds the task, trains, keeps `RUN/best` a loadable model directory.
-pub fn train(cfg: &TrainConfig, hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
-    cfg.validate()?;
-    trainer::apply_threads(cfg.threads);
-    if !hooks.resume && checkpoint::resolve(&cfg.output_dir, "last").is_some() {
-        bail!(
-            "{}: already holds a run (last/); resume it or choose another output_dir",
-            cfg.output_dir.display()
-        );
-    }
-    let mut task = CrisTask::new(cfg, init, hooks.progress)?;
-    if let (Some(s), true) = (&task.cache_stats, hooks.progress) {
-        eprintln!("feature cache: {} reused, {} computed in {:.1}s", s.reused, s.computed, s.compute_seconds);
-    }
-    let exporter = task.exporter();
-    let (ex, run_dir) = (exporter.clone(), cfg.output_dir.clone());
-    let summary = trainer::run_with(cfg, &mut task, hooks, move || ex.export_best(&run_dir))?;
-    exporter.export_best(&cfg.output_dir)?;
-    Ok(summary)
+pub fn train(cfg: &TrainConfig, opts: &RunOptions, hooks: Hooks, init: DecoderInit) -> Result<RunSummary> {
+    trainer::train(cfg, opts, hooks, || {
+        let task = CrisTask::new(cfg, init, opts.progress)?;
+        report_store(task.cache_stats.as_ref(), opts.progress);
+        let exporter = task.exporter();
+        Ok((task, move |run_dir: &Path| exporter.export_best(run_dir)))
+    })
 }

@@ -1,6 +1,9 @@
 //! The training loop: shuffled batches from a seeded RNG, forward/backward, gradient clipping,
 //! AdamW, validation Dice, ReduceLROnPlateau on val loss, early stopping on val Dice, and
 //! checkpoints, CSV and TensorBoard scalars every epoch.
+//!
+//! [`train`] is what every task's `vlsm train` runs: the common preamble, the task's own loading,
+//! the loop, and keeping `RUN/best` a loadable model directory. [`run`] is the loop alone.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -13,13 +16,13 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::checkpoint::{self, RngState, TrainState};
 use super::config::TrainConfig;
 use super::log::{self, EpochRecord};
 use super::loss::{dice_per_image_at, LossKind};
 use super::optim::{clip_grad_norm, AdamW};
 use super::plot;
 use super::sched::{EarlyStopping, ReduceLrOnPlateau};
+use super::state::{self, RngState, TrainState};
 use super::tensorboard::EventWriter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +63,9 @@ pub trait Trainable {
 /// Called after each epoch; false stops the run.
 pub type EpochHook<'a> = Box<dyn FnMut(&EpochRecord) -> bool + 'a>;
 
-/// Run options besides the config.
-pub struct Hooks<'a> {
+/// How to run, besides the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
     /// Continue the run in `output_dir` from `last/`.
     pub resume: bool,
     /// Learning rate from the first epoch this call runs, instead of `train.lr` (fresh run) or
@@ -69,9 +73,70 @@ pub struct Hooks<'a> {
     pub lr: Option<f64>,
     /// Show progress bars (only drawn when stderr is a terminal).
     pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            resume: false,
+            lr: None,
+            progress: true,
+        }
+    }
+}
+
+impl RunOptions {
+    /// A fresh run with no progress output.
+    pub fn quiet() -> Self {
+        RunOptions {
+            progress: false,
+            ..RunOptions::default()
+        }
+    }
+
+    /// The same options, continuing the run from `last/`.
+    pub fn resumed(self) -> Self {
+        RunOptions {
+            resume: true,
+            ..self
+        }
+    }
+
+    /// The same options with a learning-rate override.
+    pub fn with_lr(self, lr: f64) -> Self {
+        RunOptions {
+            lr: Some(lr),
+            ..self
+        }
+    }
+}
+
+/// Callbacks into a run.
+#[derive(Default)]
+pub struct Hooks<'a> {
     /// Called after each epoch, once its checkpoint is on disk; returning false stops the run
     /// there, unfinished, as if the process had been killed.
     pub on_epoch: Option<EpochHook<'a>>,
+}
+
+impl<'a> Hooks<'a> {
+    /// No callbacks.
+    pub fn none() -> Self {
+        Hooks { on_epoch: None }
+    }
+
+    /// Calls `f` after each epoch, once its checkpoint is on disk; `f` returning false stops
+    /// the run there, unfinished.
+    pub fn on_epoch(f: impl FnMut(&EpochRecord) -> bool + 'a) -> Self {
+        Hooks {
+            on_epoch: Some(Box::new(f)),
+        }
+    }
+
+    /// Stops the run, unfinished, after epoch `n` (a run killed there).
+    pub fn stop_after(n: usize) -> Self {
+        Self::on_epoch(move |r| r.epoch < n)
+    }
 }
 
 /// Every variable of `varmap`, sorted by name (a stable order for the optimizer state).
@@ -88,6 +153,7 @@ pub fn sorted_vars(varmap: &candle_nn::VarMap) -> Vec<(String, Var)> {
 pub fn run_with<'a, T: Trainable>(
     cfg: &TrainConfig,
     task: &mut T,
+    opts: &RunOptions,
     mut hooks: Hooks<'a>,
     mut after_epoch: impl FnMut() -> Result<()> + 'a,
 ) -> Result<RunSummary> {
@@ -101,22 +167,11 @@ pub fn run_with<'a, T: Trainable>(
         }
         user.as_mut().is_none_or(|h| h(rec))
     }));
-    let summary = run(cfg, task, hooks)?;
+    let summary = run(cfg, task, opts, hooks)?;
     if let Some(e) = failed.borrow_mut().take() {
         return Err(e);
     }
     Ok(summary)
-}
-
-impl Default for Hooks<'_> {
-    fn default() -> Self {
-        Hooks {
-            resume: false,
-            lr: None,
-            progress: true,
-            on_epoch: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +195,65 @@ pub fn apply_threads(n: usize) {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+}
+
+/// An error unless `run_dir` is free for a fresh run (no `last/` checkpoint).
+fn refuse_existing_run(run_dir: &Path) -> Result<()> {
+    if state::resolve(run_dir, "last").is_some() {
+        bail!(
+            "{}: already holds a run (last/); resume it or choose another output_dir",
+            run_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// What every run does before a task loads anything: checks the config, sets the thread
+/// count, and refuses to start a fresh run over an existing one.
+pub fn prepare(cfg: &TrainConfig, opts: &RunOptions) -> Result<()> {
+    cfg.validate()?;
+    apply_threads(cfg.threads);
+    if !opts.resume {
+        refuse_existing_run(&cfg.output_dir)?;
+    }
+    Ok(())
+}
+
+/// A task's `vlsm train`: [`prepare`], then `build` loads the task (every data, config and
+/// model error surfaces there, before training) and returns it with `keep_best`, then [`run`].
+/// `keep_best(run_dir)` is called after every epoch's checkpoint and once after the run, to keep
+/// `RUN/best` a loadable model directory; its error stops the run there and is returned.
+pub fn train<'a, T, K>(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    hooks: Hooks<'a>,
+    build: impl FnOnce() -> Result<(T, K)>,
+) -> Result<RunSummary>
+where
+    T: Trainable,
+    K: Fn(&Path) -> Result<()> + 'a,
+{
+    prepare(cfg, opts)?;
+    let (mut task, keep_best) = build()?;
+    let keep_best = Rc::new(keep_best);
+    let (k, run_dir) = (keep_best.clone(), cfg.output_dir.clone());
+    let summary = run_with(cfg, &mut task, opts, hooks, move || k(&run_dir))?;
+    keep_best(&cfg.output_dir)?;
+    Ok(summary)
+}
+
+/// A `keep_best` for [`train`]: when `RUN/best` holds weights but no `config.json` yet (a new
+/// best checkpoint replaces the whole directory), `export(weights, RUN/best)` writes the rest
+/// of the model directory, `config.json` last.
+pub fn export_new_best(export: impl Fn(&Path, &Path) -> Result<()>) -> impl Fn(&Path) -> Result<()> {
+    move |run_dir| {
+        let best = run_dir.join("best");
+        let w = best.join(state::WEIGHTS);
+        if w.is_file() && !best.join("config.json").is_file() {
+            export(&w, &best)?;
+        }
+        Ok(())
     }
 }
 
@@ -179,7 +293,7 @@ fn validate<T: Trainable>(task: &mut T, cfg: &TrainConfig, loss: &LossKind) -> R
 }
 
 /// Trains `task` as `cfg` says, in `cfg.output_dir`.
-pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> Result<RunSummary> {
+pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut hooks: Hooks) -> Result<RunSummary> {
     cfg.validate()?;
     apply_threads(cfg.threads);
     let run_dir = cfg.output_dir.clone();
@@ -197,29 +311,26 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
     }
     let mut opt = AdamW::new(vars, cfg.adamw())?;
     let (mut st, mut rng) = fresh_state(cfg);
-    if hooks.resume {
-        let dir = checkpoint::resolve(&run_dir, "last").ok_or_else(|| {
+    if opts.resume {
+        let dir = state::resolve(&run_dir, "last").ok_or_else(|| {
             anyhow!(
                 "{}: no checkpoint to resume (expected last/{})",
                 run_dir.display(),
-                checkpoint::STATE
+                state::STATE
             )
         })?;
-        st = checkpoint::load(&dir, &mut opt)?;
+        st = state::load(&dir, &mut opt)?;
         rng = st
             .rng
             .restore()
-            .map_err(|e| anyhow!("{}: {e}", dir.join(checkpoint::STATE).display()))?;
+            .map_err(|e| anyhow!("{}: {e}", dir.join(state::STATE).display()))?;
         if st.finished {
             return Ok(summary(&run_dir, &st, cfg));
         }
-    } else if checkpoint::resolve(&run_dir, "last").is_some() {
-        bail!(
-            "{}: already holds a run (last/); resume it or choose another output_dir",
-            run_dir.display()
-        );
+    } else {
+        refuse_existing_run(&run_dir)?;
     }
-    if let Some(lr) = hooks.lr {
+    if let Some(lr) = opts.lr {
         if !(lr.is_finite() && lr > 0.0) {
             bail!("learning rate {lr}: must be a positive number");
         }
@@ -241,8 +352,8 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
         let mut order: Vec<usize> = (0..n_train).collect();
         order.shuffle(&mut erng);
         let prefix = format!("epoch {epoch}/{}", cfg.train.epochs);
-        let pb = log::progress_bar(n_batches, prefix.clone(), hooks.progress);
-        let mut plain = log::PlainProgress::new(hooks.progress, Duration::from_secs(60));
+        let pb = log::progress_bar(n_batches, prefix.clone(), opts.progress);
+        let mut plain = log::PlainProgress::new(opts.progress, Duration::from_secs(60));
         let mut loss_sum = 0.0;
         for (b, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
             let (input, targets) = task.batch(Split::Train, chunk, &mut erng)?;
@@ -291,9 +402,9 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
         }
         st.finished = epoch == cfg.train.epochs || (stop && epoch >= cfg.train.min_epochs);
         if improved {
-            checkpoint::save(&run_dir, "best", &opt, &st)?;
+            state::save(&run_dir, "best", &opt, &st)?;
         }
-        checkpoint::save(&run_dir, "last", &opt, &st)?;
+        state::save(&run_dir, "last", &opt, &st)?;
         log::write_csv(&run_dir.join(METRICS_CSV), &st.history)?;
         for (tag, v) in [
             ("train/loss", train_loss),
@@ -303,7 +414,7 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, mut hooks: Hooks) -> R
         ] {
             tb.scalar(tag, epoch as i64, v as f32)?;
         }
-        if hooks.progress {
+        if opts.progress {
             eprintln!(
                 "epoch {epoch}: train_loss {train_loss:.4} val_loss {val_loss:.4} val_dice {val_dice:.4} lr {lr:.2e} ({:.1}s)",
                 rec.seconds

@@ -1,6 +1,7 @@
 //! Image classification: top-k labels with probabilities from any [`ImageClassifier`]. The
 //! supervised ViT and Swin heads implement it from a model directory; CLIP zero-shot plugs in
-//! by implementing the trait with prompts as labels and [`zero_shot_logits`].
+//! by implementing the trait with prompts as labels and [`zero_shot_logits`]. [`eval`] measures
+//! a classifier on a folder-per-class dataset.
 
 use std::path::Path;
 
@@ -12,6 +13,10 @@ use crate::checkpoint;
 use crate::models::swin::{SwinConfig, SwinForImageClassification};
 use crate::models::vit::{ViTConfig, ViTForImageClassification};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
+
+pub mod eval;
+
+pub use eval::{confusion_matrix, evaluate_folder, format_eval, ClassFolder, ClassifyEval};
 
 /// Anything that maps pixel values to one logit per label.
 pub trait ImageClassifier {

@@ -5,7 +5,8 @@
 //! To fit the segmentation-shaped [`Trainable`] (logits and targets `[B, H, W]`), logits are
 //! `[B, 1, K]` and targets one-hot `[B, 1, K]`; the training loss is softmax cross-entropy, and
 //! the loop's "val Dice" on one-hot targets is the one-vs-rest Dice of `logit > 0`. Report
-//! accuracy and the confusion matrix with [`evaluate`] (or [`evaluate_folder`] for a saved model).
+//! accuracy and the confusion matrix with [`evaluate`] (or
+//! [`crate::classify::evaluate_folder`] for a saved model).
 //!
 //! `vlsm train` with `model.kind = "vit_classify"` runs [`train`]: `model.dir` is a ViT directory
 //! (its weights, if any, start the backbone; a `config.json` alone gives a seeded random one),
@@ -20,76 +21,13 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use super::config::TrainConfig;
-use super::loss::LossKind;
-use super::trainer::{self, Hooks, RunSummary, Split, Trainable};
 use crate::checkpoint;
-use crate::classify::ImageClassifier;
+use crate::classify::{confusion_matrix, ClassFolder, ClassifyEval};
 use crate::models::vit::{ViTConfig, ViTForImageClassification};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
-
-const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
-
-/// A folder-per-class dataset: class names (sorted subfolder names) and `(image, class)` pairs.
-#[derive(Debug, Clone)]
-pub struct ClassFolder {
-    pub classes: Vec<String>,
-    pub samples: Vec<(PathBuf, usize)>,
-}
-
-impl ClassFolder {
-    /// Scans `root/<class>/*` for a model's `labels` (class index = label index); a folder
-    /// that is not a label is an error, a label without a folder is fine.
-    pub fn scan_known(root: &Path, labels: &[String]) -> Result<Self> {
-        if !root.is_dir() {
-            bail!("{}: dataset folder not found", root.display());
-        }
-        Self::scan(root, Some(labels))
-    }
-
-    /// Scans `root/<class>/*` (sorted, so indices are stable). With `classes`, those names and
-    /// order are used and an unknown folder is an error.
-    pub fn scan(root: &Path, classes: Option<&[String]>) -> Result<Self> {
-        let mut found: Vec<String> = std::fs::read_dir(root)
-            .with_context(|| format!("{}: cannot read dataset folder", root.display()))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().to_str().map(String::from))
-            .collect();
-        found.sort();
-        let classes: Vec<String> = match classes {
-            Some(c) => {
-                if let Some(x) = found.iter().find(|f| !c.contains(f)) {
-                    bail!("{}: class folder '{x}' is not one of {c:?}", root.display());
-                }
-                c.to_vec()
-            }
-            None => found.clone(),
-        };
-        if classes.len() < 2 {
-            bail!("{}: need at least two class folders, found {found:?}", root.display());
-        }
-        let mut samples = Vec::new();
-        for (k, name) in classes.iter().enumerate() {
-            let dir = root.join(name);
-            if !dir.is_dir() {
-                continue;
-            }
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
-                })
-                .collect();
-            files.sort();
-            samples.extend(files.into_iter().map(|p| (p, k)));
-        }
-        if samples.is_empty() {
-            bail!("{}: no images under the class folders", root.display());
-        }
-        Ok(Self { classes, samples })
-    }
-}
+use crate::train::engine::config::TrainConfig;
+use crate::train::engine::loss::LossKind;
+use crate::train::engine::trainer::{self, export_new_best, Hooks, RunOptions, RunSummary, Split, Trainable};
 
 /// A ViT with a new zero head over a `VarMap`, variables under HF names (`vit.*`,
 /// `classifier.*`), so `weights.safetensors` loads as a `ViTForImageClassification`.
@@ -219,22 +157,6 @@ pub fn seed_backbone(varmap: &VarMap, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// Accuracy and confusion matrix (`m[true][pred]`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ClassifyEval {
-    pub classes: Vec<String>,
-    pub accuracy: f64,
-    pub confusion: Vec<Vec<usize>>,
-}
-
-pub fn confusion_matrix(truth: &[usize], pred: &[usize], k: usize) -> Vec<Vec<usize>> {
-    let mut m = vec![vec![0; k]; k];
-    for (&t, &p) in truth.iter().zip(pred) {
-        m[t][p] += 1;
-    }
-    m
-}
-
 /// Runs the task's model over a split in batches.
 pub fn evaluate(task: &VitClassifyTask, split: Split, batch: usize) -> Result<ClassifyEval> {
     let n = task.len(split);
@@ -253,48 +175,6 @@ pub fn evaluate(task: &VitClassifyTask, split: Split, batch: usize) -> Result<Cl
         accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
         confusion: confusion_matrix(&truth, &pred, k),
     })
-}
-
-/// Runs a saved classifier over `root/<class>/*`; the folders must be among its labels.
-pub fn evaluate_folder(model: &dyn ImageClassifier, root: &Path, batch: usize) -> Result<ClassifyEval> {
-    let labels = model.labels().to_vec();
-    let set = ClassFolder::scan_known(root, &labels)?;
-    let (mut truth, mut pred) = (Vec::new(), Vec::new());
-    for chunk in set.samples.chunks(batch.max(1)) {
-        let imgs = chunk
-            .iter()
-            .map(|(p, _)| crate::io::read_rgb(p))
-            .collect::<Result<Vec<_>>>()?;
-        let pv = model.processor().preprocess_batch(&imgs)?;
-        let p = model.logits(&pv)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        truth.extend(chunk.iter().map(|(_, k)| *k));
-        pred.extend(p.iter().map(|&y| y as usize));
-    }
-    let correct = truth.iter().zip(&pred).filter(|(t, p)| t == p).count();
-    Ok(ClassifyEval {
-        accuracy: correct as f64 / truth.len() as f64,
-        confusion: confusion_matrix(&truth, &pred, labels.len()),
-        classes: labels,
-    })
-}
-
-/// Accuracy and the confusion matrix as a text table (rows: true class, columns: predicted).
-pub fn format_eval(ev: &ClassifyEval) -> String {
-    let n: usize = ev.confusion.iter().flatten().sum();
-    let w = ev.classes.iter().map(|c| c.len()).max().unwrap_or(4).max(6);
-    let mut s = format!("accuracy {:.4} ({n} images)\n{:>w$}", ev.accuracy, "true\\pred");
-    for c in &ev.classes {
-        s += &format!(" {c:>w$}");
-    }
-    s.push('\n');
-    for (c, row) in ev.classes.iter().zip(&ev.confusion) {
-        s += &format!("{c:>w$}");
-        for v in row {
-            s += &format!(" {v:>w$}");
-        }
-        s.push('\n');
-    }
-    s
 }
 
 /// The training processor: the model directory's mean/std (ViT defaults without one),
@@ -326,50 +206,47 @@ fn split_roots(cfg: &TrainConfig) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// `vlsm train` for `model.kind = "vit_classify"`.
-pub fn train(cfg: &TrainConfig, hooks: Hooks) -> Result<RunSummary> {
-    cfg.validate()?;
-    trainer::apply_threads(cfg.threads);
-    if !hooks.resume && super::checkpoint::resolve(&cfg.output_dir, "last").is_some() {
-        bail!("{}: already holds a run (last/); resume it or choose another output_dir", cfg.output_dir.display());
-    }
-    let dir = &cfg.model.dir;
-    let cfg_path = dir.join("config.json");
-    let raw: serde_json::Value = checkpoint::read_json(&cfg_path)?;
-    if raw.get("model_type").and_then(|m| m.as_str()) != Some("vit") {
-        bail!("{}: model.dir must be a ViT directory (model_type \"vit\")", cfg_path.display());
-    }
-    let vit: ViTConfig =
-        serde_json::from_value(raw.clone()).map_err(|e| anyhow::anyhow!("{}: not a ViT config: {e}", cfg_path.display()))?;
-    // Weights are optional: a config alone means a random backbone.
-    let pretrained = checkpoint::find_weights(dir).is_ok();
-    let (train_root, val_root) = split_roots(cfg)?;
-    let size = cfg.data.image_size as u32;
-    let processor = train_processor(dir, size)?;
-    let mut task = VitClassifyTask::new(
-        &vit,
-        pretrained.then_some(dir.as_path()),
-        &train_root,
-        &val_root,
-        processor.clone(),
-        cfg.is_frozen("vision"),
-    )?;
-    if !pretrained {
-        seed_backbone(&task.varmap, cfg.seed)?;
-    }
-    if hooks.progress {
-        eprintln!(
-            "{} train / {} val images, {} classes {:?}; backbone {} and {}",
-            task.train.samples.len(),
-            task.val.samples.len(),
-            task.train.classes.len(),
-            task.train.classes,
-            if pretrained { "pretrained" } else { "random (seeded)" },
-            if task.freeze_backbone { "frozen" } else { "trained" }
-        );
-    }
-    let (varmap, classes) = (task.varmap.clone(), task.train.classes.clone());
-    super::textunet::run_exporting(cfg, &mut task, hooks, move |w, dst| {
-        export_classifier(&raw, &classes, &varmap, w, &processor, dst)
+pub fn train(cfg: &TrainConfig, opts: &RunOptions, hooks: Hooks) -> Result<RunSummary> {
+    trainer::train(cfg, opts, hooks, || {
+        let dir = &cfg.model.dir;
+        let cfg_path = dir.join("config.json");
+        let raw: serde_json::Value = checkpoint::read_json(&cfg_path)?;
+        if raw.get("model_type").and_then(|m| m.as_str()) != Some("vit") {
+            bail!("{}: model.dir must be a ViT directory (model_type \"vit\")", cfg_path.display());
+        }
+        let vit: ViTConfig = serde_json::from_value(raw.clone())
+            .map_err(|e| anyhow::anyhow!("{}: not a ViT config: {e}", cfg_path.display()))?;
+        // Weights are optional: a config alone means a random backbone.
+        let pretrained = checkpoint::find_weights(dir).is_ok();
+        let (train_root, val_root) = split_roots(cfg)?;
+        let size = cfg.data.image_size as u32;
+        let processor = train_processor(dir, size)?;
+        let task = VitClassifyTask::new(
+            &vit,
+            pretrained.then_some(dir.as_path()),
+            &train_root,
+            &val_root,
+            processor.clone(),
+            cfg.is_frozen("vision"),
+        )?;
+        if !pretrained {
+            seed_backbone(&task.varmap, cfg.seed)?;
+        }
+        if opts.progress {
+            eprintln!(
+                "{} train / {} val images, {} classes {:?}; backbone {} and {}",
+                task.train.samples.len(),
+                task.val.samples.len(),
+                task.train.classes.len(),
+                task.train.classes,
+                if pretrained { "pretrained" } else { "random (seeded)" },
+                if task.freeze_backbone { "frozen" } else { "trained" }
+            );
+        }
+        let (varmap, classes) = (task.varmap.clone(), task.train.classes.clone());
+        let keep_best =
+            export_new_best(move |w, dst| export_classifier(&raw, &classes, &varmap, w, &processor, dst));
+        Ok((task, keep_best))
     })
 }
 
@@ -504,10 +381,5 @@ mod tests {
             assert_eq!(v.len(), 2);
             assert_eq!(v[1].1.dims(), &[2, cfg.hidden_size]);
         }
-    }
-
-    #[test]
-    fn confusion_counts() {
-        assert_eq!(confusion_matrix(&[0, 1, 1, 2], &[0, 2, 1, 2], 3), vec![vec![1, 0, 0], vec![0, 1, 1], vec![0, 0, 1]]);
     }
 }
