@@ -13,9 +13,19 @@ output step (bicubic, align_corners=True, to the input size) and the official lo
 
 Weights are rounded to float16 and saved like a DataParallel training checkpoint:
 `torch.save({"state_dict": {"module." + k: v}})`, which vlsm must unwrap.
+
+A second fixture, tests/fixtures/cris_words (for crates/vlsm/tests/cris_long_prompt.rs), checks
+the prompt → ids path: CRIS's RefCOCO `word_len` 17, the real CLIP vocabulary (49 408 ids) with a
+tiny text width, and real prompts, short and medvlsm-style long ones (more than 17 tokens),
+tokenised by CRIS.pytorch's own `utils/dataset.py` `tokenize(p, 17, truncate=True)` (its
+SimpleTokenizer with the repository's `bpe_simple_vocab_16e6.txt.gz`, the same file as
+shared/vocab; needs `ftfy` and `regex`). Which fixtures to write: the arguments `cris`,
+`cris_words` (default: both; the committed `cris` fixture predates `cris_words`, write only the
+new one with `... make_cris_fixtures.py cris_words`).
 """
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -130,5 +140,84 @@ def main():
     print({k: tuple(v.shape) for k, v in ref.items()})
 
 
+OUT_WORDS = ROOT / "tests/fixtures/cris_words"
+CFG_WORDS = {
+    "model_type": "cris",
+    "backbone": {"embed_dim": 16, "image_resolution": 64, "vision_layers": [1, 1, 1, 1],
+                 "vision_width": 4, "context_length": 77, "vocab_size": 49408,
+                 "transformer_width": 8, "transformer_heads": 2, "transformer_layers": 1},
+    "word_len": 17, "fpn_in": [32, 64, 16], "fpn_out": [8, 8, 16], "vis_dim": 8,
+    "word_dim": 16, "num_layers": 1, "num_head": 2, "dim_ffn": 16, "img_size": 64,
+    "threshold": 0.35,
+}
+# Short, exactly word_len, one over, and medvlsm p6-p9-like prompts (more than 17 tokens,
+# one beyond CLIP's 77).
+LONG = ("one medium pink round polyp, located in bottom right of the image, which is an "
+        "irregular shaped growth on the colon wall")
+PROMPTS = [
+    "polyp",
+    "one small pink round polyp, located in bottom right of the image.",
+    "one small light pink round polyp, located in bottom right of the image.",
+    LONG,
+    "two small red oval polyps, located in top left and center of the image, which are "
+    "abnormal growths of tissue on the lining of the colon",
+    " ".join([LONG] * 4),
+]
+
+
+def _cris_tokenize():
+    """CRIS.pytorch's `utils/dataset.py` `tokenize`, imported with its data-loading-only
+    dependencies (cv2, lmdb, pyarrow) stubbed when absent."""
+    import importlib
+    import importlib.util
+    import types
+    for name in ("cv2", "lmdb", "pyarrow"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            sys.modules[name] = types.ModuleType(name)
+    utils = Path(os.environ.get("CRIS_REPO", "/tmp/cris")) / "utils"
+    spec = importlib.util.spec_from_file_location(
+        "cris_utils", utils / "__init__.py", submodule_search_locations=[str(utils)])
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules["cris_utils"] = pkg
+    spec.loader.exec_module(pkg)
+    return importlib.import_module("cris_utils.dataset")
+
+
+def main_words():
+    torch.manual_seed(1)
+    OUT_WORDS.mkdir(parents=True, exist_ok=True)
+    model = Cris(CFG_WORDS)
+    randomize(model)
+    model.eval()
+    sd = {k: (v.half() if v.is_floating_point() else v).contiguous()
+          for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    save_file(sd, OUT_WORDS / "model.safetensors")
+    (OUT_WORDS / "config.json").write_text(json.dumps(CFG_WORDS, indent=1))
+
+    ds = _cris_tokenize()
+    tok = ds._tokenizer
+    L = CFG_WORDS["word_len"]
+    word = ds.tokenize(PROMPTS, L, True)
+    n = len(PROMPTS)
+    # Length of [sot] + bpe + [eot] before CRIS cuts it to word_len.
+    lengths = [len(tok.encode(p)) + 2 for p in PROMPTS]
+    (OUT_WORDS / "prompts.json").write_text(json.dumps(
+        [{"prompt": p, "tokens": k} for p, k in zip(PROMPTS, lengths)], indent=1))
+    img1 = torch.randn(1, 3, CFG_WORDS["img_size"], CFG_WORDS["img_size"])
+    img = img1.expand(n, -1, -1, -1).contiguous()
+    mask = torch.zeros(n, 1, CFG_WORDS["img_size"], CFG_WORDS["img_size"])
+    with torch.no_grad():
+        out = model(img, word, mask)
+    ref = {"img": img1, "ids": word, "word_feats": out["word_feats"], "state": out["state"],
+           "logits": out["logits"]}
+    save_file({k: v.contiguous() for k, v in ref.items()}, OUT_WORDS / "reference.safetensors")
+    print("tokens:", lengths)
+    print({k: tuple(v.shape) for k, v in ref.items()})
+
+
 if __name__ == "__main__":
-    main()
+    which = sys.argv[1:] or ["cris", "cris_words"]
+    for w in which:
+        {"cris": main, "cris_words": main_words}[w]()

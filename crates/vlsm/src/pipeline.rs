@@ -211,14 +211,8 @@ impl Segmenter {
             Net::Cris(m) => {
                 // CRIS reads word features too, so the "conditional" is the padded ids themselves.
                 let l = m.config.word_len;
-                let rows: Vec<Vec<u32>> = ids_all
-                    .into_iter()
-                    .map(|mut v| {
-                        v.truncate(l);
-                        v.resize(l, 0);
-                        v
-                    })
-                    .collect();
+                let rows: Vec<Vec<u32>> =
+                    ids_all.iter().map(|v| crate::models::cris::word_ids(v, l, tokenizer.eot_id())).collect();
                 let n = rows.len();
                 Ok(Tensor::from_vec(rows.concat(), (n, l), &self.device)?)
             }

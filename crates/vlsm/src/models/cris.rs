@@ -473,6 +473,20 @@ impl Cris {
     }
 }
 
+/// CRIS.pytorch's `tokenize(text, word_len, truncate=True)` (utils/dataset.py) on the CLIP
+/// tokenizer's `[sot, …, eot]` ids: cut to `word_len` with the end token `eot` as the last id
+/// (CRIS pools the sentence feature at the largest id, the end token), then zero-padded.
+pub fn word_ids(ids: &[u32], word_len: usize, eot: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = ids.iter().copied().take(word_len).collect();
+    if ids.len() > word_len {
+        if let Some(last) = v.last_mut() {
+            *last = eot;
+        }
+    }
+    v.resize(word_len, 0);
+    v
+}
+
 /// Weight file of a CRIS directory.
 pub fn weights_file(dir: &Path) -> anyhow::Result<PathBuf> {
     const NAMES: &[&str] = &["model.safetensors", "cris.pth", "cris.pt", "pytorch_model.bin", "best_model.pth"];

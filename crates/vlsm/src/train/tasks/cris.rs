@@ -56,12 +56,10 @@ pub fn part_of(name: &str) -> Option<&'static str> {
     })
 }
 
-/// CLIP-BPE ids truncated / zero-padded to `word_len` (CRIS's `pad_mask` then masks the padding).
+/// CLIP-BPE ids cut to `word_len` with the end token kept, zero-padded, as inference
+/// ([`word_ids`](crate::models::cris::word_ids)); CRIS's `pad_mask` then masks the padding.
 pub fn token_ids(tok: &ClipTokenizer, prompt: &str, word_len: usize) -> Result<Vec<u32>> {
-    let mut v = tok.encode(prompt)?;
-    v.truncate(word_len);
-    v.resize(word_len, 0);
-    Ok(v)
+    Ok(crate::models::cris::word_ids(&tok.encode(prompt)?, word_len, tok.eot_id()))
 }
 
 struct Item {
