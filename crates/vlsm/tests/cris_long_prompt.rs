@@ -85,7 +85,7 @@ fn training_ids_equal_inference_ids() {
     let texts: Vec<String> = prompts().into_iter().map(|(p, _)| p).collect();
     let inference: Vec<Vec<u32>> = seg.text_conditional(&texts).unwrap().to_vec2().unwrap();
     for (p, row) in texts.iter().zip(&inference) {
-        assert_eq!(&vlsm::train::cris::token_ids(tok, p, 17).unwrap(), row, "{p:?}");
+        assert_eq!(&vlsm::train::tasks::cris::token_ids(tok, p, 17).unwrap(), row, "{p:?}");
     }
 }
 
