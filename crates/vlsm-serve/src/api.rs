@@ -126,8 +126,8 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) ->
     let status = e.status();
     let mut cur: Option<&dyn std::error::Error> = Some(&e);
     while let Some(x) = cur {
-        if let Some(t) = x.downcast_ref::<crate::listen::BodyTimeout>() {
-            return ApiError(StatusCode::REQUEST_TIMEOUT, format!("{t}; send the body faster"));
+        if x.downcast_ref::<crate::listen::BodyTimeout>().is_some() || x.to_string().contains("body read timed out") {
+            return ApiError(StatusCode::REQUEST_TIMEOUT, format!("{x}; the body must arrive faster"));
         }
         cur = x.source();
     }

