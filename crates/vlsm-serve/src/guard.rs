@@ -111,7 +111,7 @@ impl Guard {
             _ => None,
         };
         let builtin = ["localhost", "127.0.0.1", "[::1]"].contains(&name.as_str()) || bound.as_deref() == Some(&name);
-        if port_ok && (builtin || acc.hosts.iter().any(|h| *h == name)) {
+        if port_ok && (builtin || acc.hosts.contains(&name)) {
             return true;
         }
         // An explicit `name:port` entry (e.g. a proxy's public port).
@@ -119,7 +119,7 @@ impl Guard {
             Some(p) => format!("{name}:{p}"),
             None => name.clone(),
         };
-        acc.hosts.iter().any(|h| *h == full)
+        acc.hosts.contains(&full)
     }
 }
 

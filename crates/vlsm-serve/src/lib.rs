@@ -189,12 +189,23 @@ impl AppState {
                 drain: Duration::from_secs(opts.drain_secs),
             },
             dataset,
-            access: guard::Access::new(&opts.allowed_hosts, opts.token.clone())?,
+            access: guard::Access::new(&allowed_hosts(opts), opts.token.clone())?,
             conns: listen::ConnCount::default(),
             model_delay: Duration::ZERO,
             post_delay: Duration::ZERO,
         })
     }
+}
+
+/// `--allowed-host` entries plus the host name of `--addr` when it is a name (not an address).
+fn allowed_hosts(opts: &Options) -> Vec<String> {
+    let mut hosts = opts.allowed_hosts.clone();
+    if let Some((name, _)) = opts.addr.rsplit_once(':') {
+        if !name.is_empty() && !name.starts_with('[') && name.parse::<std::net::IpAddr>().is_err() {
+            hosts.push(name.to_string());
+        }
+    }
+    hosts
 }
 
 /// Refuses option values that cannot be right (clap's parsers check the command line; this
