@@ -314,7 +314,7 @@ fn sigterm_with_partial_head_and_body_exits_promptly() {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_vlsm-serve"))
-        .args(["--addr", "127.0.0.1:0", "--drain-secs", "1", "--model"])
+        .args(["--addr", "127.0.0.1:0", "--drain-secs", "3", "--model"])
         .arg(common::tiny_model())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -332,16 +332,17 @@ fn sigterm_with_partial_head_and_body_exits_promptly() {
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    // The partial head is closed at once.
+    // The partial head is closed at once, not at the drain deadline.
     head.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut sink = Vec::new();
     let _ = head.read_to_end(&mut sink);
-    assert!(t.elapsed() < Duration::from_millis(900), "partial head closed after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_millis(1500), "partial head closed after {:?}", t.elapsed());
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(t.elapsed() < Duration::from_secs(6), "server did not exit after SIGTERM");
+        // The partial body (it never completes; the body timeout is 30 s) ends at the 3 s drain.
+        assert!(t.elapsed() < Duration::from_secs(8), "server did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status}");
