@@ -18,13 +18,22 @@ function status(msg, isError) {
   $('status').className = isError ? 'error' : '';
 }
 
+// With `vlsm serve --token T`, open the page as http://HOST:PORT/#token=T: the token stays in
+// the fragment (never sent as part of a URL) and goes with each API call as a bearer token.
+const TOKEN = new URLSearchParams(location.hash.slice(1)).get('token');
+function api(path, init) {
+  init = init || {};
+  if (TOKEN) init.headers = Object.assign({}, init.headers, { Authorization: 'Bearer ' + TOKEN });
+  return fetch(path, init);
+}
+
 async function errorText(resp) {
   try { return (await resp.json()).error || resp.statusText; } catch (_) { return resp.status + ' ' + resp.statusText; }
 }
 
 async function init() {
   try {
-    const m = await (await fetch('/api/model')).json();
+    const m = await (await api('/api/model')).json();
     S.threshold = m.default_threshold;
     $('threshold').value = S.threshold;
     $('thresholdOut').textContent = S.threshold.toFixed(2);
@@ -111,7 +120,7 @@ async function segment(prompt) {
   status('Segmenting "' + prompt + '"…');
   $('segment').disabled = true;
   try {
-    const resp = await fetch('/api/segment', { method: 'POST', body: fd });
+    const resp = await api('/api/segment', { method: 'POST', body: fd });
     if (!resp.ok) { status('Segmentation failed: ' + await errorText(resp), true); return; }
     const r = await resp.json();
     if (r.image_png) {
@@ -299,7 +308,7 @@ $('save').onclick = async () => {
   fd.append('name', safe(S.stem));
   $('save').disabled = true;
   try {
-    const resp = await fetch('/api/dataset/save', { method: 'POST', body: fd });
+    const resp = await api('/api/dataset/save', { method: 'POST', body: fd });
     if (!resp.ok) { status('Save failed: ' + await errorText(resp), true); return; }
     const r = await resp.json();
     status('Saved images/' + r.img_name + ' and masks/' + r.mask_name + ' (' + r.records + ' records in anns/train.json).');

@@ -88,7 +88,8 @@ async fn model(State(st): St) -> Json<Value> {
     let s = &st.segmenter;
     let l = &st.limits;
     Json(json!({
-        "dir": s.dir.display().to_string(),
+        // Only the folder's name: the full path would tell a page more about this machine than it needs.
+        "dir": s.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
         "kind": s.kind_name(),
         "default_threshold": s.default_threshold(),
         "dataset_enabled": st.dataset.is_some(),
@@ -123,6 +124,13 @@ struct Form {
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
     let status = e.status();
+    let mut cur: Option<&dyn std::error::Error> = Some(&e);
+    while let Some(x) = cur {
+        if x.downcast_ref::<crate::listen::BodyTimeout>().is_some() || x.to_string().contains("body read timed out") {
+            return ApiError(StatusCode::REQUEST_TIMEOUT, format!("{x}; the body must arrive faster"));
+        }
+        cur = x.source();
+    }
     // tower-http's limit error reaches us wrapped in the multipart stream error.
     let mut too_large = status == StatusCode::PAYLOAD_TOO_LARGE;
     let mut cur: Option<&dyn std::error::Error> = Some(&e);
@@ -162,7 +170,10 @@ async fn read_form(
                 *slot = up;
             }
             _ => {
-                let text = field.text().await.map_err(|e| multipart_error(e, limit))?;
+                // Bytes, not `text()`: that guesses encodings from byte order marks.
+                let raw = field.bytes().await.map_err(|e| multipart_error(e, limit))?;
+                let text = String::from_utf8(raw.to_vec())
+                    .map_err(|_| bad(format!("the {name} field is not valid UTF-8")))?;
                 match name.as_str() {
                     "prompt" => form.prompts.push(text),
                     "threshold" => form.threshold = Some(text),
@@ -361,7 +372,14 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
         if !st2.model_delay.is_zero() {
             std::thread::sleep(st2.model_delay);
         }
+        // Post-processing (full-size probabilities, PNG encoding) takes memory in proportion to
+        // the image: take its slot before giving up the model's, so that at most `workers`
+        // requests post-process at once and none pile up in between.
+        let _post = st2.gate.post_processing_blocking();
         drop(ticket);
+        if !st2.post_delay.is_zero() {
+            std::thread::sleep(st2.post_delay);
+        }
         let t_model = t1.elapsed();
         let (w, h) = (entry.width, entry.height);
         let (_, mh, mw) = logits.dims3().map_err(|e| model_error(e.into()))?;

@@ -8,6 +8,8 @@ mod api;
 mod cache;
 mod dataset;
 mod gate;
+mod guard;
+mod listen;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -22,9 +24,10 @@ use vlsm::pipeline::Segmenter;
 
 pub use cache::{CacheStats, FeatureCache};
 pub use gate::Gate;
+pub use listen::ConnCount;
 
 /// Command-line options of `vlsm serve`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Clone)]
 pub struct Options {
     /// Model directory (Hugging Face CLIPSeg layout or a `vlsm train` TextUNet); default: the built-in model.
     #[arg(long)]
@@ -32,30 +35,81 @@ pub struct Options {
     /// Address to listen on. Port 0 picks a free port (the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Allow a non-loopback --addr (the server has no authentication).
+    /// Allow a non-loopback --addr. Pair it with --token and --allowed-host (see docs/security.md).
     #[arg(long)]
     pub allow_remote: bool,
+    /// A host name (or name:port) that clients may use in the Host header besides the bound address,
+    /// localhost, 127.0.0.1 and [::1]; repeatable. '*' turns the Host check off (behind a proxy that checks it).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// Require `Authorization: Bearer TOKEN` on every /api request.
+    #[arg(long, env = "VLSM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Dataset folder (medvlsm layout) that "save to dataset" appends to; saving is disabled without it.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
-    /// Largest request body in MiB.
-    #[arg(long, default_value_t = 32)]
+    /// Largest request body in MiB (at least 1).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_mb: u64,
-    /// Largest image (width × height) accepted.
-    #[arg(long, default_value_t = 25_000_000)]
+    /// Largest image (width × height) accepted (at least 1).
+    #[arg(long, default_value_t = 25_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
-    /// Per-request time limit in seconds (504 after it).
-    #[arg(long, default_value_t = 60)]
+    /// Per-request time limit in seconds (504 after it; at least 1).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
-    /// Requests that may wait for the model; more get 503.
+    /// Requests that may wait for the model; more get 503 (0: none wait).
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
-    /// Requests that run the model at once.
-    #[arg(long, default_value_t = 1)]
+    /// Requests that run the model at once (at least 1).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub workers: usize,
-    /// Images whose encoder output is kept (LRU).
-    #[arg(long, default_value_t = 32)]
+    /// Images whose encoder output is kept (LRU; at least 1).
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub cache: usize,
+    /// Seconds a client has to send a complete request head (the connection is closed after it).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a complete request body (408 after it).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
+    pub max_connections: usize,
+    /// On SIGTERM or ctrl-c, seconds that requests already being answered get before their
+    /// connections are closed (idle and partial connections are closed at once).
+    #[arg(long, default_value_t = 10)]
+    pub drain_secs: u64,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("model", &self.model)
+            .field("addr", &self.addr)
+            .field("allow_remote", &self.allow_remote)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("dataset", &self.dataset)
+            .field("max_upload_mb", &self.max_upload_mb)
+            .field("max_pixels", &self.max_pixels)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("queue", &self.queue)
+            .field("workers", &self.workers)
+            .field("cache", &self.cache)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("drain_secs", &self.drain_secs)
+            .finish()
+    }
 }
 
 impl Default for Options {
@@ -64,6 +118,8 @@ impl Default for Options {
             model: None,
             addr: "127.0.0.1:8080".into(),
             allow_remote: false,
+            allowed_hosts: Vec::new(),
+            token: None,
             dataset: None,
             max_upload_mb: 32,
             max_pixels: 25_000_000,
@@ -71,6 +127,10 @@ impl Default for Options {
             queue: 16,
             workers: 1,
             cache: 32,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 256,
+            drain_secs: 10,
         }
     }
 }
@@ -83,6 +143,10 @@ pub struct Limits {
     pub timeout: Duration,
     pub max_prompts: usize,
     pub max_prompt_chars: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub drain: Duration,
 }
 
 /// Everything the handlers share.
@@ -92,18 +156,19 @@ pub struct AppState {
     pub gate: Gate,
     pub limits: Limits,
     pub dataset: Option<dataset::DatasetDir>,
+    /// Who may talk to the server (Host allow-list, bearer token).
+    pub access: guard::Access,
+    /// Open connections now and at most so far.
+    pub conns: listen::ConnCount,
     /// Extra time spent holding the model, for tests of the queue, timeout and shutdown.
     pub model_delay: Duration,
+    /// Extra time spent in post-processing (after the model), for tests of its bound.
+    pub post_delay: Duration,
 }
 
 impl AppState {
     pub fn new(opts: &Options, segmenter: Segmenter) -> Result<Self> {
-        if opts.workers == 0 {
-            bail!("--workers must be at least 1");
-        }
-        if opts.cache == 0 {
-            bail!("--cache must be at least 1");
-        }
+        validate(opts)?;
         let dataset = match &opts.dataset {
             Some(d) => Some(dataset::DatasetDir::open(d)?),
             None => None,
@@ -115,24 +180,72 @@ impl AppState {
             limits: Limits {
                 max_upload_bytes: (opts.max_upload_mb.saturating_mul(1 << 20)).min(usize::MAX as u64) as usize,
                 max_pixels: opts.max_pixels,
-                timeout: Duration::from_secs(opts.timeout_secs.max(1)),
+                timeout: Duration::from_secs(opts.timeout_secs),
                 max_prompts: 16,
                 max_prompt_chars: 500,
+                header_timeout: Duration::from_secs(opts.header_timeout_secs),
+                body_timeout: Duration::from_secs(opts.body_timeout_secs),
+                max_connections: opts.max_connections,
+                drain: Duration::from_secs(opts.drain_secs),
             },
             dataset,
+            access: guard::Access::new(&allowed_hosts(opts), opts.token.clone())?,
+            conns: listen::ConnCount::default(),
             model_delay: Duration::ZERO,
+            post_delay: Duration::ZERO,
         })
     }
 }
 
-/// The router with every route and limit layer.
-pub fn router(state: Arc<AppState>) -> Router {
+/// `--allowed-host` entries plus the host name of `--addr` when it is a name (not an address).
+fn allowed_hosts(opts: &Options) -> Vec<String> {
+    let mut hosts = opts.allowed_hosts.clone();
+    if let Some((name, _)) = opts.addr.rsplit_once(':') {
+        if !name.is_empty() && !name.starts_with('[') && name.parse::<std::net::IpAddr>().is_err() {
+            hosts.push(name.to_string());
+        }
+    }
+    hosts
+}
+
+/// Refuses option values that cannot be right (clap's parsers check the command line; this
+/// also covers `Options` built in code).
+fn validate(o: &Options) -> Result<()> {
+    let positive = [
+        ("--workers", o.workers as u64),
+        ("--cache", o.cache as u64),
+        ("--max-upload-mb", o.max_upload_mb),
+        ("--max-pixels", o.max_pixels),
+        ("--timeout-secs", o.timeout_secs),
+        ("--header-timeout-secs", o.header_timeout_secs),
+        ("--body-timeout-secs", o.body_timeout_secs),
+        ("--max-connections", o.max_connections as u64),
+    ];
+    for (name, v) in positive {
+        if v == 0 {
+            bail!("{name} must be at least 1");
+        }
+    }
+    if o.timeout_secs > 86_400 || o.header_timeout_secs > 86_400 || o.body_timeout_secs > 86_400 || o.drain_secs > 86_400
+    {
+        bail!("time limits must be at most 86400 seconds (one day)");
+    }
+    Ok(())
+}
+
+/// The router with every route and every check: the access guard (Host, token, Origin) and the
+/// body limits wrap the whole router, so a route added later is covered too; every error
+/// answer is `{"error": ...}` JSON. `local` is the bound address (for the Host check).
+pub fn router(state: Arc<AppState>, local: SocketAddr) -> Router {
     let max = state.limits.max_upload_bytes;
+    let g = Arc::new(guard::Guard { state: state.clone(), local });
     api::routes()
         .with_state(state)
         // The extractor's own 2 MB default would otherwise win over ours.
         .layer(DefaultBodyLimit::max(max))
         .layer(RequestBodyLimitLayer::new(max))
+        .layer(axum::middleware::from_fn_with_state(g, guard::check))
+        .layer(axum::middleware::map_response(move |r| guard::json_errors(r, max)))
 }
 
 /// Resolves `addr` and refuses non-loopback addresses unless `allow_remote`.
@@ -143,7 +256,7 @@ pub fn resolve_addr(addr: &str, allow_remote: bool) -> Result<SocketAddr> {
         .next()
         .ok_or_else(|| anyhow!("--addr {addr}: resolves to no address"))?;
     if !a.ip().is_loopback() && !allow_remote {
-        bail!("--addr {addr}: not a loopback address; the server has no authentication, pass --allow-remote to expose it anyway");
+        bail!("--addr {addr}: not a loopback address; pass --allow-remote to expose the server (with --token and --allowed-host, see docs/security.md)");
     }
     Ok(a)
 }
@@ -168,21 +281,26 @@ pub fn run(opts: Options) -> Result<()> {
             model.display(),
             state.segmenter.kind_name()
         );
+        if !local.ip().is_loopback() && state.access.token.is_none() {
+            eprintln!("vlsm serve: warning: listening on {local} without --token; anyone who can reach it can use it");
+        }
         serve(listener, state, shutdown_signal()).await
     });
-    // A model call that outlived its request's timeout may still be running; don't wait forever.
-    rt.shutdown_timeout(Duration::from_secs(5));
+    // A model call that outlived its request (timeout or drain deadline) may still be running on
+    // a blocking thread; don't wait for it forever.
+    rt.shutdown_timeout(Duration::from_secs(2));
     eprintln!("vlsm serve: stopped");
     result
 }
 
-/// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves on `listener` until `shutdown` resolves; then closes idle and partial connections at
+/// once, gives requests being answered `--drain-secs`, and closes whatever is left.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("server error")
+    listen::serve(listener, state, shutdown).await
 }
 
 /// Resolves on ctrl-c or SIGTERM.

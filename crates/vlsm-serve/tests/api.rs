@@ -208,8 +208,8 @@ async fn upload_over_the_body_limit_is_413() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let head = format!(
-        "POST /api/segment HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
+        "POST /api/segment HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    , s.addr);
     let r = send(s.addr, head, chunked).await.unwrap();
     assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.error().contains("larger than the limit"), "{}", r.error());
