@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use vlsm::models::biomedclip::{BiomedClip, BiomedClipConfig};
-use vlsm::models::biomedclipseg::BiomedClipSeg;
 mod common;
 use common::{assert_close, rel_err};
 
@@ -82,7 +81,7 @@ fn biomedclipseg_logits_match_medvlsm() {
     // BiomedCLIPSeg: the directory's own decoder; -D: a whole CLIPSeg checkpoint's decoder.*.
     let clipseg = fixtures().join("clipseg_tiny.safetensors");
     for (name, dec) in [("seg", None), ("seg_d", Some(clipseg.as_path()))] {
-        let m = BiomedClipSeg::load(&dir, dec, DType::F32, &Device::Cpu).unwrap();
+        let m = vlsm::loader::biomedclipseg(&dir, dec, DType::F32, &Device::Cpu).unwrap();
         assert_eq!(m.config.extract_layers, vec![4, 7, 10]);
         let cond = m.text_conditional(&ids, &mask).unwrap();
         assert_close(&format!("{name} condition"), &cond, &r["text_features"]);
@@ -140,7 +139,7 @@ fn wrong_shapes_and_missing_keys_are_named() {
 
     // A decoder file without decoder.* tensors: the file and the missing key.
     let t = scratch();
-    let e = BiomedClipSeg::load(t.path(), Some(&t.path().join("open_clip_pytorch_model.bin")), DType::F32, &Device::Cpu)
+    let e = vlsm::loader::biomedclipseg(t.path(), Some(&t.path().join("open_clip_pytorch_model.bin")), DType::F32, &Device::Cpu)
         .unwrap_err()
         .to_string();
     assert!(e.contains("open_clip_pytorch_model.bin") && e.contains("decoder.film_mul.weight"), "{e}");
@@ -152,6 +151,6 @@ fn wrong_shapes_and_missing_keys_are_named() {
     assert!(e.contains("open_clip_pytorch_model.bin"), "{e}");
     let t = scratch();
     std::fs::write(t.path().join("config.json"), r#"{"model_type": "clipseg"}"#).unwrap();
-    let e = BiomedClipSeg::load(t.path(), None, DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::biomedclipseg(t.path(), None, DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("config.json") && e.contains("clipseg"), "{e}");
 }
