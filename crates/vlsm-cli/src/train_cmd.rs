@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use vlsm::models::ModelKind;
 use vlsm::train::clipseg::{self, DecoderInit};
+use vlsm::train::config::TrainKind;
 use vlsm::train::{Hooks, TrainConfig};
 
 #[derive(Args, Debug)]
@@ -45,19 +47,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
         progress: true,
         on_epoch: None,
     };
-    let s = match cfg.model.kind.as_str() {
-        "textunet" => vlsm::train::textunet::train(&cfg, hooks)?,
-        "unet" => vlsm::train::unet::train(&cfg, hooks)?,
-        "vit_classify" => vlsm::train::vit_classify::train(&cfg, hooks)?,
-        "cris" => vlsm::train::cris::train(&cfg, hooks, init)?,
-        _ => clipseg::train(&cfg, hooks, init)?,
+    let s = match cfg.model.kind {
+        TrainKind::Seg(ModelKind::ClipSeg | ModelKind::BiomedClipSeg) => clipseg::train(&cfg, hooks, init)?,
+        TrainKind::Seg(ModelKind::TextUNet) => vlsm::train::textunet::train(&cfg, hooks)?,
+        TrainKind::Seg(ModelKind::UNet) => vlsm::train::unet::train(&cfg, hooks)?,
+        TrainKind::Seg(ModelKind::Cris) => vlsm::train::cris::train(&cfg, hooks, init)?,
+        TrainKind::VitClassify => vlsm::train::vit_classify::train(&cfg, hooks)?,
     };
     match s.best_val_dice {
         Some(d) => eprintln!(
             "{}: best val {} {d:.4} at epoch {} ({} epochs{}); model in {}",
             s.run_dir.display(),
             // A classifier's loop Dice is one-vs-rest on one-hot targets; `vlsm eval` gives accuracy.
-            if cfg.model.kind == "vit_classify" { "one-vs-rest Dice" } else { "Dice" },
+            if cfg.model.kind == TrainKind::VitClassify { "one-vs-rest Dice" } else { "Dice" },
             s.best_epoch,
             s.history.len(),
             if s.stopped_early {
