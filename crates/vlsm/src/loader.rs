@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use candle_core::{DType, Device};
 
-use crate::models::biomedclip::{BiomedClip, BiomedClipConfig};
+use crate::models::bert::BertConfig;
+use crate::models::biomedclip::{BiomedClip, BiomedClipConfig, OpenClipConfig, PreprocessCfg};
 use crate::models::biomedclipseg::{BiomedClipSeg, BiomedClipSegConfig};
 use crate::models::clipseg::{ClipSeg, ClipSegConfig, ClipSegDecoder};
 use crate::models::cris::{Cris, CrisConfig};
@@ -15,7 +16,7 @@ use crate::models::seg::{ModelKind, SegModel, WithTokenizer};
 use crate::models::textunet::{TextUNet, TextUNetConfig};
 use crate::models::unet::{UNet, UNetConfig};
 use crate::preprocess::ImageProcessorConfig;
-use crate::tokenize::ClipTokenizer;
+use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
 use crate::weights;
 
 /// Loads the segmentation model in `dir` (its kind from `config.json`) and its image processor:
@@ -23,14 +24,16 @@ use crate::weights;
 pub fn load(dir: &Path, dev: &Device) -> Result<(Box<dyn SegModel>, ImageProcessorConfig)> {
     let dt = DType::F32;
     let (model, reads_preprocessor): (Box<dyn SegModel>, bool) = match weights::detect(dir)? {
-        ModelKind::ClipSeg => (Box::new(WithTokenizer { model: clipseg(dir, dt, dev)?, tokenizer: clip_tokenizer(dir)? }), true),
+        ModelKind::ClipSeg => {
+            (Box::new(WithTokenizer { model: clipseg(dir, dt, dev)?, tokenizer: clip_tokenizer(dir)? }), true)
+        }
         ModelKind::TextUNet => {
             (Box::new(WithTokenizer { model: textunet(dir, dt, dev)?, tokenizer: clip_tokenizer(dir)? }), true)
         }
         ModelKind::UNet => (Box::new(unet(dir, dt, dev)?), true),
         ModelKind::BiomedClipSeg => {
             let model = biomedclipseg(dir, None, dt, dev)?;
-            let tokenizer = BiomedClip::tokenizer(dir, model.biomedclip.config.context_length)?;
+            let tokenizer = wordpiece_tokenizer(dir, model.biomedclip.config.context_length)?;
             (Box::new(WithTokenizer { model, tokenizer }), false)
         }
         ModelKind::Cris => {
@@ -42,8 +45,11 @@ pub fn load(dir: &Path, dev: &Device) -> Result<(Box<dyn SegModel>, ImageProcess
         }
     };
     let pp = dir.join("preprocessor_config.json");
-    let processor =
-        if reads_preprocessor && pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { model.image_processor() };
+    let processor = if reads_preprocessor && pp.is_file() {
+        ImageProcessorConfig::from_file(&pp)?
+    } else {
+        model.image_processor()
+    };
     Ok((model, processor))
 }
 
@@ -98,9 +104,9 @@ pub fn biomedclipseg(dir: &Path, decoder: Option<&Path>, dtype: DType, dev: &Dev
             bail!("{}: model_type '{t}', expected biomedclipseg", cpath.display());
         }
     }
-    let enc_cfg = BiomedClipConfig::from_dir(dir)?;
+    let enc_cfg = biomedclip_config(dir)?;
     let dc = c.decoder_config(&enc_cfg).map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
-    let ew = crate::models::biomedclip::weights_file(dir)?;
+    let ew = biomedclip_weights_file(dir)?;
     let dw: PathBuf = dir.join(decoder.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&c.decoder_weights)));
     let evb = weights::var_builder(&ew, dtype, dev, None)?;
     let dvb = weights::var_builder(&dw, dtype, dev, None)?;
@@ -134,4 +140,63 @@ pub fn cris_weights_file(dir: &Path) -> Result<PathBuf> {
         }
     }
     bail!("{}: no CRIS weights (looked for {})", dir.display(), NAMES.join(", "))
+}
+
+/// Reads `open_clip_config.json` in `dir`. The BERT config comes from `hf_model_name` when
+/// that names a sub-directory with a `config.json` (open_clip resolves it the same way,
+/// relative to the working directory); otherwise BERT-base, which PubMedBERT is.
+pub fn biomedclip_config(dir: &Path) -> Result<BiomedClipConfig> {
+    let path = dir.join("open_clip_config.json");
+    let oc: OpenClipConfig = weights::read_json(&path)?;
+    let m = &oc.model_cfg;
+    let vision = m.vision_cfg.arch().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let t = &m.text_cfg;
+    if t.hf_proj_type != "mlp" || t.hf_pooler_type != "cls_last_hidden_state_pooler" {
+        bail!(
+            "{}: only hf_proj_type 'mlp' with 'cls_last_hidden_state_pooler' is supported (got '{}', '{}')",
+            path.display(),
+            t.hf_proj_type,
+            t.hf_pooler_type
+        );
+    }
+    let local = t.hf_model_name.as_deref().map(|n| dir.join(n).join("config.json"));
+    let text = match local {
+        Some(p) if p.is_file() => weights::read_json(&p)?,
+        _ => BertConfig::default(),
+    };
+    let pre = oc.preprocess_cfg.unwrap_or(PreprocessCfg { mean: None, std: None });
+    let clip = ImageProcessorConfig::clip_default();
+    Ok(BiomedClipConfig {
+        embed_dim: m.embed_dim,
+        vision,
+        text,
+        context_length: t.context_length,
+        mean: pre.mean.unwrap_or(clip.image_mean),
+        std: pre.std.unwrap_or(clip.image_std),
+    })
+}
+
+/// Loads `open_clip_pytorch_model.bin` (or `open_clip_model.safetensors`) from `dir`;
+/// errors name the file, the key and both shapes.
+pub fn biomedclip(dir: &Path, dtype: DType, dev: &Device) -> Result<BiomedClip> {
+    let c = biomedclip_config(dir)?;
+    let w = biomedclip_weights_file(dir)?;
+    let vb = weights::var_builder(&w, dtype, dev, None)?;
+    BiomedClip::new(vb, &c).map_err(|e| weights::load_error(&w, e))
+}
+
+/// The tokenizer of a BiomedCLIP directory (`vocab.txt`), truncating to the context length.
+pub fn wordpiece_tokenizer(dir: &Path, context_length: usize) -> Result<WordPieceTokenizer> {
+    Ok(WordPieceTokenizer::from_vocab_txt(dir.join("vocab.txt"), context_length)?)
+}
+
+/// open_clip's weight file in `dir`.
+pub fn biomedclip_weights_file(dir: &Path) -> Result<PathBuf> {
+    for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("{}: no open_clip_pytorch_model.bin or open_clip_model.safetensors", dir.display())
 }

@@ -135,6 +135,9 @@ pub fn state_dict_var_builder(path: &Path, dtype: DType, dev: &Device, probe: &s
     }
     match last {
         Some(e) if keys.len() == 1 => Err(e),
-        _ => bail!("{}: no tensor {probe} (with or without 'module.', at the top or under 'state_dict')", path.display()),
+        _ => bail!(
+            "{}: no tensor {probe} (with or without 'module.', at the top or under 'state_dict')",
+            path.display()
+        ),
     }
 }

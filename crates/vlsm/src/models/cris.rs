@@ -2,9 +2,10 @@
 //! neck, a vision-language transformer decoder and a projector whose sentence feature becomes a
 //! per-sample 3×3 kernel; logits are upsampled (bicubic, align_corners) to the input size.
 //!
-//! Model directory (`loader::cris` reads it): `config.json` (`model_type: "cris"`, the fields of [`CrisConfig`]) and the
-//! weights (`cris.pth`/`cris.pt`, any `torch.save` of the state dict at the top or under
-//! `state_dict`, with or without DataParallel's `module.` prefix, or `model.safetensors`).
+//! Model directory (`loader::cris` reads it): `config.json` (`model_type: "cris"`, the fields of
+//! [`CrisConfig`]) and the weights (`cris.pth`/`cris.pt`, any `torch.save` of the state dict at
+//! the top or under `state_dict`, with or without DataParallel's `module.` prefix, or
+//! `model.safetensors`).
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::{conv2d, layer_norm, linear, linear_no_bias, BatchNorm, Conv2d, LayerNorm, Linear, VarBuilder};

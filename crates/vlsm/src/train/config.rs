@@ -103,7 +103,9 @@ impl TryFrom<String> for TrainKind {
         match ModelKind::from_name(&s) {
             Some(k) => Ok(TrainKind::Seg(k)),
             None if s == TrainKind::VitClassify.as_str() => Ok(TrainKind::VitClassify),
-            None => Err(format!("model.kind: unknown model '{s}' (expected one of: {})", TrainKind::names().join(", "))),
+            None => {
+                Err(format!("model.kind: unknown model '{s}' (expected one of: {})", TrainKind::names().join(", ")))
+            }
         }
     }
 }

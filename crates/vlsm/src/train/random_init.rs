@@ -13,7 +13,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::models::biomedclip::{BiomedClip, BiomedClipConfig};
+use crate::models::biomedclip::BiomedClip;
 use crate::models::clipseg::ClipSegDecoder;
 use crate::models::biomedclipseg::BiomedClipSegConfig;
 use crate::models::cris::{Cris, CrisConfig};
@@ -119,7 +119,7 @@ pub fn write_biomedclipseg(
     write_json(&dir.join("open_clip_config.json"), &oc)?;
     write_json(&dir.join("bert/config.json"), &bert)?;
     crate::io::write_atomic(&dir.join("vocab.txt"), vocab_text.as_bytes())?;
-    let enc = BiomedClipConfig::from_dir(dir)?;
+    let enc = crate::loader::biomedclip_config(dir)?;
     let sc: BiomedClipSegConfig = serde_json::from_value(seg.clone()).map_err(|e| anyhow!("BiomedCLIPSeg config: {e}"))?;
     let dc = sc.decoder_config(&enc).map_err(|e| anyhow!("BiomedCLIPSeg config: {e}"))?;
     let vm = VarMap::new();
