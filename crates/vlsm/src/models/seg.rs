@@ -3,8 +3,9 @@
 //! features, turn each prompt into a condition, decode features and conditions into logits.
 //!
 //! A model kind is its model file (the network with `new(vb, &cfg)`, and `impl SegModel`), one
-//! variant of [`ModelKind`] (its `model_type` name) and one arm in `loader::load` (reading its
-//! directory); `vlsm train` dispatches on the same enum.
+//! line in the `model_kinds!` registry below (its variant and `model_type` name) and one arm in
+//! `loader::load` (reading its directory); `vlsm train` dispatches on the same enum, and the
+//! compiler points at both matches when a kind is added.
 
 use std::fmt;
 
@@ -14,36 +15,48 @@ use serde::{Deserialize, Serialize};
 
 use crate::preprocess::ImageProcessorConfig;
 
-/// The segmentation architectures: `model_type` in a model directory's `config.json` and
-/// `model.kind` in a training config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    ClipSeg,
-    TextUNet,
-    UNet,
-    BiomedClipSeg,
-    Cris,
+/// Defines [`ModelKind`], [`ModelKind::ALL`] and [`ModelKind::as_str`] from one list, so that a
+/// kind is registered by one line.
+macro_rules! model_kinds {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// The segmentation architectures: `model_type` in a model directory's `config.json` and
+        /// `model.kind` in a training config.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ModelKind {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl ModelKind {
+            /// Every kind, in the order error messages list them.
+            pub const ALL: &'static [ModelKind] = &[$(ModelKind::$variant),*];
+
+            /// The name in `config.json` and in training configs (as serde writes it).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ModelKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+// The registry of segmentation model kinds: one line each.
+model_kinds! {
+    /// CLIPSeg (Hugging Face `CLIPSegForImageSegmentation`), `models::clipseg`.
+    ClipSeg => "clipseg",
+    /// The built-in text-conditioned U-Net, `models::textunet`.
+    TextUNet => "textunet",
+    /// The text-free U-Net baseline, `models::unet`.
+    UNet => "unet",
+    /// BiomedCLIPSeg and BiomedCLIPSeg-D, `models::biomedclipseg`.
+    BiomedClipSeg => "biomedclipseg",
+    /// CRIS, `models::cris`.
+    Cris => "cris",
 }
 
 impl ModelKind {
-    /// Every kind, in the order error messages list them.
-    pub const ALL: [ModelKind; 5] =
-        [ModelKind::ClipSeg, ModelKind::TextUNet, ModelKind::UNet, ModelKind::BiomedClipSeg, ModelKind::Cris];
-
-    /// The name in `config.json` and in training configs (as serde writes it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelKind::ClipSeg => "clipseg",
-            ModelKind::TextUNet => "textunet",
-            ModelKind::UNet => "unet",
-            ModelKind::BiomedClipSeg => "biomedclipseg",
-            ModelKind::Cris => "cris",
-        }
-    }
-
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
+        Self::ALL.iter().copied().find(|k| k.as_str() == name)
     }
 
     /// The names of every kind, for error messages.
@@ -113,4 +126,20 @@ pub fn square_processor(size: usize, mean: [f32; 3], std: [f32; 3]) -> ImageProc
 pub fn clip_mean_std() -> ([f32; 3], [f32; 3]) {
     let c = ImageProcessorConfig::clip_default();
     (c.image_mean, c.image_std)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_serde() {
+        for &k in ModelKind::ALL {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<ModelKind>(&format!("\"{k}\"")).unwrap(), k);
+            assert_eq!(ModelKind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(ModelKind::names(), ["clipseg", "textunet", "unet", "biomedclipseg", "cris"]);
+        assert_eq!(ModelKind::from_name("fcn"), None);
+    }
 }
