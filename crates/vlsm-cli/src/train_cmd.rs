@@ -6,7 +6,6 @@ use anyhow::Result;
 use clap::Args;
 use vlsm::models::ModelKind;
 use vlsm::train::clipseg::{self, DecoderInit};
-use vlsm::train::config::TrainKind;
 use vlsm::train::{Hooks, TrainConfig};
 
 #[derive(Args, Debug)]
@@ -47,19 +46,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
         progress: true,
         on_epoch: None,
     };
-    let s = match cfg.model.kind {
-        TrainKind::Seg(ModelKind::ClipSeg | ModelKind::BiomedClipSeg) => clipseg::train(&cfg, hooks, init)?,
-        TrainKind::Seg(ModelKind::TextUNet) => vlsm::train::textunet::train(&cfg, hooks)?,
-        TrainKind::Seg(ModelKind::UNet) => vlsm::train::unet::train(&cfg, hooks)?,
-        TrainKind::Seg(ModelKind::Cris) => vlsm::train::cris::train(&cfg, hooks, init)?,
-        TrainKind::VitClassify => vlsm::train::vit_classify::train(&cfg, hooks)?,
+    // Every segmentation kind has an arm; `None` is the ViT classifier (`vit_classify`).
+    let s = match cfg.model.kind.model_kind() {
+        Some(ModelKind::ClipSeg | ModelKind::BiomedClipSeg) => clipseg::train(&cfg, hooks, init)?,
+        Some(ModelKind::TextUNet) => vlsm::train::textunet::train(&cfg, hooks)?,
+        Some(ModelKind::UNet) => vlsm::train::unet::train(&cfg, hooks)?,
+        Some(ModelKind::Cris) => vlsm::train::cris::train(&cfg, hooks, init)?,
+        None => vlsm::train::vit_classify::train(&cfg, hooks)?,
     };
     match s.best_val_dice {
         Some(d) => eprintln!(
             "{}: best val {} {d:.4} at epoch {} ({} epochs{}); model in {}",
             s.run_dir.display(),
             // A classifier's loop Dice is one-vs-rest on one-hot targets; `vlsm eval` gives accuracy.
-            if cfg.model.kind == TrainKind::VitClassify { "one-vs-rest Dice" } else { "Dice" },
+            if cfg.model.kind.model_kind().is_none() { "one-vs-rest Dice" } else { "Dice" },
             s.best_epoch,
             s.history.len(),
             if s.stopped_early {

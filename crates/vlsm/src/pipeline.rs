@@ -8,7 +8,6 @@ use image::{GrayImage, RgbImage};
 
 use crate::models::interp;
 use crate::models::seg::{ModelKind, SegModel};
-use crate::models::textunet::TextUNetConfig;
 use crate::preprocess::ImageProcessorConfig;
 
 pub use crate::default_model::default_model_dir;
@@ -114,7 +113,7 @@ impl Segmenter {
 // Transitional (issue 16): `train::textunet` and `train::cris` are moved in parallel; new code
 // calls the models' `SegModel::image_processor` or `models::seg::square_processor`.
 /// TextUNet preprocessing: PIL bilinear resize to the square input size, then normalise.
-pub fn textunet_processor(c: &TextUNetConfig) -> ImageProcessorConfig {
+pub fn textunet_processor(c: &crate::models::textunet::TextUNetConfig) -> ImageProcessorConfig {
     crate::models::seg::square_processor(c.image_size, c.image_mean, c.image_std)
 }
 

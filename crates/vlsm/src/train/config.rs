@@ -319,7 +319,11 @@ impl TrainConfig {
 
     /// Parses and validates TOML text (paths left as written).
     pub fn parse(text: &str) -> Result<Self> {
-        let cfg: TrainConfig = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| match e.message() {
+            // An unknown model.kind reads as `validate`'s errors do: one line naming the key.
+            m if m.starts_with("model.kind:") => anyhow!("{m}"),
+            _ => anyhow!("{}", e.to_string().trim_end()),
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
