@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use vlsm::models::ModelKind;
 use vlsm::train::tasks::common::DecoderInit;
 use vlsm::train::tasks::{clipseg, cris, textunet, unet, vit_classify};
 use vlsm::train::{Hooks, RunOptions, TrainConfig};
@@ -46,19 +47,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
         progress: true,
     };
     let hooks = Hooks::none();
-    let s = match cfg.model.kind.as_str() {
-        "textunet" => textunet::train(&cfg, &opts, hooks)?,
-        "unet" => unet::train(&cfg, &opts, hooks)?,
-        "vit_classify" => vit_classify::train(&cfg, &opts, hooks)?,
-        "cris" => cris::train(&cfg, &opts, hooks, init)?,
-        _ => clipseg::train(&cfg, &opts, hooks, init)?,
+    // Every segmentation kind has an arm; `None` is the ViT classifier (`vit_classify`).
+    let s = match cfg.model.kind.model_kind() {
+        Some(ModelKind::ClipSeg | ModelKind::BiomedClipSeg) => clipseg::train(&cfg, &opts, hooks, init)?,
+        Some(ModelKind::TextUNet) => textunet::train(&cfg, &opts, hooks)?,
+        Some(ModelKind::UNet) => unet::train(&cfg, &opts, hooks)?,
+        Some(ModelKind::Cris) => cris::train(&cfg, &opts, hooks, init)?,
+        None => vit_classify::train(&cfg, &opts, hooks)?,
     };
     match s.best_val_dice {
         Some(d) => eprintln!(
             "{}: best val {} {d:.4} at epoch {} ({} epochs{}); model in {}",
             s.run_dir.display(),
             // A classifier's loop Dice is one-vs-rest on one-hot targets; `vlsm eval` gives accuracy.
-            if cfg.model.kind == "vit_classify" { "one-vs-rest Dice" } else { "Dice" },
+            if cfg.model.kind.model_kind().is_none() { "one-vs-rest Dice" } else { "Dice" },
             s.best_epoch,
             s.history.len(),
             if s.stopped_early {

@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use vlsm::models::biomedclip::{BiomedClip, BiomedClipConfig};
-use vlsm::models::biomedclipseg::BiomedClipSeg;
 mod common;
 use common::{assert_close, rel_err};
 
@@ -32,9 +30,9 @@ fn model_dir() -> PathBuf {
 fn tokens_match_open_clip() {
     let r = reference();
     let dir = model_dir();
-    let c = BiomedClipConfig::from_dir(&dir).unwrap();
-    let model = BiomedClip::load(&dir, DType::F32, &Device::Cpu).unwrap();
-    let tok = BiomedClip::tokenizer(&dir, c.context_length).unwrap();
+    let c = vlsm::loader::biomedclip_config(&dir).unwrap();
+    let model = vlsm::loader::biomedclip(&dir, DType::F32, &Device::Cpu).unwrap();
+    let tok = vlsm::loader::wordpiece_tokenizer(&dir, c.context_length).unwrap();
     let p = prompts();
     let refs: Vec<&str> = p.iter().map(String::as_str).collect();
     let (ids, mask) = model.tokenize(&tok, &refs, &Device::Cpu).unwrap();
@@ -50,7 +48,7 @@ fn tokens_match_open_clip() {
 #[test]
 fn features_and_blocks_match_open_clip() {
     let r = reference();
-    let model = BiomedClip::load(&model_dir(), DType::F32, &Device::Cpu).unwrap();
+    let model = vlsm::loader::biomedclip(&model_dir(), DType::F32, &Device::Cpu).unwrap();
     let pv = &r["pixel_values"];
     let blocks = model.visual.trunk.forward_blocks(pv, model.visual.trunk.blocks.len() - 1).unwrap();
     let want = &r["vision.blocks"];
@@ -82,7 +80,7 @@ fn biomedclipseg_logits_match_medvlsm() {
     // BiomedCLIPSeg: the directory's own decoder; -D: a whole CLIPSeg checkpoint's decoder.*.
     let clipseg = fixtures().join("clipseg_tiny.safetensors");
     for (name, dec) in [("seg", None), ("seg_d", Some(clipseg.as_path()))] {
-        let m = BiomedClipSeg::load(&dir, dec, DType::F32, &Device::Cpu).unwrap();
+        let m = vlsm::loader::biomedclipseg(&dir, dec, DType::F32, &Device::Cpu).unwrap();
         assert_eq!(m.config.extract_layers, vec![4, 7, 10]);
         let cond = m.text_conditional(&ids, &mask).unwrap();
         assert_close(&format!("{name} condition"), &cond, &r["text_features"]);
@@ -99,7 +97,7 @@ fn biomedclipseg_logits_match_medvlsm() {
 
 #[test]
 fn image_processor_is_medvlsms() {
-    let c = BiomedClipConfig::from_dir(&model_dir()).unwrap();
+    let c = vlsm::loader::biomedclip_config(&model_dir()).unwrap();
     let p = c.image_processor();
     assert_eq!(p.image_mean, [0.48145466, 0.4578275, 0.40821073]);
     let img = image::RgbImage::from_pixel(100, 70, image::Rgb([10, 200, 30]));
@@ -133,14 +131,14 @@ fn wrong_shapes_and_missing_keys_are_named() {
     let cfg = t.path().join("open_clip_config.json");
     let text = std::fs::read_to_string(&cfg).unwrap().replace("\"width\": 32", "\"width\": 40");
     std::fs::write(&cfg, text).unwrap();
-    let e = BiomedClip::load(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::biomedclip(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("open_clip_pytorch_model.bin"), "{e}");
     assert!(e.contains("visual.trunk."), "{e}");
     assert!(e.contains("40") && e.contains("32"), "{e}");
 
     // A decoder file without decoder.* tensors: the file and the missing key.
     let t = scratch();
-    let e = BiomedClipSeg::load(t.path(), Some(&t.path().join("open_clip_pytorch_model.bin")), DType::F32, &Device::Cpu)
+    let e = vlsm::loader::biomedclipseg(t.path(), Some(&t.path().join("open_clip_pytorch_model.bin")), DType::F32, &Device::Cpu)
         .unwrap_err()
         .to_string();
     assert!(e.contains("open_clip_pytorch_model.bin") && e.contains("decoder.film_mul.weight"), "{e}");
@@ -148,10 +146,10 @@ fn wrong_shapes_and_missing_keys_are_named() {
     // Missing files and a wrong model_type are named too.
     let t = scratch();
     std::fs::remove_file(t.path().join("open_clip_pytorch_model.bin")).unwrap();
-    let e = BiomedClip::load(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::biomedclip(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("open_clip_pytorch_model.bin"), "{e}");
     let t = scratch();
     std::fs::write(t.path().join("config.json"), r#"{"model_type": "clipseg"}"#).unwrap();
-    let e = BiomedClipSeg::load(t.path(), None, DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::biomedclipseg(t.path(), None, DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("config.json") && e.contains("clipseg"), "{e}");
 }

@@ -21,7 +21,7 @@ fn reference() -> HashMap<String, Tensor> {
 fn every_stage_matches_the_reference() {
     let r = reference();
     // The checkpoint is a DataParallel torch.save: {"state_dict": {"module.backbone...": ...}}.
-    let model = Cris::load(&fixtures(), DType::F32, &Device::Cpu).unwrap();
+    let model = vlsm::loader::cris(&fixtures(), DType::F32, &Device::Cpu).unwrap();
     let ids = r["ids"].to_dtype(DType::U32).unwrap();
     let out = model.forward_all(&r["img"], &ids).unwrap();
     for (name, t) in [
@@ -93,11 +93,11 @@ fn plain_safetensors_and_errors_name_file_key_and_shapes() {
     let all = plain_tensors();
     // A plain (unprefixed) safetensors export loads too.
     let t = scratch_with(&all, &config_text());
-    Cris::load(t.path(), DType::F32, &Device::Cpu).unwrap();
+    vlsm::loader::cris(t.path(), DType::F32, &Device::Cpu).unwrap();
 
     // Wrong shape: a config whose FFN width disagrees with the weights.
     let t = scratch_with(&all, &config_text().replace("\"dim_ffn\": 48", "\"dim_ffn\": 40"));
-    let e = Cris::load(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::cris(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("model.safetensors") && e.contains("decoder.layers.0.ffn.0.weight"), "{e}");
     assert!(e.contains("40") && e.contains("48"), "{e}");
 
@@ -105,16 +105,16 @@ fn plain_safetensors_and_errors_name_file_key_and_shapes() {
     let mut less = all.clone();
     less.remove("proj.txt.weight");
     let t = scratch_with(&less, &config_text());
-    let e = Cris::load(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::cris(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("model.safetensors") && e.contains("proj.txt.weight"), "{e}");
 
     // Not a CRIS checkpoint at all, and an inconsistent config.
     let mut other = HashMap::new();
     other.insert("foo".to_string(), Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap());
     let t = scratch_with(&other, &config_text());
-    let e = Cris::load(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::cris(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("backbone.visual.conv1.weight"), "{e}");
     let t = scratch_with(&all, &config_text().replace("\"vis_dim\": 64", "\"vis_dim\": 32"));
-    let e = Cris::load(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let e = vlsm::loader::cris(t.path(), DType::F32, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("config.json") && e.contains("vis_dim"), "{e}");
 }

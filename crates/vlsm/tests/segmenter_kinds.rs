@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use vlsm::models::biomedclipseg::BiomedClipSeg;
 use vlsm::models::cris::Cris;
-use vlsm::pipeline::{Net, Segmenter};
+use vlsm::pipeline::Segmenter;
 
 mod common;
 use common::rel_err;
@@ -26,7 +25,7 @@ fn biomedclipseg_through_the_segmenter() {
     let prompts = vec!["polyp".to_string(), "a small tumor".to_string()];
     let cond = seg.text_conditional(&prompts).unwrap();
     let split = seg.decode(&f[0], &cond).unwrap();
-    let direct = BiomedClipSeg::load(&dir, None, DType::F32, &Device::Cpu).unwrap();
+    let direct = vlsm::loader::biomedclipseg(&dir, None, DType::F32, &Device::Cpu).unwrap();
     let whole = direct.forward(&pv, &cond).unwrap();
     assert!(rel_err(&split, &whole) < 1e-5);
     assert!(seg.image_conditional(&img, &image::GrayImage::new(75, 50)).is_err());
@@ -45,7 +44,7 @@ fn cris_through_the_segmenter() {
     let ids = Tensor::new(&[[5u32, 7, 9, 11, 0, 0, 0, 0, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], &Device::Cpu)
         .unwrap();
     let split = seg.decode(&f[0], &ids).unwrap();
-    let Net::Cris(m) = &seg.net else { panic!("not CRIS") };
+    let m = vlsm::loader::cris(&dir, DType::F32, &Device::Cpu).unwrap();
     let whole = m.forward(&Tensor::cat(&[&pv, &pv], 0).unwrap(), &ids).unwrap().squeeze(1).unwrap();
     assert!(rel_err(&split, &whole) < 1e-5, "{}", rel_err(&split, &whole));
     let _ = Cris::pad_mask(&ids).unwrap();

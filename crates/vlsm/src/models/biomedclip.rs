@@ -1,16 +1,15 @@
 //! BiomedCLIP (Zhang et al. 2023) as open_clip's `CustomTextCLIP`: a timm ViT image tower
 //! (`visual.trunk.*`, linear `visual.head.proj`) and a BERT text tower (`text.transformer.*`)
-//! pooled at [CLS] and projected by an MLP (`text.proj.{0,2}`). Loads a directory laid out like
-//! `microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224`.
+//! pooled at [CLS] and projected by an MLP (`text.proj.{0,2}`). `loader::biomedclip` reads a
+//! directory laid out like `microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, linear_no_bias, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use super::bert::{BertConfig, BertModel};
-use crate::checkpoint;
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
 use crate::tokenize::WordPieceTokenizer;
 
@@ -147,38 +146,10 @@ pub struct BiomedClipConfig {
 }
 
 impl BiomedClipConfig {
-    /// Reads `open_clip_config.json` in `dir`. The BERT config comes from `hf_model_name` when
-    /// that names a sub-directory with a `config.json` (open_clip resolves it the same way,
-    /// relative to the working directory); otherwise BERT-base, which PubMedBERT is.
+    // Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
+    #[doc(hidden)]
     pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join("open_clip_config.json");
-        let oc: OpenClipConfig = checkpoint::read_json(&path)?;
-        let m = &oc.model_cfg;
-        let vision = m.vision_cfg.arch().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let t = &m.text_cfg;
-        if t.hf_proj_type != "mlp" || t.hf_pooler_type != "cls_last_hidden_state_pooler" {
-            anyhow::bail!(
-                "{}: only hf_proj_type 'mlp' with 'cls_last_hidden_state_pooler' is supported (got '{}', '{}')",
-                path.display(),
-                t.hf_proj_type,
-                t.hf_pooler_type
-            );
-        }
-        let local = t.hf_model_name.as_deref().map(|n| dir.join(n).join("config.json"));
-        let text = match local {
-            Some(p) if p.is_file() => checkpoint::read_json(&p)?,
-            _ => BertConfig::default(),
-        };
-        let pre = oc.preprocess_cfg.unwrap_or(PreprocessCfg { mean: None, std: None });
-        let clip = ImageProcessorConfig::clip_default();
-        Ok(Self {
-            embed_dim: m.embed_dim,
-            vision,
-            text,
-            context_length: t.context_length,
-            mean: pre.mean.unwrap_or(clip.image_mean),
-            std: pre.std.unwrap_or(clip.image_std),
-        })
+        crate::loader::biomedclip_config(dir)
     }
 
     /// medvlsm's transform: a plain resize to the tower's size (PIL bilinear), mean/std.
@@ -357,13 +328,10 @@ impl BiomedClip {
         })
     }
 
-    /// Loads `open_clip_pytorch_model.bin` (or `open_clip_model.safetensors`) from `dir`;
-    /// errors name the file, the key and both shapes.
+    // Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
+    #[doc(hidden)]
     pub fn load(dir: &Path, dtype: DType, dev: &Device) -> anyhow::Result<Self> {
-        let c = BiomedClipConfig::from_dir(dir)?;
-        let w = weights_file(dir)?;
-        let vb = checkpoint::var_builder(&w, dtype, dev, None)?;
-        Self::new(vb, &c).map_err(|e| checkpoint::load_error(&w, e))
+        crate::loader::biomedclip(dir, dtype, dev)
     }
 
     /// `encode_image` without normalisation: [B, embed].
@@ -376,9 +344,10 @@ impl BiomedClip {
         self.text.forward(ids, attention_mask)
     }
 
-    /// The tokenizer of a BiomedCLIP directory (`vocab.txt`), truncating to the context length.
+    // Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
+    #[doc(hidden)]
     pub fn tokenizer(dir: &Path, context_length: usize) -> anyhow::Result<WordPieceTokenizer> {
-        Ok(WordPieceTokenizer::from_vocab_txt(dir.join("vocab.txt"), context_length)?)
+        crate::loader::wordpiece_tokenizer(dir, context_length)
     }
 
     /// Token ids and attention mask [B, context_length], padded as open_clip's HFTokenizer pads.
@@ -393,13 +362,6 @@ impl BiomedClip {
     }
 }
 
-/// open_clip's weight file in `dir`.
-pub fn weights_file(dir: &Path) -> anyhow::Result<PathBuf> {
-    for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    anyhow::bail!("{}: no open_clip_pytorch_model.bin or open_clip_model.safetensors", dir.display())
-}
+// Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
+#[doc(hidden)]
+pub use crate::loader::biomedclip_weights_file as weights_file;

@@ -2,7 +2,7 @@
 //! The decoder reads timm block outputs and is conditioned (FiLM) on the projected BERT [CLS]
 //! feature. -D differs only in where the decoder's weights come from (a CLIPSeg checkpoint).
 //!
-//! Model directory (our format):
+//! Model directory (our format; `loader::biomedclipseg` reads it):
 //! - `config.json`: `{"model_type": "biomedclipseg", "extract_layers": [4, 7, 10], "reduce_dim": 64,
 //!   "decoder_num_attention_heads": 4, "decoder_intermediate_size": 2048, "conditional_layer": 0,
 //!   "use_complex_transposed_convolution": true, "decoder_weights": "decoder.safetensors"}`
@@ -12,15 +12,15 @@
 //! - `decoder_weights`: any safetensors/pickle whose `decoder.*` tensors are a CLIPSeg decoder,
 //!   e.g. CIDAS/clipseg-rd64-refined's `model.safetensors` itself for BiomedCLIPSeg-D.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::biomedclip::{BiomedClip, BiomedClipConfig};
 use super::clipseg::{ClipSegConfig, ClipSegDecoder};
-use crate::checkpoint;
+use super::seg::{ModelKind, SegModel, WithTokenizer};
+use crate::preprocess::ImageProcessorConfig;
+use crate::tokenize::WordPieceTokenizer;
 
 fn d_extract() -> Vec<usize> { vec![4, 7, 10] }
 fn d_reduce() -> usize { 64 }
@@ -103,27 +103,6 @@ impl BiomedClipSeg {
         })
     }
 
-    /// Loads a BiomedCLIPSeg directory; `decoder` overrides `decoder_weights` (e.g. a CLIPSeg
-    /// checkpoint for BiomedCLIPSeg-D). Relative paths are relative to `dir`.
-    pub fn load(dir: &Path, decoder: Option<&Path>, dtype: DType, dev: &Device) -> anyhow::Result<Self> {
-        let cpath = dir.join("config.json");
-        let c: BiomedClipSegConfig = if cpath.is_file() { checkpoint::read_json(&cpath)? } else { Default::default() };
-        if let Some(t) = c.model_type.as_deref() {
-            if t != "biomedclipseg" {
-                anyhow::bail!("{}: model_type '{t}', expected biomedclipseg", cpath.display());
-            }
-        }
-        let enc_cfg = BiomedClipConfig::from_dir(dir)?;
-        let dc = c.decoder_config(&enc_cfg).map_err(|e| anyhow::anyhow!("{}: {e}", cpath.display()))?;
-        let ew = super::biomedclip::weights_file(dir)?;
-        let dw: PathBuf = dir.join(decoder.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&c.decoder_weights)));
-        let evb = checkpoint::var_builder(&ew, dtype, dev, None)?;
-        let dvb = checkpoint::var_builder(&dw, dtype, dev, None)?;
-        let biomedclip = BiomedClip::new(evb, &enc_cfg).map_err(|e| checkpoint::load_error(&ew, e))?;
-        let decoder = ClipSegDecoder::new(dvb.pp("decoder"), &dc).map_err(|e| checkpoint::load_error(&dw, e))?;
-        Ok(Self { biomedclip, decoder, config: c })
-    }
-
     /// Outputs of the `extract_layers` timm blocks, shallow to deep, each [B, 1 + N, D].
     pub fn image_activations(&self, pixel_values: &Tensor) -> Result<Vec<Tensor>> {
         let deepest = *self.config.extract_layers.iter().max().expect("validated non-empty");
@@ -139,6 +118,32 @@ impl BiomedClipSeg {
     /// Logits [B, H, W] for images [B or 1, 3, S, S] and conditions [B, embed].
     pub fn forward(&self, pixel_values: &Tensor, cond: &Tensor) -> Result<Tensor> {
         self.decoder.forward(&self.image_activations(pixel_values)?, cond)
+    }
+}
+
+/// BiomedCLIPSeg for `pipeline::Segmenter`: the cached features are the timm blocks' outputs;
+/// prompts go through PubMedBERT's WordPiece tokenizer, padded to the context length.
+impl SegModel for WithTokenizer<BiomedClipSeg, WordPieceTokenizer> {
+    fn kind(&self) -> ModelKind {
+        ModelKind::BiomedClipSeg
+    }
+
+    fn image_processor(&self) -> ImageProcessorConfig {
+        self.model.biomedclip.config.image_processor()
+    }
+
+    fn encode_images(&self, pixel_values: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        Ok(self.model.image_activations(pixel_values)?)
+    }
+
+    fn text_conditional(&self, prompts: &[String], dev: &Device) -> anyhow::Result<Tensor> {
+        let refs: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
+        let (ids, mask) = self.model.biomedclip.tokenize(&self.tokenizer, &refs, dev)?;
+        Ok(self.model.text_conditional(&ids, &mask)?)
+    }
+
+    fn decode(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.model.decoder.forward(features, cond)?)
     }
 }
 

@@ -2,12 +2,16 @@
 //! a frozen CLIP, activations of a few ViT layers, FiLM conditioning on a text or image
 //! embedding, three small post-norm transformer layers and a transposed-convolution head.
 
-use candle_core::{IndexOp, Module, Result, Tensor};
+use candle_core::{Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{
     conv2d, layer_norm, linear, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, LayerNorm, Linear,
     VarBuilder,
 };
 use serde::Deserialize;
+
+use super::seg::{ModelKind, SegModel, WithTokenizer};
+use crate::preprocess::ImageProcessorConfig;
+use crate::tokenize::ClipTokenizer;
 
 use super::clip::{Attention, ClipModel, ClipTextConfig, ClipVisionConfig, Mlp};
 use super::{fused, HiddenAct};
@@ -249,5 +253,45 @@ impl ClipSeg {
     pub fn forward(&self, pixel_values: &Tensor, cond: &Tensor) -> Result<Tensor> {
         let acts = self.image_activations(pixel_values)?;
         self.decoder.forward(&acts, cond)
+    }
+}
+
+/// CLIPSeg for `pipeline::Segmenter`: the cached features are the extracted ViT layers; text and
+/// example-image prompts both become CLIP embeddings.
+impl SegModel for WithTokenizer<ClipSeg, ClipTokenizer> {
+    fn kind(&self) -> ModelKind {
+        ModelKind::ClipSeg
+    }
+
+    fn image_processor(&self) -> ImageProcessorConfig {
+        ImageProcessorConfig::clipseg(352)
+    }
+
+    fn takes_image_prompts(&self) -> bool {
+        true
+    }
+
+    fn encode_images(&self, pixel_values: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        Ok(self.model.image_activations(pixel_values)?)
+    }
+
+    /// Each prompt runs unpadded (padding after the end token cannot change the pooled feature).
+    fn text_conditional(&self, prompts: &[String], dev: &Device) -> anyhow::Result<Tensor> {
+        let ids_all = prompts.iter().map(|p| self.tokenizer.encode(p)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut rows = Vec::with_capacity(prompts.len());
+        for ids in ids_all {
+            let n = ids.len();
+            let ids = Tensor::from_vec(ids, (1, n), dev)?;
+            rows.push(self.model.text_conditional(&ids)?);
+        }
+        Ok(Tensor::cat(&rows, 0)?)
+    }
+
+    fn image_conditional(&self, pixel_values: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.model.image_conditional(pixel_values)?)
+    }
+
+    fn decode(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.model.decoder.forward(features, cond)?)
     }
 }

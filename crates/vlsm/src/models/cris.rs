@@ -2,11 +2,10 @@
 //! neck, a vision-language transformer decoder and a projector whose sentence feature becomes a
 //! per-sample 3×3 kernel; logits are upsampled (bicubic, align_corners) to the input size.
 //!
-//! Model directory: `config.json` (`model_type: "cris"`, the fields of [`CrisConfig`]) and the
-//! weights (`cris.pth`/`cris.pt`, any `torch.save` of the state dict at the top or under
-//! `state_dict`, with or without DataParallel's `module.` prefix, or `model.safetensors`).
-
-use std::path::{Path, PathBuf};
+//! Model directory (`loader::cris` reads it): `config.json` (`model_type: "cris"`, the fields of
+//! [`CrisConfig`]) and the weights (`cris.pth`/`cris.pt`, any `torch.save` of the state dict at
+//! the top or under `state_dict`, with or without DataParallel's `module.` prefix, or
+//! `model.safetensors`).
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::{conv2d, layer_norm, linear, linear_no_bias, BatchNorm, Conv2d, LayerNorm, Linear, VarBuilder};
@@ -14,7 +13,9 @@ use serde::Deserialize;
 
 use super::interp;
 use super::resnet_clip::{bn, ClipResNet, ClipResNetConfig, ConvBn, PackedAttention};
-use crate::checkpoint;
+use super::seg::{clip_mean_std, square_processor, ModelKind, SegModel, WithTokenizer};
+use crate::preprocess::ImageProcessorConfig;
+use crate::tokenize::ClipTokenizer;
 
 fn d_backbone() -> ClipResNetConfig { ClipResNetConfig::rn50() }
 fn d_word_len() -> usize { 77 }
@@ -427,21 +428,6 @@ impl Cris {
         })
     }
 
-    /// Loads a CRIS model directory (see the module docs).
-    pub fn load(dir: &Path, dtype: DType, dev: &Device) -> anyhow::Result<Self> {
-        let cpath = dir.join("config.json");
-        let c: CrisConfig = checkpoint::read_json(&cpath)?;
-        if let Some(t) = c.model_type.as_deref() {
-            if t != "cris" {
-                anyhow::bail!("{}: model_type '{t}', expected cris", cpath.display());
-            }
-        }
-        c.validate().map_err(|e| anyhow::anyhow!("{}: {e}", cpath.display()))?;
-        let w = weights_file(dir)?;
-        let vb = checkpoint_var_builder(&w, dtype, dev, "backbone.visual.conv1.weight")?;
-        Self::new(vb, &c).map_err(|e| checkpoint::load_error(&w, e))
-    }
-
     /// `pad_mask` as CRIS builds it: id 0 is padding. (medvlsm feeds CLIP-tokenizer ids
     /// padded with 49407, so nothing is masked there.)
     pub fn pad_mask(ids: &Tensor) -> Result<Tensor> {
@@ -487,42 +473,63 @@ pub fn word_ids(ids: &[u32], word_len: usize, eot: u32) -> Vec<u32> {
     v
 }
 
-/// Weight file of a CRIS directory.
-pub fn weights_file(dir: &Path) -> anyhow::Result<PathBuf> {
-    const NAMES: &[&str] = &["model.safetensors", "cris.pth", "cris.pt", "pytorch_model.bin", "best_model.pth"];
-    for n in NAMES {
-        let p = dir.join(n);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    anyhow::bail!("{}: no CRIS weights (looked for {})", dir.display(), NAMES.join(", "))
-}
+// Transitional re-exports for `train::cris` (moved in parallel in issue 16): the directory
+// reading lives in `loader` and `weights`.
+#[doc(hidden)]
+pub use crate::loader::cris_weights_file as weights_file;
+#[doc(hidden)]
+pub use crate::weights::state_dict_var_builder as checkpoint_var_builder;
 
-/// A VarBuilder over a `torch.save` checkpoint whose tensors may sit under `state_dict` and carry
-/// DataParallel's `module.` prefix; `probe` is a key every such checkpoint holds.
-pub fn checkpoint_var_builder(path: &Path, dtype: DType, dev: &Device, probe: &str) -> anyhow::Result<VarBuilder<'static>> {
-    let is_st = path.extension().is_some_and(|e| e == "safetensors");
-    let keys: &[Option<&str>] = if is_st { &[None] } else { &[Some("state_dict"), None] };
-    let mut last = None;
-    for &key in keys {
-        let vb = match checkpoint::var_builder(path, dtype, dev, key) {
-            Ok(vb) => vb,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        if vb.contains_tensor(probe) {
-            return Ok(vb);
-        }
-        if vb.contains_tensor(&format!("module.{probe}")) {
-            return Ok(vb.rename_f(|k: &str| format!("module.{k}")));
-        }
+/// CRIS for `pipeline::Segmenter`: the cached features are the backbone's C3-C5; the text
+/// encoder, text-gated neck, decoder and projector run per prompt.
+impl SegModel for WithTokenizer<Cris, ClipTokenizer> {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Cris
     }
-    match last {
-        Some(e) if keys.len() == 1 => Err(e),
-        _ => anyhow::bail!("{}: no tensor {probe} (with or without 'module.', at the top or under 'state_dict')", path.display()),
+
+    /// As medvlsm: resize to the square input, CLIP mean/std.
+    fn image_processor(&self) -> ImageProcessorConfig {
+        let (mean, std) = clip_mean_std();
+        square_processor(self.model.config.img_size, mean, std)
+    }
+
+    fn default_threshold(&self) -> f32 {
+        self.model.config.threshold
+    }
+
+    fn encode_images(&self, pixel_values: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        let (c3, c4, c5) = self.model.backbone.encode_image(pixel_values)?;
+        Ok(vec![c3, c4, c5])
+    }
+
+    /// CRIS reads word features too, so the "conditional" is the token ids themselves, truncated
+    /// or zero-padded to `word_len` ([N, word_len]).
+    fn text_conditional(&self, prompts: &[String], dev: &Device) -> anyhow::Result<Tensor> {
+        let l = self.model.config.word_len;
+        let mut rows = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            rows.push(word_ids(&self.tokenizer.encode(p)?, l, self.tokenizer.eot_id()));
+        }
+        let n = rows.len();
+        Ok(Tensor::from_vec(rows.concat(), (n, l), dev)?)
+    }
+
+    /// Text encoder, text-gated FPN, decoder and projector for each prompt (ids [N, L]) over
+    /// one image's cached C3-C5 → logits [N, S, S].
+    fn decode(&self, features: &[Tensor], ids: &Tensor) -> anyhow::Result<Tensor> {
+        let m = &self.model;
+        let n = ids.dim(0)?;
+        let expand = |t: &Tensor| -> Result<Tensor> {
+            let (_, ch, h, w) = t.dims4()?;
+            t.broadcast_as((n, ch, h, w))?.contiguous()
+        };
+        let (c3, c4, c5) = (expand(&features[0])?, expand(&features[1])?, expand(&features[2])?);
+        let (words, state) = m.backbone.encode_text(ids)?;
+        let fq = m.neck.forward(&c3, &c4, &c5, &state)?;
+        let dec = m.decoder.forward(&fq, &words, &Cris::pad_mask(ids)?)?;
+        let pred = m.proj.forward(&dec, &state)?;
+        let (_, _, ph, _) = pred.dims4()?;
+        Ok(bicubic_align_corners(&pred, ph * 4)?.squeeze(1)?)
     }
 }
 

@@ -14,11 +14,14 @@ mod conv_direct;
 pub mod interp;
 pub mod norm;
 pub mod resnet_clip;
+pub mod seg;
 pub mod swin;
 pub mod textunet;
 pub mod unet;
 pub mod unet_ops;
 pub mod vit;
+
+pub use seg::{ModelKind, SegModel};
 
 use candle_core::{Result, Tensor};
 

@@ -7,13 +7,16 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::unet::{validate_levels, UNetBody};
 use serde::{Deserialize, Serialize};
 
 use super::clip::EncoderLayer;
+use super::seg::{square_processor, ModelKind, SegModel, WithTokenizer};
+use crate::preprocess::ImageProcessorConfig;
+use crate::tokenize::ClipTokenizer;
 use super::HiddenAct;
 
 fn d_size() -> usize { 160 }
@@ -209,3 +212,33 @@ impl TextUNet {
     }
 }
 
+
+/// TextUNet for `pipeline::Segmenter`: the cached features are every level's feature maps; each
+/// prompt's CLIP BPE ids go through the small text encoder.
+impl SegModel for WithTokenizer<TextUNet, ClipTokenizer> {
+    fn kind(&self) -> ModelKind {
+        ModelKind::TextUNet
+    }
+
+    fn image_processor(&self) -> ImageProcessorConfig {
+        let c = &self.model.config;
+        square_processor(c.image_size, c.image_mean, c.image_std)
+    }
+
+    fn default_threshold(&self) -> f32 {
+        self.model.config.threshold
+    }
+
+    fn encode_images(&self, pixel_values: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        Ok(self.model.encode(pixel_values)?)
+    }
+
+    fn text_conditional(&self, prompts: &[String], _dev: &Device) -> anyhow::Result<Tensor> {
+        let ids = prompts.iter().map(|p| self.tokenizer.encode(p)).collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(self.model.text.forward(&ids)?)
+    }
+
+    fn decode(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.model.decode(features, cond)?)
+    }
+}

@@ -6,9 +6,12 @@
 //! Parameter names (`down.i.conv1.weight`, `up.i.norm2.bias`, `head.weight`, ...) are shared
 //! with TextUNet, whose checkpoints add `film.*` and `text.*`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
+
+use super::seg::{square_processor, ModelKind, SegModel};
+use crate::preprocess::ImageProcessorConfig;
 
 use super::conv::ConvSame2d;
 use super::norm::{conv_norm_relu, GroupNormRelu2d};
@@ -192,5 +195,38 @@ impl UNet {
     /// Logits [B, H, W] for normalised images [B, 3, H, W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.decode(&self.encode(x)?, x.dim(0)?)
+    }
+}
+
+/// The text-free UNet for `pipeline::Segmenter`: prompts are accepted and ignored, each giving
+/// one placeholder condition row so that decoding yields one map per prompt.
+impl SegModel for UNet {
+    fn kind(&self) -> ModelKind {
+        ModelKind::UNet
+    }
+
+    fn image_processor(&self) -> ImageProcessorConfig {
+        let c = &self.config;
+        square_processor(c.image_size, c.image_mean, c.image_std)
+    }
+
+    fn default_threshold(&self) -> f32 {
+        self.config.threshold
+    }
+
+    fn uses_text(&self) -> bool {
+        false
+    }
+
+    fn encode_images(&self, pixel_values: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        Ok(self.encode(pixel_values)?)
+    }
+
+    fn text_conditional(&self, prompts: &[String], dev: &Device) -> anyhow::Result<Tensor> {
+        Ok(Tensor::zeros((prompts.len(), 1), DType::F32, dev)?)
+    }
+
+    fn decode(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(UNet::decode(self, features, cond.dim(0)?)?)
     }
 }

@@ -60,10 +60,79 @@ use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::loss::LossKind;
+use crate::models::seg::ModelKind;
 use super::optim::AdamWParams;
 
-/// Model architectures `train` knows.
-pub const MODEL_KINDS: &[&str] = &["clipseg", "textunet", "unet", "vit_classify", "biomedclipseg", "cris"];
+/// What `vlsm train` trains (`model.kind`): a segmentation model of any [`ModelKind`], or a ViT
+/// image classifier. Written as the kind's name ("clipseg", ..., "vit_classify").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum TrainKind {
+    Seg(ModelKind),
+    VitClassify,
+}
+
+impl TrainKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainKind::Seg(k) => k.as_str(),
+            TrainKind::VitClassify => "vit_classify",
+        }
+    }
+
+    /// Every name `model.kind` takes.
+    pub fn names() -> Vec<&'static str> {
+        let mut v = ModelKind::names();
+        v.push(TrainKind::VitClassify.as_str());
+        v
+    }
+
+    /// The segmentation model kind, unless this is the classifier.
+    pub fn model_kind(self) -> Option<ModelKind> {
+        match self {
+            TrainKind::Seg(k) => Some(k),
+            TrainKind::VitClassify => None,
+        }
+    }
+}
+
+impl TryFrom<String> for TrainKind {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match ModelKind::from_name(&s) {
+            Some(k) => Ok(TrainKind::Seg(k)),
+            None if s == TrainKind::VitClassify.as_str() => Ok(TrainKind::VitClassify),
+            None => {
+                Err(format!("model.kind: unknown model '{s}' (expected one of: {})", TrainKind::names().join(", ")))
+            }
+        }
+    }
+}
+
+impl From<TrainKind> for String {
+    fn from(k: TrainKind) -> String {
+        k.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for TrainKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for TrainKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for TrainKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
 /// Parts of a model that can be frozen.
 pub const FREEZE_PARTS: &[&str] = &["vision", "text", "decoder"];
 
@@ -90,7 +159,7 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    pub kind: String,
+    pub kind: TrainKind,
     #[serde(default)]
     pub dir: PathBuf,
     #[serde(default = "d_freeze")]
@@ -250,7 +319,11 @@ impl TrainConfig {
 
     /// Parses and validates TOML text (paths left as written).
     pub fn parse(text: &str) -> Result<Self> {
-        let cfg: TrainConfig = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| match e.message() {
+            // An unknown model.kind reads as `validate`'s errors do: one line naming the key.
+            m if m.starts_with("model.kind:") => anyhow!("{m}"),
+            _ => anyhow!("{}", e.to_string().trim_end()),
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -297,14 +370,9 @@ impl TrainConfig {
         if self.output_dir.as_os_str().is_empty() {
             bail!("output_dir: must not be empty");
         }
-        if !MODEL_KINDS.contains(&self.model.kind.as_str()) {
-            bail!(
-                "model.kind: unknown model '{}' (expected one of: {})",
-                self.model.kind,
-                MODEL_KINDS.join(", ")
-            );
-        }
-        if self.model.dir.as_os_str().is_empty() && !matches!(self.model.kind.as_str(), "textunet" | "unet") {
+        use ModelKind::{BiomedClipSeg, ClipSeg, Cris, TextUNet, UNet};
+        let seg = self.model.kind.model_kind();
+        if self.model.dir.as_os_str().is_empty() && !matches!(seg, Some(TextUNet | UNet)) {
             bail!("model.dir: must not be empty");
         }
         for f in &self.model.freeze {
@@ -337,7 +405,7 @@ impl TrainConfig {
             bail!("data.negative_prompts: must be in [0, 1) (got {})", self.data.negative_prompts);
         }
         let textunet_only = [("data.negative_prompts", self.data.negative_prompts > 0.0), ("data.flips", self.data.flips)];
-        if let Some((key, _)) = textunet_only.iter().find(|(_, on)| *on && self.model.kind != "textunet") {
+        if let Some((key, _)) = textunet_only.iter().find(|(_, on)| *on && seg != Some(TextUNet)) {
             bail!("{key}: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
         }
         if self.data.feature_cache && !self.model.freeze.iter().any(|f| f == "vision") {
@@ -371,13 +439,13 @@ impl TrainConfig {
         let l = &self.loss;
         nonneg("loss.dice_weight", l.dice_weight)?;
         nonneg("loss.bce_weight", l.bce_weight)?;
-        if l.kind == LossName::Contrastive && self.model.kind != "cris" {
+        if l.kind == LossName::Contrastive && seg != Some(Cris) {
             bail!("loss.kind: 'contrastive' is CRIS's loss (model.kind = \"cris\")");
         }
-        if self.model.channels.is_some() && self.model.kind != "unet" {
+        if self.model.channels.is_some() && seg != Some(UNet) {
             bail!("model.channels: only for unet");
         }
-        if self.model.decoder_from.is_some() && !["clipseg", "biomedclipseg"].contains(&self.model.kind.as_str()) {
+        if self.model.decoder_from.is_some() && !matches!(seg, Some(ClipSeg | BiomedClipSeg)) {
             bail!("model.decoder_from: only for clipseg and biomedclipseg (a CLIPSeg decoder)");
         }
         if l.kind == LossName::DiceBce && l.dice_weight + l.bce_weight == 0.0 {

@@ -13,10 +13,11 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::models::biomedclip::{BiomedClip, BiomedClipConfig};
+use crate::models::biomedclip::BiomedClip;
 use crate::models::clipseg::ClipSegDecoder;
 use crate::models::biomedclipseg::BiomedClipSegConfig;
 use crate::models::cris::{Cris, CrisConfig};
+use crate::models::seg::ModelKind;
 
 /// PyTorch-like values for a parameter, chosen by its name: BatchNorm statistics 0/1, biases 0,
 /// norm scales 1, embeddings ~U(±0.035) (std 0.02), other weights U(±1/sqrt(fan_in)).
@@ -74,7 +75,7 @@ pub fn write_cris(dir: &Path, config: &serde_json::Value, seed: u64, bpe: Option
     config
         .as_object_mut()
         .ok_or_else(|| anyhow!("CRIS config: expected a JSON object"))?
-        .insert("model_type".into(), "cris".into());
+        .insert("model_type".into(), ModelKind::Cris.as_str().into());
     let c: CrisConfig = serde_json::from_value(config.clone()).map_err(|e| anyhow!("CRIS config: {e}"))?;
     c.validate().map_err(|e| anyhow!("CRIS config: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create: {e}", dir.display()))?;
@@ -112,13 +113,13 @@ pub fn write_biomedclipseg(
     let mut bert = bert.clone();
     bert["vocab_size"] = n_vocab.into();
     let mut seg = seg.clone();
-    seg["model_type"] = "biomedclipseg".into();
+    seg["model_type"] = ModelKind::BiomedClipSeg.as_str().into();
     seg["decoder_weights"] = "decoder.safetensors".into();
     std::fs::create_dir_all(dir.join("bert")).map_err(|e| anyhow!("{}: cannot create: {e}", dir.display()))?;
     write_json(&dir.join("open_clip_config.json"), &oc)?;
     write_json(&dir.join("bert/config.json"), &bert)?;
     crate::io::write_atomic(&dir.join("vocab.txt"), vocab_text.as_bytes())?;
-    let enc = BiomedClipConfig::from_dir(dir)?;
+    let enc = crate::loader::biomedclip_config(dir)?;
     let sc: BiomedClipSegConfig = serde_json::from_value(seg.clone()).map_err(|e| anyhow!("BiomedCLIPSeg config: {e}"))?;
     let dc = sc.decoder_config(&enc).map_err(|e| anyhow!("BiomedCLIPSeg config: {e}"))?;
     let vm = VarMap::new();

@@ -1,11 +1,14 @@
 //! Weights from disk: `.safetensors` (memory-mapped) and PyTorch pickles (`.bin`, `.pth`, `.pt`),
-//! with errors that name the file, the key and both shapes.
+//! with errors that name the file, the key and both shapes; `config.json` reading and model-kind
+//! detection.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+
+pub use crate::models::seg::ModelKind;
 
 /// Weight file names looked for in a model directory, in order of preference.
 pub const WEIGHT_FILES: &[&str] = &[
@@ -85,19 +88,8 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: malformed JSON: {e}", path.display()))
 }
 
-/// Which architecture a model directory holds, from its config files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    ClipSeg,
-    TextUNet,
-    UNet,
-    BiomedClipSeg,
-    Cris,
-}
-
-/// The `model_type` values `detect` knows.
-pub const SUPPORTED: &[&str] = &["clipseg", "textunet", "unet", "biomedclipseg", "cris"];
-
+/// Which segmentation architecture a model directory holds, from `model_type` in its
+/// `config.json` (the names of [`ModelKind`]).
 pub fn detect(dir: &Path) -> Result<ModelKind> {
     if !dir.is_dir() {
         bail!("{}: model directory not found", dir.display());
@@ -106,18 +98,46 @@ pub fn detect(dir: &Path) -> Result<ModelKind> {
     if cfg.is_file() {
         let v: serde_json::Value = read_json(&cfg)?;
         match v.get("model_type").and_then(|m| m.as_str()) {
-            Some("clipseg") => return Ok(ModelKind::ClipSeg),
-            Some("textunet") => return Ok(ModelKind::TextUNet),
-            Some("unet") => return Ok(ModelKind::UNet),
-            Some("biomedclipseg") => return Ok(ModelKind::BiomedClipSeg),
-            Some("cris") => return Ok(ModelKind::Cris),
-            Some(other) => bail!(
-                "{}: model_type '{other}' is not supported (expected one of: {})",
-                cfg.display(),
-                SUPPORTED.join(", ")
-            ),
+            Some(name) => match ModelKind::from_name(name) {
+                Some(kind) => return Ok(kind),
+                None => bail!(
+                    "{}: model_type '{name}' is not supported (expected one of: {})",
+                    cfg.display(),
+                    ModelKind::names().join(", ")
+                ),
+            },
             None => bail!("{}: no model_type", cfg.display()),
         }
     }
     bail!("{}: not a model directory (no config.json)", dir.display())
+}
+
+/// A VarBuilder over a `torch.save` checkpoint whose tensors may sit under `state_dict` and carry
+/// DataParallel's `module.` prefix; `probe` is a key every such checkpoint holds.
+pub fn state_dict_var_builder(path: &Path, dtype: DType, dev: &Device, probe: &str) -> Result<VarBuilder<'static>> {
+    let is_st = path.extension().is_some_and(|e| e == "safetensors");
+    let keys: &[Option<&str>] = if is_st { &[None] } else { &[Some("state_dict"), None] };
+    let mut last = None;
+    for &key in keys {
+        let vb = match var_builder(path, dtype, dev, key) {
+            Ok(vb) => vb,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        if vb.contains_tensor(probe) {
+            return Ok(vb);
+        }
+        if vb.contains_tensor(&format!("module.{probe}")) {
+            return Ok(vb.rename_f(|k: &str| format!("module.{k}")));
+        }
+    }
+    match last {
+        Some(e) if keys.len() == 1 => Err(e),
+        _ => bail!(
+            "{}: no tensor {probe} (with or without 'module.', at the top or under 'state_dict')",
+            path.display()
+        ),
+    }
 }
