@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use vlsm::models::cris::word_ids;
-use vlsm::pipeline::{Net, Segmenter};
+use vlsm::pipeline::Segmenter;
 mod common;
 use common::{assert_close, rel_err};
 
@@ -45,7 +45,7 @@ fn long_prompts_match_the_reference_from_the_strings() {
     let seg = Segmenter::load(&fixtures()).unwrap();
     assert_eq!(seg.kind_name(), "cris");
     let ids = seg.text_conditional(&texts).unwrap();
-    let Net::Cris(m) = &seg.net else { panic!("not CRIS") };
+    let m = vlsm::loader::cris(&fixtures(), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(m.config.word_len, 17);
 
     // Outputs first, so that wrong ids show their effect before the ids are compared.
@@ -81,7 +81,8 @@ fn long_prompts_match_the_reference_from_the_strings() {
 #[test]
 fn training_ids_equal_inference_ids() {
     let seg = Segmenter::load(&fixtures()).unwrap();
-    let tok = seg.tokenizer.as_ref().unwrap();
+    // The segmenter finds the BPE file as `find_bpe` does (the fixture ships no tokenizer).
+    let tok = &vlsm::tokenize::ClipTokenizer::from_bpe_gz(&vlsm::tokenize::find_bpe().unwrap()).unwrap();
     let texts: Vec<String> = prompts().into_iter().map(|(p, _)| p).collect();
     let inference: Vec<Vec<u32>> = seg.text_conditional(&texts).unwrap().to_vec2().unwrap();
     for (p, row) in texts.iter().zip(&inference) {
