@@ -440,4 +440,32 @@ mod tests {
         assert_eq!(c.resample, Filter::Bicubic);
         assert!(ImageProcessorConfig::from_json_str(r#"{"resample": 9}"#).is_err());
     }
+
+    #[test]
+    fn config_nulls_dicts_scalars_and_errors() {
+        let c = ImageProcessorConfig::from_json_str(
+            r#"{"image_processor_type": "CLIPImageProcessorFast", "do_resize": null, "image_mean": 0.25,
+                "size": {"shortest_edge": 300, "height": null}, "crop_size": {"height": 200, "width": 100}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.image_processor_type, "CLIPImageProcessor");
+        assert!(c.do_resize);
+        assert_eq!(c.image_mean, [0.25; 3]);
+        assert_eq!(c.size, ResizeTarget::ShortestEdge(300));
+        assert_eq!(c.crop_size, (200, 100));
+        let c = ImageProcessorConfig::from_json_str(r#"{"image_processor_type": 7, "size": {"height": 3, "width": 4}}"#)
+            .unwrap();
+        assert_eq!(c, ImageProcessorConfig { size: ResizeTarget::Exact { height: 3, width: 4 }, ..ImageProcessorConfig::vit_default() });
+        for (text, key) in [
+            (r#"{"crop_size": {"shortest_edge": 3}}"#, "crop_size"),
+            (r#"{"size": {"height": 0, "width": 4}}"#, "size.height"),
+            (r#"{"image_std": [1, 2]}"#, "image_std"),
+            (r#"{"resample": "bilinear"}"#, "resample"),
+        ] {
+            let e = ImageProcessorConfig::from_json_str(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        assert!(ImageProcessorConfig::from_json_str(r#"{"do_rescale": 1}"#).is_err());
+        assert!(ImageProcessorConfig::from_json_str("[1]").is_err());
+    }
 }
