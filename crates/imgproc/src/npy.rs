@@ -1,5 +1,5 @@
-//! Minimal `.npy` (format 1.0) writer and reader for little-endian u8/i16/i32/f32/f64 arrays.
-use std::io::Write;
+//! Minimal `.npy` (format 1.0) serialiser for little-endian u8/i16/u16/i32/f32/f64 arrays.
+//! Writing files is the caller's business (vlsm writes them atomically).
 
 /// Element types that can be stored in `.npy`.
 pub trait NpyElem: Copy {
@@ -45,10 +45,4 @@ pub fn to_npy_bytes<T: NpyElem>(data: &[T], shape: &[usize]) -> Vec<u8> {
         v.write_le(&mut out);
     }
     out
-}
-
-/// Writes an `.npy` file.
-pub fn write_npy<T: NpyElem>(path: &std::path::Path, data: &[T], shape: &[usize]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(&to_npy_bytes(data, shape))
 }

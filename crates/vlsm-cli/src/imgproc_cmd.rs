@@ -103,25 +103,17 @@ fn gray(img: &Image<u8>) -> Result<Image<u8>> {
     })
 }
 
-/// Writes through a temporary file in the same directory, then renames.
-fn write_atomic(path: &Path, bytes_or_image: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    let tmp = dir.join(format!(".{}.tmp{}{ext}", name.to_string_lossy(), std::process::id()));
-    let res = bytes_or_image(&tmp).and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename", path.display())));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
-}
-
+/// Encodes in the format the extension names (as `DynamicImage::save` would) and writes atomically.
 fn save_image(path: &Path, img: &Image<u8>) -> Result<()> {
-    write_atomic(path, |tmp| img.to_dynamic().save(tmp).map_err(|e| anyhow!("{}: cannot write image: {e}", path.display())))
+    let err = |e: image::ImageError| anyhow!("{}: cannot write image: {e}", path.display());
+    let format = image::ImageFormat::from_path(path).map_err(err)?;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.to_dynamic().write_to(&mut buf, format).map_err(err)?;
+    vlsm::io::write_atomic(path, buf.get_ref())
 }
 
 fn save_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, |tmp| std::fs::write(tmp, bytes).with_context(|| format!("{}: cannot write", path.display())))
+    vlsm::io::write_atomic(path, bytes)
 }
 
 fn shape(s: &str) -> Result<imgproc::MorphShape> {

@@ -28,11 +28,12 @@ fn unpack_embedded() -> Result<Option<PathBuf>> {
     if EMBEDDED.is_empty() {
         return Ok(None);
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // FNV-1a over a sample of the bytes (startup stays fast); the key of existing caches.
+    let mut h = crate::io::FNV_OFFSET;
     for (_, b) in EMBEDDED {
         for chunk in b.chunks(4096).step_by(64) {
             for &x in chunk.iter().take(64) {
-                h = (h ^ x as u64).wrapping_mul(0x100_0000_01b3);
+                h = crate::io::fnv1a_mix(h, x as u64);
             }
         }
         h ^= b.len() as u64;

@@ -6,7 +6,7 @@ use std::io::Read;
 use anyhow::{anyhow, bail, Result};
 use image::RgbImage;
 
-use super::window::{Decoded, Window};
+use super::types::{Decoded, Window};
 
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";

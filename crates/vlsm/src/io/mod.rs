@@ -1,15 +1,23 @@
-//! Reading images, masks and medical formats; atomic writes; .npy.
+//! Reading images, masks and medical formats; atomic writes; .npy; the content hash.
 //!
+//! `read` sniffs each file's format (`sniff`) and dispatches to the leaf readers (`raster`,
+//! `dicom`, `nifti`), which share only `types`; `window` maps single-channel values to 8 bits.
 //! Every error is one line that names the file and the problem; bad input never panics.
 
 mod dicom;
+mod hash;
 mod nifti;
 mod npy;
 mod raster;
+mod read;
+mod sniff;
+mod types;
 mod window;
 mod write;
 
+pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use npy::{read_npy_f32, write_npy_f32};
-pub use raster::{image_dimensions, read_mask, read_mask_any, read_rgb, MAX_PIXELS};
-pub use window::{read_image_any, read_scalar, window_to_u8, ReadOptions, ScalarImage, Window, Windowing};
+pub use read::{image_dimensions, read_image_any, read_mask, read_mask_any, read_rgb, read_scalar};
+pub use types::{ReadOptions, ScalarImage, Window, Windowing, MAX_PIXELS};
+pub use window::window_to_u8;
 pub use write::{write_atomic, write_png_atomic};

@@ -9,7 +9,7 @@ use std::io::Read;
 use anyhow::{anyhow, bail, Result};
 use image::RgbImage;
 
-use super::window::Decoded;
+use super::types::{Decoded, MAX_PIXELS};
 
 /// Decompressed volumes larger than this are refused.
 const MAX_BYTES: u64 = 2 << 30;
@@ -86,8 +86,8 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
         bail!("bad vox_offset {vox_offset}");
     }
     let plane = nx.checked_mul(ny).ok_or_else(|| anyhow!("image too large"))?;
-    if plane as u64 > super::MAX_PIXELS {
-        bail!("slice is {nx}x{ny} = {plane} pixels, more than the limit of {}", super::MAX_PIXELS);
+    if plane as u64 > MAX_PIXELS {
+        bail!("slice is {nx}x{ny} = {plane} pixels, more than the limit of {}", MAX_PIXELS);
     }
     let len = plane * bpv;
     let end = (k as u64 * len as u64 + len as u64).saturating_add(vox_offset as u64);

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::raster::read_bytes;
+use super::read::read_bytes;
 use super::write::write_atomic;
 
 /// Writes a .npy v1.0 file ('<f4', C order) atomically. `data.len()` must equal the product of `shape`.
@@ -16,26 +16,12 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     if n != data.len() {
         bail!("{}: shape {shape:?} needs {n} values, got {}", path.display(), data.len());
     }
-    let dims = match shape {
-        [d] => format!("({d},)"),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
-    // NumPy pads with spaces so that the data starts on a 64-byte boundary; the header ends in '\n'.
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    if header.len() > u16::MAX as usize {
+    let bytes = imgproc::npy::to_npy_bytes(data, shape);
+    // Magic (6) + version (2) + header length (2), then the header.
+    if bytes.len() - 10 - 4 * data.len() > u16::MAX as usize {
         bail!("{}: shape {shape:?} makes the .npy header too long", path.display());
     }
-    let mut out = Vec::with_capacity(10 + header.len() + 4 * data.len());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    write_atomic(path, &out)
+    write_atomic(path, &bytes)
 }
 
 /// Reads a .npy file (versions 1-3) holding '<f4' in C order; returns (shape, data).

@@ -20,31 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
-/// 64-bit FNV-1a over 8-byte words (fast enough for GB-sized weight files); not cryptographic.
-#[derive(Clone, Copy)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv64 {
-    pub fn update(&mut self, bytes: &[u8]) {
-        let mut it = bytes.chunks_exact(8);
-        for w in &mut it {
-            self.0 = (self.0 ^ u64::from_le_bytes(w.try_into().unwrap())).wrapping_mul(0x100_0000_01b3);
-        }
-        for &b in it.remainder() {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-        self.0 = (self.0 ^ bytes.len() as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    pub fn hex(&self) -> String {
-        format!("{:016x}", self.0)
-    }
-}
+use crate::io::Fnv64;
 
 pub fn hash_bytes(b: &[u8]) -> String {
     let mut h = Fnv64::default();
