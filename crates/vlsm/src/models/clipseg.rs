@@ -8,9 +8,10 @@ use candle_nn::{
     VarBuilder,
 };
 use serde::Deserialize;
+use vlsm_kernels::fused;
 
 use super::clip::{Attention, ClipModel, ClipTextConfig, ClipVisionConfig, Mlp};
-use super::{fused, HiddenAct};
+use super::HiddenAct;
 
 fn d_projection() -> usize { 512 }
 fn d_extract() -> Vec<usize> { vec![3, 6, 9] }
