@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, linear_no_bias, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
+use vlsm_kernels::fused::{self, Act};
 
-use super::fused::{self, Act};
 use super::{interp, HiddenAct};
 
 fn d_vocab() -> usize { 49408 }

@@ -8,13 +8,14 @@ use candle_nn::{
     VarBuilder,
 };
 use serde::Deserialize;
+use vlsm_kernels::fused;
 
 use super::seg::{ModelKind, SegModel, WithTokenizer};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::ClipTokenizer;
 
 use super::clip::{Attention, ClipModel, ClipTextConfig, ClipVisionConfig, Mlp};
-use super::{fused, HiddenAct};
+use super::HiddenAct;
 
 fn d_projection() -> usize { 512 }
 fn d_extract() -> Vec<usize> { vec![3, 6, 9] }

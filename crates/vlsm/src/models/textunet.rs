@@ -159,7 +159,7 @@ impl Film {
         let gb = self.lin.forward(t)?; // [B, 2C]
         let g = (gb.narrow(1, 0, ch)? + 1.0)?;
         let b = gb.narrow(1, ch, ch)?;
-        super::unet_ops::film(x, &g, &b)
+        vlsm_kernels::unet_ops::film(x, &g, &b)
     }
 }
 

@@ -12,10 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::seg::{square_processor, ModelKind, SegModel};
 use crate::preprocess::ImageProcessorConfig;
-
-use super::conv::ConvSame2d;
-use super::norm::{conv_norm_relu, GroupNormRelu2d};
-use super::unet_ops::{max_pool2, upsample_cat};
+use vlsm_kernels::conv::ConvSame2d;
+use vlsm_kernels::norm::{conv_norm_relu, GroupNormRelu2d};
+use vlsm_kernels::unet_ops::{max_pool2, upsample_cat};
 
 fn d_size() -> usize { 160 }
 fn d_channels() -> Vec<usize> { vec![16, 32, 64, 128, 256] }

@@ -1,6 +1,6 @@
 //! Fused CPU kernels for transformer inference on frozen f32 weights: linear with bias,
 //! residual and activation in one pass, multi-head attention reading q/k/v in place with a
-//! vectorised softmax, and a row-parallel LayerNorm.
+//! vectorised softmax, a row-parallel LayerNorm, and CLIP's QuickGELU.
 //!
 //! candle builds each of these from several ops, each allocating and sweeping its output once
 //! more (bias add, transposes to [B, heads, N, hd] and back, a one-thread softmax with libm
@@ -11,6 +11,9 @@
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
+
+use crate::parallel::SendPtr;
+use crate::simd::multiversion;
 
 /// True when every tensor is f32 on the CPU and none is tracked for backprop.
 pub fn usable(ts: &[&Tensor]) -> bool {
@@ -203,7 +206,7 @@ pub fn attention(qkv: &Tensor, heads: usize, mask: Option<&Tensor>) -> Result<Te
     let scale = (hd as f32).powf(-0.5);
     let mask = mask.map(|m| m.broadcast_as((b, heads, n, n))).transpose()?;
     let mut out = output_vec(b * n * d);
-    let dst = SendPtr(out.as_mut_ptr());
+    let dst = SendPtr::new(out.as_mut_ptr());
     with_slice(qkv, |qkv| {
         let run = |mask: Option<(&[f32], &[usize])>| {
             (0..b * heads).into_par_iter().for_each(|task| {
@@ -272,17 +275,6 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the pointer is only used to write disjoint regions from different tasks (see attention).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// LayerNorm over the last dimension with weight and bias, rows in parallel.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let d = x.dim(candle_core::D::Minus1)?;
@@ -306,41 +298,58 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
     Tensor::from_vec(out, x.dims(), x.device())
 }
 
-// The loops below are written so LLVM vectorises them; each public entry point dispatches to a
-// copy compiled for AVX2+FMA when the CPU has it.
-
-macro_rules! dispatch {
-    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) => $imp:ident, $avx:ident) => {
-        $(#[$m])*
-        fn $name($($a: $t),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the features $avx is compiled for.
-                    return unsafe { $avx($($a),*) };
-                }
-            }
-            $imp($($a),*)
-        }
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx($($a: $t),*) {
-            $imp($($a),*)
-        }
-    };
+/// `x * sigmoid(1.702 x)`, the activation of OpenAI's CLIP ("quick_gelu"). Frozen encoders
+/// take a fused, multi-threaded CPU path (candle's sigmoid is one thread and three passes);
+/// anything that needs a gradient takes the composed ops.
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() {
+        return x.contiguous()?.apply_op1_no_bwd(&QuickGelu);
+    }
+    x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
 }
 
-dispatch!(
+struct QuickGelu;
+
+impl candle_core::CustomOp1 for QuickGelu {
+    fn name(&self) -> &'static str {
+        "quick-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, candle_core::Shape)> {
+        let CpuStorage::F32(v) = s else { candle_core::bail!("quick_gelu: f32 only") };
+        let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("quick_gelu: not contiguous") };
+        let mut out = vec![0f32; b - a];
+        out.par_chunks_mut(1 << 14).zip(v[a..b].par_chunks(1 << 14)).for_each(|(o, i)| {
+            for (o, &x) in o.iter_mut().zip(i) {
+                *o = x / (1.0 + (-1.702 * x).exp());
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+// The loops below are written so LLVM vectorises them; each entry point also has a copy
+// compiled for AVX2+FMA, picked when the CPU has it (`multiversion!`).
+
+multiversion! {
     /// Softmax of each length-`n` row of `s`, in place.
-    fn softmax_rows(s: &mut [f32], n: usize) => softmax_rows_impl, softmax_rows_avx2
-);
-dispatch!(
+    fn softmax_rows(s: &mut [f32], n: usize) {
+        softmax_rows_impl(s, n)
+    }
+}
+
+multiversion! {
     /// `x · sigmoid(1.702 x)` in place.
-    fn quick_gelu_inplace(o: &mut [f32]) => quick_gelu_impl, quick_gelu_avx2
-);
-dispatch!(
-    fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) => layer_norm_row_impl, layer_norm_row_avx2
-);
+    fn quick_gelu_inplace(o: &mut [f32]) {
+        quick_gelu_impl(o)
+    }
+}
+
+multiversion! {
+    fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) {
+        layer_norm_row_impl(x, w, b, eps, o)
+    }
+}
 
 const LANES: usize = 8;
 

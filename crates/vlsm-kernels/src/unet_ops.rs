@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::conv::{contiguous_f32, with_f32};
+use crate::conv::{contiguous_f32, with_f32};
 
 /// Whether the fused ops apply: they run on CPU f32 data only.
 fn cpu_f32(t: &Tensor) -> bool {

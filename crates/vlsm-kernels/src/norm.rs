@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::conv::{self, contiguous_f32, with_f32, ConvSame2d};
+use crate::conv::{self, contiguous_f32, with_f32, ConvSame2d};
 
 struct GroupNormRelu {
     groups: usize,
@@ -271,7 +271,7 @@ impl CustomOp3 for ConvNormRelu {
 }
 
 /// `relu(norm(conv(x)))` for a bias-free conv, as one op on the CPU.
-pub(crate) fn conv_norm_relu(conv: &ConvSame2d, norm: &GroupNormRelu2d, x: &Tensor) -> Result<Tensor> {
+pub fn conv_norm_relu(conv: &ConvSame2d, norm: &GroupNormRelu2d, x: &Tensor) -> Result<Tensor> {
     if conv.bias.is_some() || !x.device().is_cpu() {
         return norm.forward(&conv.forward(x)?);
     }

@@ -15,6 +15,9 @@
 
 use rayon::prelude::*;
 
+use crate::parallel::SendPtr;
+use crate::simd;
+
 /// Output channels per forward tile.
 const MO: usize = 6;
 /// Positions per forward tile (two AVX vectors).
@@ -74,7 +77,7 @@ impl Grid {
     }
 
     /// Tap offsets for `c` input channels.
-    fn offsets(&self, c: usize) -> Vec<usize> {
+    fn offsets(&self, c: usize) -> Taps {
         let mut off = Vec::with_capacity(c * self.k * self.k);
         for ci in 0..c {
             for ky in 0..self.k {
@@ -83,7 +86,7 @@ impl Grid {
                 }
             }
         }
-        off
+        Taps::new(off)
     }
 
     /// Copies `g` [co, h, w] onto the output grid (`co` rounded up to `GO` rows of `npos`), zeros
@@ -121,48 +124,74 @@ pub(crate) fn pack_weights(wt: &[f32], co: usize, taps: usize) -> Vec<f32> {
     p
 }
 
+/// Tap offsets into a padded image and the largest of them, the bound the tile kernels check
+/// their reads against.
+struct Taps {
+    off: Vec<usize>,
+    max: usize,
+}
+
+impl Taps {
+    fn new(off: Vec<usize>) -> Self {
+        let max = off.iter().copied().max().unwrap_or(0);
+        Self { off, max }
+    }
+
+    fn len(&self) -> usize {
+        self.off.len()
+    }
+}
+
 /// `out[o, y, x] = Σ_t W[o, t] · xp[off[t] + y·wp + x]` for `co` channels (`wpk` from
 /// `pack_weights`), written to `out` [co, h, w]. `scratch` holds the grid output.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(grid: &Grid, xp: &[f32], c: usize, wpk: &[f32], co: usize, out: &mut [f32], par: bool, scratch: &mut Vec<f32>) {
-    let off = grid.offsets(c);
-    let taps = off.len();
+    let taps = grid.offsets(c);
+    let nt = taps.len();
     let panels = co.div_ceil(MO);
     let npos = grid.npos;
-    assert!(xp.len() >= grid.padded_len(c) && wpk.len() >= panels * taps * MO && out.len() >= co * grid.h * grid.w);
+    assert!(xp.len() >= grid.padded_len(c) && wpk.len() >= panels * nt * MO && out.len() >= co * grid.h * grid.w);
     if scratch.len() < panels * MO * npos {
         scratch.resize(panels * MO * npos, 0.0);
     }
-    let avx = has_avx2();
-    let tile = |pi: usize, p0: usize, dst: *mut f32| {
-        let wp = &wpk[pi * taps * MO..][..taps * MO];
-        // SAFETY: off[t] + p0 + NP <= c·plane + npos + NP = padded_len (asserted); dst points
-        // at row pi·MO, column p0 of `scratch` (MO rows of npos each).
+    let avx = simd::avx2_fma();
+    let dst = SendPtr::new(scratch.as_mut_ptr());
+    // Tile (pi, p0) is rows pi·MO.. (MO of them) and columns p0..p0 + NP of `scratch`.
+    let tile = |pi: usize, p0: usize| {
+        let (xs, wp) = (&xp[p0..], &wpk[pi * nt * MO..][..nt * MO]);
+        // SAFETY: pi < panels and p0 + NP <= npos (npos is a multiple of NP), so the tile's MO
+        // rows of NP floats, npos apart from row pi·MO, column p0, lie inside `scratch`
+        // (panels·MO rows of npos), which outlives both loops below. Each (pi, p0) is visited
+        // once, so no other task touches them. `avx` is true only on a CPU with AVX2 and FMA.
         unsafe {
-            if avx && grid.k == 3 {
-                fwd_tile3_avx2(c, grid.plane(), grid.wp, xp.as_ptr().add(p0), wp.as_ptr(), dst, npos);
-            } else if avx {
-                fwd_tile_avx2(&off, xp.as_ptr().add(p0), wp.as_ptr(), dst, npos);
-            } else {
-                fwd_tile_generic(&off, &xp[p0..], wp, dst, npos);
+            let d = dst.get().add(pi * MO * npos + p0);
+            if avx {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if grid.k == 3 {
+                        x86::fwd_tile3(c, grid.plane(), grid.wp, xs, wp, d, npos);
+                    } else {
+                        x86::fwd_tile(&taps, xs, wp, d, npos);
+                    }
+                    return;
+                }
             }
+            fwd_tile_generic(&taps, xs, wp, d, npos);
         }
     };
     // Small weights (the shallow levels, where the image is large): all channel panels per
     // position tile, so each input line is fetched once for all of them. Large weights: one
     // panel over all positions, so the panel's weights stay in cache.
-    let pos_outer = panels * taps * MO * 4 <= 128 << 10;
-    let dst = SendPtr(scratch.as_mut_ptr());
-    let dst = &dst;
+    let pos_outer = panels * nt * MO * 4 <= 128 << 10;
     if pos_outer {
-        let run = |p0: usize| (0..panels).for_each(|pi| tile(pi, p0, unsafe { dst.0.add(pi * MO * npos + p0) }));
+        let run = |p0: usize| (0..panels).for_each(|pi| tile(pi, p0));
         if par {
             (0..npos).into_par_iter().step_by(NP).for_each(run);
         } else {
             (0..npos).step_by(NP).for_each(run);
         }
     } else {
-        let run = |pi: usize| (0..npos).step_by(NP).for_each(|p0| tile(pi, p0, unsafe { dst.0.add(pi * MO * npos + p0) }));
+        let run = |pi: usize| (0..npos).step_by(NP).for_each(|p0| tile(pi, p0));
         if par {
             (0..panels).into_par_iter().for_each(run);
         } else {
@@ -179,11 +208,11 @@ pub(crate) fn forward(grid: &Grid, xp: &[f32], c: usize, wpk: &[f32], co: usize,
 
 /// `gw[o, t] += Σ_pos gg[o, pos] · xp[off[t] + pos]`: `gg` from `Grid::grid_of`, gw [co, c·k²].
 pub(crate) fn weight_grad(grid: &Grid, xp: &[f32], c: usize, gg: &[f32], co: usize, gw: &mut [f32]) {
-    let off = grid.offsets(c);
+    let off = grid.offsets(c).off;
     let taps = off.len();
     let npos = grid.npos;
     assert!(xp.len() >= grid.padded_len(c) && gg.len() >= co.div_ceil(GO) * GO * npos && gw.len() >= co * taps);
-    let avx = has_avx2();
+    let avx = simd::avx2_fma();
     for c0 in (0..npos).step_by(CHUNK) {
         let len = CHUNK.min(npos - c0);
         for o0 in (0..co).step_by(GO) {
@@ -191,13 +220,15 @@ pub(crate) fn weight_grad(grid: &Grid, xp: &[f32], c: usize, gg: &[f32], co: usi
                 let mut sums = [[0f32; GT]; GO];
                 // Short last tap group: repeat tap t0 (its sums are dropped).
                 let tt: [usize; GT] = std::array::from_fn(|j| off[if t0 + j < taps { t0 + j } else { t0 }] + c0);
-                // SAFETY: off[t] + c0 + len <= c·plane + npos <= padded_len; gg has GO rows from o0.
-                unsafe {
-                    if avx {
-                        gw_tile_avx2(len, gg.as_ptr().add(o0 * npos + c0), npos, xp.as_ptr(), tt, &mut sums);
-                    } else {
-                        gw_tile_generic(len, &gg[o0 * npos + c0..], npos, xp, tt, &mut sums);
+                let g = &gg[o0 * npos + c0..];
+                if avx {
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        // SAFETY: the CPU supports AVX2 and FMA (`avx`).
+                        unsafe { x86::gw_tile(len, g, npos, xp, tt, &mut sums) };
                     }
+                } else {
+                    gw_tile_generic(len, g, npos, xp, tt, &mut sums);
                 }
                 for (r, row) in sums.iter().enumerate().take(co - o0) {
                     for (j, &s) in row.iter().enumerate().take(taps - t0) {
@@ -209,24 +240,16 @@ pub(crate) fn weight_grad(grid: &Grid, xp: &[f32], c: usize, gg: &[f32], co: usi
     }
 }
 
-struct SendPtr(*mut f32);
-// SAFETY: the tiles written through it are disjoint.
-unsafe impl Sync for SendPtr {}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// Writes through a raw pointer: tiles of different tasks interleave in `dst`'s rows, so no
-/// task may hold a slice over another's.
-unsafe fn fwd_tile_generic(off: &[usize], xp: &[f32], wp: &[f32], dst: *mut f32, ld: usize) {
+/// One forward tile, `MO` channels × `NP` positions: `dst[r·ld + p] = Σ_t wp[t·MO + r] ·
+/// xp[off[t] + p]`. It writes through a raw pointer because the tiles of different tasks
+/// interleave in `dst`'s rows, so no task may hold a slice over another's.
+///
+/// # Safety
+/// `dst` must be valid for writes of `NP` floats at `dst + r·ld` for every `r < MO`, and no
+/// other thread may access those floats during the call.
+unsafe fn fwd_tile_generic(taps: &Taps, xp: &[f32], wp: &[f32], dst: *mut f32, ld: usize) {
     let mut acc = [[0f32; NP]; MO];
-    for (t, &o) in off.iter().enumerate() {
+    for (t, &o) in taps.off.iter().enumerate() {
         let xs = &xp[o..o + NP];
         for (r, row) in acc.iter_mut().enumerate() {
             let a = wp[t * MO + r];
@@ -234,78 +257,10 @@ unsafe fn fwd_tile_generic(off: &[usize], xp: &[f32], wp: &[f32], dst: *mut f32,
         }
     }
     for (r, row) in acc.iter().enumerate() {
-        std::ptr::copy_nonoverlapping(row.as_ptr(), dst.add(r * ld), NP);
+        // SAFETY: the caller guarantees NP writable floats at dst + r·ld that nobody else uses;
+        // `row` is a local array, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), dst.add(r * ld), NP) };
     }
-}
-
-/// One tap of a forward tile: 16 inputs from `$x` times the tap's `MO` weights at `$w`.
-#[cfg(target_arch = "x86_64")]
-macro_rules! fwd_tap {
-    ($acc:ident, $x:expr, $w:expr) => {{
-        let x = $x;
-        let (x0, x1) = (_mm256_loadu_ps(x), _mm256_loadu_ps(x.add(8)));
-        for (r, a) in $acc.iter_mut().enumerate() {
-            let b = _mm256_broadcast_ss(&*$w.add(r));
-            a[0] = _mm256_fmadd_ps(b, x0, a[0]);
-            a[1] = _mm256_fmadd_ps(b, x1, a[1]);
-        }
-    }};
-}
-
-/// Writes a forward tile's accumulators, rows `$ld` apart.
-#[cfg(target_arch = "x86_64")]
-macro_rules! store_tile {
-    ($acc:ident, $dst:expr, $ld:expr) => {
-        for (r, row) in $acc.iter().enumerate() {
-            _mm256_storeu_ps($dst.add(r * $ld), row[0]);
-            _mm256_storeu_ps($dst.add(r * $ld + 8), row[1]);
-        }
-    };
-}
-
-/// 12 accumulators (6 channels x 2 vectors) + 2 input vectors + 1 broadcast weight.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fwd_tile_avx2(off: &[usize], xp: *const f32, wp: *const f32, dst: *mut f32, ld: usize) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MO];
-    let mut w = wp;
-    for &o in off {
-        fwd_tap!(acc, xp.add(o), w);
-        w = w.add(MO);
-    }
-    store_tile!(acc, dst, ld);
-}
-
-/// `fwd_tile_avx2` for 3x3 kernels: the nine taps of a channel at fixed offsets from its
-/// plane, so no offset table is read.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fwd_tile3_avx2(c: usize, plane: usize, wpitch: usize, xp: *const f32, wp: *const f32, dst: *mut f32, ld: usize) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MO];
-    let mut w = wp;
-    for ci in 0..c {
-        let base = xp.add(ci * plane);
-        for ky in 0..3 {
-            let row = base.add(ky * wpitch);
-            for kx in 0..3 {
-                fwd_tap!(acc, row.add(kx), w);
-                w = w.add(MO);
-            }
-        }
-    }
-    store_tile!(acc, dst, ld);
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn fwd_tile3_avx2(_: usize, _: usize, _: usize, _: *const f32, _: *const f32, _: *mut f32, _: usize) {
-    unreachable!()
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn fwd_tile_avx2(_: &[usize], _: *const f32, _: *const f32, _: *mut f32, _: usize) {
-    unreachable!()
 }
 
 fn gw_tile_generic(len: usize, g: &[f32], ld: usize, xp: &[f32], tt: [usize; GT], sums: &mut [[f32; GT]; GO]) {
@@ -317,42 +272,126 @@ fn gw_tile_generic(len: usize, g: &[f32], ld: usize, xp: &[f32], tt: [usize; GT]
     }
 }
 
-/// 12 accumulators (4 channels x 3 taps, 8 positions each) + 4 gradient + 3 input loads per
-/// step; summed across lanes once at the end.
+/// The AVX2 + FMA tiles. Their inputs are slices whose bounds are checked once per tile; the
+/// vector loads inside then go through raw pointers.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gw_tile_avx2(len: usize, g: *const f32, ld: usize, xp: *const f32, tt: [usize; GT], sums: &mut [[f32; GT]; GO]) {
+mod x86 {
+    use super::{Taps, GO, GT, MO, NP};
     use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); GT]; GO];
-    let mut p = 0;
-    while p + 8 <= len {
-        let xs: [__m256; GT] = std::array::from_fn(|j| _mm256_loadu_ps(xp.add(tt[j] + p)));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let gv = _mm256_loadu_ps(g.add(r * ld + p));
-            for j in 0..GT {
-                row[j] = _mm256_fmadd_ps(gv, xs[j], row[j]);
-            }
-        }
-        p += 8;
-    }
-    for (r, row) in acc.iter().enumerate() {
-        for j in 0..GT {
-            let v = row[j];
-            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-            let mut tail = 0f32;
-            for q in p..len {
-                tail += *g.add(r * ld + q) * *xp.add(tt[j] + q);
-            }
-            sums[r][j] = _mm_cvtss_f32(s) + tail;
-        }
-    }
-}
 
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn gw_tile_avx2(_: usize, _: *const f32, _: usize, _: *const f32, _: [usize; GT], _: &mut [[f32; GT]; GO]) {
-    unreachable!()
+    /// One tap of a forward tile: 16 inputs at `$x` times the tap's `MO` weights at `$w`. A
+    /// macro, not a function, so the accumulators stay in registers. The caller must have
+    /// checked that `$x + 0..NP` and `$w + 0..MO` are readable.
+    macro_rules! fwd_tap {
+        ($acc:ident, $x:expr, $w:expr) => {{
+            let (x, w): (*const f32, *const f32) = ($x, $w);
+            // SAFETY: x + 0..16 is readable (checked by the kernel that expands this).
+            let (x0, x1) = unsafe { (_mm256_loadu_ps(x), _mm256_loadu_ps(x.add(8))) };
+            for (r, a) in $acc.iter_mut().enumerate() {
+                // SAFETY: w + r with r < MO is readable (checked by the kernel that expands this).
+                let b = unsafe { _mm256_broadcast_ss(&*w.add(r)) };
+                a[0] = _mm256_fmadd_ps(b, x0, a[0]);
+                a[1] = _mm256_fmadd_ps(b, x1, a[1]);
+            }
+        }};
+    }
+
+    /// Writes a forward tile's accumulators, rows `$ld` apart, to `$dst` (writable and
+    /// unshared: the contract of the kernel that expands this).
+    macro_rules! store_tile {
+        ($acc:ident, $dst:expr, $ld:expr) => {{
+            let (dst, ld): (*mut f32, usize) = ($dst, $ld);
+            for (r, row) in $acc.iter().enumerate() {
+                // SAFETY: dst + r·ld + 0..16 is writable and unshared (the kernel's contract).
+                unsafe {
+                    _mm256_storeu_ps(dst.add(r * ld), row[0]);
+                    _mm256_storeu_ps(dst.add(r * ld + 8), row[1]);
+                }
+            }
+        }};
+    }
+
+    /// [`fwd_tile_generic`](super::fwd_tile_generic) in registers: 12 accumulators (6 channels
+    /// x 2 vectors) + 2 input vectors + 1 broadcast weight.
+    ///
+    /// # Safety
+    /// As `fwd_tile_generic`: `dst` must be valid for writes of `NP` floats at `dst + r·ld` for
+    /// every `r < MO`, and no other thread may access them during the call.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fwd_tile(taps: &Taps, xp: &[f32], wp: &[f32], dst: *mut f32, ld: usize) {
+        assert!(taps.max + NP <= xp.len() && wp.len() >= taps.len() * MO);
+        let mut acc = [[_mm256_setzero_ps(); 2]; MO];
+        for (t, &o) in taps.off.iter().enumerate() {
+            // SAFETY: o + NP <= taps.max + NP <= xp.len() and (t + 1)·MO <= wp.len() (asserted
+            // above), so both pointers and the reads fwd_tap makes from them stay in the slices.
+            let (x, w) = unsafe { (xp.as_ptr().add(o), wp.as_ptr().add(t * MO)) };
+            fwd_tap!(acc, x, w);
+        }
+        store_tile!(acc, dst, ld);
+    }
+
+    /// [`fwd_tile`] for 3x3 kernels on `c` channels `plane` floats apart, rows `wpitch` apart:
+    /// the nine taps of a channel at fixed offsets from its plane, so no offset table is read.
+    ///
+    /// # Safety
+    /// As [`fwd_tile`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fwd_tile3(c: usize, plane: usize, wpitch: usize, xp: &[f32], wp: &[f32], dst: *mut f32, ld: usize) {
+        assert!(c == 0 || ((c - 1) * plane + 2 * wpitch + 2 + NP <= xp.len() && wp.len() >= c * 9 * MO));
+        let mut acc = [[_mm256_setzero_ps(); 2]; MO];
+        let mut t = 0;
+        for ci in 0..c {
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let o = ci * plane + ky * wpitch + kx;
+                    // SAFETY: o + NP <= (c − 1)·plane + 2·wpitch + 2 + NP <= xp.len() and
+                    // (t + 1)·MO <= 9·c·MO <= wp.len() (asserted above), so both pointers and
+                    // the reads fwd_tap makes from them stay in the slices.
+                    let (x, w) = unsafe { (xp.as_ptr().add(o), wp.as_ptr().add(t * MO)) };
+                    fwd_tap!(acc, x, w);
+                    t += 1;
+                }
+            }
+        }
+        store_tile!(acc, dst, ld);
+    }
+
+    /// [`gw_tile_generic`](super::gw_tile_generic) in registers: 12 accumulators (4 channels x
+    /// 3 taps, 8 positions each) + 4 gradient + 3 input loads per step, summed across lanes
+    /// once at the end.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gw_tile(len: usize, g: &[f32], ld: usize, xp: &[f32], tt: [usize; GT], sums: &mut [[f32; GT]; GO]) {
+        assert!(g.len() >= (GO - 1) * ld + len && tt.iter().all(|&t| t + len <= xp.len()));
+        let (g, xp) = (g.as_ptr(), xp.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); GT]; GO];
+        let mut p = 0;
+        while p + 8 <= len {
+            // SAFETY: tt[j] + p + 8 <= tt[j] + len <= xp.len() (asserted).
+            let xs: [__m256; GT] = std::array::from_fn(|j| unsafe { _mm256_loadu_ps(xp.add(tt[j] + p)) });
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: r·ld + p + 8 <= (GO − 1)·ld + len <= g.len() (asserted).
+                let gv = unsafe { _mm256_loadu_ps(g.add(r * ld + p)) };
+                for j in 0..GT {
+                    row[j] = _mm256_fmadd_ps(gv, xs[j], row[j]);
+                }
+            }
+            p += 8;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for j in 0..GT {
+                let v = row[j];
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+                let mut tail = 0f32;
+                for q in p..len {
+                    // SAFETY: q < len, so both reads are inside the asserted bounds.
+                    tail += unsafe { *g.add(r * ld + q) * *xp.add(tt[j] + q) };
+                }
+                sums[r][j] = _mm_cvtss_f32(s) + tail;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -440,21 +479,25 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn generic_tiles_agree_with_the_vector_ones() {
-        if !has_avx2() {
+        if !simd::avx2_fma() {
             return;
         }
         let xp = rnd(4000, 5);
         let wp = rnd(40 * MO, 6);
-        let off: Vec<usize> = (0..40).map(|t| t * 37 % 2000).collect();
+        let off = Taps::new((0..40).map(|t| t * 37 % 2000).collect());
         let (mut a, mut b) = (vec![0f32; MO * 64], vec![0f32; MO * 64]);
-        unsafe { fwd_tile_avx2(&off, xp.as_ptr(), wp.as_ptr(), a.as_mut_ptr(), 64) };
+        // SAFETY: the CPU has AVX2 and FMA (checked above); a and b hold MO rows of 64 ≥ NP.
+        unsafe { x86::fwd_tile(&off, &xp, &wp, a.as_mut_ptr(), 64) };
+        // SAFETY: as above.
         unsafe { fwd_tile_generic(&off, &xp, &wp, b.as_mut_ptr(), 64) };
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4));
         let g = rnd(GO * 300, 9);
         let tt = [0, 17, 1500];
         let (mut s1, mut s2) = ([[0f32; GT]; GO], [[0f32; GT]; GO]);
-        unsafe { gw_tile_avx2(299, g.as_ptr(), 300, xp.as_ptr(), tt, &mut s1) };
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe { x86::gw_tile(299, &g, 300, &xp, tt, &mut s1) };
         gw_tile_generic(299, &g, 300, &xp, tt, &mut s2);
         for (r1, r2) in s1.iter().zip(&s2) {
             for (x, y) in r1.iter().zip(r2) {

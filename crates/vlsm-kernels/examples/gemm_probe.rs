@@ -1,6 +1,6 @@
 //! Dev probe: GFLOP/s of the gemm crate on a CLIP MLP product (485×768 · 768×3072) for the
 //! weight read transposed in place ([N, K] as PyTorch stores it) or pre-transposed ([K, N]),
-//! with gemm's own threading or one half of N per thread. `cargo run --release --example gemm_probe`
+//! with gemm's own threading or one half of N per thread. `cargo run --release -p vlsm-kernels --example gemm_probe`
 use gemm::{gemm, Parallelism};
 use std::time::Instant;
 
@@ -25,14 +25,18 @@ fn main() {
             let bptr = b as usize;
             rayon::scope(|s| {
                 for t in 0..2 {
+                    let j0 = t * half;
+                    // SAFETY: out is [m, n] row-major, x [m, k] and b the k×n rhs through (cs, rs);
+                    // task t reads and writes only columns j0..j0 + half, so the tasks' outputs
+                    // are disjoint, and the scope ends before out, x and b are dropped.
                     s.spawn(move |_| unsafe {
-                        let j0 = t * half;
                         gemm(m, half, k, (optr as *mut f32).add(j0), 1, n as isize, false, x.as_ptr(), 1, k as isize,
                             (bptr as *const f32).offset(j0 as isize * cs), cs, rs, 0.0, 1.0, false, false, false, Parallelism::None)
                     });
                 }
             });
         } else {
+            // SAFETY: out is [m, n] row-major, x [m, k] and b the k×n rhs through (cs, rs).
             unsafe {
                 gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, false, x.as_ptr(), 1, k as isize, b, cs, rs, 0.0, 1.0,
                     false, false, false, Parallelism::Rayon(threads))

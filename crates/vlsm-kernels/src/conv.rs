@@ -12,10 +12,11 @@ use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv_direct;
+use crate::conv_direct;
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` with explicit (row, column) strides (dst's columns are
 /// contiguous, its rows `dst_rs` apart); with `acc` the product is added to what `dst` holds.
+/// Panics when a slice is too short for the shape and strides.
 #[allow(clippy::too_many_arguments)]
 fn gemm_into(
     acc: bool,
@@ -25,19 +26,39 @@ fn gemm_into(
     dst: &mut [f32],
     dst_rs: usize,
     lhs: &[f32],
-    lhs_rs: isize,
-    lhs_cs: isize,
+    lhs_rs: usize,
+    lhs_cs: usize,
     rhs: &[f32],
-    rhs_rs: isize,
-    rhs_cs: isize,
+    rhs_rs: usize,
+    rhs_cs: usize,
     par: Parallelism,
 ) {
-    debug_assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
-    // SAFETY: the slices cover every index the strides address (checked by the callers' shapes).
+    /// Floats a rows × cols matrix with these strides spans.
+    fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let k_used = if k == 0 { 0 } else { 1 };
+    assert!(
+        dst_rs >= n
+            && dst.len() >= span(m, n, dst_rs, 1)
+            && lhs.len() >= span(m * k_used, k, lhs_rs, lhs_cs)
+            && rhs.len() >= span(k, n * k_used, rhs_rs, rhs_cs),
+        "gemm_into: a slice is too short for its shape"
+    );
+    // SAFETY: asserted just above: dst holds m rows of n floats, dst_rs >= n apart (so no two
+    // elements alias), lhs every (i, c) at i·lhs_rs + c·lhs_cs and rhs every (c, j) at
+    // c·rhs_rs + j·rhs_cs; the three slices are distinct borrows.
     unsafe {
         gemm::gemm(
-            m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, acc, lhs.as_ptr(), lhs_cs, lhs_rs, rhs.as_ptr(), rhs_cs,
-            rhs_rs, 1.0, 1.0, false, false, false, par,
+            m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, acc, lhs.as_ptr(), lhs_cs as isize, lhs_rs as isize,
+            rhs.as_ptr(), rhs_cs as isize, rhs_rs as isize, 1.0, 1.0, false, false, false, par,
         );
     }
 }
@@ -156,7 +177,7 @@ pub(crate) fn forward_f32(x: &[f32], wt: &[f32], (b, c, h, w): (usize, usize, us
     if k == 1 {
         out.par_chunks_mut(co * hw).enumerate().for_each(|(i, o)| {
             let xi = &x[i * c * hw..(i + 1) * c * hw];
-            gemm_into(false, co, hw, c, o, hw, wt, c as isize, 1, xi, hw as isize, 1, par);
+            gemm_into(false, co, hw, c, o, hw, wt, c, 1, xi, hw, 1, par);
         });
         return out;
     }
@@ -218,9 +239,9 @@ pub(crate) fn backward_f32(
                 let gi = &g[i * co * hw..(i + 1) * co * hw];
                 if k == 1 {
                     // gW += g · xᵀ ; gx = Wᵀ · g
-                    gemm_into(true, co, c, hw, &mut gw, c, gi, hw as isize, 1, xi, 1, hw as isize, par);
+                    gemm_into(true, co, c, hw, &mut gw, c, gi, hw, 1, xi, 1, hw, par);
                     if let Some(gx) = gx {
-                        gemm_into(false, c, hw, co, gx, hw, &wflip, co as isize, 1, gi, hw as isize, 1, par);
+                        gemm_into(false, c, hw, co, gx, hw, &wflip, co, 1, gi, hw, 1, par);
                     }
                     return gw;
                 }
