@@ -405,6 +405,12 @@ pub fn generate(dataset_dir: &Path, class_name: &str, split: [u32; 3], seed: u64
 /// mix of old and new splits). The temporary files of a failed run are removed.
 fn write_all_or_none(files: &[(std::path::PathBuf, Vec<u8>)]) -> Result<()> {
     use std::io::Write;
+    // A rename over a directory would fail half-way through; refuse it before writing.
+    for (path, _) in files {
+        if path.is_dir() {
+            bail!("{}: is a directory, not a file; nothing was written", path.display());
+        }
+    }
     let mut tmps: Vec<std::path::PathBuf> = Vec::with_capacity(files.len());
     let result = (|| -> Result<()> {
         for (i, (path, bytes)) in files.iter().enumerate() {
