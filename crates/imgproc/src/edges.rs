@@ -43,7 +43,7 @@ pub(crate) fn sobel_kernel(order: usize, ksize: usize) -> Vec<i32> {
 
 fn check_deriv(op: &'static str, dx: usize, dy: usize, ksize: usize) -> Result<()> {
     if !(ksize == 1 || (ksize % 2 == 1 && ksize <= 31)) {
-        return Err(bad(op, format!("ksize {ksize} must be 1, 3, 5 or 7 (odd, <= 31)")));
+        return Err(bad(op, format!("ksize {ksize} must be odd and at most 31 (1, 3, 5, ..., 31)")));
     }
     if dx + dy == 0 || dx >= ksize.max(3) || dy >= ksize.max(3) {
         return Err(bad(op, format!("derivative orders dx={dx}, dy={dy} are invalid for ksize {ksize}")));

@@ -102,7 +102,7 @@ pub(crate) fn check_ksize(op: &'static str, kw: usize, kh: usize, odd: bool) -> 
     if odd && (kw.is_multiple_of(2) || kh.is_multiple_of(2)) {
         return Err(bad(op, format!("kernel size {kw}x{kh} must be odd")));
     }
-    Ok(())
+    crate::limits::check_kernel_limit(op, kw, kh)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -275,6 +275,7 @@ pub fn box_filter<T: Pixel>(
 
 /// `cv::blur`: normalised box filter.
 pub fn blur<T: Pixel>(src: &Image<T>, ksize: (usize, usize), border: BorderType) -> Result<Image<T>> {
+    crate::limits::check_kernel_limit("blur", ksize.0, ksize.1)?;
     if let Some(u8img) = as_u8(src) {
         if !src.is_empty() && ksize.0 > 0 && ksize.1 > 0 && ksize.0 * ksize.1 <= 1 << 16 && border != BorderType::Wrap {
             return Ok(from_u8(blur_u8(u8img, ksize, border)));
@@ -387,6 +388,7 @@ pub fn get_gaussian_kernel(n: usize, sigma: f64) -> Result<Vec<f64>> {
     if n == 0 || n.is_multiple_of(2) {
         return Err(bad("get_gaussian_kernel", format!("size {n} must be odd and positive")));
     }
+    crate::limits::check_kernel_limit("get_gaussian_kernel", n, 1)?;
     if sigma.is_nan() {
         return Err(bad("get_gaussian_kernel", "sigma is NaN"));
     }
@@ -579,6 +581,7 @@ pub fn median_blur<T: Pixel>(src: &Image<T>, ksize: usize) -> Result<Image<T>> {
     if ksize < 3 || ksize.is_multiple_of(2) {
         return Err(bad("median_blur", format!("ksize {ksize} must be odd and > 1")));
     }
+    crate::limits::check_kernel_limit("median_blur", ksize, ksize)?;
     if as_u8(src).is_none() && ksize > 5 {
         return Err(bad("median_blur", "ksize > 5 needs an 8-bit image"));
     }

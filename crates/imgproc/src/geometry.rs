@@ -27,6 +27,7 @@ pub fn resize<T: Pixel>(src: &Image<T>, (dw, dh): (usize, usize), interp: Interp
     if dw == 0 || dh == 0 {
         return Err(bad("resize", format!("destination size {dw}x{dh} must be positive")));
     }
+    crate::limits::check_output_size("resize", dw, dh)?;
     let (sw, sh) = (src.width(), src.height());
     if (sw, sh) == (dw, dh) {
         return Ok(src.clone());
@@ -354,6 +355,7 @@ pub fn warp_affine<T: Pixel>(
     if dw > i32::MAX as usize / 4 || dh > i32::MAX as usize / 4 {
         return Err(bad("warp_affine", "destination size too large"));
     }
+    crate::limits::check_output_size("warp_affine", dw, dh)?;
     if m.iter().any(|v| !v.is_finite()) {
         return Err(bad("warp_affine", "matrix must be finite"));
     }

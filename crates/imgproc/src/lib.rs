@@ -18,6 +18,7 @@ pub mod filter;
 pub mod geometry;
 pub mod hist;
 mod image;
+pub mod limits;
 mod kernels8;
 pub mod morphology;
 pub mod npy;
@@ -39,6 +40,7 @@ pub use filter::{blur, box_filter, filter_2d, gaussian_blur, get_gaussian_kernel
 pub use geometry::{get_rotation_matrix_2d, resize, warp_affine, Interpolation};
 pub use hist::{calc_hist, convert_scale_abs, equalize_hist, lut};
 pub use image::{Image, Pixel};
+pub use limits::{MAX_KERNEL_SIZE, MAX_PIXELS};
 pub use morphology::{dilate, erode, get_structuring_element, morphology_ex, MorphOp, MorphShape};
 pub use segment::{connected_components_with_stats, kmeans, split_merge, Components, KmeansResult};
 pub use threshold::{adaptive_threshold, threshold, AdaptiveMethod, ThresholdType};

@@ -33,6 +33,7 @@ pub fn get_structuring_element(shape: MorphShape, (kw, kh): (usize, usize)) -> R
     if kw == 0 || kh == 0 {
         return Err(bad("get_structuring_element", "kernel size must be positive"));
     }
+    crate::limits::check_kernel_limit("get_structuring_element", kw, kh)?;
     let shape = if (kw, kh) == (1, 1) { MorphShape::Rect } else { shape };
     let (ax, ay) = (kw / 2, kh / 2);
     let r = (kh / 2) as i64;
@@ -204,7 +205,7 @@ fn check_kernel(op: &'static str, kernel: &Image<u8>) -> Result<()> {
     if kernel.is_empty() || kernel.channels() != 1 {
         return Err(bad(op, "kernel must be a non-empty single-channel mask"));
     }
-    Ok(())
+    crate::limits::check_kernel_limit(op, kernel.width(), kernel.height())
 }
 
 fn repeat<T: Pixel>(src: &Image<T>, kernel: &Image<u8>, iterations: usize, dilate: bool) -> Image<T> {

@@ -212,6 +212,7 @@ pub fn adaptive_threshold(
     if block_size < 3 || block_size.is_multiple_of(2) {
         return Err(bad("adaptive_threshold", format!("block size {block_size} must be odd and > 1")));
     }
+    crate::limits::check_kernel_limit("adaptive_threshold", block_size, block_size)?;
     if !matches!(ty, ThresholdType::Binary | ThresholdType::BinaryInv) {
         return Err(bad("adaptive_threshold", "type must be Binary or BinaryInv"));
     }

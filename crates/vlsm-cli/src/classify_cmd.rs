@@ -36,6 +36,9 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
     if a.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
+    // The same checks and pixel limit as every other command, from the header, before decoding.
+    crate::imgproc_cmd::check_input_file(&a.image)?;
+    vlsm::io::image_dimensions(&a.image)?;
     let (model, model_type): (Box<dyn ImageClassifier>, String) = match &a.labels {
         Some(list) => {
             let labels: Vec<String> = list.split(',').map(|l| l.trim().to_string()).collect();

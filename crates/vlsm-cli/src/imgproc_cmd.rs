@@ -90,8 +90,57 @@ pub struct ImgprocArgs {
 }
 
 fn read(path: &Path) -> Result<Image<u8>> {
-    let img = image::open(path).map_err(|e| anyhow!("{}: cannot read image: {e}", path.display()))?;
+    check_input_file(path)?;
+    // The same pixel limit as every other command (checked from the header, before decoding).
+    let (w, h) = vlsm::io::image_dimensions(path)?;
+    let mut reader = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| anyhow!("{}: cannot read image: {e}", path.display()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(vlsm::io::MAX_PIXELS * 16);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| anyhow!("{}: cannot read image: {e}", path.display()))?;
     Ok(Image::<u8>::from_dynamic(&img))
+}
+
+/// The input must be an existing regular file (not a directory, FIFO or device).
+pub(crate) fn check_input_file(path: &Path) -> Result<()> {
+    let md = std::fs::metadata(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+    if md.is_dir() {
+        bail!("{}: is a directory, not an image file", path.display());
+    }
+    if !md.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    Ok(())
+}
+
+/// The output must be a file name (not a directory) whose extension says the format.
+fn check_output_path(op: Op, path: &Path) -> Result<()> {
+    let p = path.display();
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR) {
+        bail!("{p}: is a directory; give an output file name");
+    }
+    if path.file_name().is_none() {
+        bail!("{p}: not a file path");
+    }
+    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+    match op {
+        // .npy (harris) and .json (sift) are written whatever the name.
+        Op::Harris | Op::Sift => {}
+        _ => match ext {
+            None => bail!("{p}: no file extension; give one of .png, .jpg, .tif, .bmp"),
+            Some(e) => {
+                let ok = image::ImageFormat::from_extension(&e).is_some_and(|f| f.can_write());
+                if !ok {
+                    bail!("{p}: cannot write images as .{e}; give one of .png, .jpg, .tif, .bmp");
+                }
+            }
+        },
+    }
+    Ok(())
 }
 
 /// Gray conversion of a colour input (as `IMREAD_GRAYSCALE` would give for lossless files).
@@ -127,6 +176,7 @@ fn shape(s: &str) -> Result<imgproc::MorphShape> {
 
 pub fn run(a: ImgprocArgs) -> Result<()> {
     let input = &a.input;
+    check_output_path(a.op, &a.output)?;
     let src = read(input)?;
     let ctx = |e: imgproc::Error| anyhow!("{}: {e}", input.display());
     let out = &a.output;

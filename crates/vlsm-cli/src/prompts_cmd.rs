@@ -25,11 +25,20 @@ pub fn parse_split(s: &str) -> Result<[u32; 3]> {
     let bad = || anyhow!("--split: expected three whole numbers like 80/10/10, got '{s}'");
     let parts: Vec<u32> = s
         .split('/')
-        .map(|p| p.trim().parse::<u32>().map_err(|_| bad()))
+        .map(|p| {
+            let p = p.trim();
+            p.parse::<u32>().map_err(|_| {
+                if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+                    anyhow!("--split: ratio {p} is larger than {} in '{s}'", u32::MAX)
+                } else {
+                    bad()
+                }
+            })
+        })
         .collect::<Result<_>>()?;
     let arr: [u32; 3] = parts.try_into().map_err(|_| bad())?;
-    if arr.iter().sum::<u32>() == 0 {
-        return Err(bad());
+    if arr.iter().all(|&v| v == 0) {
+        return Err(anyhow!("--split: the ratios must not all be zero, got '{s}'"));
     }
     Ok(arr)
 }

@@ -125,7 +125,11 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         bail!("--logits needs exactly one image and one prompt");
     }
     check_unique_stems(&a.images)?;
+    if let Some(npy) = &a.logits {
+        check_logits_path(npy)?;
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create output directory", a.out.display()))?;
+    clean_stale_temp_files(&a.out);
 
     let threshold = a.threshold.unwrap_or(seg.default_threshold());
     let bar = progress(a.images.len() as u64);
@@ -156,11 +160,12 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
                 let logits = seg.decode(f, &cond)?; // [N, h, w]
                 for (k, c) in conds.iter().enumerate() {
                     let l = logits.get(k)?;
-                    write_outputs(&a, path, img, &l, c, threshold)?;
+                    // Logits first: a failure there leaves no masks behind.
                     if let Some(npy) = &a.logits {
                         let (h, w) = l.dims2()?;
                         io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
                     }
+                    write_outputs(&a, path, img, &l, c, threshold)?;
                 }
                 bar.inc(1);
             }
@@ -183,8 +188,7 @@ fn write_outputs(
     let (w, h) = img.dimensions();
     let probs = pipeline::probabilities_at(logits, w, h)?;
     let mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-    let base = a.out.join(format!("{stem}{}", c.name));
+    let base = a.out.join(format!("{}{}", output_stem(path), c.name));
     io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;
     let ov = pipeline::overlay(img, &mask);
     io::write_png_atomic(&with_suffix(&base, ".overlay.png"), &DynamicImage::ImageRgb8(ov))?;
@@ -197,20 +201,85 @@ fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Outputs are named by stem, so two inputs with one stem would overwrite each other.
+/// The stem output files are named after: the input's file stem (bytes that are not UTF-8
+/// become U+FFFD), or "image" when it has none.
+fn output_stem(path: &Path) -> String {
+    match path.file_stem() {
+        Some(s) if !s.is_empty() => s.to_string_lossy().into_owned(),
+        _ => "image".to_string(),
+    }
+}
+
+/// Outputs are named by stem, so two inputs with one output stem would overwrite each other;
+/// the check is on the names as they will be written (after the non-UTF-8 replacement).
 fn check_unique_stems(images: &[PathBuf]) -> Result<()> {
     let mut seen = std::collections::HashMap::new();
     for p in images {
-        let stem = p.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
-        if let Some(prev) = seen.insert(stem, p) {
-            bail!("{} and {} share a file stem, so their outputs would collide", prev.display(), p.display());
+        let stem = output_stem(p);
+        if let Some(prev) = seen.insert(stem.clone(), p) {
+            bail!(
+                "{} and {} would both be written as {stem}.mask.png, so their outputs would collide; rename one",
+                prev.display(),
+                p.display()
+            );
         }
     }
     Ok(())
 }
 
+/// A `--logits` path that cannot be written fails before any mask is: not a directory, and its
+/// folder exists (or can be made) and takes a file.
+fn check_logits_path(path: &Path) -> Result<()> {
+    let p = path.display();
+    if path.is_dir() {
+        bail!("--logits {p}: is a directory; give a file name (.npy)");
+    }
+    let name = path.file_name().ok_or_else(|| anyhow::anyhow!("--logits {p}: not a file path"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--logits {p}: cannot create directory {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".{}.probe.{}", name.to_string_lossy(), std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| anyhow::anyhow!("--logits {p}: cannot write: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Removes `.NAME.tmp.PID.N` files (left by `io::write_atomic` in a killed run) whose process
+/// is gone. Linux only (where a live PID shows in /proc); elsewhere such files stay.
+fn clean_stale_temp_files(dir: &Path) {
+    if !cfg!(target_os = "linux") || !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(pid) = stale_temp_pid(name) {
+            if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() && e.path().is_file() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// The PID in a `.NAME.tmp.PID.N` name.
+fn stale_temp_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let mut parts = rest.rsplitn(3, '.');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    let head = parts.next()?;
+    if !head.ends_with(".tmp") || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// Fail before any model work on a missing file or one that is not an image.
 fn check_image_header(p: &Path) -> Result<()> {
+    crate::imgproc_cmd::check_input_file(p)?;
     let r = image::ImageReader::open(p).map_err(|e| anyhow::anyhow!("{}: cannot open: {e}", p.display()))?;
     let r = r.with_guessed_format().map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", p.display()))?;
     if r.format().is_none() {
@@ -220,6 +289,8 @@ fn check_image_header(p: &Path) -> Result<()> {
     if w == 0 || h == 0 {
         bail!("{}: image has zero size ({w}x{h})", p.display());
     }
+    // The limit every command shares (also checked again when decoding).
+    vlsm::io::image_dimensions(p)?;
     Ok(())
 }
 

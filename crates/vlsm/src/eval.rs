@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use image::{DynamicImage, GrayImage, RgbImage};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -135,8 +135,14 @@ fn common_keys(ds: &data::Dataset) -> Vec<String> {
     keys
 }
 
-/// Predicted mask file name: the target's name, as PNG.
-fn mask_file_name(mask_name: &str) -> String {
+/// Predicted mask file name: the target's name (with `.`/`..` resolved, inside its folder),
+/// as PNG.
+fn mask_file_name(mask_name: &str) -> Result<String> {
+    let name = data::safe_relative(mask_name)?.to_string_lossy().into_owned();
+    Ok(plain_mask_file_name(&name))
+}
+
+fn plain_mask_file_name(mask_name: &str) -> String {
     let p = Path::new(mask_name);
     match p.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("png") => mask_name.to_string(),
@@ -151,6 +157,11 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         bail!("--threshold must be in 0..1, got {}", opts.threshold);
     }
     let pool = Pool::open(&opts.data, &opts.split)?;
+    for ds in &pool.datasets {
+        if ds.is_empty() {
+            bail!("{}: the {} split has no records; nothing to evaluate", anns_path(ds, &opts.split).display(), opts.split);
+        }
+    }
     // Keys per dataset, checked before any model work.
     let mut keys_of: Vec<Vec<String>> = Vec::new();
     // A text-free model gives the same mask under every prompt: one pass, under the first
@@ -180,21 +191,56 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     key_order.sort_by_key(|k| key_num(k));
     key_order.dedup();
     let per_key_dirs = key_order.len() > 1;
+    // Output names, checked before any model work: each stays under `out/masks/` and no two
+    // records write the same file (which would overwrite one prediction with another).
+    let mut names_of: Vec<Vec<String>> = Vec::new();
+    for (ds, keys) in pool.datasets.iter().zip(&keys_of) {
+        let anns = anns_path(ds, &opts.split);
+        if per_key_dirs {
+            for k in keys {
+                plain_component(k).map_err(|e| anyhow!("{}: prompt key {k:?}: {e}", anns.display()))?;
+            }
+        }
+        plain_component(&ds.name).map_err(|e| anyhow!("{}: dataset name {:?}: {e}", ds.root.display(), ds.name))?;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut names = Vec::with_capacity(ds.len());
+        for (i, rec) in ds.records.iter().enumerate() {
+            let name = mask_file_name(&rec.mask_name)
+                .map_err(|e| anyhow!("{}: record {i} ({}): mask_name: {e}", anns.display(), rec.img_name))?;
+            if let Some(j) = seen.insert(name.to_lowercase(), i) {
+                bail!(
+                    "{}: records {j} ({}) and {i} ({}) would both write their prediction to masks/{}/{name} (mask_name {:?} and {:?}); eval needs distinct mask names",
+                    anns.display(),
+                    ds.records[j].img_name,
+                    rec.img_name,
+                    ds.name,
+                    ds.records[j].mask_name,
+                    rec.mask_name
+                );
+            }
+            names.push(name);
+        }
+        names_of.push(names);
+    }
+    // Predictions go to a staging folder inside `out` and are moved into place only when every
+    // image has been scored, so a failed run leaves no masks behind.
+    let staging = Staging::new(&opts.out)?;
 
     let total: usize = pool.datasets.iter().map(|d| d.len()).sum();
     let bar = progress_bar(total as u64, opts.progress);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut memo: HashMap<String, candle_core::Tensor> = HashMap::new();
     let mut results = Vec::new();
-    for (ds, keys) in pool.datasets.iter().zip(&keys_of) {
-        for chunk in ds.records.chunks(opts.batch.max(1)) {
+    for ((ds, keys), names) in pool.datasets.iter().zip(&keys_of).zip(&names_of) {
+        for (ci, chunk) in ds.records.chunks(opts.batch.max(1)).enumerate() {
             let imgs: Vec<RgbImage> = chunk
                 .par_iter()
                 .map(|r| crate::io::read_rgb(&r.image_path))
                 .collect::<Result<_>>()?;
             let refs: Vec<&RgbImage> = imgs.iter().collect();
             let feats = seg.encode_images(&seg.pixel_values(&refs)?)?;
-            for ((rec, img), f) in chunk.iter().zip(&imgs).zip(&feats) {
+            for (ri, ((rec, img), f)) in chunk.iter().zip(&imgs).zip(&feats).enumerate() {
+                let name = &names[ci * opts.batch.max(1) + ri];
                 let mut texts = Vec::with_capacity(keys.len());
                 for k in keys {
                     texts.push(if seg.uses_text() { data::prompt(rec, k, &mut rng)?.to_string() } else { String::new() });
@@ -229,16 +275,12 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                         opts.threshold,
                     );
                     let c = metrics::counts(&pm, target_model.as_raw());
-                    let name = mask_file_name(&rec.mask_name);
                     let rel = if per_key_dirs {
                         format!("masks/{k}/{}/{name}", ds.name)
                     } else {
                         format!("masks/{}/{name}", ds.name)
                     };
-                    crate::io::write_png_atomic(
-                        &opts.out.join(&rel),
-                        &DynamicImage::ImageLuma8(pred),
-                    )?;
+                    staging.write_png(&rel, &DynamicImage::ImageLuma8(pred))?;
                     results.push(ImageResult {
                         dataset: ds.name.clone(),
                         image: rec.img_name.clone(),
@@ -260,6 +302,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         }
     }
     bar.finish_and_clear();
+    staging.commit()?;
 
     let mut prompts = BTreeMap::new();
     for k in &key_order {
@@ -291,6 +334,68 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         results,
         key_order,
     })
+}
+
+fn anns_path(ds: &data::Dataset, split: &str) -> PathBuf {
+    ds.root.join("anns").join(format!("{split}.json"))
+}
+
+/// `s` must be one plain path component (no separator, not `.` or `..`): it names a folder
+/// under `out/masks/`.
+fn plain_component(s: &str) -> Result<()> {
+    let mut c = Path::new(s).components();
+    match (c.next(), c.next()) {
+        (Some(std::path::Component::Normal(n)), None) if n == std::ffi::OsStr::new(s) && !s.contains('\\') => Ok(()),
+        _ => bail!("not usable as a folder name under masks/"),
+    }
+}
+
+/// A folder `out/.vlsm-eval.tmp.PID` that collects the predicted masks until [`Staging::commit`]
+/// moves them to their place under `out`; dropped uncommitted, it is removed with its files.
+struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+    files: std::sync::Mutex<Vec<String>>,
+}
+
+impl Staging {
+    fn new(out: &Path) -> Result<Staging> {
+        let dir = out.join(format!(".vlsm-eval.tmp.{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| anyhow!("{}: cannot remove: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: cannot create directory: {e}", dir.display()))?;
+        Ok(Staging { out: out.to_path_buf(), dir, files: Default::default() })
+    }
+
+    /// Writes `rel` (a checked path under `out`) into the staging folder.
+    fn write_png(&self, rel: &str, img: &DynamicImage) -> Result<()> {
+        let rel_path = data::safe_relative(rel)?;
+        crate::io::write_png_atomic(&self.dir.join(&rel_path), img)
+            .map_err(|e| anyhow!("{}: {e}", self.out.join(&rel_path).display()))?;
+        self.files.lock().expect("not poisoned").push(rel.to_string());
+        Ok(())
+    }
+
+    /// Moves every staged file to `out/<rel>` (replacing an older one) and removes the folder.
+    fn commit(self) -> Result<()> {
+        let files = std::mem::take(&mut *self.files.lock().expect("not poisoned"));
+        for rel in &files {
+            let rel_path = data::safe_relative(rel)?;
+            let (from, to) = (self.dir.join(&rel_path), self.out.join(&rel_path));
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| anyhow!("{}: cannot create directory: {e}", parent.display()))?;
+            }
+            std::fs::rename(&from, &to).map_err(|e| anyhow!("{}: cannot write: {e}", to.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn progress_bar(n: u64, show: bool) -> indicatif::ProgressBar {

@@ -12,6 +12,7 @@ fn covariance(src: &Image<u8>, block: usize, ksize: usize, border: BorderType) -
     if block == 0 {
         return Err(bad("corner", "block size must be positive"));
     }
+    crate::limits::check_kernel_limit("corner", block, block)?;
     if !(ksize == 1 || (ksize % 2 == 1 && ksize <= 7)) {
         return Err(bad("corner", format!("ksize {ksize} must be 1, 3, 5 or 7")));
     }

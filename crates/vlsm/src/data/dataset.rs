@@ -193,8 +193,8 @@ fn parse_record(item: &Value, images: &Folder, masks: &Folder) -> Result<Record>
             prompts.insert(k.clone(), pv);
         }
     }
-    let image_path = images.resolve(&img_name).ok_or_else(|| anyhow!("image {} not found", images.dir.join(&img_name).display()))?;
-    let mask_path = masks.resolve(&mask_name).ok_or_else(|| anyhow!("mask {} not found", masks.dir.join(&mask_name).display()))?;
+    let image_path = images.resolve(&img_name).map_err(|e| anyhow!("img_name: {e}"))?.ok_or_else(|| anyhow!("image {} not found", images.dir.join(&img_name).display()))?;
+    let mask_path = masks.resolve(&mask_name).map_err(|e| anyhow!("mask_name: {e}"))?.ok_or_else(|| anyhow!("mask {} not found", masks.dir.join(&mask_name).display()))?;
     Ok(Record { img_name, mask_name, bbox, prompts, image_path, mask_path })
 }
 
@@ -216,8 +216,12 @@ impl Folder {
     }
 
     /// The name as given if it exists; else its stem (name without a known extension) with
-    /// the first extension in [`IMAGE_EXTENSIONS`] that exists. Names may contain sub-folders.
-    fn resolve(&self, name: &str) -> Option<PathBuf> {
+    /// the first extension in [`IMAGE_EXTENSIONS`] that exists. Names may contain sub-folders,
+    /// but must stay inside the folder ([`super::names`]): an absolute name, `..` that climbs
+    /// out, or a symlink to a file outside is an error.
+    fn resolve(&self, name: &str) -> Result<Option<PathBuf>> {
+        let rel = super::names::safe_relative(name)?;
+        let name = rel.to_string_lossy().into_owned();
         let exists = |n: &str| {
             if n.contains('/') {
                 self.dir.join(n).is_file()
@@ -225,20 +229,25 @@ impl Folder {
                 self.names.contains_key(n)
             }
         };
-        if exists(name) {
-            return Some(self.dir.join(name));
+        let found = if exists(&name) {
+            Some(self.dir.join(&name))
+        } else {
+            let lower = name.to_lowercase();
+            let stem = IMAGE_EXTENSIONS
+                .iter()
+                .find(|e| lower.ends_with(&format!(".{e}")))
+                .map(|e| &name[..name.len() - e.len() - 1])
+                .unwrap_or(&name);
+            IMAGE_EXTENSIONS
+                .iter()
+                .flat_map(|e| [format!("{stem}.{e}"), format!("{stem}.{}", e.to_uppercase())])
+                .find(|n| exists(n))
+                .map(|n| self.dir.join(n))
+        };
+        if let Some(p) = &found {
+            super::names::check_inside(&self.dir, p)?;
         }
-        let lower = name.to_lowercase();
-        let stem = IMAGE_EXTENSIONS
-            .iter()
-            .find(|e| lower.ends_with(&format!(".{e}")))
-            .map(|e| &name[..name.len() - e.len() - 1])
-            .unwrap_or(name);
-        IMAGE_EXTENSIONS
-            .iter()
-            .flat_map(|e| [format!("{stem}.{e}"), format!("{stem}.{}", e.to_uppercase())])
-            .find(|n| exists(n))
-            .map(|n| self.dir.join(n))
+        Ok(found)
     }
 }
 

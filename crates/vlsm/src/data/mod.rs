@@ -2,6 +2,8 @@
 //! `<root>/anns/{train,val,test}.json` (records with img_name, mask_name, bbox, prompts p0..pN).
 
 mod dataset;
+pub mod names;
 pub mod prompts;
 
+pub use names::{check_inside, resolve_inside, safe_relative};
 pub use dataset::{prompt, Dataset, Pool, PoolItem, Prompt, Record, IMAGE_EXTENSIONS};

@@ -337,7 +337,9 @@ pub struct SplitCounts {
 /// per image with the same stem): shuffles the images with `seed`, splits them by the
 /// `split` ratios (e.g. `[80, 10, 10]`; rounded, test gets the rest), and fills p0-p9.
 pub fn generate(dataset_dir: &Path, class_name: &str, split: [u32; 3], seed: u64) -> Result<SplitCounts> {
-    if split.iter().sum::<u32>() == 0 {
+    // u64: three u32 ratios cannot overflow it.
+    let total: u64 = split.iter().map(|&v| v as u64).sum();
+    if total == 0 {
         bail!("split {split:?} must have a non-zero total");
     }
     if class_name.trim().is_empty() {
@@ -359,6 +361,9 @@ pub fn generate(dataset_dir: &Path, class_name: &str, split: [u32; 3], seed: u64
         })?;
         let img_path = dataset_dir.join("images").join(img_name);
         let mask_path = dataset_dir.join("masks").join(mask_name);
+        // Symlinks may point elsewhere inside the dataset, not outside it.
+        super::names::check_inside(&dataset_dir.join("images"), &img_path)?;
+        super::names::check_inside(&dataset_dir.join("masks"), &mask_path)?;
         let image = crate::io::read_rgb(&img_path)?;
         let mask = crate::io::read_mask(&mask_path)?;
         if image.dimensions() != mask.dimensions() {
@@ -380,18 +385,60 @@ pub fn generate(dataset_dir: &Path, class_name: &str, split: [u32; 3], seed: u64
     }
     records.shuffle(&mut StdRng::seed_from_u64(seed));
     let n = records.len();
-    let total = split.iter().sum::<u32>() as f64;
+    let total = total as f64;
     let n_train = (n as f64 * split[0] as f64 / total).round() as usize;
     let n_val = ((n as f64 * split[1] as f64 / total).round() as usize).min(n - n_train);
     let test = records.split_off(n_train + n_val);
     let val = records.split_off(n_train);
     let counts = SplitCounts { train: records.len(), val: val.len(), test: test.len() };
     let anns = dataset_dir.join("anns");
-    for (name, recs) in [("train", records), ("val", val), ("test", test)] {
-        let path = anns.join(format!("{name}.json"));
-        crate::io::write_atomic(&path, &serde_json::to_vec_pretty(&recs)?)?;
-    }
+    let files = [("train", records), ("val", val), ("test", test)]
+        .into_iter()
+        .map(|(name, recs)| Ok((anns.join(format!("{name}.json")), serde_json::to_vec_pretty(&recs)?)))
+        .collect::<Result<Vec<_>>>()?;
+    write_all_or_none(&files)?;
     Ok(counts)
+}
+
+/// Writes every `(path, bytes)` to a temporary file next to it first, and only when all are
+/// written renames them into place, so that a failure leaves the old set of files (never a
+/// mix of old and new splits). The temporary files of a failed run are removed.
+fn write_all_or_none(files: &[(std::path::PathBuf, Vec<u8>)]) -> Result<()> {
+    use std::io::Write;
+    // A rename over a directory would fail half-way through; refuse it before writing.
+    for (path, _) in files {
+        if path.is_dir() {
+            bail!("{}: is a directory, not a file; nothing was written", path.display());
+        }
+    }
+    let mut tmps: Vec<std::path::PathBuf> = Vec::with_capacity(files.len());
+    let result = (|| -> Result<()> {
+        for (i, (path, bytes)) in files.iter().enumerate() {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create directory: {e}", dir.display()))?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let tmp = dir.join(format!(".{name}.tmp.{}.{i}", std::process::id()));
+            tmps.push(tmp.clone());
+            let mut f = std::fs::File::create(&tmp).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
+            f.write_all(bytes)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
+        }
+        for ((path, _), tmp) in files.iter().zip(&tmps) {
+            std::fs::rename(tmp, path).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for t in &tmps {
+            let _ = std::fs::remove_file(t);
+        }
+    } else if let Some(dir) = files.first().and_then(|(p, _)| p.parent()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    result
 }
 
 /// medvlsm's overall box `[x0, y0, x1, y1]`: the foreground's box grown by one pixel up and
