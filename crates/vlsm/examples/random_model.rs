@@ -30,7 +30,7 @@ fn run() -> Result<()> {
         Some(s) => s.parse().map_err(|_| anyhow!("SEED: not a number: {s}"))?,
         None => 42,
     };
-    let v: serde_json::Value = vlsm::checkpoint::read_json(&cfg_path)?;
+    let v: serde_json::Value = vlsm::weights::read_json(&cfg_path)?;
     match kind.as_str() {
         "cris" => {
             let bpe = vlsm::tokenize::find_bpe()?;

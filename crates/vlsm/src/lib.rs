@@ -21,6 +21,3 @@ pub mod train;
 pub mod weights;
 pub mod zero_shot;
 
-// Transitional (issue 16): code moved in parallel still says `crate::checkpoint` for `weights`.
-#[doc(hidden)]
-pub use weights as checkpoint;

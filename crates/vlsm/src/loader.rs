@@ -38,10 +38,7 @@ pub fn load(dir: &Path, dev: &Device) -> Result<(Box<dyn SegModel>, ImageProcess
         }
         ModelKind::Cris => {
             let model = cris(dir, dt, dev)?;
-            let tokenizer = clip_tokenizer(dir).or_else(|_| {
-                crate::tokenize::find_bpe().and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
-            })?;
-            (Box::new(WithTokenizer { model, tokenizer }), false)
+            (Box::new(WithTokenizer { model, tokenizer: clip_tokenizer_or_bundled(dir)? }), false)
         }
     };
     let pp = dir.join("preprocessor_config.json");
@@ -61,6 +58,16 @@ pub fn clip_tokenizer(dir: &Path) -> Result<ClipTokenizer> {
         return Ok(ClipTokenizer::from_bpe_gz(&gz)?);
     }
     Ok(ClipTokenizer::from_dir(dir)?)
+}
+
+/// The directory's CLIP BPE tokenizer, else the BPE file `find_bpe` locates (CRIS and OpenAI
+/// CLIP checkpoints ship none); the error is the directory's.
+pub fn clip_tokenizer_or_bundled(dir: &Path) -> Result<ClipTokenizer> {
+    clip_tokenizer(dir).or_else(|e| {
+        crate::tokenize::find_bpe()
+            .and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
+            .map_err(|_| anyhow::anyhow!("{e:#}"))
+    })
 }
 
 /// A Hugging Face CLIPSeg directory (`config.json`, weights).

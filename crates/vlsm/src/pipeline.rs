@@ -11,7 +11,6 @@ use crate::models::seg::{ModelKind, SegModel};
 use crate::preprocess::ImageProcessorConfig;
 
 pub use crate::default_model::default_model_dir;
-pub use crate::loader::clip_tokenizer as load_tokenizer;
 
 /// Encoded image: what the prompt-dependent half of the model reads, for one image.
 #[derive(Clone)]
@@ -108,19 +107,6 @@ impl Segmenter {
     pub fn decode(&self, features: &ImageFeatures, cond: &Tensor) -> Result<Tensor> {
         self.model.decode(&features.activations, cond)
     }
-}
-
-// Transitional (issue 16): `train::textunet` and `train::cris` are moved in parallel; new code
-// calls the models' `SegModel::image_processor` or `models::seg::square_processor`.
-/// TextUNet preprocessing: PIL bilinear resize to the square input size, then normalise.
-pub fn textunet_processor(c: &crate::models::textunet::TextUNetConfig) -> ImageProcessorConfig {
-    crate::models::seg::square_processor(c.image_size, c.image_mean, c.image_std)
-}
-
-/// CRIS preprocessing as medvlsm: resize to the square input, CLIP mean/std.
-pub fn cris_processor(size: u32) -> ImageProcessorConfig {
-    let (mean, std) = crate::models::seg::clip_mean_std();
-    crate::models::seg::square_processor(size as usize, mean, std)
 }
 
 /// Blend text and image conditions: `(1 - mix) · text + mix · image`.

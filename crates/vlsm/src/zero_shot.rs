@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use crate::checkpoint;
+use crate::weights;
 use crate::classify::{zero_shot_logits, ImageClassifier};
-use crate::models::biomedclip::{self, BiomedClip, BiomedClipConfig};
+use crate::models::biomedclip::BiomedClip;
 use crate::models::clip::{ClipModel, ClipTextConfig, ClipVisionConfig};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
@@ -62,11 +62,11 @@ pub fn fill_template(template: &str, label: &str) -> Result<String> {
 
 /// The `logit_scale` scalar of a weight file.
 fn logit_scale(path: &Path, dev: &Device) -> Result<f64> {
-    let vb = checkpoint::var_builder(path, DType::F32, dev, None)?;
+    let vb = weights::var_builder(path, DType::F32, dev, None)?;
     let t = vb
         .get((), "logit_scale")
         .or_else(|_| vb.get(1, "logit_scale").and_then(|t| t.squeeze(0)))
-        .map_err(|e| checkpoint::load_error(path, e))?;
+        .map_err(|e| weights::load_error(path, e))?;
     Ok(t.to_scalar::<f32>()? as f64)
 }
 
@@ -80,7 +80,7 @@ impl ZeroShotClassifier {
         if !cfg.is_file() {
             bail!("{}: neither a CLIP (config.json) nor an open_clip (open_clip_config.json) model directory", dir.display());
         }
-        let c: ClipConfig = checkpoint::read_json(&cfg)?;
+        let c: ClipConfig = weights::read_json(&cfg)?;
         match c.model_type.as_deref() {
             Some("clip") => Ok("clip"),
             Some(t) => bail!("{}: model_type '{t}' is not a CLIP model (expected \"clip\") for zero-shot labels", cfg.display()),
@@ -99,24 +99,20 @@ impl ZeroShotClassifier {
         let prompts: Vec<String> = labels.iter().map(|l| fill_template(template, l)).collect::<Result<_>>()?;
         let (encoder, processor, scale) = match Self::family(dir)? {
             "biomedclip" => {
-                let c = BiomedClipConfig::from_dir(dir)?;
-                let m = BiomedClip::load(dir, DType::F32, dev)?;
-                let tok = BiomedClip::tokenizer(dir, c.context_length)?;
-                let s = logit_scale(&biomedclip::weights_file(dir)?, dev)?;
+                let c = crate::loader::biomedclip_config(dir)?;
+                let m = crate::loader::biomedclip(dir, DType::F32, dev)?;
+                let tok = crate::loader::wordpiece_tokenizer(dir, c.context_length)?;
+                let s = logit_scale(&crate::loader::biomedclip_weights_file(dir)?, dev)?;
                 (Encoder::Biomed(Box::new(m), tok), c.image_processor(), s)
             }
             _ => {
                 let cpath = dir.join("config.json");
-                let c: ClipConfig = checkpoint::read_json(&cpath)?;
-                let w = checkpoint::find_weights(dir)?;
-                let vb = checkpoint::var_builder(&w, DType::F32, dev, None)?;
+                let c: ClipConfig = weights::read_json(&cpath)?;
+                let w = weights::find_weights(dir)?;
+                let vb = weights::var_builder(&w, DType::F32, dev, None)?;
                 let m = ClipModel::new(vb, &c.text_config, &c.vision_config, c.projection_dim)
-                    .map_err(|e| checkpoint::load_error(&w, e))?;
-                let tok = crate::pipeline::load_tokenizer(dir).or_else(|e| {
-                    crate::tokenize::find_bpe()
-                        .and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
-                        .map_err(|_| anyhow!("{e:#}"))
-                })?;
+                    .map_err(|e| weights::load_error(&w, e))?;
+                let tok = crate::loader::clip_tokenizer_or_bundled(dir)?;
                 let pp = dir.join("preprocessor_config.json");
                 let processor = if pp.is_file() {
                     ImageProcessorConfig::from_file(&pp)?

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use serde_json::Value;
-use vlsm::checkpoint;
+use vlsm::weights;
 use vlsm::models::clipseg::{ClipSeg, ClipSegConfig};
 use vlsm::pipeline::{self, Segmenter};
 use vlsm::preprocess::ImageProcessorConfig;
@@ -28,9 +28,9 @@ fn cases() -> Vec<Value> {
 }
 
 fn load_model(dir: &Path) -> ClipSeg {
-    let cfg: ClipSegConfig = checkpoint::read_json(&dir.join("config.json")).unwrap();
-    let w = checkpoint::find_weights(dir).unwrap();
-    let vb = checkpoint::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap();
+    let cfg: ClipSegConfig = weights::read_json(&dir.join("config.json")).unwrap();
+    let w = weights::find_weights(dir).unwrap();
+    let vb = weights::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap();
     ClipSeg::new(vb, &cfg).unwrap()
 }
 

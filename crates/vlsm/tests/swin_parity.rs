@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
-use vlsm::checkpoint;
+use vlsm::weights;
 use vlsm::classify::{HfClassifier, ImageClassifier};
 use vlsm::models::swin::{SwinConfig, SwinForImageClassification, SwinModel};
 mod common;
@@ -27,9 +27,9 @@ fn cases() -> Vec<Value> {
 }
 
 fn load(dir: &Path) -> (SwinConfig, candle_nn::VarBuilder<'static>) {
-    let c: SwinConfig = checkpoint::read_json(&dir.join("config.json")).unwrap();
-    let w = checkpoint::find_weights(dir).unwrap();
-    (c, checkpoint::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap())
+    let c: SwinConfig = weights::read_json(&dir.join("config.json")).unwrap();
+    let w = weights::find_weights(dir).unwrap();
+    (c, weights::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap())
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
-use vlsm::checkpoint;
+use vlsm::weights;
 use vlsm::classify::{self, HfClassifier, ImageClassifier};
 use vlsm::models::vit::{ViTConfig, ViTForImageClassification, ViTModel};
 mod common;
@@ -26,7 +26,7 @@ fn cases() -> Vec<Value> {
 }
 
 fn config(dir: &Path) -> ViTConfig {
-    checkpoint::read_json(&dir.join("config.json")).unwrap()
+    weights::read_json(&dir.join("config.json")).unwrap()
 }
 
 #[test]
@@ -38,8 +38,8 @@ fn every_case_matches_transformers() {
         let get = |k: &str| r.get(&format!("{name}.{k}")).unwrap_or_else(|| panic!("{name}.{k} missing")).clone();
         let dir = fixtures().join(case["model_dir"].as_str().unwrap());
         let c = config(&dir);
-        let w = checkpoint::find_weights(&dir).unwrap();
-        let vb = checkpoint::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap();
+        let w = weights::find_weights(&dir).unwrap();
+        let vb = weights::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap();
         let pv = get("pixel_values");
         let hidden = get("hidden_states"); // [L+1, B, T, D]
         let model_ref: &ViTModel;
@@ -96,10 +96,10 @@ fn errors_name_file_key_and_shapes() {
     let dir = fixtures().join("tiny_cls");
     let mut c = config(&dir);
     c.intermediate_size = 65;
-    let w = checkpoint::find_weights(&dir).unwrap();
-    let vb = checkpoint::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap();
+    let w = weights::find_weights(&dir).unwrap();
+    let vb = weights::var_builder(&w, DType::F32, &Device::Cpu, None).unwrap();
     let err = ViTForImageClassification::new(vb, &c).err().unwrap();
-    let msg = checkpoint::load_error(&w, err).to_string();
+    let msg = weights::load_error(&w, err).to_string();
     assert!(msg.contains("model.safetensors") && msg.contains("intermediate.dense.weight"), "{msg}");
     assert!(msg.contains("65") && msg.contains("64"), "{msg}");
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
-use crate::checkpoint;
+use crate::weights;
 use crate::models::swin::{SwinConfig, SwinForImageClassification};
 use crate::models::vit::{ViTConfig, ViTForImageClassification};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
@@ -93,15 +93,15 @@ impl HfClassifier {
         if !cfg_path.is_file() {
             bail!("{}: not a model directory (no config.json)", dir.display());
         }
-        let v: serde_json::Value = checkpoint::read_json(&cfg_path)?;
+        let v: serde_json::Value = weights::read_json(&cfg_path)?;
         let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("").to_string();
         let archs: Vec<String> = v
             .get("architectures")
             .and_then(|a| a.as_array())
             .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
             .unwrap_or_default();
-        let w = checkpoint::find_weights(dir)?;
-        let vb = checkpoint::var_builder(&w, DType::F32, dev, None)?;
+        let w = weights::find_weights(dir)?;
+        let vb = weights::var_builder(&w, DType::F32, dev, None)?;
         let parse = |what: &str| anyhow::anyhow!("{}: not a {what} config", cfg_path.display());
         let (net, image_size) = match model_type.as_str() {
             "vit" => {
@@ -109,7 +109,7 @@ impl HfClassifier {
                 if !vb.contains_tensor("classifier.weight") {
                     bail!("{}: no classifier head (architectures {archs:?}); a ViTForImageClassification checkpoint is needed", w.display());
                 }
-                let m = ViTForImageClassification::new(vb, &c).map_err(|e| checkpoint::load_error(&w, e))?;
+                let m = ViTForImageClassification::new(vb, &c).map_err(|e| weights::load_error(&w, e))?;
                 (Net::Vit(m), c.image_size.hw())
             }
             "swin" => {
@@ -117,7 +117,7 @@ impl HfClassifier {
                 if !vb.contains_tensor("classifier.weight") {
                     bail!("{}: no classifier head (architectures {archs:?}); a SwinForImageClassification checkpoint is needed", w.display());
                 }
-                let m = SwinForImageClassification::new(vb, &c).map_err(|e| checkpoint::load_error(&w, e))?;
+                let m = SwinForImageClassification::new(vb, &c).map_err(|e| weights::load_error(&w, e))?;
                 (Net::Swin(m), c.image_size.hw())
             }
             "" => bail!("{}: no model_type", cfg_path.display()),

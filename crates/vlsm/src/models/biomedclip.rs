@@ -3,9 +3,8 @@
 //! pooled at [CLS] and projected by an MLP (`text.proj.{0,2}`). `loader::biomedclip` reads a
 //! directory laid out like `microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224`.
 
-use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, linear_no_bias, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -146,12 +145,6 @@ pub struct BiomedClipConfig {
 }
 
 impl BiomedClipConfig {
-    // Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
-    #[doc(hidden)]
-    pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
-        crate::loader::biomedclip_config(dir)
-    }
-
     /// medvlsm's transform: a plain resize to the tower's size (PIL bilinear), mean/std.
     pub fn image_processor(&self) -> ImageProcessorConfig {
         let s = self.vision.image_size as u32;
@@ -328,12 +321,6 @@ impl BiomedClip {
         })
     }
 
-    // Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
-    #[doc(hidden)]
-    pub fn load(dir: &Path, dtype: DType, dev: &Device) -> anyhow::Result<Self> {
-        crate::loader::biomedclip(dir, dtype, dev)
-    }
-
     /// `encode_image` without normalisation: [B, embed].
     pub fn image_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
         self.visual.head_proj.forward(&self.visual.trunk.forward_pooled(pixel_values)?)
@@ -342,12 +329,6 @@ impl BiomedClip {
     /// `encode_text` without normalisation: [B, embed].
     pub fn text_features(&self, ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         self.text.forward(ids, attention_mask)
-    }
-
-    // Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
-    #[doc(hidden)]
-    pub fn tokenizer(dir: &Path, context_length: usize) -> anyhow::Result<WordPieceTokenizer> {
-        crate::loader::wordpiece_tokenizer(dir, context_length)
     }
 
     /// Token ids and attention mask [B, context_length], padded as open_clip's HFTokenizer pads.
@@ -362,6 +343,3 @@ impl BiomedClip {
     }
 }
 
-// Transitional (issue 16): callers in `train` and `zero_shot` move to `loader`.
-#[doc(hidden)]
-pub use crate::loader::biomedclip_weights_file as weights_file;

@@ -473,12 +473,6 @@ pub fn word_ids(ids: &[u32], word_len: usize, eot: u32) -> Vec<u32> {
     v
 }
 
-// Transitional re-exports for `train::cris` (moved in parallel in issue 16): the directory
-// reading lives in `loader` and `weights`.
-#[doc(hidden)]
-pub use crate::loader::cris_weights_file as weights_file;
-#[doc(hidden)]
-pub use crate::weights::state_dict_var_builder as checkpoint_var_builder;
 
 /// CRIS for `pipeline::Segmenter`: the cached features are the backbone's C3-C5; the text
 /// encoder, text-gated neck, decoder and projector run per prompt.

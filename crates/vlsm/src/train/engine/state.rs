@@ -1,5 +1,5 @@
 //! The training state of a run (its checkpoints; model weights of a model directory are
-//! `crate::checkpoint`'s): `<run>/last/` and `<run>/best/`, each with
+//! `crate::weights`'s): `<run>/last/` and `<run>/best/`, each with
 //! `weights.safetensors` (trainable parameters by name), `optimizer.safetensors` (AdamW moments
 //! and steps) and `state.json` (counters, lr, scheduler, early stopping, RNG, history).
 //!

@@ -24,9 +24,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
-use crate::checkpoint as weights;
+use crate::weights;
 use crate::data::{self, Pool, Record};
-use crate::models::biomedclip::{self, BiomedClip, BiomedClipConfig};
+use crate::models::biomedclip::BiomedClip;
 use crate::models::biomedclipseg::BiomedClipSegConfig;
 use crate::models::clipseg::{ClipSeg, ClipSegConfig, ClipSegDecoder};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
@@ -410,7 +410,7 @@ fn load_biomed(dir: &Path, size: usize, device: &Device) -> Result<Loaded> {
     } else {
         (BiomedClipSegConfig::default(), serde_json::json!({}))
     };
-    let enc = BiomedClipConfig::from_dir(dir)?;
+    let enc = crate::loader::biomedclip_config(dir)?;
     let dc = bc
         .decoder_config(&enc)
         .map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
@@ -428,10 +428,10 @@ fn load_biomed(dir: &Path, size: usize, device: &Device) -> Result<Loaded> {
             enc.vision.depth
         );
     }
-    let ew = biomedclip::weights_file(dir)?;
+    let ew = crate::loader::biomedclip_weights_file(dir)?;
     let evb = weights::var_builder(&ew, DType::F32, device, None)?;
     let model = BiomedClip::new(evb, &enc).map_err(|e| weights::load_error(&ew, e))?;
-    let tok = BiomedClip::tokenizer(dir, enc.context_length)?;
+    let tok = crate::loader::wordpiece_tokenizer(dir, enc.context_length)?;
     let dw = dir.join(&bc.decoder_weights);
     let dvb = if dw.is_file() {
         Some(weights::var_builder(&dw, DType::F32, device, None)?)

@@ -29,9 +29,9 @@ use rayon::prelude::*;
 
 use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
 use super::random_init;
-use crate::checkpoint as weights;
+use crate::weights;
 use crate::data::{self, Pool, Record};
-use crate::models::cris::{self as cris_model, bicubic_align_corners, Cris, CrisConfig};
+use crate::models::cris::{bicubic_align_corners, Cris, CrisConfig};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::ClipTokenizer;
 use crate::train::engine::cache::{hash_bytes, hash_file, FeatureStore, StoreStats};
@@ -100,14 +100,6 @@ pub struct CrisTask {
     pub cache_stats: Option<StoreStats>,
 }
 
-/// The CLIP BPE tokenizer beside a CRIS model, else the one `find_bpe` locates.
-fn cris_tokenizer(dir: &Path) -> Result<ClipTokenizer> {
-    crate::pipeline::load_tokenizer(dir).or_else(|e| {
-        crate::tokenize::find_bpe()
-            .and_then(|p| Ok(ClipTokenizer::from_bpe_gz(&p)?))
-            .map_err(|_| anyhow!("{e:#}"))
-    })
-}
 
 impl CrisTask {
     /// Loads model and data (and fills the feature cache); every error comes before training.
@@ -130,8 +122,8 @@ impl CrisTask {
         if !size.is_multiple_of(32) {
             bail!("data.image_size: {size} is not a multiple of 32 (CRIS's stride)");
         }
-        let wpath = cris_model::weights_file(dir)?;
-        let ckpt = cris_model::checkpoint_var_builder(&wpath, DType::F32, &device, "backbone.visual.conv1.weight")?;
+        let wpath = crate::loader::cris_weights_file(dir)?;
+        let ckpt = weights::state_dict_var_builder(&wpath, DType::F32, &device, "backbone.visual.conv1.weight")?;
         // Missing keys and wrong shapes are named here, against the checkpoint itself.
         Cris::new(ckpt.clone(), &c).map_err(|e| weights::load_error(&wpath, e))?;
         let varmap = VarMap::new();
@@ -157,8 +149,11 @@ impl CrisTask {
         if trainable.is_empty() {
             bail!("model.freeze: nothing of the CRIS model would train");
         }
-        let tokenizer = cris_tokenizer(dir)?;
-        let processor = crate::pipeline::cris_processor(size as u32);
+        let tokenizer = crate::loader::clip_tokenizer_or_bundled(dir)?;
+        let processor = {
+            let (mean, std) = crate::models::seg::clip_mean_std();
+            crate::models::seg::square_processor(size, mean, std)
+        };
         let stride4 = cfg.loss.kind == LossName::Contrastive;
         let out_size = if stride4 { size / 4 } else { size };
 

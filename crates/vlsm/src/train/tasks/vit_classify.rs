@@ -21,7 +21,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkpoint;
+use crate::weights;
 use crate::classify::{confusion_matrix, ClassFolder, ClassifyEval};
 use crate::models::vit::{ViTConfig, ViTForImageClassification};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
@@ -59,14 +59,14 @@ impl VitClassifyTask {
         let vb: VarBuilder<'static> = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         let model = ViTForImageClassification::with_new_head(vb.clone(), vb.pp("classifier"), cfg, train.classes.clone())?;
         if let Some(dir) = pretrained {
-            let w = checkpoint::find_weights(dir)?;
-            let file = checkpoint::var_builder(&w, DType::F32, &dev, None)?;
+            let w = weights::find_weights(dir)?;
+            let file = weights::var_builder(&w, DType::F32, &dev, None)?;
             // ViTModel checkpoints have no `vit.` prefix.
             let prefixed = file.contains_tensor("vit.embeddings.cls_token");
             let data = varmap.data().lock().expect("varmap");
             for (name, var) in data.iter().filter(|(n, _)| n.starts_with("vit.")) {
                 let key = if prefixed { name.clone() } else { name["vit.".len()..].to_string() };
-                let t = file.get(var.shape(), &key).map_err(|e| checkpoint::load_error(&w, e))?;
+                let t = file.get(var.shape(), &key).map_err(|e| weights::load_error(&w, e))?;
                 var.set(&t)?;
             }
         }
@@ -210,14 +210,14 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions, hooks: Hooks) -> Result<RunSu
     trainer::train(cfg, opts, hooks, || {
         let dir = &cfg.model.dir;
         let cfg_path = dir.join("config.json");
-        let raw: serde_json::Value = checkpoint::read_json(&cfg_path)?;
+        let raw: serde_json::Value = weights::read_json(&cfg_path)?;
         if raw.get("model_type").and_then(|m| m.as_str()) != Some("vit") {
             bail!("{}: model.dir must be a ViT directory (model_type \"vit\")", cfg_path.display());
         }
         let vit: ViTConfig = serde_json::from_value(raw.clone())
             .map_err(|e| anyhow::anyhow!("{}: not a ViT config: {e}", cfg_path.display()))?;
         // Weights are optional: a config alone means a random backbone.
-        let pretrained = checkpoint::find_weights(dir).is_ok();
+        let pretrained = weights::find_weights(dir).is_ok();
         let (train_root, val_root) = split_roots(cfg)?;
         let size = cfg.data.image_size as u32;
         let processor = train_processor(dir, size)?;
@@ -369,7 +369,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         write_dataset(data.path(), 1);
         for (dir, case) in [("tiny_cls", "cls_48x40"), ("tiny_model", "model_36x30")] {
-            let cfg: ViTConfig = checkpoint::read_json(&fx.join(dir).join("config.json")).unwrap();
+            let cfg: ViTConfig = weights::read_json(&fx.join(dir).join("config.json")).unwrap();
             let proc = ImageProcessorConfig::vit_default();
             let task = VitClassifyTask::new(&cfg, Some(&fx.join(dir)), data.path(), data.path(), proc, true).unwrap();
             let h = task.model.vit.forward(&r[&format!("{case}.pixel_values")]).unwrap().last_hidden_state;
