@@ -82,7 +82,7 @@ fn long_prompts_match_the_reference_from_the_strings() {
 fn training_ids_equal_inference_ids() {
     let seg = Segmenter::load(&fixtures()).unwrap();
     // The segmenter finds the BPE file as `find_bpe` does (the fixture ships no tokenizer).
-    let tok = &vlsm::tokenize::ClipTokenizer::from_bpe_gz(&vlsm::tokenize::find_bpe().unwrap()).unwrap();
+    let tok = &vlsm::tokenize::ClipTokenizer::from_bpe_gz(vlsm::tokenize::find_bpe().unwrap()).unwrap();
     let texts: Vec<String> = prompts().into_iter().map(|(p, _)| p).collect();
     let inference: Vec<Vec<u32>> = seg.text_conditional(&texts).unwrap().to_vec2().unwrap();
     for (p, row) in texts.iter().zip(&inference) {
