@@ -65,6 +65,10 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 fn save_varmap(vm: &VarMap, path: &Path) -> Result<()> {
     let tmp = path.with_extension("tmp.safetensors");
     vm.save(&tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
+    // candle writes without syncing; sync before the rename, as io::write_atomic does.
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
 }
 
