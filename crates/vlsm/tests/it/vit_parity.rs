@@ -9,7 +9,7 @@ use serde_json::Value;
 use vlsm::checkpoint;
 use vlsm::classify::{self, HfClassifier, ImageClassifier};
 use vlsm::models::vit::{ViTConfig, ViTForImageClassification, ViTModel};
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {

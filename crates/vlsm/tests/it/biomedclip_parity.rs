@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use vlsm::models::biomedclip::{BiomedClip, BiomedClipConfig};
 use vlsm::models::biomedclipseg::BiomedClipSeg;
-mod common;
+use crate::support as common;
 use common::{assert_close, rel_err};
 
 fn fixtures() -> PathBuf {

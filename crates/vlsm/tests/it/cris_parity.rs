@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use vlsm::models::cris::{self, Cris, CrisConfig};
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {

@@ -2,16 +2,7 @@
 //! classification, on tiny synthetic data.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn vlsm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlsm")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::vlsm;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -10,7 +10,7 @@ use serde_json::Value;
 use vlsm::checkpoint;
 use vlsm::classify::{HfClassifier, ImageClassifier};
 use vlsm::models::swin::{SwinConfig, SwinForImageClassification, SwinModel};
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {

@@ -8,7 +8,7 @@ use vlsm::models::biomedclipseg::BiomedClipSeg;
 use vlsm::models::cris::Cris;
 use vlsm::pipeline::{Net, Segmenter};
 
-mod common;
+use crate::support as common;
 use common::rel_err;
 
 fn fx(rel: &str) -> PathBuf {

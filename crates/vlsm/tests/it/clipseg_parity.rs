@@ -11,7 +11,7 @@ use vlsm::models::clipseg::{ClipSeg, ClipSegConfig};
 use vlsm::pipeline::{self, Segmenter};
 use vlsm::preprocess::ImageProcessorConfig;
 use vlsm::tokenize::ClipTokenizer;
-mod common;
+use crate::support as common;
 use common::assert_close_tol;
 
 fn fixtures() -> PathBuf {

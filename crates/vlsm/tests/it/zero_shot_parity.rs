@@ -8,7 +8,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use vlsm::classify::{self, ImageClassifier};
 use vlsm::zero_shot::{ZeroShotClassifier, DEFAULT_TEMPLATE};
 
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fx(rel: &str) -> PathBuf {
