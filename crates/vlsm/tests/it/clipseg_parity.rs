@@ -15,7 +15,7 @@ use crate::support as common;
 use common::assert_close_tol;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg")
+    crate::support::fx("clipseg")
 }
 
 fn reference() -> HashMap<String, Tensor> {

@@ -14,7 +14,7 @@ use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/swin")
+    crate::support::fx("swin")
 }
 
 fn reference() -> HashMap<String, Tensor> {

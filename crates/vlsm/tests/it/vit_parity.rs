@@ -13,7 +13,7 @@ use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vit")
+    crate::support::fx("vit")
 }
 
 fn reference() -> HashMap<String, Tensor> {

@@ -11,7 +11,7 @@ use vlsm::train::cris::{self as cris_train, CrisTask};
 use vlsm::train::{Hooks, Trainable, TrainConfig};
 
 fn fx(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    crate::support::fx(rel)
 }
 
 fn quiet<'a>() -> Hooks<'a> {

@@ -12,7 +12,7 @@ use crate::support as common;
 use common::assert_close;
 
 fn fx(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    crate::support::fx(rel)
 }
 
 fn cases(p: &Path) -> serde_json::Value {
