@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use crate::support::vlsm;
 
 fn fx(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    crate::support::fx(rel)
 }
 
 fn s(p: &Path) -> &str {

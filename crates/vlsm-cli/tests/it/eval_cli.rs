@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use crate::support::vlsm;
 
 fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg/tiny_complex")
+    crate::support::fx("clipseg/tiny_complex")
 }
 
 /// A test split of `n` images of 50x40 (the last with an empty mask) named `name`.

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use crate::support::vlsm;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg")
+    crate::support::fx("clipseg")
 }
 
 fn s(p: &Path) -> &str {

@@ -18,3 +18,8 @@ pub fn vlsm_stderr(args: &[&str]) -> (bool, String) {
     let (ok, _, err) = vlsm(args);
     (ok, err)
 }
+
+/// `tests/fixtures/REL` under the workspace root.
+pub fn fx(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use crate::support::vlsm_stderr as vlsm;
 
 fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg/tiny_complex")
+    crate::support::fx("clipseg/tiny_complex")
 }
 
 /// Six 40x30 images with a square each, as both train and val split.
