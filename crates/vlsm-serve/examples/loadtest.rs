@@ -6,7 +6,7 @@
 //! cargo run --release -p vlsm-serve --example loadtest -- [--model DIR] [--clients 50]
 //!     [--requests 1000] [--new-every 5] [--size 256] [--queue 64] [--workers 1]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

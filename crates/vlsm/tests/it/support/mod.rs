@@ -22,3 +22,13 @@ pub fn assert_close_tol(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
 pub fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
     assert_close_tol(what, a, b, 1e-4);
 }
+
+/// The workspace root (where `tests/fixtures` and `models/` live).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `tests/fixtures/REL` under the workspace root: the one fixture loader of these tests.
+pub fn fx(rel: &str) -> std::path::PathBuf {
+    repo_root().join("tests/fixtures").join(rel)
+}

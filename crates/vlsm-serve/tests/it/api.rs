@@ -1,6 +1,6 @@
 //! API tests against a real server on a loopback port, with the tiny random CLIPSeg.
 
-mod common;
+use crate::support as common;
 
 use std::time::{Duration, Instant};
 

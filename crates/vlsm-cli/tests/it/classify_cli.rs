@@ -1,15 +1,10 @@
 //! `vlsm classify`: zero-shot with --labels (CLIP, BiomedCLIP), supervised without.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use crate::support::vlsm;
 
 fn fx(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
-}
-
-fn vlsm(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_vlsm")).args(args).output().unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    crate::support::fx(rel)
 }
 
 fn s(p: &Path) -> &str {

@@ -2,7 +2,7 @@
 //! 21, 22): Host / Origin / token checks, header and body timeouts, the connection cap, the
 //! bounded shutdown drain, the post-processing bound, JSON errors, option validation.
 
-mod common;
+use crate::support as common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

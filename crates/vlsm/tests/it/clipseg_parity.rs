@@ -11,11 +11,11 @@ use vlsm::models::clipseg::{ClipSeg, ClipSegConfig};
 use vlsm::pipeline::{self, Segmenter};
 use vlsm::preprocess::ImageProcessorConfig;
 use vlsm::tokenize::ClipTokenizer;
-mod common;
+use crate::support as common;
 use common::assert_close_tol;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg")
+    crate::support::fx("clipseg")
 }
 
 fn reference() -> HashMap<String, Tensor> {

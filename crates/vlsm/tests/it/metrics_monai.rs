@@ -1,14 +1,13 @@
 //! Metrics against MONAI reference values (tests/fixtures/metrics/monai_cases.json,
 //! written by tools/make_metric_fixtures.py).
 
-use std::path::Path;
 
 use image::GrayImage;
 use serde_json::Value;
 use vlsm::metrics::*;
 
 fn fixture() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/metrics/monai_cases.json");
+    let p = crate::support::fx("metrics/monai_cases.json");
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 

@@ -1,18 +1,7 @@
 //! `vlsm prompts`: anns for a new dataset, split by ratio, deterministic per seed.
 
 use std::path::Path;
-use std::process::Command;
-
-fn vlsm(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlsm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::vlsm_stderr as vlsm;
 
 /// `n` 64x48 images, each with one disc of growing radius.
 fn dataset(dir: &Path, n: u32) {

@@ -2,28 +2,15 @@
 //! and nothing is written outside `--out` (or, on failure, inside it).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+use crate::support::{fx, vlsm_os};
 
 fn tiny_model() -> PathBuf {
-    fixtures().join("clipseg/tiny_complex")
+    fx("clipseg/tiny_complex")
 }
 
 /// (success, exit code, stdout, stderr)
-fn vlsm_os(args: &[&std::ffi::OsStr]) -> (bool, Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlsm")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn vlsm(args: &[&str]) -> (bool, Option<i32>, String, String) {
     let a: Vec<&std::ffi::OsStr> = args.iter().map(|s| std::ffi::OsStr::new(*s)).collect();
     vlsm_os(&a)
@@ -184,7 +171,7 @@ fn threshold_outside_0_1_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = dataset(tmp.path(), "ds", 2, |_| {});
     let out = tmp.path().join("out");
-    let img = fixtures().join("clipseg/images/kvasir_75x50.png");
+    let img = fx("clipseg/images/kvasir_75x50.png");
     for t in ["2.0", "-0.1", "NaN"] {
         let t = format!("--threshold={t}");
         let err = one_line_error(&vlsm(&["eval", "--data", s(&ds), "--prompt", "p1", "--out", s(&out), &t]));
@@ -280,7 +267,7 @@ fn every_command_has_the_same_pixel_limit() {
     let out = tmp.path().join("out");
     let err = one_line_error(&vlsm(&["imgproc", "gray", s(&big), s(&out.join("g.png"))]));
     assert!(err.contains("limit"), "{err}");
-    let err = one_line_error(&vlsm(&["classify", s(&big), "--model", s(&fixtures().join("clip/tiny")), "--labels", "a,b"]));
+    let err = one_line_error(&vlsm(&["classify", s(&big), "--model", s(&fx("clip/tiny")), "--labels", "a,b"]));
     assert!(err.contains("limit"), "{err}");
     let err = one_line_error(&vlsm(&["segment", s(&big), "-p", "x", "--model", s(&tiny_model()), "--out", s(&out)]));
     assert!(err.contains("limit"), "{err}");
@@ -357,7 +344,7 @@ fn segment_output_names_never_collide() {
     use std::ffi::{OsStr, OsString};
     use std::os::unix::ffi::OsStringExt;
     let tmp = tempfile::tempdir().unwrap();
-    let src = fixtures().join("clipseg/images/kvasir_75x50.png");
+    let src = fx("clipseg/images/kvasir_75x50.png");
     let a = tmp.path().join(OsString::from_vec(b"\xff.png".to_vec()));
     let b = tmp.path().join(OsString::from_vec(b"\xfe.png".to_vec()));
     let plain = tmp.path().join("image.png");
@@ -387,7 +374,7 @@ fn segment_output_names_never_collide() {
 #[test]
 fn segment_checks_the_logits_path_before_writing_masks() {
     let tmp = tempfile::tempdir().unwrap();
-    let img = fixtures().join("clipseg/images/kvasir_75x50.png");
+    let img = fx("clipseg/images/kvasir_75x50.png");
     let out = tmp.path().join("out");
     let err = one_line_error(&vlsm(&["segment", s(&img), "-p", "polyp", "--model", s(&tiny_model()), "--out", s(&out), "--logits", s(tmp.path())]));
     assert!(err.contains("--logits"), "{err}");
@@ -398,7 +385,7 @@ fn segment_checks_the_logits_path_before_writing_masks() {
 #[test]
 fn segment_removes_temp_files_of_dead_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let img = fixtures().join("clipseg/images/kvasir_75x50.png");
+    let img = fx("clipseg/images/kvasir_75x50.png");
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     // PIDs never exceed 2^22 on Linux, so this one is dead.

@@ -4,11 +4,11 @@
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use vlsm::preprocess::{pil_resize_raw, visual_prompt, Filter, ImageProcessorConfig};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg")
+    crate::support::fx("clipseg")
 }
 fn cases() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap()

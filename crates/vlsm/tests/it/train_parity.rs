@@ -7,7 +7,7 @@ use vlsm::train::engine::loss::{bce_with_logits, dice_loss};
 use vlsm::train::{clip_grad_norm, AdamW, AdamWParams, LossKind, ReduceLrOnPlateau};
 
 fn fixture() -> Value {
-    serde_json::from_str(include_str!("fixtures/train_reference.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/train_reference.json")).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {

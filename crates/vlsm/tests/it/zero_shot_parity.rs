@@ -8,11 +8,11 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use vlsm::classify::{self, ImageClassifier};
 use vlsm::zero_shot::{ZeroShotClassifier, DEFAULT_TEMPLATE};
 
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fx(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    crate::support::fx(rel)
 }
 
 fn cases(p: &Path) -> serde_json::Value {

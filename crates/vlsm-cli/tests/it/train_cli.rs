@@ -1,21 +1,10 @@
 //! `vlsm train`: a short run on the tiny CLIPSeg, then `vlsm segment --model RUN/best`; config errors.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use crate::support::vlsm_stderr as vlsm;
 
 fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg/tiny_complex")
-}
-
-fn vlsm(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlsm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::fx("clipseg/tiny_complex")
 }
 
 /// Six 40x30 images with a square each, as both train and val split.

@@ -9,11 +9,11 @@ use serde_json::Value;
 use vlsm::weights;
 use vlsm::classify::{self, HfClassifier, ImageClassifier};
 use vlsm::models::vit::{ViTConfig, ViTForImageClassification, ViTModel};
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vit")
+    crate::support::fx("vit")
 }
 
 fn reference() -> HashMap<String, Tensor> {

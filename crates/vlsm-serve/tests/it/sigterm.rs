@@ -1,7 +1,7 @@
 //! The `vlsm-serve` binary finishes a request that is in flight when SIGTERM arrives.
 #![cfg(unix)]
 
-mod common;
+use crate::support as common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,22 +1,10 @@
 //! `vlsm eval`: table, metrics.json, per_image.csv, masks at original size and report.html.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use crate::support::vlsm;
 
 fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg/tiny_complex")
-}
-
-fn vlsm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlsm"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::fx("clipseg/tiny_complex")
 }
 
 /// A test split of `n` images of 50x40 (the last with an empty mask) named `name`.

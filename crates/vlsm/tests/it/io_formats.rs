@@ -1,7 +1,7 @@
 //! io: rasters, masks, atomic writes, .npy, NIfTI, DICOM, windowing.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba, RgbaImage};
 use vlsm::io::*;
@@ -17,7 +17,7 @@ fn err_of<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/io")
+    crate::support::fx("io")
 }
 
 #[test]

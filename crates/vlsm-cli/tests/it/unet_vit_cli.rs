@@ -2,16 +2,7 @@
 //! classification, on tiny synthetic data.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn vlsm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlsm")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::vlsm;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -91,7 +82,7 @@ fn unet_trains_evaluates_and_segments_without_prompts() {
 fn text_models_still_need_a_prompt_key_and_bad_unet_configs_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = seg_dataset(tmp.path());
-    let clipseg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg/tiny_complex");
+    let clipseg = crate::support::fx("clipseg/tiny_complex");
     let (ok, _, err) = vlsm(&["eval", "--model", s(&clipseg), "--data", s(&ds), "--out", s(&tmp.path().join("o"))]);
     assert!(!ok && err.contains("--prompt"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -202,7 +193,7 @@ fn vit_classify_errors_name_the_problem() {
     assert!(!ok && err.contains("train") && err.contains("not found"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // model.dir is not a ViT.
-    let clipseg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clipseg/tiny_complex");
+    let clipseg = crate::support::fx("clipseg/tiny_complex");
     let cfg = vit_config(tmp.path(), &clipseg, &data, "r2");
     let (ok, _, err) = vlsm(&["train", "--config", s(&cfg)]);
     assert!(!ok && err.contains("config.json") && err.contains("ViT"), "{err}");

@@ -1,6 +1,6 @@
 //! Golden tests: results compared with opencv-python 5.0 outputs stored in
 //! tests/fixtures/imgproc (written by tools/imgproc_fixtures.py).
-mod common;
+use crate::support as common;
 use common::*;
 use imgproc::*;
 use serde_json::Value;

@@ -12,7 +12,7 @@ use vlsm::train::tasks::cris::{self as cris_train, CrisTask};
 use vlsm::train::{Hooks, RunOptions, Trainable, TrainConfig};
 
 fn fx(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    crate::support::fx(rel)
 }
 
 /// `n` 40x30 images, each with the same bright square and its mask; train = val.

@@ -2,14 +2,14 @@
 //! written by tools/make_biomedclip_fixtures.py.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-mod common;
+use crate::support as common;
 use common::{assert_close, rel_err};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/biomedclip")
+    crate::support::fx("biomedclip")
 }
 
 fn reference() -> HashMap<String, Tensor> {

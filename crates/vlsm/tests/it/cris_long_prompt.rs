@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use vlsm::models::cris::word_ids;
 use vlsm::pipeline::Segmenter;
-mod common;
+use crate::support as common;
 use common::{assert_close, rel_err};
 
 fn fixtures() -> PathBuf {

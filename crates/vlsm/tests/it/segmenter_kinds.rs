@@ -1,17 +1,17 @@
 //! `Segmenter` drives every model kind through one API (load → encode once → decode per
 //! prompt), and its split path gives the models' own end-to-end logits.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use vlsm::models::cris::Cris;
 use vlsm::pipeline::Segmenter;
 
-mod common;
+use crate::support as common;
 use common::rel_err;
 
 fn fx(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    crate::support::fx(rel)
 }
 
 #[test]

@@ -2,15 +2,15 @@
 //! tools/make_cris_fixtures.py: backbone, neck, decoder, projector, logits and the loss.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use vlsm::models::cris::{self, Cris, CrisConfig};
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/cris")
+    crate::support::fx("cris")
 }
 
 fn reference() -> HashMap<String, Tensor> {

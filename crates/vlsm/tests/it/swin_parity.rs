@@ -10,11 +10,11 @@ use serde_json::Value;
 use vlsm::weights;
 use vlsm::classify::{HfClassifier, ImageClassifier};
 use vlsm::models::swin::{SwinConfig, SwinForImageClassification, SwinModel};
-mod common;
+use crate::support as common;
 use common::assert_close;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/swin")
+    crate::support::fx("swin")
 }
 
 fn reference() -> HashMap<String, Tensor> {
