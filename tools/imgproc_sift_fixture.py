@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SIFT fixture for crates/imgproc/tests/sift.rs: a gray crop of a Kvasir image, rotated and
+"""SIFT fixture for crates/imgproc/tests/it/sift.rs: a gray crop of a Kvasir image, rotated and
 scaled copies of it (PNG), and OpenCV's count of correct ratio-test matches for each pair.
 
 Usage: python tools/imgproc_sift_fixture.py [--out tests/fixtures/imgproc/sift]

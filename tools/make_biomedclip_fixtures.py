@@ -1,4 +1,4 @@
-"""Fixtures for crates/vlsm/tests/biomedclip_parity.rs (dev only; tests never run Python).
+"""Fixtures for crates/vlsm/tests/it/biomedclip_parity.rs (dev only; tests never run Python).
 
 Builds a tiny random BiomedCLIP in the open_clip layout of
 microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224, offline:

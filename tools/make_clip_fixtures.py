@@ -1,4 +1,4 @@
-"""Zero-shot classification fixtures for crates/vlsm/tests/zero_shot_parity.rs (dev only).
+"""Zero-shot classification fixtures for crates/vlsm/tests/it/zero_shot_parity.rs (dev only).
 
 1. tests/fixtures/clip/tiny: a tiny random transformers `CLIPModel` (CLIP's 49408-token vocabulary,
    8-wide text tower, 16-wide ViT at 32 px, every weight perturbed, logit_scale 2.0) saved with

@@ -1,4 +1,4 @@
-"""Fixtures for crates/vlsm/tests/cris_parity.rs (dev only; tests never run Python).
+"""Fixtures for crates/vlsm/tests/it/cris_parity.rs (dev only; tests never run Python).
 
 Runs the reference CRIS code (github.com/DerrickWang005/CRIS.pytorch, not vendored here) on a
 tiny random configuration. Check the repository out somewhere and point CRIS_REPO at it:
@@ -14,7 +14,7 @@ output step (bicubic, align_corners=True, to the input size) and the official lo
 Weights are rounded to float16 and saved like a DataParallel training checkpoint:
 `torch.save({"state_dict": {"module." + k: v}})`, which vlsm must unwrap.
 
-A second fixture, tests/fixtures/cris_words (for crates/vlsm/tests/cris_long_prompt.rs), checks
+A second fixture, tests/fixtures/cris_words (for crates/vlsm/tests/it/cris_long_prompt.rs), checks
 the prompt → ids path: CRIS's RefCOCO `word_len` 17, the real CLIP vocabulary (49 408 ids) with a
 tiny text width, and real prompts, short and medvlsm-style long ones (more than 17 tokens),
 tokenised by CRIS.pytorch's own `utils/dataset.py` `tokenize(p, 17, truncate=True)` (its

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes small NIfTI/DICOM/.npy files with independent writers (nibabel, pydicom, numpy) and
-the values those libraries read back, for crates/vlsm/tests/io_formats.rs.
+the values those libraries read back, for crates/vlsm/tests/it/io_formats.rs.
 
 Dev-only (needs numpy, nibabel, pydicom); tests read the committed files.
     python tools/make_io_fixtures.py   # from the repo root

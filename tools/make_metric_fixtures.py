@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the MONAI reference values that crates/vlsm/tests/metrics_monai.rs checks.
+"""Writes the MONAI reference values that crates/vlsm/tests/it/metrics_monai.rs checks.
 
 Dev-only (needs numpy, torch, monai, scipy); tests read the committed JSON.
     python tools/make_metric_fixtures.py   # from the repo root

@@ -3,7 +3,7 @@
 //! Names follow OpenCV's API in snake_case (`cvt_color`, `gaussian_blur`, `warp_affine`, ...), flags
 //! are enums, border handling is explicit ([`BorderType`], default reflect-101), and every argument
 //! OpenCV would reject is an [`Error`] rather than a panic. 8-bit results reproduce OpenCV's
-//! fixed-point arithmetic so that they are byte-identical to `cv2` (see `tests/golden.rs`).
+//! fixed-point arithmetic so that they are byte-identical to `cv2` (see `tests/it/golden.rs`).
 
 mod simd;
 pub mod bench;
