@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-const FILES: &[&str] = &["config.json", "model.safetensors", "preprocessor_config.json", "bpe_simple_vocab_16e6.txt.gz"];
+const FILES: &[&str] =
+    &["config.json", "model.safetensors", "preprocessor_config.json", "bpe_simple_vocab_16e6.txt.gz"];
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(vlsm_default_model)");

@@ -7,7 +7,12 @@ fn main() {
         std::process::exit(2);
     };
     let json = args.iter().any(|a| a == "--json");
-    let reps = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(15);
+    let reps = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
     match imgproc::bench::run(std::path::Path::new(path), reps) {
         Ok(rows) => {
             if json {

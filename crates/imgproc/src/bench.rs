@@ -11,9 +11,29 @@ use std::time::Instant;
 
 /// The benchmarked operations, in order; `tools/bench_imgproc.py` runs the same list in OpenCV.
 pub const OPS: &[&str] = &[
-    "gray", "lab", "hsv", "otsu", "adaptive_mean11", "adaptive_gauss11", "resize_nearest_half", "resize_linear_half",
-    "resize_linear_0.7", "resize_cubic_0.7", "resize_area_0.7", "rotate30", "blur5", "gaussian5", "gaussian_s2",
-    "median3", "median5", "erode5_rect", "dilate5_ellipse", "open5_rect", "sobel_dx", "canny", "equalize_hist",
+    "gray",
+    "lab",
+    "hsv",
+    "otsu",
+    "adaptive_mean11",
+    "adaptive_gauss11",
+    "resize_nearest_half",
+    "resize_linear_half",
+    "resize_linear_0.7",
+    "resize_cubic_0.7",
+    "resize_area_0.7",
+    "rotate30",
+    "blur5",
+    "gaussian5",
+    "gaussian_s2",
+    "median3",
+    "median5",
+    "erode5_rect",
+    "dilate5_ellipse",
+    "open5_rect",
+    "sobel_dx",
+    "canny",
+    "equalize_hist",
 ];
 
 fn run_op(op: &str, rgb: &Image<u8>, gray: &Image<u8>) -> Result<()> {
@@ -24,8 +44,12 @@ fn run_op(op: &str, rgb: &Image<u8>, gray: &Image<u8>) -> Result<()> {
         "lab" => drop(cvt_color(rgb, ColorConversion::Rgb2Lab)?),
         "hsv" => drop(cvt_color(rgb, ColorConversion::Rgb2Hsv)?),
         "otsu" => drop(threshold(gray, 0.0, 255.0, ThresholdType::Binary, ThresholdMethod::Otsu)?),
-        "adaptive_mean11" => drop(adaptive_threshold(gray, 255.0, AdaptiveMethod::Mean, ThresholdType::Binary, 11, 2.0)?),
-        "adaptive_gauss11" => drop(adaptive_threshold(gray, 255.0, AdaptiveMethod::Gaussian, ThresholdType::Binary, 11, 2.0)?),
+        "adaptive_mean11" => {
+            drop(adaptive_threshold(gray, 255.0, AdaptiveMethod::Mean, ThresholdType::Binary, 11, 2.0)?)
+        }
+        "adaptive_gauss11" => {
+            drop(adaptive_threshold(gray, 255.0, AdaptiveMethod::Gaussian, ThresholdType::Binary, 11, 2.0)?)
+        }
         "resize_nearest_half" => drop(resize(rgb, (w / 2, h / 2), Interpolation::Nearest)?),
         "resize_linear_half" => drop(resize(rgb, (w / 2, h / 2), Interpolation::Linear)?),
         "resize_linear_0.7" => drop(resize(rgb, scaled(0.7), Interpolation::Linear)?),
@@ -40,9 +64,15 @@ fn run_op(op: &str, rgb: &Image<u8>, gray: &Image<u8>) -> Result<()> {
         "gaussian_s2" => drop(crate::filter::gaussian_blur(rgb, (0, 0), 2.0, 0.0, BorderType::Reflect101)?),
         "median3" => drop(crate::filter::median_blur(rgb, 3)?),
         "median5" => drop(crate::filter::median_blur(rgb, 5)?),
-        "erode5_rect" => drop(morphology_ex(gray, MorphOp::Erode, &get_structuring_element(MorphShape::Rect, (5, 5))?, 1)?),
-        "dilate5_ellipse" => drop(morphology_ex(gray, MorphOp::Dilate, &get_structuring_element(MorphShape::Ellipse, (5, 5))?, 1)?),
-        "open5_rect" => drop(morphology_ex(gray, MorphOp::Open, &get_structuring_element(MorphShape::Rect, (5, 5))?, 1)?),
+        "erode5_rect" => {
+            drop(morphology_ex(gray, MorphOp::Erode, &get_structuring_element(MorphShape::Rect, (5, 5))?, 1)?)
+        }
+        "dilate5_ellipse" => {
+            drop(morphology_ex(gray, MorphOp::Dilate, &get_structuring_element(MorphShape::Ellipse, (5, 5))?, 1)?)
+        }
+        "open5_rect" => {
+            drop(morphology_ex(gray, MorphOp::Open, &get_structuring_element(MorphShape::Rect, (5, 5))?, 1)?)
+        }
         "sobel_dx" => drop(crate::edges::sobel(gray, 1, 0, 3, BorderType::Reflect101)?),
         "canny" => drop(crate::edges::canny(gray, 50.0, 150.0, 3, false)?),
         "equalize_hist" => drop(crate::hist::equalize_hist(gray)?),

@@ -50,7 +50,18 @@ multiversion! {
 /// EDGE at 1..=w, and EDGE positions (plus `base`) go on `stack`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn nms_row(up: &[i32], mid: &[i32], down: &[i32], dx: &[i16], dy: &[i16], lo: i32, hi: i32, out: &mut [u8], stack: &mut Vec<usize>, base: usize) {
+fn nms_row(
+    up: &[i32],
+    mid: &[i32],
+    down: &[i32],
+    dx: &[i16],
+    dy: &[i16],
+    lo: i32,
+    hi: i32,
+    out: &mut [u8],
+    stack: &mut Vec<usize>,
+    base: usize,
+) {
     const TG22: i32 = 13573;
     const BLOCK: usize = 16;
     let w = dx.len();

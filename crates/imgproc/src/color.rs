@@ -39,8 +39,13 @@ pub fn cvt_color<T: Pixel>(src: &Image<T>, code: ColorConversion) -> Result<Imag
         Lab2Rgb | Lab2Bgr | Hsv2Rgb | Hsv2Bgr => src.check_cn(OP, "3", &[3])?,
         _ => src.check_cn(OP, "3 or 4", &[3, 4])?,
     }
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u16>() && !matches!(code, Rgb2Gray | Bgr2Gray | Gray2Rgb | Gray2Bgr | Rgb2Bgr | Bgr2Rgb) {
-        return Err(Error::BadArg { op: OP, msg: "16-bit images support only gray and channel-order conversions".into() });
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u16>()
+        && !matches!(code, Rgb2Gray | Bgr2Gray | Gray2Rgb | Gray2Bgr | Rgb2Bgr | Bgr2Rgb)
+    {
+        return Err(Error::BadArg {
+            op: OP,
+            msg: "16-bit images support only gray and channel-order conversions".into(),
+        });
     }
     let bgr = matches!(code, Bgr2Gray | Bgr2Lab | Lab2Bgr | Bgr2Hsv | Hsv2Bgr);
     let out_cn = match code {
@@ -158,7 +163,11 @@ unsafe fn gray_avx2<const CN: usize>(s: &[u8], d: &mut [u8], (ri, gi, bi): (usiz
         std::array::from_fn(|reg| {
             let m: [i8; 16] = std::array::from_fn(|j| {
                 let at = j * CN + c;
-                if at / 16 == reg { (at % 16) as i8 } else { -1 }
+                if at / 16 == reg {
+                    (at % 16) as i8
+                } else {
+                    -1
+                }
             });
             _mm_loadu_si128(m.as_ptr() as *const __m128i)
         })
@@ -203,7 +212,11 @@ fn gray_f<T: Pixel>(s: &[T], d: &mut [T], bgr: bool) {
     } else {
         // 16-bit: OpenCV's 14-bit fixed point.
         for (o, p) in d.iter_mut().zip(s.chunks_exact(cn)) {
-            let v = (p[ri].to_f64() as u64 * 9798 + p[gi].to_f64() as u64 * 19235 + p[bi].to_f64() as u64 * 3735 + (1 << 14)) >> 15;
+            let v = (p[ri].to_f64() as u64 * 9798
+                + p[gi].to_f64() as u64 * 19235
+                + p[bi].to_f64() as u64 * 3735
+                + (1 << 14))
+                >> 15;
             *o = T::from_f64(v as f64);
         }
     }
@@ -217,7 +230,8 @@ const LAB_SHIFT2: u32 = LAB_SHIFT + GAMMA_SHIFT;
 const CBRT_TAB_SIZE_B: usize = 256 * 3 / 2 * (1 << GAMMA_SHIFT);
 // sRGB -> XYZ (D65) and the D65 white point, as OpenCV's constants.
 const SRGB2XYZ: [f64; 9] = [0.412453, 0.357580, 0.180423, 0.212671, 0.715160, 0.072169, 0.019334, 0.119193, 0.950227];
-const XYZ2SRGB: [f64; 9] = [3.240479, -1.53715, -0.498535, -0.969256, 1.875991, 0.041556, 0.055648, -0.204043, 1.057311];
+const XYZ2SRGB: [f64; 9] =
+    [3.240479, -1.53715, -0.498535, -0.969256, 1.875991, 0.041556, 0.055648, -0.204043, 1.057311];
 const D65: [f64; 3] = [0.950456, 1.0, 1.088754];
 /// Fixed-point base of the integer Lab -> RGB path.
 const LAB_BASE: i32 = 1 << 14;
@@ -251,7 +265,8 @@ fn apply_gamma(x: f32) -> f32 {
 fn apply_inv_gamma(x: f32) -> f32 {
     let x = x as f64;
     let shift = 11.0 / 200.0;
-    (if x <= 7827.0 / 2_500_000.0 { x * (323.0 / 25.0) } else { x.powf(1.0 / (12.0 / 5.0)) * (1.0 + shift) - shift }) as f32
+    (if x <= 7827.0 / 2_500_000.0 { x * (323.0 / 25.0) } else { x.powf(1.0 / (12.0 / 5.0)) * (1.0 + shift) - shift })
+        as f32
 }
 
 /// OpenCV's `softfloat` cube root (Turkowski): a rational approximation on the mantissa in
@@ -339,7 +354,9 @@ fn lab_tabs() -> &'static LabTabs {
             })
             .collect();
         let inv_scale = 1f32 / INV_GAMMA_TAB as f32;
-        let inv_gamma = (0..INV_GAMMA_TAB).map(|i| (255f32 * apply_inv_gamma(inv_scale * i as f32)).round_ties_even() as u8).collect();
+        let inv_gamma = (0..INV_GAMMA_TAB)
+            .map(|i| (255f32 * apply_inv_gamma(inv_scale * i as f32)).round_ties_even() as u8)
+            .collect();
         LabTabs { gamma, cbrt, coeffs, l_to_yf, ab_to_xz, inv_gamma, inv_coeffs }
     })
 }
@@ -354,7 +371,8 @@ fn lab_px<const CN: usize>(s: &[u8], d: &mut [u8], (ri, gi, bi): (usize, usize, 
     const H15: i32 = 1 << (LAB_SHIFT2 - 1);
     const AB0: i32 = 128 * (1 << LAB_SHIFT2) + H15;
     for (o, p) in d.chunks_exact_mut(3).zip(s.chunks_exact(CN)) {
-        let (r, g, b) = (t.gamma[p[ri] as usize] as i32, t.gamma[p[gi] as usize] as i32, t.gamma[p[bi] as usize] as i32);
+        let (r, g, b) =
+            (t.gamma[p[ri] as usize] as i32, t.gamma[p[gi] as usize] as i32, t.gamma[p[bi] as usize] as i32);
         // Indices stay below 3072 (coefficient rows sum to < 2^13); the mask only elides checks.
         let fx = cbrt[((r * c[0] + g * c[1] + b * c[2] + H12) >> LAB_SHIFT) as usize & 4095] as i32;
         let fy = cbrt[((r * c[3] + g * c[4] + b * c[5] + H12) >> LAB_SHIFT) as usize & 4095] as i32;
@@ -410,7 +428,9 @@ multiversion! {
 /// Float sRGB (0..1) to L (0..100), a, b.
 fn rgb_to_lab_f(r: f32, g: f32, b: f32) -> [f32; 3] {
     let (r, g, b) = (apply_gamma(r.clamp(0.0, 1.0)), apply_gamma(g.clamp(0.0, 1.0)), apply_gamma(b.clamp(0.0, 1.0)));
-    let m = |i: usize| ((SRGB2XYZ[i * 3] * r as f64 + SRGB2XYZ[i * 3 + 1] * g as f64 + SRGB2XYZ[i * 3 + 2] * b as f64) / D65[i]) as f32;
+    let m = |i: usize| {
+        ((SRGB2XYZ[i * 3] * r as f64 + SRGB2XYZ[i * 3 + 1] * g as f64 + SRGB2XYZ[i * 3 + 2] * b as f64) / D65[i]) as f32
+    };
     let (x, y, z) = (m(0), m(1), m(2));
     let th = 0.008856f32;
     let f = |t: f32| if t > th { t.cbrt() } else { 7.787 * t + 16.0 / 116.0 };
@@ -431,7 +451,9 @@ fn lab_to_rgb_f(l: f32, a: f32, b: f32) -> [f32; 3] {
     let finv = |f: f32| if f <= 0.206_893_03 { (f - 16.0 / 116.0) / 7.787 } else { f * f * f };
     let x = finv(a / 500.0 + fy) * D65[0] as f32;
     let z = finv(fy - b / 200.0) * D65[2] as f32;
-    let m = |i: usize| (XYZ2SRGB[i * 3] as f32 * x + XYZ2SRGB[i * 3 + 1] as f32 * y + XYZ2SRGB[i * 3 + 2] as f32 * z).clamp(0.0, 1.0);
+    let m = |i: usize| {
+        (XYZ2SRGB[i * 3] as f32 * x + XYZ2SRGB[i * 3 + 1] as f32 * y + XYZ2SRGB[i * 3 + 2] as f32 * z).clamp(0.0, 1.0)
+    };
     [apply_inv_gamma(m(0)), apply_inv_gamma(m(1)), apply_inv_gamma(m(2))]
 }
 
@@ -474,7 +496,13 @@ fn hsv_tabs() -> &'static ([i32; 256], [i32; 256]) {
 }
 
 #[inline(always)]
-fn hsv_px<const CN: usize>(s: &[u8], d: &mut [u8], (ri, gi, bi): (usize, usize, usize), sdiv: &[i32; 256], hdiv: &[i32; 256]) {
+fn hsv_px<const CN: usize>(
+    s: &[u8],
+    d: &mut [u8],
+    (ri, gi, bi): (usize, usize, usize),
+    sdiv: &[i32; 256],
+    hdiv: &[i32; 256],
+) {
     const HALF: i32 = 1 << (HSV_SHIFT - 1);
     // Selects rather than branches, and u8 table indices (no bounds checks).
     for (o, p) in d.chunks_exact_mut(3).zip(s.chunks_exact(CN)) {
@@ -515,12 +543,20 @@ fn hsv_u8(s: &[u8], d: &mut [u8], bgr: bool) {
 /// gathers read the tables). Returns how many leading pixels it converted; the caller does the rest.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn hsv_avx2(s: &[u8], d: &mut [u8], cn: usize, (ri, gi, bi): (usize, usize, usize), sdiv: &[i32; 256], hdiv: &[i32; 256]) -> usize {
+unsafe fn hsv_avx2(
+    s: &[u8],
+    d: &mut [u8],
+    cn: usize,
+    (ri, gi, bi): (usize, usize, usize),
+    sdiv: &[i32; 256],
+    hdiv: &[i32; 256],
+) -> usize {
     use std::arch::x86_64::*;
     // Loads read 32 bytes and the stores write 16: stay clear of both slice ends.
     let mut i = 0;
     // Dwords 0..3 and 3..6: with 3 channels, pixels 4..7 start at byte 12 of the second half.
-    let spread = if cn == 3 { _mm256_setr_epi32(0, 1, 2, 3, 3, 4, 5, 6) } else { _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) };
+    let spread =
+        if cn == 3 { _mm256_setr_epi32(0, 1, 2, 3, 3, 4, 5, 6) } else { _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) };
     // Per 128-bit half: byte `k * cn + c` of the half into the low byte of dword k.
     let pick = |c: usize| {
         let mut m = [-1i8; 32];
@@ -534,7 +570,9 @@ unsafe fn hsv_avx2(s: &[u8], d: &mut [u8], cn: usize, (ri, gi, bi): (usize, usiz
     let (mr, mg, mb) = (pick(ri), pick(gi), pick(bi));
     let half = _mm256_set1_epi32(1 << (HSV_SHIFT - 1));
     // Per 128-bit lane: bytes 0,1,2 of each of its four i32 (h | s << 8 | v << 16) packed to 12.
-    let pack = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    let pack = _mm256_setr_epi8(
+        0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
+    );
     while i * cn + 32 <= s.len() && i * 3 + 28 <= d.len() {
         let raw = _mm256_loadu_si256(s.as_ptr().add(i * cn) as *const __m256i);
         let raw = _mm256_permutevar8x32_epi32(raw, spread);
@@ -693,7 +731,11 @@ mod tests {
                 .map(|i| {
                     state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     // Ties between channels decide the hue formula; make them common.
-                    if i % 5 == 0 { 77 } else { (state >> 56) as u8 }
+                    if i % 5 == 0 {
+                        77
+                    } else {
+                        (state >> 56) as u8
+                    }
                 })
                 .collect();
             for bgr in [false, true] {
@@ -717,7 +759,11 @@ mod tests {
             let src: Vec<u8> = (0..n * cn)
                 .map(|i| {
                     state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    if i % 7 == 0 { 255 } else { (state >> 56) as u8 }
+                    if i % 7 == 0 {
+                        255
+                    } else {
+                        (state >> 56) as u8
+                    }
                 })
                 .collect();
             for bgr in [false, true] {

@@ -18,7 +18,13 @@ fn check_color<T: Pixel>(op: &'static str, img: &Image<T>, color: &[T]) -> Resul
 }
 
 /// `cv::rectangle` between corners `p1` and `p2` (inclusive); `thickness < 0` fills.
-pub fn rectangle<T: Pixel>(img: &mut Image<T>, p1: (i64, i64), p2: (i64, i64), color: &[T], thickness: i64) -> Result<()> {
+pub fn rectangle<T: Pixel>(
+    img: &mut Image<T>,
+    p1: (i64, i64),
+    p2: (i64, i64),
+    color: &[T],
+    thickness: i64,
+) -> Result<()> {
     check_color("rectangle", img, color)?;
     let (x0, x1) = (p1.0.min(p2.0), p1.0.max(p2.0));
     let (y0, y1) = (p1.1.min(p2.1), p1.1.max(p2.1));
@@ -29,7 +35,8 @@ pub fn rectangle<T: Pixel>(img: &mut Image<T>, p1: (i64, i64), p2: (i64, i64), c
     for y in y0c - half..=y1c + half {
         for x in x0c - half..=x1c + half {
             let inside = x >= x0 && x <= x1 && y >= y0 && y <= y1;
-            let on_edge = (x - x0).abs() <= half || (x - x1).abs() <= half || (y - y0).abs() <= half || (y - y1).abs() <= half;
+            let on_edge =
+                (x - x0).abs() <= half || (x - x1).abs() <= half || (y - y0).abs() <= half || (y - y1).abs() <= half;
             if (thickness < 0 && inside) || (thickness >= 0 && on_edge) {
                 put(img, x, y, color);
             }
@@ -39,7 +46,13 @@ pub fn rectangle<T: Pixel>(img: &mut Image<T>, p1: (i64, i64), p2: (i64, i64), c
 }
 
 /// `cv::circle` of integer `radius` about `center`; `thickness < 0` fills the disc.
-pub fn circle<T: Pixel>(img: &mut Image<T>, center: (i64, i64), radius: i64, color: &[T], thickness: i64) -> Result<()> {
+pub fn circle<T: Pixel>(
+    img: &mut Image<T>,
+    center: (i64, i64),
+    radius: i64,
+    color: &[T],
+    thickness: i64,
+) -> Result<()> {
     check_color("circle", img, color)?;
     if radius < 0 {
         return Err(bad("circle", "radius must be non-negative"));
@@ -50,7 +63,8 @@ pub fn circle<T: Pixel>(img: &mut Image<T>, center: (i64, i64), radius: i64, col
     for dy in -reach..=reach {
         for dx in -reach..=reach {
             let d = ((dx * dx + dy * dy) as f64).sqrt();
-            let hit = if thickness < 0 { (dx * dx + dy * dy) as f64 <= r * r + r * 0.5 } else { (d - r).abs() <= t / 2.0 };
+            let hit =
+                if thickness < 0 { (dx * dx + dy * dy) as f64 <= r * r + r * 0.5 } else { (d - r).abs() <= t / 2.0 };
             if hit {
                 put(img, center.0 + dx, center.1 + dy, color);
             }

@@ -2,9 +2,9 @@
 use crate::border::BorderType;
 use crate::error::{bad, Result};
 use crate::filter::{filter_2d, separable};
+use crate::image::{Image, Pixel};
 use crate::kernels8;
 use crate::parallel::par_rows;
-use crate::image::{Image, Pixel};
 
 /// `cv::getDerivKernels` integer Sobel kernel of `order` for `ksize` (1 means 3 for order > 0).
 pub(crate) fn sobel_kernel(order: usize, ksize: usize) -> Vec<i32> {
@@ -74,11 +74,20 @@ pub fn sobel(src: &Image<u8>, dx: usize, dy: usize, ksize: usize, border: Border
 }
 
 /// `cv::Sobel` into float with a `scale` (as used by corner detectors).
-pub fn sobel_f32<T: Pixel>(src: &Image<T>, dx: usize, dy: usize, ksize: usize, scale: f32, border: BorderType) -> Result<Image<f32>> {
+pub fn sobel_f32<T: Pixel>(
+    src: &Image<T>,
+    dx: usize,
+    dy: usize,
+    ksize: usize,
+    scale: f32,
+    border: BorderType,
+) -> Result<Image<f32>> {
     src.check("sobel")?;
     check_deriv("sobel", dx, dy, ksize)?;
-    let kx: Vec<f32> = sobel_kernel(dx, if ksize == 1 && dx == 0 { 1 } else { ksize }).iter().map(|&v| v as f32).collect();
-    let ky: Vec<f32> = sobel_kernel(dy, if ksize == 1 && dy == 0 { 1 } else { ksize }).iter().map(|&v| v as f32 * scale).collect();
+    let kx: Vec<f32> =
+        sobel_kernel(dx, if ksize == 1 && dx == 0 { 1 } else { ksize }).iter().map(|&v| v as f32).collect();
+    let ky: Vec<f32> =
+        sobel_kernel(dy, if ksize == 1 && dy == 0 { 1 } else { ksize }).iter().map(|&v| v as f32 * scale).collect();
     crate::filter::sep_filter_2d(src, &kx, &ky, 0.0, border)
 }
 
@@ -100,7 +109,8 @@ pub fn laplacian(src: &Image<u8>, ksize: usize, border: BorderType) -> Result<Im
         return Err(bad("laplacian", format!("ksize {ksize} must be odd and <= 31")));
     }
     if ksize <= 3 {
-        let k: [f32; 9] = if ksize == 1 { [0., 1., 0., 1., -4., 1., 0., 1., 0.] } else { [2., 0., 2., 0., -8., 0., 2., 0., 2.] };
+        let k: [f32; 9] =
+            if ksize == 1 { [0., 1., 0., 1., -4., 1., 0., 1., 0.] } else { [2., 0., 2., 0., -8., 0., 2., 0., 2.] };
         let f = src.to_f32();
         let out = filter_2d(&f, &k, 3, 3, 0.0, border)?;
         return Ok(out.map(i16::from_f32));
@@ -183,7 +193,7 @@ pub(crate) fn canny_generic(src: &Image<u8>, lo: i64, hi: i64, aperture: usize, 
     });
     let (lo, hi) = (lo.clamp(-1, i32::MAX as i64) as i32, hi.clamp(-1, i32::MAX as i64) as i32);
     const TG22: i64 = 13573; // tan(22.5°) in Q15
-    // 0: none, 1: weak candidate, 2: strong
+                             // 0: none, 1: weak candidate, 2: strong
     let mut class = vec![0u8; w * h];
     par_rows(&mut class, w, |y0, band| {
         for (i, crow) in band.chunks_mut(w).enumerate() {
@@ -206,7 +216,8 @@ pub(crate) fn canny_generic(src: &Image<u8>, lo: i64, hi: i64, aperture: usize, 
                         m > mag[j - mw] && m >= mag[j + mw]
                     } else {
                         let s: isize = if (xs ^ ys) < 0 { -1 } else { 1 };
-                        m > mag[(j as isize - mw as isize - s) as usize] && m > mag[(j as isize + mw as isize + s) as usize]
+                        m > mag[(j as isize - mw as isize - s) as usize]
+                            && m > mag[(j as isize + mw as isize + s) as usize]
                     }
                 };
                 if keep {

@@ -779,7 +779,11 @@ mod tests {
             .map(|i| {
                 state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 // Runs of equal values (ties) mixed with noise.
-                if i % 7 < 3 { 100 } else { (state >> 56) as u8 }
+                if i % 7 < 3 {
+                    100
+                } else {
+                    (state >> 56) as u8
+                }
             })
             .collect();
         Image::from_vec(w, h, cn, data).unwrap()

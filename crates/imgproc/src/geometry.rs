@@ -71,7 +71,9 @@ pub fn resize<T: Pixel>(src: &Image<T>, (dw, dh): (usize, usize), interp: Interp
                 Ok(resize_area(src, dw, dh, scale_x, scale_y))
             }
         }
-        Interpolation::Area | Interpolation::Linear => Ok(resize_generic(src, dw, dh, scale_x, scale_y, inv_sx, inv_sy, 2, interp == Interpolation::Area)),
+        Interpolation::Area | Interpolation::Linear => {
+            Ok(resize_generic(src, dw, dh, scale_x, scale_y, inv_sx, inv_sy, 2, interp == Interpolation::Area))
+        }
         Interpolation::Cubic => Ok(resize_generic(src, dw, dh, scale_x, scale_y, inv_sx, inv_sy, 4, false)),
     }
 }
@@ -120,7 +122,16 @@ fn q(v: f32) -> i32 {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn resize_linear_u8(src: &Image<u8>, dw: usize, dh: usize, sx: f64, sy: f64, isx: f64, isy: f64, area: bool) -> Image<u8> {
+fn resize_linear_u8(
+    src: &Image<u8>,
+    dw: usize,
+    dh: usize,
+    sx: f64,
+    sy: f64,
+    isx: f64,
+    isy: f64,
+    area: bool,
+) -> Image<u8> {
     let (sw, sh, cn) = (src.width(), src.height(), src.channels());
     let (xo, xw) = axis_taps(sw, dw, sx, isx, 2, area, true);
     let (yo, yw) = axis_taps(sh, dh, sy, isy, 2, area, false);
@@ -138,7 +149,10 @@ fn resize_cubic_u8(src: &Image<u8>, dw: usize, dh: usize, sx: f64, sy: f64) -> I
     let (xo, xw) = axis_taps(sw, dw, sx, 1.0 / sx, 4, false, true);
     let (yo, yw) = axis_taps(sh, dh, sy, 1.0 / sy, 4, false, false);
     let taps = resize8::Taps::<4> {
-        ofs: xo.iter().map(|&o| std::array::from_fn(|k| ((o + k as isize).clamp(0, sw as isize - 1) as usize * cn) as u32)).collect(),
+        ofs: xo
+            .iter()
+            .map(|&o| std::array::from_fn(|k| ((o + k as isize).clamp(0, sw as isize - 1) as usize * cn) as u32))
+            .collect(),
         w: xw.iter().map(|w| w.map(q)).collect(),
     };
     let yw: Vec<[i32; 4]> = yw.iter().map(|w| w.map(q)).collect();
@@ -155,7 +169,15 @@ fn interpolate_cubic(x: f32) -> [f32; 4] {
 
 /// Source index (first tap) and float weights along one axis, as `cv::resize` computes them
 /// (`clamp`: the horizontal axis, where OpenCV moves bilinear taps inside the image).
-fn axis_taps(ssize: usize, dsize: usize, scale: f64, inv_scale: f64, ksize: usize, area_mode: bool, clamp: bool) -> (Vec<isize>, Vec<[f32; 4]>) {
+fn axis_taps(
+    ssize: usize,
+    dsize: usize,
+    scale: f64,
+    inv_scale: f64,
+    ksize: usize,
+    area_mode: bool,
+    clamp: bool,
+) -> (Vec<isize>, Vec<[f32; 4]>) {
     let mut ofs = Vec::with_capacity(dsize);
     let mut w = Vec::with_capacity(dsize);
     for d in 0..dsize {
@@ -189,7 +211,17 @@ fn axis_taps(ssize: usize, dsize: usize, scale: f64, inv_scale: f64, ksize: usiz
 }
 
 #[allow(clippy::too_many_arguments)]
-fn resize_generic<T: Pixel>(src: &Image<T>, dw: usize, dh: usize, sx: f64, sy: f64, isx: f64, isy: f64, ksize: usize, area_mode: bool) -> Image<T> {
+fn resize_generic<T: Pixel>(
+    src: &Image<T>,
+    dw: usize,
+    dh: usize,
+    sx: f64,
+    sy: f64,
+    isx: f64,
+    isy: f64,
+    ksize: usize,
+    area_mode: bool,
+) -> Image<T> {
     let (sw, sh, cn) = (src.width(), src.height(), src.channels());
     let (xo, xw) = axis_taps(sw, dw, sx, isx, ksize, area_mode, true);
     let (yo, yw) = axis_taps(sh, dh, sy, isy, ksize, area_mode, false);
@@ -434,7 +466,13 @@ pub fn warp_affine<T: Pixel>(
         Interpolation::Linear | Interpolation::Area if as_u8(src).is_some() => {
             // 2 channels: OpenCV's fixed-point remap.
             let s8 = as_u8(src).expect("checked");
-            let d8 = crate::remap8::warp_linear_remap_u8(s8, &inv, (dw, dh), border == BorderType::Replicate, u8::from_f64(border_value));
+            let d8 = crate::remap8::warp_linear_remap_u8(
+                s8,
+                &inv,
+                (dw, dh),
+                border == BorderType::Replicate,
+                u8::from_f64(border_value),
+            );
             return Ok(from_u8(d8));
         }
         _ => {

@@ -224,7 +224,12 @@ impl<T: Pixel> Image<T> {
     }
     /// Same geometry, new pixel type, element by element.
     pub fn map<U: Pixel>(&self, f: impl Fn(T) -> U) -> Image<U> {
-        Image { width: self.width, height: self.height, channels: self.channels, data: self.data.iter().map(|&v| f(v)).collect() }
+        Image {
+            width: self.width,
+            height: self.height,
+            channels: self.channels,
+            data: self.data.iter().map(|&v| f(v)).collect(),
+        }
     }
     /// The image as f32 values (no scaling).
     pub fn to_f32(&self) -> Image<f32> {
@@ -317,12 +322,9 @@ impl Image<u8> {
             D::ImageLuma8(i) => i.into(),
             D::ImageRgb8(i) => i.into(),
             D::ImageRgba8(i) => i.into(),
-            D::ImageLumaA8(i) => Image {
-                width: i.width() as usize,
-                height: i.height() as usize,
-                channels: 2,
-                data: i.as_raw().clone(),
-            },
+            D::ImageLumaA8(i) => {
+                Image { width: i.width() as usize, height: i.height() as usize, channels: 2, data: i.as_raw().clone() }
+            }
             other => {
                 if other.color().has_color() {
                     if other.color().has_alpha() {
@@ -367,7 +369,9 @@ impl Image<f32> {
         let (w, h) = (self.width as u32, self.height as u32);
         match self.channels {
             3 => image::DynamicImage::ImageRgb32F(image::ImageBuffer::from_raw(w, h, self.data.clone()).expect("size")),
-            4 => image::DynamicImage::ImageRgba32F(image::ImageBuffer::from_raw(w, h, self.data.clone()).expect("size")),
+            4 => {
+                image::DynamicImage::ImageRgba32F(image::ImageBuffer::from_raw(w, h, self.data.clone()).expect("size"))
+            }
             _ => {
                 let planes = self.split();
                 let g: Vec<f32> = planes[0].data.clone();

@@ -21,7 +21,8 @@ multiversion! {
 pub(crate) fn magic_div(d: u32, max: u32) -> Option<(u32, u32)> {
     (16..32).find_map(|s| {
         let m = (1u64 << s).div_ceil(d as u64);
-        (m * max as u64 <= u32::MAX as u64 && (0..=max).all(|n| ((n as u64 * m) >> s) as u32 == n / d)).then_some((m as u32, s))
+        (m * max as u64 <= u32::MAX as u64 && (0..=max).all(|n| ((n as u64 * m) >> s) as u32 == n / d))
+            .then_some((m as u32, s))
     })
 }
 

@@ -5,7 +5,6 @@
 //! OpenCV would reject is an [`Error`] rather than a panic. 8-bit results reproduce OpenCV's
 //! fixed-point arithmetic so that they are byte-identical to `cv2` (see `tests/it/golden.rs`).
 
-mod simd;
 pub mod bench;
 mod border;
 mod canny;
@@ -18,14 +17,15 @@ pub mod filter;
 pub mod geometry;
 pub mod hist;
 mod image;
-pub mod limits;
 mod kernels8;
+pub mod limits;
 pub mod morphology;
 pub mod npy;
 mod parallel;
 mod remap8;
 mod resize8;
 pub mod segment;
+mod simd;
 pub mod threshold;
 mod warp8;
 
@@ -34,8 +34,8 @@ pub use color::{cvt_color, ColorConversion};
 pub use draw::{circle, rectangle};
 pub use edges::{canny, laplacian, scharr, sobel};
 pub use error::{Error, Result};
-pub use features::sift::{match_ratio, sift_detect, sift_detect_and_compute, KeyPoint};
 pub use features::harris::{corner_harris, corner_min_eigen_val, good_features_to_track};
+pub use features::sift::{match_ratio, sift_detect, sift_detect_and_compute, KeyPoint};
 pub use filter::{blur, box_filter, filter_2d, gaussian_blur, get_gaussian_kernel, median_blur, sep_filter_2d};
 pub use geometry::{get_rotation_matrix_2d, resize, warp_affine, Interpolation};
 pub use hist::{calc_hist, convert_scale_abs, equalize_hist, lut};

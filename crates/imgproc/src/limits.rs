@@ -26,7 +26,10 @@ pub(crate) fn check_output_size(op: &'static str, w: usize, h: usize) -> Result<
         Some(n) if n <= MAX_PIXELS => Ok(()),
         _ => Err(bad(
             op,
-            format!("destination size {w}x{h} = {} pixels is more than the limit of {MAX_PIXELS}", (w as u128) * (h as u128)),
+            format!(
+                "destination size {w}x{h} = {} pixels is more than the limit of {MAX_PIXELS}",
+                (w as u128) * (h as u128)
+            ),
         )),
     }
 }

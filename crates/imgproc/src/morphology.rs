@@ -3,8 +3,8 @@ use crate::border::border_interpolate;
 use crate::border::BorderType;
 use crate::error::{bad, Result};
 use crate::filter::{as_u8, from_u8, separable, RowPadder};
-use crate::kernels8;
 use crate::image::{Image, Pixel};
+use crate::kernels8;
 use crate::parallel::par_rows;
 
 /// `cv::MorphShapes`.
@@ -108,7 +108,8 @@ fn morph_u8(src: &Image<u8>, kernel: &Image<u8>, dilate: bool) -> Image<u8> {
     let mut uniq: Vec<(usize, usize)> = runs.iter().flatten().copied().collect();
     uniq.sort_unstable();
     uniq.dedup();
-    let row_runs: Vec<Vec<usize>> = runs.iter().map(|r| r.iter().map(|run| uniq.binary_search(run).expect("listed")).collect()).collect();
+    let row_runs: Vec<Vec<usize>> =
+        runs.iter().map(|r| r.iter().map(|run| uniq.binary_search(run).expect("listed")).collect()).collect();
     let padder = RowPadder::new(w, cn, kw, ax, BorderType::Constant);
     let rl = w * cn;
     let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
@@ -158,7 +159,19 @@ fn morph<T: Pixel>(src: &Image<T>, kernel: &Image<u8>, dilate: bool) -> Image<T>
     let (ax, ay) = (kw / 2, kh / 2);
     // Outside pixels take the identity value, so they never win (OpenCV's default border).
     let ident = if dilate { T::MIN } else { T::MAX };
-    let pick = move |a: T, b: T| if dilate { if b > a { b } else { a } } else if b < a { b } else { a };
+    let pick = move |a: T, b: T| {
+        if dilate {
+            if b > a {
+                b
+            } else {
+                a
+            }
+        } else if b < a {
+            b
+        } else {
+            a
+        }
+    };
     let runs = kernel_runs(kernel);
     let padder = RowPadder::new(w, cn, kw, ax, BorderType::Constant);
     let rl = w * cn;
@@ -171,7 +184,8 @@ fn morph<T: Pixel>(src: &Image<T>, kernel: &Image<u8>, dilate: bool) -> Image<T>
             let y = y0 + yy;
             out.fill(ident);
             for (i, row_runs) in runs.iter().enumerate() {
-                let Some(sy) = border_interpolate(y as isize + i as isize - ay as isize, h, BorderType::Constant) else {
+                let Some(sy) = border_interpolate(y as isize + i as isize - ay as isize, h, BorderType::Constant)
+                else {
                     continue;
                 };
                 if row_runs.is_empty() {

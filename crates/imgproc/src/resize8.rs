@@ -40,7 +40,10 @@ fn hcubic<const CN: usize>(row: &[u8], t: &Taps<4>, out: &mut [i32]) {
         if ofs[3] as usize == o0 + 3 * CN {
             let p = &row[o0..o0 + 4 * CN];
             for c in 0..CN {
-                o[c] = p[c] as i32 * w[0] + p[CN + c] as i32 * w[1] + p[2 * CN + c] as i32 * w[2] + p[3 * CN + c] as i32 * w[3];
+                o[c] = p[c] as i32 * w[0]
+                    + p[CN + c] as i32 * w[1]
+                    + p[2 * CN + c] as i32 * w[2]
+                    + p[3 * CN + c] as i32 * w[3];
             }
         } else {
             let px = |k: usize| &row[ofs[k] as usize..ofs[k] as usize + CN];
@@ -178,7 +181,10 @@ mod x86 {
                 let v = _mm_set_epi64x(hi as i64, lo as i64);
                 let wa = _mm_set1_epi32((w[0] & 0xffff) | (w[1] << 16));
                 let wb = _mm_set1_epi32((w[2] & 0xffff) | (w[3] << 16));
-                let sum = _mm_add_epi32(_mm_madd_epi16(_mm_shuffle_epi8(v, ma), wa), _mm_madd_epi16(_mm_shuffle_epi8(v, mb), wb));
+                let sum = _mm_add_epi32(
+                    _mm_madd_epi16(_mm_shuffle_epi8(v, ma), wa),
+                    _mm_madd_epi16(_mm_shuffle_epi8(v, mb), wb),
+                );
                 o[0] = _mm_cvtsi128_si32(sum);
                 o[1] = _mm_extract_epi32::<1>(sum);
                 o[2] = _mm_extract_epi32::<2>(sum);
@@ -264,7 +270,14 @@ impl<B: Copy + Default, const K: usize> RowCache<B, K> {
 
 /// Separable 8-bit linear resize: `yofs[dy]` the first source row (unclamped: OpenCV clamps rows,
 /// not weights, vertically) and `yw[dy]` the 11-bit vertical weights.
-pub(crate) fn resize_linear(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<2>, yofs: &[isize], yw: &[[i32; 2]]) -> Image<u8> {
+pub(crate) fn resize_linear(
+    src: &Image<u8>,
+    dw: usize,
+    dh: usize,
+    xt: &Taps<2>,
+    yofs: &[isize],
+    yw: &[[i32; 2]],
+) -> Image<u8> {
     let (sh, cn) = (src.height(), src.channels());
     let rl = dw * cn;
     let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
@@ -282,7 +295,14 @@ pub(crate) fn resize_linear(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<2>,
 }
 
 /// Separable 8-bit bicubic resize (`yofs[dy]`: first of the 4 source rows, unclamped).
-pub(crate) fn resize_cubic(src: &Image<u8>, dw: usize, dh: usize, xt: &Taps<4>, yofs: &[isize], yw: &[[i32; 4]]) -> Image<u8> {
+pub(crate) fn resize_cubic(
+    src: &Image<u8>,
+    dw: usize,
+    dh: usize,
+    xt: &Taps<4>,
+    yofs: &[isize],
+    yw: &[[i32; 4]],
+) -> Image<u8> {
     let (sh, cn) = (src.height(), src.channels());
     let rl = dw * cn;
     let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
@@ -542,7 +562,10 @@ mod tests {
             hcubic::<3>(&row, &t4, &mut b);
             assert_eq!(a, b, "cubic {sw}->{dw}");
             let t2 = taps::<2>(sw, dw, 9);
-            let t2 = Taps::<2> { ofs: t2.ofs, w: t2.w.iter().map(|w| [w[0].abs() % 2049, 2048 - w[0].abs() % 2049]).collect() };
+            let t2 = Taps::<2> {
+                ofs: t2.ofs,
+                w: t2.w.iter().map(|w| [w[0].abs() % 2049, 2048 - w[0].abs() % 2049]).collect(),
+            };
             let (mut a, mut b) = (vec![0i16; dw * 3], vec![0i16; dw * 3]);
             hlinear_any(&row, &t2, &linear3_plan(&t2, row.len()), &mut a, 3);
             hlinear::<3>(&row, &t2, &mut b);

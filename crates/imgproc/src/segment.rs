@@ -34,7 +34,15 @@ fn dist2(a: &[f32], b: &[f32]) -> f64 {
 
 /// `cv::kmeans` with `KMEANS_PP_CENTERS`: `data` holds `n` samples of `dims` values; the best of
 /// `attempts` runs (each up to `max_iter` Lloyd iterations or until centres move less than `eps`).
-pub fn kmeans(data: &[f32], dims: usize, k: usize, max_iter: usize, eps: f64, attempts: usize, seed: u64) -> Result<KmeansResult> {
+pub fn kmeans(
+    data: &[f32],
+    dims: usize,
+    k: usize,
+    max_iter: usize,
+    eps: f64,
+    attempts: usize,
+    seed: u64,
+) -> Result<KmeansResult> {
     if dims == 0 || data.is_empty() || !data.len().is_multiple_of(dims) {
         return Err(bad("kmeans", "data must hold a positive whole number of samples"));
     }
@@ -267,7 +275,9 @@ pub fn split_merge<T: Pixel>(src: &Image<T>, split_range: f64, min_size: usize, 
         }
         if hi - lo > split_range && (bw > min_size || bh > min_size) && bw * bh > 1 {
             let (hw, hh) = (bw.div_ceil(2), bh.div_ceil(2));
-            for (ox, oy, ow, oh) in [(0, 0, hw, hh), (hw, 0, bw - hw, hh), (0, hh, hw, bh - hh), (hw, hh, bw - hw, bh - hh)] {
+            for (ox, oy, ow, oh) in
+                [(0, 0, hw, hh), (hw, 0, bw - hw, hh), (0, hh, hw, bh - hh), (hw, hh, bw - hw, bh - hh)]
+            {
                 if ow > 0 && oh > 0 {
                     stack.push((x + ox, y + oy, ow, oh));
                 }

@@ -3,10 +3,10 @@
 use crate::border::BorderType;
 use crate::error::{bad, Result};
 use crate::filter::{as_u8, blur, from_u8, gaussian_kernels, sep_filter_u8_via_f32};
-use crate::parallel::par_rows;
-use crate::simd::multiversion;
 use crate::hist::histogram;
 use crate::image::{Image, Pixel};
+use crate::parallel::par_rows;
+use crate::simd::multiversion;
 
 /// `cv::ThresholdTypes` without the automatic flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,11 +66,41 @@ pub fn threshold<T: Pixel>(
     let out = src.map(|v| {
         let above = v.to_f64() > t;
         match ty {
-            ThresholdType::Binary => if above { mv } else { T::default() },
-            ThresholdType::BinaryInv => if above { T::default() } else { mv },
-            ThresholdType::Trunc => if above { tt } else { v },
-            ThresholdType::ToZero => if above { v } else { T::default() },
-            ThresholdType::ToZeroInv => if above { T::default() } else { v },
+            ThresholdType::Binary => {
+                if above {
+                    mv
+                } else {
+                    T::default()
+                }
+            }
+            ThresholdType::BinaryInv => {
+                if above {
+                    T::default()
+                } else {
+                    mv
+                }
+            }
+            ThresholdType::Trunc => {
+                if above {
+                    tt
+                } else {
+                    v
+                }
+            }
+            ThresholdType::ToZero => {
+                if above {
+                    v
+                } else {
+                    T::default()
+                }
+            }
+            ThresholdType::ToZeroInv => {
+                if above {
+                    T::default()
+                } else {
+                    v
+                }
+            }
         }
     });
     Ok((t, out))
@@ -104,7 +134,9 @@ fn threshold_u8(src: &Image<u8>, thresh: f64, maxval: f64, ty: ThresholdType) ->
     let t = it as u8;
     let mut dst = Image::<u8>::new(src.width(), src.height(), src.channels()).expect("channels");
     let rl = src.row_len();
-    par_rows(dst.data_mut(), rl, |y0, band| threshold_run(&src.data()[y0 * rl..y0 * rl + band.len()], band, t, imax, ty));
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        threshold_run(&src.data()[y0 * rl..y0 * rl + band.len()], band, t, imax, ty)
+    });
     (it as f64, dst)
 }
 

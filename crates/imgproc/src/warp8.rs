@@ -80,8 +80,27 @@ struct Scratch<const CN: usize> {
 /// Rows `y0..` (one per `rl`-long row of `band`), columns `xs..xe` of a `width`-wide warp.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn linear_band<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y0: usize, band: &mut [u8], rl: usize, xs: usize, xe: usize, width: usize, replicate: bool, bval: u8, avx2: bool) {
-    let mut sc = Scratch::<CN> { sx: [0.0; CHUNK], sy: [0.0; CHUNK], ixs: [0; CHUNK], iys: [0; CHUNK], words: [[0; CHUNK]; 4], res: [[0; CHUNK]; CN] };
+fn linear_band<const CN: usize>(
+    s: &WarpSrc,
+    m: &[f32; 6],
+    y0: usize,
+    band: &mut [u8],
+    rl: usize,
+    xs: usize,
+    xe: usize,
+    width: usize,
+    replicate: bool,
+    bval: u8,
+    avx2: bool,
+) {
+    let mut sc = Scratch::<CN> {
+        sx: [0.0; CHUNK],
+        sy: [0.0; CHUNK],
+        ixs: [0; CHUNK],
+        iys: [0; CHUNK],
+        words: [[0; CHUNK]; 4],
+        res: [[0; CHUNK]; CN],
+    };
     for (i, row) in band.chunks_mut(rl).enumerate() {
         linear_row::<CN>(s, m, y0 + i, xs, width, &mut row[xs * CN..xe * CN], replicate, bval, avx2, &mut sc);
     }
@@ -89,7 +108,18 @@ fn linear_band<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y0: usize, band: &mut
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, width: usize, out: &mut [u8], replicate: bool, bval: u8, avx2: bool, sc: &mut Scratch<CN>) {
+fn linear_row<const CN: usize>(
+    s: &WarpSrc,
+    m: &[f32; 6],
+    y: usize,
+    xs: usize,
+    width: usize,
+    out: &mut [u8],
+    replicate: bool,
+    bval: u8,
+    avx2: bool,
+    sc: &mut Scratch<CN>,
+) {
     let (w, h) = (s.w as i32, s.h as i32);
     let stride = s.w * CN;
     let dw = out.len() / CN;
@@ -115,7 +145,9 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, w
         let dst = &mut out[x0 * CN..(x0 + n) * CN];
         if !replicate {
             // a chunk wholly outside the source (frequent around rotations) is just the border
-            let touches = (0..n).fold(false, |t, i| t | (((ixs[i] + 1) as u32) < (w + 1) as u32 && ((iys[i] + 1) as u32) < (h + 1) as u32));
+            let touches = (0..n).fold(false, |t, i| {
+                t | (((ixs[i] + 1) as u32) < (w + 1) as u32 && ((iys[i] + 1) as u32) < (h + 1) as u32)
+            });
             if !touches {
                 dst.fill(bval);
                 continue;
@@ -134,25 +166,26 @@ fn linear_row<const CN: usize>(s: &WarpSrc, m: &[f32; 6], y: usize, xs: usize, w
             }
             let (ix, iy) = (ixs[i], iys[i]);
             let o = (iy as isize * stride as isize + ix as isize * CN as isize) as usize;
-            let (top, bot) = if (ix as u32) < (w - 1) as u32 && (iy as u32) < (h - 1) as u32 && o + stride + 8 <= data.len() {
-                let t = u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"));
-                let b = u64::from_le_bytes(data[o + stride..o + stride + 8].try_into().expect("8 bytes"));
-                (t, b)
-            } else if !replicate && ((ix + 1) as u32 >= (w + 1) as u32 || (iy + 1) as u32 >= (h + 1) as u32) {
-                let v = pair_word::<CN>(|_| bval);
-                (v, v)
-            } else {
-                let fetch = |xx: i32, yy: i32, c: usize| -> u8 {
-                    if (xx as u32) < w as u32 && (yy as u32) < h as u32 || replicate {
-                        data[yy.clamp(0, h - 1) as usize * stride + xx.clamp(0, w - 1) as usize * CN + c]
-                    } else {
-                        bval
-                    }
+            let (top, bot) =
+                if (ix as u32) < (w - 1) as u32 && (iy as u32) < (h - 1) as u32 && o + stride + 8 <= data.len() {
+                    let t = u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"));
+                    let b = u64::from_le_bytes(data[o + stride..o + stride + 8].try_into().expect("8 bytes"));
+                    (t, b)
+                } else if !replicate && ((ix + 1) as u32 >= (w + 1) as u32 || (iy + 1) as u32 >= (h + 1) as u32) {
+                    let v = pair_word::<CN>(|_| bval);
+                    (v, v)
+                } else {
+                    let fetch = |xx: i32, yy: i32, c: usize| -> u8 {
+                        if (xx as u32) < w as u32 && (yy as u32) < h as u32 || replicate {
+                            data[yy.clamp(0, h - 1) as usize * stride + xx.clamp(0, w - 1) as usize * CN + c]
+                        } else {
+                            bval
+                        }
+                    };
+                    let t = pair_word::<CN>(|k| fetch(ix + (k / CN) as i32, iy, k % CN));
+                    let b = pair_word::<CN>(|k| fetch(ix + (k / CN) as i32, iy + 1, k % CN));
+                    (t, b)
                 };
-                let t = pair_word::<CN>(|k| fetch(ix + (k / CN) as i32, iy, k % CN));
-                let b = pair_word::<CN>(|k| fetch(ix + (k / CN) as i32, iy + 1, k % CN));
-                (t, b)
-            };
             words[0][i] = top as u32;
             words[1][i] = (top >> 32) as u32;
             words[2][i] = bot as u32;
@@ -214,7 +247,14 @@ mod x86 {
     /// scalar loop would, with the offsets and bounds done 8 at a time and no per-pixel checks.
     /// (AVX2 gathers were slower here on AMD Zen 3.) Returns a bit per pixel done.
     #[target_feature(enable = "avx2")]
-    pub(super) fn inner_words<const CN: usize>(data: &[u8], stride: usize, (w, h): (i32, i32), ixs: &[i32], iys: &[i32], words: &mut [[u32; CHUNK]; 4]) -> u64 {
+    pub(super) fn inner_words<const CN: usize>(
+        data: &[u8],
+        stride: usize,
+        (w, h): (i32, i32),
+        ixs: &[i32],
+        iys: &[i32],
+        words: &mut [[u32; CHUNK]; 4],
+    ) -> u64 {
         let n = ixs.len().min(iys.len()).min(CHUNK);
         // Offsets are i32 lanes: only for sources under 2 GiB; and a source without a second
         // row plus 8 bytes has no pixel this path may read.
@@ -229,13 +269,19 @@ mod x86 {
         while i + 8 <= n {
             // SAFETY: i + 8 <= n, within both slices.
             let (ix, iy) = unsafe {
-                (_mm256_loadu_si256(ixs[i..i + 8].as_ptr() as *const __m256i), _mm256_loadu_si256(iys[i..i + 8].as_ptr() as *const __m256i))
+                (
+                    _mm256_loadu_si256(ixs[i..i + 8].as_ptr() as *const __m256i),
+                    _mm256_loadu_si256(iys[i..i + 8].as_ptr() as *const __m256i),
+                )
             };
             let o = _mm256_add_epi32(_mm256_mullo_epi32(iy, vstride), _mm256_mullo_epi32(ix, vcn));
             // 0 <= ix < w - 1, 0 <= iy < h - 1, o <= len - stride - 8 (signed compares).
             let neg = _mm256_or_si256(_mm256_or_si256(ix, iy), o);
             let out = _mm256_or_si256(
-                _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_add_epi32(ix, _mm256_set1_epi32(1)), wm1), _mm256_cmpgt_epi32(_mm256_add_epi32(iy, _mm256_set1_epi32(1)), hm1)),
+                _mm256_or_si256(
+                    _mm256_cmpgt_epi32(_mm256_add_epi32(ix, _mm256_set1_epi32(1)), wm1),
+                    _mm256_cmpgt_epi32(_mm256_add_epi32(iy, _mm256_set1_epi32(1)), hm1),
+                ),
                 _mm256_or_si256(_mm256_cmpgt_epi32(o, limit), _mm256_srai_epi32::<31>(neg)),
             );
             if _mm256_testz_si256(out, out) == 1 {
@@ -283,12 +329,20 @@ mod tests {
         for (w, h) in [(131, 67), (2, 2), (1, 3), (3, 1), (5, 2)] {
             let src: Vec<u8> = (0..w * h * 4).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
             let (c, s) = (0.3f32.cos() * 1.1, 0.3f32.sin() * 1.1);
-            for m in [[c, -s, 20.0, s, c, -9.0], [1.0, 0.0, 0.5, 0.0, 1.0, -0.25], [0.9, 0.2, -3.0, -0.1, 1.2, 4.0], [0.1, 0.0, 0.2, 0.0, 0.1, 0.1]] {
+            for m in [
+                [c, -s, 20.0, s, c, -9.0],
+                [1.0, 0.0, 0.5, 0.0, 1.0, -0.25],
+                [0.9, 0.2, -3.0, -0.1, 1.2, 4.0],
+                [0.1, 0.0, 0.2, 0.0, 0.1, 0.1],
+            ] {
                 for replicate in [false, true] {
                     let (s1, s3) = (&src[..w * h], &src[..w * h * 3]);
                     assert_eq!(band::<1>(s1, (w, h), &m, replicate, true), band::<1>(s1, (w, h), &m, replicate, false));
                     assert_eq!(band::<3>(s3, (w, h), &m, replicate, true), band::<3>(s3, (w, h), &m, replicate, false));
-                    assert_eq!(band::<4>(&src, (w, h), &m, replicate, true), band::<4>(&src, (w, h), &m, replicate, false));
+                    assert_eq!(
+                        band::<4>(&src, (w, h), &m, replicate, true),
+                        band::<4>(&src, (w, h), &m, replicate, false)
+                    );
                 }
             }
         }

@@ -112,7 +112,12 @@ fn segment(b: SegmentBench) -> Result<()> {
                 "median_s_per_image": med, "runs_s": t})
         );
     } else {
-        println!("segment {} ({}) threads {threads}: median {:.1} ms per image", b.image.display(), seg.kind_name(), med * 1e3);
+        println!(
+            "segment {} ({}) threads {threads}: median {:.1} ms per image",
+            b.image.display(),
+            seg.kind_name(),
+            med * 1e3
+        );
     }
     Ok(())
 }
@@ -140,7 +145,12 @@ fn iters_bench(name: &str, b: ItersBench, f: fn(usize, &Device) -> Result<Vec<f6
                 "threads": candle_core::utils::get_num_threads(), "median_s_per_image": med, "runs_s": t})
         );
     } else {
-        println!("{name} batch 1 threads {}: median {:.3} s/image over {} runs", candle_core::utils::get_num_threads(), med, b.iters);
+        println!(
+            "{name} batch 1 threads {}: median {:.3} s/image over {} runs",
+            candle_core::utils::get_num_threads(),
+            med,
+            b.iters
+        );
     }
     Ok(())
 }
@@ -160,7 +170,11 @@ fn timed(reps: usize, mut step: impl FnMut() -> Result<()>) -> Result<Vec<f64>> 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn clipseg(b: ClipsegBench) -> Result<()> {
@@ -172,7 +186,8 @@ fn clipseg(b: ClipsegBench) -> Result<()> {
     // Random weights as plain tensors, as a loaded checkpoint gives (no gradient tracking).
     let vm = VarMap::new();
     ClipSeg::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg)?;
-    let frozen = vm.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let frozen =
+        vm.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
     let model = ClipSeg::new(VarBuilder::from_tensors(frozen, DType::F32, &dev), &cfg)?;
     let pv = Tensor::randn(0f32, 1.0, (b.batch, 3, b.size, b.size), &dev)?;
     // A typical medvlsm prompt length (p6 of kvasir is ~20 tokens).

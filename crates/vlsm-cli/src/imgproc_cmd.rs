@@ -216,7 +216,8 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
                 "gaussian" => AdaptiveMethod::Gaussian,
                 o => bail!("unknown adaptive method {o:?} (mean, gaussian)"),
             };
-            adaptive_threshold(&gray(&src)?, a.maxval, m, ThresholdType::Binary, a.block.unwrap_or(11), a.c).map_err(ctx)?
+            adaptive_threshold(&gray(&src)?, a.maxval, m, ThresholdType::Binary, a.block.unwrap_or(11), a.c)
+                .map_err(ctx)?
         }
         Op::Resize => {
             let interp = match a.interp.as_str() {
@@ -226,13 +227,17 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
                 "area" => Interpolation::Area,
                 o => bail!("unknown interpolation {o:?}"),
             };
-            let (w, h) = (a.width.ok_or_else(|| anyhow!("resize needs --width"))?, a.height.ok_or_else(|| anyhow!("resize needs --height"))?);
+            let (w, h) = (
+                a.width.ok_or_else(|| anyhow!("resize needs --width"))?,
+                a.height.ok_or_else(|| anyhow!("resize needs --height"))?,
+            );
             resize(&src, (w, h), interp).map_err(ctx)?
         }
         Op::Rotate => {
             let (w, h) = (src.width() as f64, src.height() as f64);
             let m = get_rotation_matrix_2d(((w - 1.0) / 2.0, (h - 1.0) / 2.0), a.angle, a.scale);
-            warp_affine(&src, &m, (src.width(), src.height()), Interpolation::Linear, BorderType::Constant, 0.0).map_err(ctx)?
+            warp_affine(&src, &m, (src.width(), src.height()), Interpolation::Linear, BorderType::Constant, 0.0)
+                .map_err(ctx)?
         }
         Op::Blur => blur(&src, (a.ksize, a.ksize), BorderType::Reflect101).map_err(ctx)?,
         Op::Gaussian => gaussian_blur(&src, (a.ksize, a.ksize), a.sigma, 0.0, BorderType::Reflect101).map_err(ctx)?,
@@ -254,7 +259,9 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
         }
         Op::Canny => canny(&gray(&src)?, a.low, a.high, 3, a.l2).map_err(ctx)?,
         Op::Harris => {
-            let r = corner_harris(&gray(&src)?, a.block.unwrap_or(2), a.ksize, a.k.unwrap_or(0.04), BorderType::Reflect101).map_err(ctx)?;
+            let r =
+                corner_harris(&gray(&src)?, a.block.unwrap_or(2), a.ksize, a.k.unwrap_or(0.04), BorderType::Reflect101)
+                    .map_err(ctx)?;
             return save_bytes(out, &npy::to_npy_bytes(r.data(), &[r.height(), r.width()]));
         }
         Op::Kmeans => {
@@ -266,7 +273,11 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
             }
             let r = kmeans(&data, cn, k as usize, 100, 0.01, 3, a.seed).map_err(ctx)?;
             // Each pixel painted with its cluster centre.
-            let px: Vec<u8> = r.labels.iter().flat_map(|&l| r.centers[l].iter().map(|&v| v.round().clamp(0.0, 255.0) as u8)).collect();
+            let px: Vec<u8> = r
+                .labels
+                .iter()
+                .flat_map(|&l| r.centers[l].iter().map(|&v| v.round().clamp(0.0, 255.0) as u8))
+                .collect();
             Image::from_vec(src.width(), src.height(), cn, px)?
         }
         Op::Sift => {
@@ -286,7 +297,8 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
 pub fn bench(image: &Path, json: bool) -> Result<()> {
     let rows = imgproc::bench::run(image, 15).map_err(|e| anyhow!(e))?;
     if json {
-        let map: serde_json::Map<String, serde_json::Value> = rows.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+        let map: serde_json::Map<String, serde_json::Value> =
+            rows.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
         println!("{}", serde_json::Value::Object(map));
     } else {
         for (k, v) in rows {

@@ -239,7 +239,8 @@ fn check_logits_path(path: &Path) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--logits {p}: cannot create directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("--logits {p}: cannot create directory {}: {e}", dir.display()))?;
     let probe = dir.join(format!(".{}.probe.{}", name.to_string_lossy(), std::process::id()));
     std::fs::File::create(&probe).map_err(|e| anyhow::anyhow!("--logits {p}: cannot write: {e}"))?;
     let _ = std::fs::remove_file(&probe);

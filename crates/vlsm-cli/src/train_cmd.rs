@@ -36,16 +36,8 @@ fn positive(s: &str) -> std::result::Result<f64, String> {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig::load(&a.config)?;
-    let init = if a.random_decoder {
-        DecoderInit::Random
-    } else {
-        DecoderInit::Checkpoint
-    };
-    let opts = RunOptions {
-        resume: a.resume,
-        lr: a.lr,
-        progress: true,
-    };
+    let init = if a.random_decoder { DecoderInit::Random } else { DecoderInit::Checkpoint };
+    let opts = RunOptions { resume: a.resume, lr: a.lr, progress: true };
     let hooks = Hooks::none();
     // Every segmentation kind has an arm; `None` is the ViT classifier (`vit_classify`).
     let s = match cfg.model.kind.model_kind() {
@@ -63,11 +55,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             if cfg.model.kind.model_kind().is_none() { "one-vs-rest Dice" } else { "Dice" },
             s.best_epoch,
             s.history.len(),
-            if s.stopped_early {
-                ", stopped early"
-            } else {
-                ""
-            },
+            if s.stopped_early { ", stopped early" } else { "" },
             s.run_dir.join("best").display()
         ),
         None => eprintln!("{}: no epoch completed", s.run_dir.display()),

@@ -30,16 +30,54 @@ fn main() {
                     // task t reads and writes only columns j0..j0 + half, so the tasks' outputs
                     // are disjoint, and the scope ends before out, x and b are dropped.
                     s.spawn(move |_| unsafe {
-                        gemm(m, half, k, (optr as *mut f32).add(j0), 1, n as isize, false, x.as_ptr(), 1, k as isize,
-                            (bptr as *const f32).offset(j0 as isize * cs), cs, rs, 0.0, 1.0, false, false, false, Parallelism::None)
+                        gemm(
+                            m,
+                            half,
+                            k,
+                            (optr as *mut f32).add(j0),
+                            1,
+                            n as isize,
+                            false,
+                            x.as_ptr(),
+                            1,
+                            k as isize,
+                            (bptr as *const f32).offset(j0 as isize * cs),
+                            cs,
+                            rs,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        )
                     });
                 }
             });
         } else {
             // SAFETY: out is [m, n] row-major, x [m, k] and b the k×n rhs through (cs, rs).
             unsafe {
-                gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, false, x.as_ptr(), 1, k as isize, b, cs, rs, 0.0, 1.0,
-                    false, false, false, Parallelism::Rayon(threads))
+                gemm(
+                    m,
+                    n,
+                    k,
+                    out.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    b,
+                    cs,
+                    rs,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::Rayon(threads),
+                )
             }
         }
     };

@@ -57,8 +57,25 @@ fn gemm_into(
     // c·rhs_rs + j·rhs_cs; the three slices are distinct borrows.
     unsafe {
         gemm::gemm(
-            m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, acc, lhs.as_ptr(), lhs_cs as isize, lhs_rs as isize,
-            rhs.as_ptr(), rhs_cs as isize, rhs_rs as isize, 1.0, 1.0, false, false, false, par,
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            acc,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         );
     }
 }
@@ -167,7 +184,13 @@ impl CustomOp2 for ConvSame {
 }
 
 /// Same-padded convolution of `x` [b, c, h, w] with `wt` [co, c, k, k] → [b, co, h, w].
-pub(crate) fn forward_f32(x: &[f32], wt: &[f32], (b, c, h, w): (usize, usize, usize, usize), co: usize, k: usize) -> Vec<f32> {
+pub(crate) fn forward_f32(
+    x: &[f32],
+    wt: &[f32],
+    (b, c, h, w): (usize, usize, usize, usize),
+    co: usize,
+    k: usize,
+) -> Vec<f32> {
     let (hw, ckk) = (h * w, c * k * k);
     let mut out = vec![0f32; b * co * hw];
     if out.is_empty() {
@@ -223,11 +246,8 @@ pub(crate) fn backward_f32(
     let wfp = if k > 1 && need_gx { conv_direct::pack_weights(&wflip, c, cokk) } else { Vec::new() };
     let grid = conv_direct::Grid::new(h, w, k);
     let mut gx_all = if need_gx { vec![0f32; b * c * hw] } else { Vec::new() };
-    let gx_slots: Vec<Option<&mut [f32]>> = if need_gx {
-        gx_all.chunks_mut((c * hw).max(1)).map(Some).collect()
-    } else {
-        (0..b).map(|_| None).collect()
-    };
+    let gx_slots: Vec<Option<&mut [f32]>> =
+        if need_gx { gx_all.chunks_mut((c * hw).max(1)).map(Some).collect() } else { (0..b).map(|_| None).collect() };
     // Each rayon job sums the weight gradient of its images in its own buffer.
     let gw = gx_slots
         .into_par_iter()
@@ -253,7 +273,16 @@ pub(crate) fn backward_f32(
                     if let Some(gx) = gx {
                         sc.xp.resize(grid.padded_len(co), 0.0);
                         grid.pad(gi, co, &mut sc.xp);
-                        conv_direct::forward(&grid, &sc.xp, co, &wfp, c, gx, !matches!(par, Parallelism::None), &mut sc.tmp);
+                        conv_direct::forward(
+                            &grid,
+                            &sc.xp,
+                            co,
+                            &wfp,
+                            c,
+                            gx,
+                            !matches!(par, Parallelism::None),
+                            &mut sc.tmp,
+                        );
                     }
                 });
                 gw
@@ -337,7 +366,16 @@ mod tests {
     #[test]
     fn matches_candle_conv_forward_and_backward() {
         // Kernels wider than the image, and a large image.
-        matches_candle(&[(2, 3, 5, 7, 9, 3), (3, 4, 2, 5, 4, 1), (1, 2, 3, 3, 6, 5), (2, 1, 1, 1, 1, 3), (1, 2, 2, 4, 1, 5), (1, 1, 1, 1, 2, 5), (2, 3, 2, 2, 3, 7), (2, 8, 4, 130, 64, 3)]);
+        matches_candle(&[
+            (2, 3, 5, 7, 9, 3),
+            (3, 4, 2, 5, 4, 1),
+            (1, 2, 3, 3, 6, 5),
+            (2, 1, 1, 1, 1, 3),
+            (1, 2, 2, 4, 1, 5),
+            (1, 1, 1, 1, 2, 5),
+            (2, 3, 2, 2, 3, 7),
+            (2, 8, 4, 130, 64, 3),
+        ]);
     }
 
     fn matches_candle(cases: &[(usize, usize, usize, usize, usize, usize)]) {

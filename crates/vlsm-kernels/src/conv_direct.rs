@@ -145,7 +145,16 @@ impl Taps {
 /// `out[o, y, x] = Σ_t W[o, t] · xp[off[t] + y·wp + x]` for `co` channels (`wpk` from
 /// `pack_weights`), written to `out` [co, h, w]. `scratch` holds the grid output.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn forward(grid: &Grid, xp: &[f32], c: usize, wpk: &[f32], co: usize, out: &mut [f32], par: bool, scratch: &mut Vec<f32>) {
+pub(crate) fn forward(
+    grid: &Grid,
+    xp: &[f32],
+    c: usize,
+    wpk: &[f32],
+    co: usize,
+    out: &mut [f32],
+    par: bool,
+    scratch: &mut Vec<f32>,
+) {
     let taps = grid.offsets(c);
     let nt = taps.len();
     let panels = co.div_ceil(MO);
@@ -336,7 +345,15 @@ mod x86 {
     /// # Safety
     /// As [`fwd_tile`].
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn fwd_tile3(c: usize, plane: usize, wpitch: usize, xp: &[f32], wp: &[f32], dst: *mut f32, ld: usize) {
+    pub(super) unsafe fn fwd_tile3(
+        c: usize,
+        plane: usize,
+        wpitch: usize,
+        xp: &[f32],
+        wp: &[f32],
+        dst: *mut f32,
+        ld: usize,
+    ) {
         assert!(c == 0 || ((c - 1) * plane + 2 * wpitch + 2 + NP <= xp.len() && wp.len() >= c * 9 * MO));
         let mut acc = [[_mm256_setzero_ps(); 2]; MO];
         let mut t = 0;
@@ -421,7 +438,8 @@ mod tests {
                             for kx in 0..k {
                                 let (sy, sx) = (y as isize + ky as isize - p, xx as isize + kx as isize - p);
                                 if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
-                                    s += wt[((o * c + ci) * k + ky) * k + kx] as f64 * x[(ci * h + sy as usize) * w + sx as usize] as f64;
+                                    s += wt[((o * c + ci) * k + ky) * k + kx] as f64
+                                        * x[(ci * h + sy as usize) * w + sx as usize] as f64;
                                 }
                             }
                         }
@@ -435,7 +453,9 @@ mod tests {
 
     #[test]
     fn forward_and_weight_gradient_match_the_definition() {
-        for (c, co, h, w, k) in [(1, 1, 1, 1, 3), (2, 7, 5, 9, 3), (3, 13, 17, 4, 3), (4, 6, 3, 3, 5), (5, 4, 40, 33, 3), (2, 3, 2, 1, 7)] {
+        for (c, co, h, w, k) in
+            [(1, 1, 1, 1, 3), (2, 7, 5, 9, 3), (3, 13, 17, 4, 3), (4, 6, 3, 3, 5), (5, 4, 40, 33, 3), (2, 3, 2, 1, 7)]
+        {
             let x = rnd(c * h * w, 1 + c as u32);
             let wt = rnd(co * c * k * k, 7 + co as u32);
             let g = rnd(co * h * w, 3);
@@ -466,12 +486,16 @@ mod tests {
                             for xx in 0..w as isize {
                                 let (sy, sx) = (y + ky - p, xx + kx - p);
                                 if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
-                                    s += g[(o * h + y as usize) * w + xx as usize] as f64 * x[(ci * h + sy as usize) * w + sx as usize] as f64;
+                                    s += g[(o * h + y as usize) * w + xx as usize] as f64
+                                        * x[(ci * h + sy as usize) * w + sx as usize] as f64;
                                 }
                             }
                         }
                         let got = gw[(o * c + ci) * k * k + t];
-                        assert!((got as f64 - s).abs() < 1e-3, "weight grad {c},{co},{h},{w},{k} [{o},{ci},{t}]: {got} vs {s}");
+                        assert!(
+                            (got as f64 - s).abs() < 1e-3,
+                            "weight grad {c},{co},{h},{w},{k} [{o},{ci},{t}]: {got} vs {s}"
+                        );
                     }
                 }
             }

@@ -62,7 +62,15 @@ fn output_vec(n: usize) -> Vec<f32> {
 
 /// `dst[i, j] (+)= Σ_c x[i, c] · w[j, c]` for x [m, k] row-major, w [n, k] read through its
 /// layout, dst rows `dst_rs` apart (so a product can fill a column block of a wider matrix).
-fn gemm_xwt(dst: &mut [f32], dst_rs: usize, accumulate: bool, xs: &[f32], m: usize, k: usize, w: &Tensor) -> Result<()> {
+fn gemm_xwt(
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    xs: &[f32],
+    m: usize,
+    k: usize,
+    w: &Tensor,
+) -> Result<()> {
     let (n, wk) = w.dims2()?;
     if wk != k || xs.len() != m * k || (m > 0 && dst.len() < (m - 1) * dst_rs + n) || dst_rs < n {
         candle_core::bail!("gemm_xwt: inconsistent shapes");
@@ -73,11 +81,24 @@ fn gemm_xwt(dst: &mut [f32], dst_rs: usize, accumulate: bool, xs: &[f32], m: usi
         // ws is read through w's own layout as the k×n rhs wᵀ (element (c, j) at j·w_rs + c·w_cs).
         unsafe {
             gemm(
-                m, n, k,
-                dst.as_mut_ptr(), 1, dst_rs as isize, accumulate,
-                xs.as_ptr(), 1, k as isize,
-                ws.as_ptr(), *w_rs as isize, *w_cs as isize,
-                1.0, 1.0, false, false, false,
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                dst_rs as isize,
+                accumulate,
+                xs.as_ptr(),
+                1,
+                k as isize,
+                ws.as_ptr(),
+                *w_rs as isize,
+                *w_cs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
                 parallelism(),
             )
         };
@@ -223,11 +244,24 @@ pub fn attention(qkv: &Tensor, heads: usize, mask: Option<&Tensor>) -> Result<Te
                     // s is n×n. The rhs kᵀ (hd×n) reads k[j, c] at c·1 + j·d3.
                     unsafe {
                         gemm(
-                            n, n, hd,
-                            s.as_mut_ptr(), 1, n as isize, false,
-                            q, 1, d3 as isize,
-                            k, d3 as isize, 1,
-                            0.0, scale, false, false, false,
+                            n,
+                            n,
+                            hd,
+                            s.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            false,
+                            q,
+                            1,
+                            d3 as isize,
+                            k,
+                            d3 as isize,
+                            1,
+                            0.0,
+                            scale,
+                            false,
+                            false,
+                            false,
                             Parallelism::None,
                         )
                     };
@@ -245,11 +279,24 @@ pub fn attention(qkv: &Tensor, heads: usize, mask: Option<&Tensor>) -> Result<Te
                     // [n, d] output rows, so tasks never overlap; out outlives the parallel loop.
                     unsafe {
                         gemm(
-                            n, hd, n,
-                            dst.get().add(bi * n * d + hi * hd), 1, d as isize, false,
-                            s.as_ptr(), 1, n as isize,
-                            v, 1, d3 as isize,
-                            0.0, 1.0, false, false, false,
+                            n,
+                            hd,
+                            n,
+                            dst.get().add(bi * n * d + hi * hd),
+                            1,
+                            d as isize,
+                            false,
+                            s.as_ptr(),
+                            1,
+                            n as isize,
+                            v,
+                            1,
+                            d3 as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
                             Parallelism::None,
                         )
                     };

@@ -186,7 +186,9 @@ pub(crate) fn backward_f32(
             for k in 0..cg {
                 let gk = gamma[grp * cg + k];
                 let r = k * hw..(k + 1) * hw;
-                for (((o, &xv), &yv), &gv) in dxi[r.clone()].iter_mut().zip(&xi[r.clone()]).zip(&yi[r.clone()]).zip(&gi[r]) {
+                for (((o, &xv), &yv), &gv) in
+                    dxi[r.clone()].iter_mut().zip(&xi[r.clone()]).zip(&yi[r.clone()]).zip(&gi[r])
+                {
                     let d = if yv > 0.0 { gv } else { 0.0 };
                     let xh = (xv - mean) * rstd;
                     *o = rstd * (d * gk - m1 - xh * m2);
@@ -231,7 +233,12 @@ impl CustomOp3 for ConvNormRelu {
         let (b, c, h, w) = l1.shape().dims4()?;
         let (co, ci, kh, kw) = l2.shape().dims4()?;
         if ci != c || kh != self.k || kw != self.k || l3.shape().dims() != [2, co] {
-            candle_core::bail!("conv-norm: input {:?}, kernel {:?}, norm {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
+            candle_core::bail!(
+                "conv-norm: input {:?}, kernel {:?}, norm {:?} do not fit",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
         }
         let gb = contiguous_f32(s3, l3)?;
         let y = conv::forward_f32(contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, (b, c, h, w), co, self.k);
@@ -259,7 +266,9 @@ impl CustomOp3 for ConvNormRelu {
             with_f32(g, |gv| Ok(backward_f32(&y, rv, gv, (b, co, h * w), &gam, self.groups, self.eps)))
         })?;
         let need_gx = x.track_op();
-        let (gx, gw) = with_f32(x, |xv| with_f32(wt, |wv| Ok(conv::backward_f32(xv, wv, &gy, (b, c, h, w), co, self.k, need_gx))))?;
+        let (gx, gw) = with_f32(x, |xv| {
+            with_f32(wt, |wv| Ok(conv::backward_f32(xv, wv, &gy, (b, c, h, w), co, self.k, need_gx)))
+        })?;
         dgamma.extend_from_slice(&dbeta);
         let dev = x.device();
         Ok((
@@ -326,9 +335,7 @@ mod tests {
         let gamma = Var::from_tensor(&Tensor::randn(1f32, 0.5, c, &dev).unwrap()).unwrap();
         let beta = Var::from_tensor(&Tensor::randn(0f32, 0.5, c, &dev).unwrap()).unwrap();
         let r = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
-        let ours = x
-            .apply_op3(gamma.as_tensor(), beta.as_tensor(), GroupNormRelu { groups: g, eps: 1e-5 })
-            .unwrap();
+        let ours = x.apply_op3(gamma.as_tensor(), beta.as_tensor(), GroupNormRelu { groups: g, eps: 1e-5 }).unwrap();
         let gn = candle_nn::GroupNorm::new(gamma.as_tensor().clone(), beta.as_tensor().clone(), c, g, 1e-5).unwrap();
         let theirs = gn.forward(&x).unwrap().relu().unwrap();
         let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -353,8 +360,20 @@ mod tests {
             let conv = ConvSame2d::load_no_bias(vb.pp("conv"), c, co, k).unwrap();
             let norm = GroupNormRelu2d::load(vb.pp("norm"), g, co, 1e-5).unwrap();
             // Non-trivial γ and β, so their gradients and the ReLU mask both matter.
-            vm.data().lock().unwrap().get("norm.weight").unwrap().set(&Tensor::randn(1f32, 0.5, co, &dev).unwrap()).unwrap();
-            vm.data().lock().unwrap().get("norm.bias").unwrap().set(&Tensor::randn(0f32, 0.5, co, &dev).unwrap()).unwrap();
+            vm.data()
+                .lock()
+                .unwrap()
+                .get("norm.weight")
+                .unwrap()
+                .set(&Tensor::randn(1f32, 0.5, co, &dev).unwrap())
+                .unwrap();
+            vm.data()
+                .lock()
+                .unwrap()
+                .get("norm.bias")
+                .unwrap()
+                .set(&Tensor::randn(0f32, 0.5, co, &dev).unwrap())
+                .unwrap();
             let r = Tensor::randn(0f32, 1.0, (b, co, h, w), &dev).unwrap();
             let fused = conv_norm_relu(&conv, &norm, &x).unwrap();
             let plain = norm.forward(&conv.forward(&x).unwrap()).unwrap();

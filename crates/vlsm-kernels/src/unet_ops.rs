@@ -141,7 +141,13 @@ impl CustomOp2 for UpCat {
         Ok((CpuStorage::F32(out), Shape::from((b, c, 2 * h, 2 * w))))
     }
 
-    fn bwd(&self, low: &Tensor, skip: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        low: &Tensor,
+        skip: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, c1, c2, h, w, hw2) = upcat_dims(low.shape(), skip.shape())?;
         let c = c1 + c2;
         let mut gl = vec![0f32; b * c1 * h * w];
@@ -165,10 +171,7 @@ impl CustomOp2 for UpCat {
             Ok(())
         })?;
         let dev = low.device();
-        Ok((
-            Some(Tensor::from_vec(gl, (b, c1, h, w), dev)?),
-            Some(Tensor::from_vec(gs, (b, c2, 2 * h, 2 * w), dev)?),
-        ))
+        Ok((Some(Tensor::from_vec(gl, (b, c1, h, w), dev)?), Some(Tensor::from_vec(gs, (b, c2, 2 * h, 2 * w), dev)?)))
     }
 }
 
@@ -269,8 +272,7 @@ pub fn film(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
     if cpu_f32(x) && cpu_f32(scale) && cpu_f32(shift) {
         return x.contiguous()?.apply_op3(&scale.contiguous()?, &shift.contiguous()?, Film);
     }
-    x.broadcast_mul(&scale.unsqueeze(2)?.unsqueeze(3)?)?
-        .broadcast_add(&shift.unsqueeze(2)?.unsqueeze(3)?)
+    x.broadcast_mul(&scale.unsqueeze(2)?.unsqueeze(3)?)?.broadcast_add(&shift.unsqueeze(2)?.unsqueeze(3)?)
 }
 
 #[cfg(test)]

@@ -172,8 +172,8 @@ async fn read_form(
             _ => {
                 // Bytes, not `text()`: that guesses encodings from byte order marks.
                 let raw = field.bytes().await.map_err(|e| multipart_error(e, limit))?;
-                let text = String::from_utf8(raw.to_vec())
-                    .map_err(|_| bad(format!("the {name} field is not valid UTF-8")))?;
+                let text =
+                    String::from_utf8(raw.to_vec()).map_err(|_| bad(format!("the {name} field is not valid UTF-8")))?;
                 match name.as_str() {
                     "prompt" => form.prompts.push(text),
                     "threshold" => form.threshold = Some(text),
@@ -403,22 +403,25 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
             (true, Some(img)) => Some(b64(&png(DynamicImage::ImageRgb8(img))?)),
             _ => None,
         };
-        Ok((hit, json!({
-            "width": w,
-            "height": h,
-            "model_size": [mh, mw],
-            "threshold": threshold,
-            "cache": if hit { "hit" } else { "miss" },
-            "image_sha256": key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "image_png": image_png,
-            "results": results,
-            "timing_ms": {
-                "queue": t_queue.as_secs_f64() * 1e3,
-                "encode": t_encode.as_secs_f64() * 1e3,
-                "model": t_model.as_secs_f64() * 1e3,
-                "total": t0.elapsed().as_secs_f64() * 1e3,
-            },
-        })))
+        Ok((
+            hit,
+            json!({
+                "width": w,
+                "height": h,
+                "model_size": [mh, mw],
+                "threshold": threshold,
+                "cache": if hit { "hit" } else { "miss" },
+                "image_sha256": key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                "image_png": image_png,
+                "results": results,
+                "timing_ms": {
+                    "queue": t_queue.as_secs_f64() * 1e3,
+                    "encode": t_encode.as_secs_f64() * 1e3,
+                    "model": t_model.as_secs_f64() * 1e3,
+                    "total": t0.elapsed().as_secs_f64() * 1e3,
+                },
+            }),
+        ))
     })
     .await?;
     let (hit, out) = out;

@@ -226,7 +226,10 @@ fn validate(o: &Options) -> Result<()> {
             bail!("{name} must be at least 1");
         }
     }
-    if o.timeout_secs > 86_400 || o.header_timeout_secs > 86_400 || o.body_timeout_secs > 86_400 || o.drain_secs > 86_400
+    if o.timeout_secs > 86_400
+        || o.header_timeout_secs > 86_400
+        || o.body_timeout_secs > 86_400
+        || o.drain_secs > 86_400
     {
         bail!("time limits must be at most 86400 seconds (one day)");
     }

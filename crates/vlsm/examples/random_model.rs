@@ -41,7 +41,15 @@ fn run() -> Result<()> {
             let vocab = get("vocab")?;
             let vocab = vocab.as_str().ok_or_else(|| anyhow!("{}: \"vocab\" is not a path", cfg_path.display()))?;
             let vocab = cfg_path.parent().unwrap_or(Path::new("")).join(vocab);
-            random_init::write_biomedclipseg(&out, &get("open_clip")?, &get("bert")?, &get("seg")?, &vocab, seed, false)?;
+            random_init::write_biomedclipseg(
+                &out,
+                &get("open_clip")?,
+                &get("bert")?,
+                &get("seg")?,
+                &vocab,
+                seed,
+                false,
+            )?;
         }
         other => bail!("unknown kind '{other}' (expected cris or biomedclipseg)"),
     }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 /// Files of a TextUNet model directory.
-pub const FILES: &[&str] = &["config.json", "model.safetensors", "preprocessor_config.json", "bpe_simple_vocab_16e6.txt.gz"];
+pub const FILES: &[&str] =
+    &["config.json", "model.safetensors", "preprocessor_config.json", "bpe_simple_vocab_16e6.txt.gz"];
 
 fn complete(dir: &Path) -> bool {
     FILES.iter().all(|f| dir.join(f).is_file())

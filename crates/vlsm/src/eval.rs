@@ -118,10 +118,7 @@ pub fn summarize(rs: &[&ImageResult]) -> Summary {
 }
 
 fn key_num(k: &str) -> (u64, String) {
-    (
-        k.trim_start_matches('p').parse().unwrap_or(u64::MAX),
-        k.to_string(),
-    )
+    (k.trim_start_matches('p').parse().unwrap_or(u64::MAX), k.to_string())
 }
 
 /// The keys every record of the dataset has, numerically ordered.
@@ -159,7 +156,11 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     let pool = Pool::open(&opts.data, &opts.split)?;
     for ds in &pool.datasets {
         if ds.is_empty() {
-            bail!("{}: the {} split has no records; nothing to evaluate", anns_path(ds, &opts.split).display(), opts.split);
+            bail!(
+                "{}: the {} split has no records; nothing to evaluate",
+                anns_path(ds, &opts.split).display(),
+                opts.split
+            );
         }
     }
     // Keys per dataset, checked before any model work.
@@ -179,11 +180,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
             None => common_keys(ds),
         };
         if keys.is_empty() && !ds.is_empty() {
-            bail!(
-                "{} ({} split): its records share no prompt key",
-                ds.name,
-                opts.split
-            );
+            bail!("{} ({} split): its records share no prompt key", ds.name, opts.split);
         }
         keys_of.push(keys);
     }
@@ -233,17 +230,19 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     let mut results = Vec::new();
     for ((ds, keys), names) in pool.datasets.iter().zip(&keys_of).zip(&names_of) {
         for (ci, chunk) in ds.records.chunks(opts.batch.max(1)).enumerate() {
-            let imgs: Vec<RgbImage> = chunk
-                .par_iter()
-                .map(|r| crate::io::read_rgb(&r.image_path))
-                .collect::<Result<_>>()?;
+            let imgs: Vec<RgbImage> =
+                chunk.par_iter().map(|r| crate::io::read_rgb(&r.image_path)).collect::<Result<_>>()?;
             let refs: Vec<&RgbImage> = imgs.iter().collect();
             let feats = seg.encode_images(&seg.pixel_values(&refs)?)?;
             for (ri, ((rec, img), f)) in chunk.iter().zip(&imgs).zip(&feats).enumerate() {
                 let name = &names[ci * opts.batch.max(1) + ri];
                 let mut texts = Vec::with_capacity(keys.len());
                 for k in keys {
-                    texts.push(if seg.uses_text() { data::prompt(rec, k, &mut rng)?.to_string() } else { String::new() });
+                    texts.push(if seg.uses_text() {
+                        data::prompt(rec, k, &mut rng)?.to_string()
+                    } else {
+                        String::new()
+                    });
                 }
                 let mut rows = Vec::with_capacity(texts.len());
                 for t in &texts {
@@ -258,10 +257,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                 let (w, h) = img.dimensions();
                 if target.dimensions() != (w, h) {
                     let (tw, th) = target.dimensions();
-                    bail!(
-                        "{}: mask is {tw}x{th} but its image is {w}x{h}",
-                        rec.mask_path.display()
-                    );
+                    bail!("{}: mask is {tw}x{th} but its image is {w}x{h}", rec.mask_path.display());
                 }
                 let (_, mh, mw) = logits.dims3()?;
                 let target_model = pil_resize_gray(&target, mw as u32, mh as u32, Filter::Nearest);
@@ -270,10 +266,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                     let probs = pipeline::probabilities_at(&l, w, h)?;
                     let pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
                     let s = metrics::score_masks(&pred, &target)?;
-                    let pm = metrics::binarize(
-                        &pipeline::probabilities_at(&l, mw as u32, mh as u32)?,
-                        opts.threshold,
-                    );
+                    let pm = metrics::binarize(&pipeline::probabilities_at(&l, mw as u32, mh as u32)?, opts.threshold);
                     let c = metrics::counts(&pm, target_model.as_raw());
                     let rel = if per_key_dirs {
                         format!("masks/{k}/{}/{name}", ds.name)
@@ -309,22 +302,12 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         let of_key: Vec<&ImageResult> = results.iter().filter(|r| &r.prompt_key == k).collect();
         let mut datasets = BTreeMap::new();
         for ds in &pool.datasets {
-            let rs: Vec<&ImageResult> = of_key
-                .iter()
-                .copied()
-                .filter(|r| r.dataset == ds.name)
-                .collect();
+            let rs: Vec<&ImageResult> = of_key.iter().copied().filter(|r| r.dataset == ds.name).collect();
             if !rs.is_empty() {
                 datasets.insert(ds.name.clone(), summarize(&rs));
             }
         }
-        prompts.insert(
-            k.clone(),
-            PromptSummary {
-                datasets,
-                pooled: summarize(&of_key),
-            },
-        );
+        prompts.insert(k.clone(), PromptSummary { datasets, pooled: summarize(&of_key) });
     }
     Ok(EvalReport {
         model: opts.model.clone(),
@@ -384,7 +367,8 @@ impl Staging {
             let rel_path = data::safe_relative(rel)?;
             let (from, to) = (self.dir.join(&rel_path), self.out.join(&rel_path));
             if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| anyhow!("{}: cannot create directory: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| anyhow!("{}: cannot create directory: {e}", parent.display()))?;
             }
             std::fs::rename(&from, &to).map_err(|e| anyhow!("{}: cannot write: {e}", to.display()))?;
         }
@@ -420,10 +404,7 @@ pub fn table(r: &EvalReport) -> String {
         "prompt", "dataset", "n", "dice", "iou", "hd95", "no_hd", "dice@mdl", "iou@mdl"
     );
     let row = |s: &mut String, k: &str, name: &str, m: &Summary| {
-        let hd = m
-            .hd95
-            .map(|v| format!("{v:.2}"))
-            .unwrap_or_else(|| "-".into());
+        let hd = m.hd95.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
         s.push_str(&format!(
             "{k:<6} {name:<20} {:>5} {:>7.4} {:>7.4} {hd:>8} {:>6} {:>9.4} {:>9.4}\n",
             m.n, m.dice, m.iou, m.hd95_undefined, m.dice_model_res, m.iou_model_res
@@ -466,10 +447,7 @@ pub fn per_image_csv(r: &EvalReport) -> String {
 
 /// Writes `metrics.json`, `per_image.csv` and `report.html` into `out`.
 pub fn write_outputs(r: &EvalReport, opts: &EvalOptions) -> Result<()> {
-    crate::io::write_atomic(
-        &opts.out.join("metrics.json"),
-        &serde_json::to_vec_pretty(r)?,
-    )?;
+    crate::io::write_atomic(&opts.out.join("metrics.json"), &serde_json::to_vec_pretty(r)?)?;
     crate::io::write_atomic(&opts.out.join("per_image.csv"), per_image_csv(r).as_bytes())?;
     let html = report::html(r, opts)?;
     crate::io::write_atomic(&opts.out.join("report.html"), html.as_bytes())?;
@@ -481,11 +459,7 @@ pub fn case_image(image: &RgbImage, pred: &GrayImage, target: &GrayImage, max_w:
     let mut out = pipeline::overlay(image, pred);
     let (w, h) = target.dimensions();
     let fg = |x: i64, y: i64| {
-        x >= 0
-            && y >= 0
-            && x < w as i64
-            && y < h as i64
-            && target.get_pixel(x as u32, y as u32)[0] > 0
+        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && target.get_pixel(x as u32, y as u32)[0] > 0
     };
     for y in 0..h as i64 {
         for x in 0..w as i64 {

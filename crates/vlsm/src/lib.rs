@@ -20,4 +20,3 @@ pub mod tokenize;
 pub mod train;
 pub mod weights;
 pub mod zero_shot;
-

@@ -155,7 +155,9 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// Mask XOR its erosion by a 3x3 cross with zero outside the image (scipy `binary_erosion`).
 fn edges(m: &[u8], w: usize, h: usize) -> Vec<bool> {
-    let fg = |x: isize, y: isize| x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && m[y as usize * w + x as usize] != 0;
+    let fg = |x: isize, y: isize| {
+        x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && m[y as usize * w + x as usize] != 0
+    };
     let mut e = vec![false; w * h];
     for y in 0..h as isize {
         for x in 0..w as isize {

@@ -8,17 +8,13 @@ use image::{DynamicImage, ImageFormat};
 
 use super::{case_image, EvalOptions, EvalReport, ImageResult};
 
-const PALETTE: &[&str] = &[
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
-];
+const PALETTE: &[&str] = &["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"];
 
 pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -31,19 +27,12 @@ pub fn base64(data: &[u8]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Grouped bars: Dice per prompt key, one bar per dataset (and pooled with several).
 fn dice_per_prompt_svg(r: &EvalReport) -> String {
-    let mut series: Vec<String> = r
-        .prompts
-        .values()
-        .flat_map(|p| p.datasets.keys().cloned())
-        .collect();
+    let mut series: Vec<String> = r.prompts.values().flat_map(|p| p.datasets.keys().cloned()).collect();
     series.sort();
     series.dedup();
     if series.len() > 1 {
@@ -58,17 +47,18 @@ fn dice_per_prompt_svg(r: &EvalReport) -> String {
     for t in 0..=4 {
         let v = t as f64 / 4.0;
         let y = top + plot_h * (1.0 - v);
-        let _ = write!(s, "<line x1=\"{left}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"4\" y=\"{}\">{v:.2}</text>", w - 160.0, y + 4.0);
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"4\" y=\"{}\">{v:.2}</text>",
+            w - 160.0,
+            y + 4.0
+        );
     }
     for (ki, k) in keys.iter().enumerate() {
         let p = &r.prompts[k];
         let x0 = left + ki as f64 * group + 8.0;
         for (si, name) in series.iter().enumerate() {
-            let m = if name == "(pooled)" {
-                Some(&p.pooled)
-            } else {
-                p.datasets.get(name)
-            };
+            let m = if name == "(pooled)" { Some(&p.pooled) } else { p.datasets.get(name) };
             if let Some(m) = m {
                 let bh = plot_h * m.dice.clamp(0.0, 1.0);
                 let _ = write!(
@@ -83,12 +73,7 @@ fn dice_per_prompt_svg(r: &EvalReport) -> String {
                 );
             }
         }
-        let _ = write!(
-            s,
-            "<text x=\"{x0}\" y=\"{}\">{}</text>",
-            h - bottom + 16.0,
-            esc(k)
-        );
+        let _ = write!(s, "<text x=\"{x0}\" y=\"{}\">{}</text>", h - bottom + 16.0, esc(k));
     }
     for (si, name) in series.iter().enumerate() {
         let (x, y) = (w - 150.0, top + 14.0 * si as f64);
@@ -130,12 +115,7 @@ fn histogram_svg(results: &[ImageResult]) -> String {
     }
     for t in 0..=4 {
         let v = t as f64 / 4.0;
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\">{v:.2}</text>",
-            left + v * 20.0 * bw - 8.0,
-            h - 10.0
-        );
+        let _ = write!(s, "<text x=\"{}\" y=\"{}\">{v:.2}</text>", left + v * 20.0 * bw - 8.0, h - 10.0);
     }
     let _ = write!(
         s,
@@ -167,16 +147,9 @@ pub fn html(r: &EvalReport, opts: &EvalOptions) -> Result<String> {
     s.push_str("<h2>Metrics</h2><table><tr><th>prompt</th><th>dataset</th><th>n</th><th>Dice</th><th>IoU</th><th>HD95</th><th>HD95 undefined</th><th>Dice (model res)</th><th>IoU (model res)</th></tr>");
     for k in &r.key_order {
         let p = &r.prompts[k];
-        let rows = p
-            .datasets
-            .iter()
-            .map(|(n, m)| (n.as_str(), m))
-            .chain(std::iter::once(("(pooled)", &p.pooled)));
+        let rows = p.datasets.iter().map(|(n, m)| (n.as_str(), m)).chain(std::iter::once(("(pooled)", &p.pooled)));
         for (name, m) in rows {
-            let hd = m
-                .hd95
-                .map(|v| format!("{v:.2}"))
-                .unwrap_or_else(|| "-".into());
+            let hd = m.hd95.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
             let _ = write!(
                 s,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{hd}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr>",
@@ -191,11 +164,7 @@ pub fn html(r: &EvalReport, opts: &EvalOptions) -> Result<String> {
     let mut worst: Vec<&ImageResult> = r.results.iter().collect();
     worst.sort_by(|a, b| a.dice.total_cmp(&b.dice));
     worst.truncate(opts.worst);
-    let _ = write!(
-        s,
-        "<h2>Worst {} cases</h2><p>prediction green, target outline red</p>",
-        worst.len()
-    );
+    let _ = write!(s, "<h2>Worst {} cases</h2><p>prediction green, target outline red</p>", worst.len());
     for c in worst {
         let img = crate::io::read_rgb(&c.image_path);
         let tgt = crate::io::read_mask(&c.mask_path);
@@ -222,13 +191,7 @@ pub fn html(r: &EvalReport, opts: &EvalOptions) -> Result<String> {
 mod tests {
     #[test]
     fn base64_matches_rfc4648() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
     }

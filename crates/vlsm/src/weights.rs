@@ -11,12 +11,8 @@ use candle_nn::VarBuilder;
 pub use crate::models::seg::ModelKind;
 
 /// Weight file names looked for in a model directory, in order of preference.
-pub const WEIGHT_FILES: &[&str] = &[
-    "model.safetensors",
-    "pytorch_model.bin",
-    "open_clip_pytorch_model.bin",
-    "open_clip_model.safetensors",
-];
+pub const WEIGHT_FILES: &[&str] =
+    &["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors"];
 
 /// The weight file inside a model directory (or the path itself when it is a file).
 pub fn find_weights(dir: &Path) -> Result<PathBuf> {
@@ -135,9 +131,8 @@ pub fn state_dict_var_builder(path: &Path, dtype: DType, dev: &Device, probe: &s
     }
     match last {
         Some(e) if keys.len() == 1 => Err(e),
-        _ => bail!(
-            "{}: no tensor {probe} (with or without 'module.', at the top or under 'state_dict')",
-            path.display()
-        ),
+        _ => {
+            bail!("{}: no tensor {probe} (with or without 'module.', at the top or under 'state_dict')", path.display())
+        }
     }
 }

@@ -9,12 +9,12 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use crate::weights;
 use crate::classify::{zero_shot_logits, ImageClassifier};
 use crate::models::biomedclip::BiomedClip;
 use crate::models::clip::{ClipModel, ClipTextConfig, ClipVisionConfig};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
+use crate::weights;
 
 /// The template CLIP's paper uses for ImageNet-style labels.
 pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
@@ -78,12 +78,18 @@ impl ZeroShotClassifier {
         }
         let cfg = dir.join("config.json");
         if !cfg.is_file() {
-            bail!("{}: neither a CLIP (config.json) nor an open_clip (open_clip_config.json) model directory", dir.display());
+            bail!(
+                "{}: neither a CLIP (config.json) nor an open_clip (open_clip_config.json) model directory",
+                dir.display()
+            );
         }
         let c: ClipConfig = weights::read_json(&cfg)?;
         match c.model_type.as_deref() {
             Some("clip") => Ok("clip"),
-            Some(t) => bail!("{}: model_type '{t}' is not a CLIP model (expected \"clip\") for zero-shot labels", cfg.display()),
+            Some(t) => bail!(
+                "{}: model_type '{t}' is not a CLIP model (expected \"clip\") for zero-shot labels",
+                cfg.display()
+            ),
             None => bail!("{}: no model_type", cfg.display()),
         }
     }

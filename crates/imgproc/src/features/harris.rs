@@ -57,7 +57,13 @@ fn covariance(src: &Image<u8>, block: usize, ksize: usize, border: BorderType) -
 }
 
 /// `cv::cornerHarris`: `det(M) - k trace(M)²` of the gradient covariance over `block_size`.
-pub fn corner_harris(src: &Image<u8>, block_size: usize, ksize: usize, k: f64, border: BorderType) -> Result<Image<f32>> {
+pub fn corner_harris(
+    src: &Image<u8>,
+    block_size: usize,
+    ksize: usize,
+    k: f64,
+    border: BorderType,
+) -> Result<Image<f32>> {
     if k.is_nan() {
         return Err(bad("corner_harris", "k is NaN"));
     }
@@ -73,7 +79,12 @@ pub fn corner_harris(src: &Image<u8>, block_size: usize, ksize: usize, k: f64, b
 }
 
 /// `cv::cornerMinEigenVal`: the smaller eigenvalue of the gradient covariance.
-pub fn corner_min_eigen_val(src: &Image<u8>, block_size: usize, ksize: usize, border: BorderType) -> Result<Image<f32>> {
+pub fn corner_min_eigen_val(
+    src: &Image<u8>,
+    block_size: usize,
+    ksize: usize,
+    border: BorderType,
+) -> Result<Image<f32>> {
     let cov = covariance(src, block_size, ksize, border)?;
     let data = cov
         .iter()
@@ -87,7 +98,12 @@ pub fn corner_min_eigen_val(src: &Image<u8>, block_size: usize, ksize: usize, bo
 
 /// `cv::goodFeaturesToTrack` (Shi-Tomasi, block 3, Sobel 3): strongest local maxima of the
 /// minimum eigenvalue above `quality * max`, at least `min_distance` apart; `(x, y)` points.
-pub fn good_features_to_track(src: &Image<u8>, max_corners: usize, quality: f64, min_distance: f64) -> Result<Vec<(f32, f32)>> {
+pub fn good_features_to_track(
+    src: &Image<u8>,
+    max_corners: usize,
+    quality: f64,
+    min_distance: f64,
+) -> Result<Vec<(f32, f32)>> {
     // (written so that a NaN quality is rejected too)
     if quality.is_nan() || quality <= 0.0 || min_distance < 0.0 || min_distance.is_nan() {
         return Err(bad("good_features_to_track", "quality must be > 0 and min_distance >= 0"));

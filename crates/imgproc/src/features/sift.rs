@@ -156,7 +156,13 @@ fn refine(dog: &[Plane], o: usize, mut layer: usize, mut r: usize, mut c: usize)
         let nc = c as i64 + xc.round() as i64;
         let nr = r as i64 + xr.round() as i64;
         let nl = layer as i64 + xi.round() as i64;
-        if nl < 1 || nl > LAYERS as i64 || nc < BORDER as i64 || nc >= (w - BORDER) as i64 || nr < BORDER as i64 || nr >= (h - BORDER) as i64 {
+        if nl < 1
+            || nl > LAYERS as i64
+            || nc < BORDER as i64
+            || nc >= (w - BORDER) as i64
+            || nr < BORDER as i64
+            || nr >= (h - BORDER) as i64
+        {
             return None;
         }
         (c, r, layer) = (nc as usize, nr as usize, nl as usize);
@@ -283,7 +289,13 @@ pub fn sift_detect_and_compute(gray: &Image<u8>) -> Result<(Vec<KeyPoint>, Vec<[
             let img = &gpyr[*o][*layer];
             let sc = (1u32 << o) as f32;
             let scl_octv = kp.size * 0.5 / sc;
-            let hist = orientation_hist(img, (kp.x / sc).round() as i64, (kp.y / sc).round() as i64, (3.0 * 1.5 * scl_octv).round() as i64, 1.5 * scl_octv);
+            let hist = orientation_hist(
+                img,
+                (kp.x / sc).round() as i64,
+                (kp.y / sc).round() as i64,
+                (3.0 * 1.5 * scl_octv).round() as i64,
+                1.5 * scl_octv,
+            );
             let omax = hist.iter().cloned().fold(0.0, f32::max);
             let thr = omax * ORI_PEAK;
             let n = ORI_BINS;
@@ -378,7 +390,15 @@ fn descriptor(img: &Plane, ptx: f32, pty: f32, ori: f32, scl: f32) -> [f32; 128]
             let rbin = r_rot + d / 2.0 - 0.5;
             let cbin = c_rot + d / 2.0 - 0.5;
             let (r, c) = (py + i, px + j);
-            if !(rbin > -1.0 && rbin < d && cbin > -1.0 && cbin < d && r > 0 && r < img.h as i64 - 1 && c > 0 && c < img.w as i64 - 1) {
+            if !(rbin > -1.0
+                && rbin < d
+                && cbin > -1.0
+                && cbin < d
+                && r > 0
+                && r < img.h as i64 - 1
+                && c > 0
+                && c < img.w as i64 - 1)
+            {
                 continue;
             }
             let (r, c) = (r as usize, c as usize);

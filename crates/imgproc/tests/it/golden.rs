@@ -15,7 +15,10 @@ fn f(v: &Value) -> f64 {
 fn run_cases(op: &str, mut check: impl FnMut(&Fixtures, &Value) -> Option<String>) {
     let fx = fx();
     let cases = fx.cases(op);
-    let failures: Vec<String> = cases.iter().filter_map(|c| check(fx, c).map(|m| format!("{} {} {}: {m}", c["name"], c["input"], c["params"]))).collect();
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| check(fx, c).map(|m| format!("{} {} {}: {m}", c["name"], c["input"], c["params"])))
+        .collect();
     report(op, failures, cases.len());
 }
 
@@ -93,7 +96,9 @@ fn golden_threshold_incl_otsu_triangle() {
             Some("triangle") => threshold::ThresholdMethod::Triangle,
             _ => threshold::ThresholdMethod::Fixed,
         };
-        let (t, img) = threshold(&fx.input_gray(c), f(&p["thresh"]), f(&p["maxval"]), ttype(p["type"].as_str().unwrap()), method).unwrap();
+        let (t, img) =
+            threshold(&fx.input_gray(c), f(&p["thresh"]), f(&p["maxval"]), ttype(p["type"].as_str().unwrap()), method)
+                .unwrap();
         if t != f(&p["expect_value"]) {
             return Some(format!("threshold value {t} != {}", p["expect_value"]));
         }
@@ -102,7 +107,9 @@ fn golden_threshold_incl_otsu_triangle() {
     run_cases("threshold_f32", |fx, c| {
         let p = &c["params"];
         let src = fx.image_f32("in_kvf");
-        let (_, img) = threshold(&src, f(&p["thresh"]), f(&p["maxval"]), ttype(p["type"].as_str().unwrap()), Default::default()).unwrap();
+        let (_, img) =
+            threshold(&src, f(&p["thresh"]), f(&p["maxval"]), ttype(p["type"].as_str().unwrap()), Default::default())
+                .unwrap();
         close("threshold_f32", &to_f64(&img), &fx.expected(c), 1e-6)
     });
 }
@@ -112,7 +119,15 @@ fn golden_adaptive_threshold() {
     run_cases("adaptive", |fx, c| {
         let p = &c["params"];
         let m = if p["method"] == "mean" { AdaptiveMethod::Mean } else { AdaptiveMethod::Gaussian };
-        let img = adaptive_threshold(&fx.input_gray(c), f(&p["maxval"]), m, ttype(p["type"].as_str().unwrap()), u(&p["block"]), f(&p["c"])).unwrap();
+        let img = adaptive_threshold(
+            &fx.input_gray(c),
+            f(&p["maxval"]),
+            m,
+            ttype(p["type"].as_str().unwrap()),
+            u(&p["block"]),
+            f(&p["c"]),
+        )
+        .unwrap();
         exact("adaptive", &to_f64(&img), &fx.expected(c))
     });
 }
@@ -186,7 +201,15 @@ fn warp_check(interp_name: &'static str) -> impl FnMut(&Fixtures, &Value) -> Opt
         }
         let m: Vec<f64> = p["m"].as_array().unwrap().iter().map(f).collect();
         let m: [f64; 6] = m.try_into().unwrap();
-        let img = warp_affine(&fx.input_src(c), &m, (u(&p["width"]), u(&p["height"])), interp(interp_name), border(&p["border"]), 0.0).unwrap();
+        let img = warp_affine(
+            &fx.input_src(c),
+            &m,
+            (u(&p["width"]), u(&p["height"])),
+            interp(interp_name),
+            border(&p["border"]),
+            0.0,
+        )
+        .unwrap();
         match interp_name {
             "linear" | "nearest" => exact("warp", &to_f64(&img), &fx.expected(c)),
             // Known deviation: OpenCV 5's float bicubic; 3 pixels of one of the 76 cubic cases
@@ -230,7 +253,9 @@ fn golden_blur() {
 fn golden_gaussian_blur() {
     run_cases("gaussian", |fx, c| {
         let p = &c["params"];
-        let img = gaussian_blur(&fx.input_src(c), (u(&p["kw"]), u(&p["kh"])), f(&p["sx"]), f(&p["sy"]), border(&p["border"])).unwrap();
+        let img =
+            gaussian_blur(&fx.input_src(c), (u(&p["kw"]), u(&p["kh"])), f(&p["sx"]), f(&p["sy"]), border(&p["border"]))
+                .unwrap();
         exact("gaussian", &to_f64(&img), &fx.expected(c))
     });
 }
@@ -271,10 +296,18 @@ fn golden_sobel_scharr_laplacian() {
     });
     run_cases("scharr", |fx, c| {
         let p = &c["params"];
-        exact("scharr", &to_f64(&scharr(&fx.input_gray(c), u(&p["dx"]), u(&p["dy"]), BorderType::Reflect101).unwrap()), &fx.expected(c))
+        exact(
+            "scharr",
+            &to_f64(&scharr(&fx.input_gray(c), u(&p["dx"]), u(&p["dy"]), BorderType::Reflect101).unwrap()),
+            &fx.expected(c),
+        )
     });
     run_cases("laplacian", |fx, c| {
-        exact("laplacian", &to_f64(&laplacian(&fx.input_gray(c), u(&c["params"]["ksize"]), BorderType::Reflect101).unwrap()), &fx.expected(c))
+        exact(
+            "laplacian",
+            &to_f64(&laplacian(&fx.input_gray(c), u(&c["params"]["ksize"]), BorderType::Reflect101).unwrap()),
+            &fx.expected(c),
+        )
     });
 }
 
@@ -327,7 +360,8 @@ fn golden_canny() {
 fn golden_harris_and_min_eigen() {
     run_cases("harris", |fx, c| {
         let p = &c["params"];
-        let img = corner_harris(&fx.input_gray(c), u(&p["block"]), u(&p["ksize"]), f(&p["k"]), BorderType::Reflect101).unwrap();
+        let img = corner_harris(&fx.input_gray(c), u(&p["block"]), u(&p["ksize"]), f(&p["k"]), BorderType::Reflect101)
+            .unwrap();
         close("harris", &to_f64(&img), &fx.expected(c), 1e-3)
     });
     run_cases("min_eigen", |fx, c| {
@@ -344,20 +378,29 @@ fn golden_good_features_to_track() {
         let want: Vec<(f64, f64)> = want.chunks(2).map(|p| (p[0], p[1])).collect();
         let found = want.iter().filter(|w| pts.iter().any(|p| p.0 as f64 == w.0 && p.1 as f64 == w.1)).count();
         // Ties between equal responses may be broken differently; require 90% agreement.
-        (found * 10 < want.len() * 9 || pts.len() != want.len()).then(|| format!("{found} of {} corners match ({} found)", want.len(), pts.len()))
+        (found * 10 < want.len() * 9 || pts.len() != want.len())
+            .then(|| format!("{found} of {} corners match ({} found)", want.len(), pts.len()))
     });
 }
 
 #[test]
 fn golden_histograms_and_point_ops() {
-    run_cases("equalize_hist", |fx, c| exact("eq", &to_f64(&equalize_hist(&fx.input_gray(c)).unwrap()), &fx.expected(c)));
+    run_cases("equalize_hist", |fx, c| {
+        exact("eq", &to_f64(&equalize_hist(&fx.input_gray(c)).unwrap()), &fx.expected(c))
+    });
     run_cases("calc_hist", |fx, c| {
         let h: Vec<f64> = calc_hist(&fx.input_gray(c), 0).unwrap().iter().map(|&v| v as f64).collect();
         exact("hist", &h, &fx.expected(c))
     });
     run_cases("convert_scale_abs", |fx, c| {
         let p = &c["params"];
-        near("csa", &to_f64(&convert_scale_abs(&fx.input(c), f(&p["alpha"]), f(&p["beta"])).unwrap()), &fx.expected(c), 1.0, 0.05)
+        near(
+            "csa",
+            &to_f64(&convert_scale_abs(&fx.input(c), f(&p["alpha"]), f(&p["beta"])).unwrap()),
+            &fx.expected(c),
+            1.0,
+            0.05,
+        )
     });
     run_cases("lut", |fx, c| {
         let mut t = [0u8; 256];

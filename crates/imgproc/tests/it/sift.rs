@@ -26,8 +26,11 @@ fn sift_matches_at_least_90pct_of_opencv() {
     for k in meta["base_first"].as_array().unwrap() {
         let g = |n: &str| k[n].as_f64().unwrap() as f32;
         let hit = kq.iter().any(|p| {
-            (p.x - g("x")).abs() < 0.05 && (p.y - g("y")).abs() < 0.05 && (p.size / g("size") - 1.0).abs() < 0.01
-                && ((p.angle - g("angle") + 540.0) % 360.0 - 180.0).abs() < 1.0 && p.octave == k["octave"].as_i64().unwrap() as i32
+            (p.x - g("x")).abs() < 0.05
+                && (p.y - g("y")).abs() < 0.05
+                && (p.size / g("size") - 1.0).abs() < 0.01
+                && ((p.angle - g("angle") + 540.0) % 360.0 - 180.0).abs() < 1.0
+                && p.octave == k["octave"].as_i64().unwrap() as i32
         });
         assert!(hit, "OpenCV keypoint {k} not found");
     }

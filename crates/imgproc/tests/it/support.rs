@@ -21,14 +21,23 @@ pub fn fx() -> &'static Fixtures {
             .lines()
             .map(|l| serde_json::from_str(l).expect("json"))
             .collect();
-        let arrays: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("arrays.json")).expect("arrays")).expect("json");
+        let arrays: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("arrays.json")).expect("arrays")).expect("json");
         let arrays = arrays
             .as_object()
             .expect("object")
             .iter()
             .map(|(k, v)| {
-                let shape = v["shape"].as_array().expect("shape").iter().map(|s| s.as_u64().expect("dim") as usize).collect();
-                (k.clone(), (v["dtype"].as_str().expect("dtype").to_string(), shape, v["offset"].as_u64().expect("off") as usize))
+                let shape =
+                    v["shape"].as_array().expect("shape").iter().map(|s| s.as_u64().expect("dim") as usize).collect();
+                (
+                    k.clone(),
+                    (
+                        v["dtype"].as_str().expect("dtype").to_string(),
+                        shape,
+                        v["offset"].as_u64().expect("off") as usize,
+                    ),
+                )
             })
             .collect();
         let mut blob = Vec::new();
@@ -109,7 +118,14 @@ pub fn exact(name: &str, got: &[f64], want: &[f64]) -> Option<String> {
         return None;
     }
     let maxd = bad.iter().map(|&i| (got[i] - want[i]).abs()).fold(0.0, f64::max);
-    Some(format!("{name}: {} of {} differ (max diff {maxd}; first at {}: {} vs {})", bad.len(), got.len(), bad[0], got[bad[0]], want[bad[0]]))
+    Some(format!(
+        "{name}: {} of {} differ (max diff {maxd}; first at {}: {} vs {})",
+        bad.len(),
+        got.len(),
+        bad[0],
+        got[bad[0]],
+        want[bad[0]]
+    ))
 }
 
 /// Relative comparison: |a - b| <= rel * max(|b|, 1e-3 * max|want|).
@@ -124,7 +140,14 @@ pub fn close(name: &str, got: &[f64], want: &[f64], rel: f64) -> Option<String> 
     if bad.is_empty() {
         return None;
     }
-    Some(format!("{name}: {} of {} outside {rel} (first at {}: {} vs {})", bad.len(), got.len(), bad[0], got[bad[0]], want[bad[0]]))
+    Some(format!(
+        "{name}: {} of {} outside {rel} (first at {}: {} vs {})",
+        bad.len(),
+        got.len(),
+        bad[0],
+        got[bad[0]],
+        want[bad[0]]
+    ))
 }
 
 pub fn to_f64<T: imgproc::Pixel>(img: &Image<T>) -> Vec<f64> {
@@ -134,7 +157,11 @@ pub fn to_f64<T: imgproc::Pixel>(img: &Image<T>) -> Vec<f64> {
 pub fn report(op: &str, failures: Vec<String>, total: usize) {
     if !failures.is_empty() {
         let shown: Vec<&String> = failures.iter().take(25).collect();
-        panic!("{op}: {} of {total} cases fail:\n{}", failures.len(), shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+        panic!(
+            "{op}: {} of {total} cases fail:\n{}",
+            failures.len(),
+            shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        );
     }
     assert!(total > 0, "{op}: no fixture cases");
 }

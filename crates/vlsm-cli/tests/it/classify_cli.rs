@@ -1,7 +1,7 @@
 //! `vlsm classify`: zero-shot with --labels (CLIP, BiomedCLIP), supervised without.
 
-use std::path::{Path, PathBuf};
 use crate::support::vlsm;
+use std::path::{Path, PathBuf};
 
 fn fx(rel: &str) -> PathBuf {
     crate::support::fx(rel)
@@ -30,8 +30,16 @@ fn zero_shot_clip_ranks_labels_as_the_reference_does() {
 
     // Text output, BiomedCLIP, and a template.
     let (ok, out, err) = vlsm(&[
-        "classify", s(&img), "--model", s(&fx("biomedclip/tiny")), "--labels", "polyp,lesion", "--template",
-        "an endoscopy image of a {}", "--top-k", "1",
+        "classify",
+        s(&img),
+        "--model",
+        s(&fx("biomedclip/tiny")),
+        "--labels",
+        "polyp,lesion",
+        "--template",
+        "an endoscopy image of a {}",
+        "--top-k",
+        "1",
     ]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");

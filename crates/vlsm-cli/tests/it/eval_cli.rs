@@ -1,7 +1,7 @@
 //! `vlsm eval`: table, metrics.json, per_image.csv, masks at original size and report.html.
 
-use std::path::{Path, PathBuf};
 use crate::support::vlsm;
+use std::path::{Path, PathBuf};
 
 fn tiny_model() -> PathBuf {
     crate::support::fx("clipseg/tiny_complex")
@@ -15,18 +15,10 @@ fn dataset(dir: &Path, name: &str, n: u32) -> PathBuf {
     }
     let mut recs = Vec::new();
     for i in 0..n {
-        let img = image::RgbImage::from_fn(50, 40, |x, y| {
-            image::Rgb([(x * 5) as u8, (y * 6) as u8, (i * 40) as u8])
-        });
+        let img = image::RgbImage::from_fn(50, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, (i * 40) as u8]));
         img.save(ds.join(format!("images/im{i}.png"))).unwrap();
         let m = image::GrayImage::from_fn(50, 40, |x, y| {
-            image::Luma([
-                if i + 1 < n && (10..30).contains(&x) && (8..24).contains(&y) {
-                    255
-                } else {
-                    0
-                },
-            ])
+            image::Luma([if i + 1 < n && (10..30).contains(&x) && (8..24).contains(&y) { 255 } else { 0 }])
         });
         m.save(ds.join(format!("masks/im{i}_mask.png"))).unwrap();
         recs.push(serde_json::json!({
@@ -34,11 +26,7 @@ fn dataset(dir: &Path, name: &str, n: u32) -> PathBuf {
             "prompts": {"p0": "", "p1": "square", "p2": ["big square", "bright square"]}
         }));
     }
-    std::fs::write(
-        ds.join("anns/test.json"),
-        serde_json::to_string(&recs).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(ds.join("anns/test.json"), serde_json::to_string(&recs).unwrap()).unwrap();
     ds
 }
 
@@ -49,10 +37,7 @@ fn s(p: &Path) -> &str {
 #[test]
 fn all_prompts_over_two_datasets_writes_every_output() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        dataset(tmp.path(), "alpha", 3),
-        dataset(tmp.path(), "beta", 2),
-    );
+    let (a, b) = (dataset(tmp.path(), "alpha", 3), dataset(tmp.path(), "beta", 2));
     let out = tmp.path().join("out");
     let (ok, stdout, err) = vlsm(&[
         "eval",
@@ -68,10 +53,7 @@ fn all_prompts_over_two_datasets_writes_every_output() {
         s(&out),
     ]);
     assert!(ok, "{err}");
-    assert!(
-        stdout.contains("(pooled)") && stdout.contains("alpha") && stdout.contains("p2"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("(pooled)") && stdout.contains("alpha") && stdout.contains("p2"), "{stdout}");
 
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
@@ -79,13 +61,7 @@ fn all_prompts_over_two_datasets_writes_every_output() {
         let p = &m["prompts"][k];
         assert_eq!(p["pooled"]["n"], 5);
         assert_eq!(p["datasets"]["alpha"]["n"], 3);
-        for f in [
-            "dice",
-            "iou",
-            "hd95_undefined",
-            "dice_model_res",
-            "iou_model_res",
-        ] {
+        for f in ["dice", "iou", "hd95_undefined", "dice_model_res", "iou_model_res"] {
             assert!(p["pooled"][f].is_number(), "{k}.pooled.{f} missing: {p}");
         }
         assert!(p["pooled"].get("hd95").is_some());
@@ -100,25 +76,16 @@ fn all_prompts_over_two_datasets_writes_every_output() {
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         let stem = f[1].trim_end_matches(".png");
-        let pred =
-            vlsm::io::read_mask(&out.join(format!("masks/{}/{}/{stem}_mask.png", f[2], f[0])))
-                .unwrap();
+        let pred = vlsm::io::read_mask(&out.join(format!("masks/{}/{}/{stem}_mask.png", f[2], f[0]))).unwrap();
         assert_eq!(pred.dimensions(), (50, 40));
         assert!(pred.pixels().all(|p| p[0] == 0 || p[0] == 255));
-        let gt = vlsm::io::read_mask(&tmp.path().join(f[0]).join(format!("masks/{stem}_mask.png")))
-            .unwrap();
+        let gt = vlsm::io::read_mask(&tmp.path().join(f[0]).join(format!("masks/{stem}_mask.png"))).unwrap();
         let d = vlsm::metrics::dice(pred.as_raw(), gt.as_raw());
-        assert!(
-            (d - f[3].parse::<f64>().unwrap()).abs() < 1e-6,
-            "{line}: {d}"
-        );
+        assert!((d - f[3].parse::<f64>().unwrap()).abs() < 1e-6, "{line}: {d}");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
-    assert!(
-        !html.contains("src=\"http") && !html.contains("src=\"/"),
-        "report must be self-contained"
-    );
+    assert!(!html.contains("src=\"http") && !html.contains("src=\"/"), "report must be self-contained");
 }
 
 #[test]
@@ -156,47 +123,13 @@ fn bad_arguments_are_one_line_errors() {
     let a = dataset(tmp.path(), "alpha", 2);
     let out = tmp.path().join("out");
     let m = tiny_model();
-    let (ok, _, err) = vlsm(&[
-        "eval",
-        "--model",
-        s(&m),
-        "--data",
-        s(&a),
-        "--prompt",
-        "p7",
-        "--out",
-        s(&out),
-    ]);
-    assert!(
-        !ok && err.contains("p7") && err.trim().lines().count() == 1,
-        "{err}"
-    );
-    let (ok, _, err) = vlsm(&[
-        "eval",
-        "--model",
-        s(&m),
-        "--data",
-        s(&a),
-        "--split",
-        "val",
-        "--prompt",
-        "p1",
-        "--out",
-        s(&out),
-    ]);
+    let (ok, _, err) = vlsm(&["eval", "--model", s(&m), "--data", s(&a), "--prompt", "p7", "--out", s(&out)]);
+    assert!(!ok && err.contains("p7") && err.trim().lines().count() == 1, "{err}");
+    let (ok, _, err) =
+        vlsm(&["eval", "--model", s(&m), "--data", s(&a), "--split", "val", "--prompt", "p1", "--out", s(&out)]);
     assert!(!ok && err.contains("val.json"), "{err}");
-    let (ok, _, _) = vlsm(&[
-        "eval",
-        "--model",
-        s(&m),
-        "--data",
-        s(&a),
-        "--prompt",
-        "p1",
-        "--all-prompts",
-        "--out",
-        s(&out),
-    ]);
+    let (ok, _, _) =
+        vlsm(&["eval", "--model", s(&m), "--data", s(&a), "--prompt", "p1", "--all-prompts", "--out", s(&out)]);
     assert!(!ok);
     assert!(!out.join("metrics.json").exists());
 }

@@ -41,7 +41,8 @@ fn eval_and_compare(model: &Path, want_threshold: f32) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["prompts"]["p1"]["pooled"]["n"], 3, "{m}");
     let t = m["threshold"].as_f64().unwrap_or_else(|| panic!("no threshold in {m}"));
     assert!((t - want_threshold as f64).abs() < 1e-6, "threshold {t}");

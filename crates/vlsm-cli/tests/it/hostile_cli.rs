@@ -89,7 +89,10 @@ fn eval_refuses_record_names_that_leave_the_dataset() {
     let ds = dataset(&data, "ds", 2, |r| r[1]["mask_name"] = "../../../victim/labels.png".into());
     let out = tmp.path().join("out");
     let err = one_line_error(&eval(&ds, &out));
-    assert!(err.contains("test.json") && err.contains("record 1") && err.contains("im1.png") && err.contains(".."), "{err}");
+    assert!(
+        err.contains("test.json") && err.contains("record 1") && err.contains("im1.png") && err.contains(".."),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&victim).unwrap(), before, "the file outside the dataset was overwritten");
     assert!(files_under(&out).is_empty(), "{:?}", files_under(&out));
 
@@ -276,7 +279,9 @@ fn every_command_has_the_same_pixel_limit() {
 
 fn small_png(dir: &Path) -> PathBuf {
     let p = dir.join("small.png");
-    image::RgbImage::from_fn(384, 288, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x * y) % 256) as u8])).save(&p).unwrap();
+    image::RgbImage::from_fn(384, 288, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x * y) % 256) as u8]))
+        .save(&p)
+        .unwrap();
     p
 }
 
@@ -356,7 +361,14 @@ fn segment_output_names_never_collide() {
     fn seg_args<'a>(imgs: &[&'a PathBuf], model: &'a Path, out: &'a Path) -> Vec<&'a OsStr> {
         let mut v: Vec<&OsStr> = vec![OsStr::new("segment")];
         v.extend(imgs.iter().map(|p| p.as_os_str()));
-        v.extend([OsStr::new("-p"), OsStr::new("polyp"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--out"), out.as_os_str()]);
+        v.extend([
+            OsStr::new("-p"),
+            OsStr::new("polyp"),
+            OsStr::new("--model"),
+            model.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ]);
         v
     }
     let r = vlsm_os(&seg_args(&[&a, &b], &model, &out));
@@ -366,7 +378,8 @@ fn segment_output_names_never_collide() {
     // A non-UTF-8 name and `image.png` get different outputs.
     let (ok, _, _, err) = vlsm_os(&seg_args(&[&a, &plain], &model, &out));
     assert!(ok, "{err}");
-    let mut names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, vec!["image.mask.png", "image.overlay.png", "\u{fffd}.mask.png", "\u{fffd}.overlay.png"]);
 }
@@ -376,7 +389,18 @@ fn segment_checks_the_logits_path_before_writing_masks() {
     let tmp = tempfile::tempdir().unwrap();
     let img = fx("clipseg/images/kvasir_75x50.png");
     let out = tmp.path().join("out");
-    let err = one_line_error(&vlsm(&["segment", s(&img), "-p", "polyp", "--model", s(&tiny_model()), "--out", s(&out), "--logits", s(tmp.path())]));
+    let err = one_line_error(&vlsm(&[
+        "segment",
+        s(&img),
+        "-p",
+        "polyp",
+        "--model",
+        s(&tiny_model()),
+        "--out",
+        s(&out),
+        "--logits",
+        s(tmp.path()),
+    ]));
     assert!(err.contains("--logits"), "{err}");
     assert!(files_under(&out).is_empty(), "{:?}", files_under(&out));
 }

@@ -1,11 +1,11 @@
 //! All integration tests of `vlsm-cli` in one binary (one link, one process; see support for shared helpers).
 
-mod support;
 mod classify_cli;
 mod eval_cli;
 mod eval_kinds_cli;
+mod hostile_cli;
 mod prompts_cli;
 mod segment_cli;
+mod support;
 mod train_cli;
 mod unet_vit_cli;
-mod hostile_cli;

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
 use crate::support::vlsm;
+use candle_core::{Device, Tensor};
 
 fn fixtures() -> PathBuf {
     crate::support::fx("clipseg")
@@ -52,9 +52,8 @@ fn writes_masks_overlays_and_logits() {
     let model = fixtures().join("tiny_complex");
     let img = fixtures().join("images/kvasir_75x50.png");
     let npy = tmp.path().join("l.npy");
-    let (ok, _, err) = vlsm(&[
-        "segment", s(&img), "--prompt", "polyp", "--model", s(&model), "--out", s(&out), "--logits", s(&npy),
-    ]);
+    let (ok, _, err) =
+        vlsm(&["segment", s(&img), "--prompt", "polyp", "--model", s(&model), "--out", s(&out), "--logits", s(&npy)]);
     assert!(ok, "{err}");
     let mask = image::open(out.join("kvasir_75x50.mask.png")).unwrap().to_luma8();
     assert_eq!(mask.dimensions(), (75, 50));
@@ -69,10 +68,25 @@ fn writes_masks_overlays_and_logits() {
     let out2 = tmp.path().join("out2");
     let img2 = fixtures().join("images/clinicdb_64.png");
     let (ok, _, err) = vlsm(&[
-        "segment", s(&img), s(&img2), "-p", "polyp", "-p", "", "--prompt-image",
-        s(&fixtures().join("images/kvasir_75x50.png")), "--prompt-mask",
-        s(&fixtures().join("images/kvasir_75x50_mask.png")), "--mix", "0.3", "--model", s(&model), "--out",
-        s(&out2), "--batch", "1",
+        "segment",
+        s(&img),
+        s(&img2),
+        "-p",
+        "polyp",
+        "-p",
+        "",
+        "--prompt-image",
+        s(&fixtures().join("images/kvasir_75x50.png")),
+        "--prompt-mask",
+        s(&fixtures().join("images/kvasir_75x50_mask.png")),
+        "--mix",
+        "0.3",
+        "--model",
+        s(&model),
+        "--out",
+        s(&out2),
+        "--batch",
+        "1",
     ]);
     assert!(ok, "{err}");
     let mut files = files_in(&out2);
@@ -80,9 +94,14 @@ fn writes_masks_overlays_and_logits() {
     assert_eq!(
         files,
         [
-            "clinicdb_64.0.mask.png", "clinicdb_64.0.overlay.png", "clinicdb_64.1.mask.png",
-            "clinicdb_64.1.overlay.png", "kvasir_75x50.0.mask.png", "kvasir_75x50.0.overlay.png",
-            "kvasir_75x50.1.mask.png", "kvasir_75x50.1.overlay.png",
+            "clinicdb_64.0.mask.png",
+            "clinicdb_64.0.overlay.png",
+            "clinicdb_64.1.mask.png",
+            "clinicdb_64.1.overlay.png",
+            "kvasir_75x50.0.mask.png",
+            "kvasir_75x50.0.overlay.png",
+            "kvasir_75x50.1.mask.png",
+            "kvasir_75x50.1.overlay.png",
         ]
     );
 }
@@ -112,7 +131,10 @@ fn bad_model_directories_are_named() {
 
     let t2 = tempfile::tempdir().unwrap();
     let wrong = edited_model(t2.path(), |t| {
-        t.insert("decoder.reduces.1.weight".into(), Tensor::zeros((16, 31), candle_core::DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "decoder.reduces.1.weight".into(),
+            Tensor::zeros((16, 31), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
     let (ok, _, err) = run(&wrong);
     assert_one_line_error(ok, &err, &["model.safetensors", "decoder.reduces.1.weight", "[16, 32]", "[16, 31]"]);
@@ -138,8 +160,7 @@ fn bad_inputs_fail_cleanly() {
     let (ok, _, err) = vlsm(&["segment", "-p", "x", "--model", s(&model), "--out", s(&out)]);
     assert_one_line_error(ok, &err, &["no images"]);
 
-    let (ok, _, err) =
-        vlsm(&["segment", s(&good), s(&corrupt), "-p", "x", "--model", s(&model), "--out", s(&out)]);
+    let (ok, _, err) = vlsm(&["segment", s(&good), s(&corrupt), "-p", "x", "--model", s(&model), "--out", s(&out)]);
     assert_one_line_error(ok, &err, &["corrupt.png"]);
 
     let missing = tmp.path().join("missing.jpg");
@@ -147,14 +168,33 @@ fn bad_inputs_fail_cleanly() {
     assert_one_line_error(ok, &err, &["missing.jpg"]);
 
     let (ok, _, err) = vlsm(&[
-        "segment", s(&good), s(&good), "-p", "a", "-p", "b", "--model", s(&model), "--logits",
-        s(&tmp.path().join("x.npy")), "--out", s(&out),
+        "segment",
+        s(&good),
+        s(&good),
+        "-p",
+        "a",
+        "-p",
+        "b",
+        "--model",
+        s(&model),
+        "--logits",
+        s(&tmp.path().join("x.npy")),
+        "--out",
+        s(&out),
     ]);
     assert_one_line_error(ok, &err, &["--logits"]);
 
     let (ok, _, err) = vlsm(&[
-        "segment", s(&good), "--prompt-image", s(&good), "--prompt-mask",
-        s(&fixtures().join("images/busi_60x45_mask.png")), "--model", s(&model), "--out", s(&out),
+        "segment",
+        s(&good),
+        "--prompt-image",
+        s(&good),
+        "--prompt-mask",
+        s(&fixtures().join("images/busi_60x45_mask.png")),
+        "--model",
+        s(&model),
+        "--out",
+        s(&out),
     ]);
     assert_one_line_error(ok, &err, &["busi_60x45_mask.png", "75x50"]);
 

@@ -1,7 +1,7 @@
 //! `vlsm train`: a short run on the tiny CLIPSeg, then `vlsm segment --model RUN/best`; config errors.
 
-use std::path::{Path, PathBuf};
 use crate::support::vlsm_stderr as vlsm;
+use std::path::{Path, PathBuf};
 
 fn tiny_model() -> PathBuf {
     crate::support::fx("clipseg/tiny_complex")
@@ -17,16 +17,10 @@ fn dataset(dir: &Path) -> PathBuf {
     for i in 0..6u32 {
         let inside = |x: u32, y: u32| (5 + i..20 + i).contains(&x) && (5..20).contains(&y);
         let img = image::RgbImage::from_fn(40, 30, |x, y| {
-            image::Rgb(if inside(x, y) {
-                [220, 200, 40]
-            } else {
-                [30, 30, 90]
-            })
+            image::Rgb(if inside(x, y) { [220, 200, 40] } else { [30, 30, 90] })
         });
         img.save(ds.join(format!("images/{i}.png"))).unwrap();
-        let m = image::GrayImage::from_fn(40, 30, |x, y| {
-            image::Luma([if inside(x, y) { 255 } else { 0 }])
-        });
+        let m = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
         m.save(ds.join(format!("masks/{i}.png"))).unwrap();
         recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"), "prompts": {"p1": "square"}}));
     }
@@ -66,13 +60,7 @@ fn trains_resumes_and_segments_with_the_best_model() {
     ] {
         assert!(run.join(f).is_file(), "no {f}");
     }
-    assert_eq!(
-        std::fs::read_to_string(run.join("metrics.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        4
-    );
+    assert_eq!(std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count(), 4);
     // Training again into the same run needs --resume; resuming a finished run is a no-op.
     let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(!ok && err.contains("resume"), "{err}");
@@ -90,12 +78,7 @@ fn trains_resumes_and_segments_with_the_best_model() {
         ds.join("images/0.png").to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    assert_eq!(
-        vlsm::io::read_mask(&out.join("0.mask.png"))
-            .unwrap()
-            .dimensions(),
-        (40, 30)
-    );
+    assert_eq!(vlsm::io::read_mask(&out.join("0.mask.png")).unwrap().dimensions(), (40, 30));
 }
 
 #[test]
@@ -105,16 +88,11 @@ fn config_errors_name_the_key_in_one_line() {
     for (extra, key) in [("bogus_key = 1\n", "bogus_key"), ("seed = -3\n", "seed")] {
         let cfg = write_config(tmp.path(), &ds, extra);
         let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
-        assert!(
-            !ok && err.contains(key) && err.contains("train.toml"),
-            "{err}"
-        );
+        assert!(!ok && err.contains(key) && err.contains("train.toml"), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
     let cfg = write_config(tmp.path(), &ds, "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("lr = 1e-2", "lr = 0.0");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("lr = 1e-2", "lr = 0.0");
     std::fs::write(&cfg, text).unwrap();
     let (ok, err) = vlsm(&["train", "--config", cfg.to_str().unwrap()]);
     assert!(!ok && err.contains("train.lr"), "{err}");

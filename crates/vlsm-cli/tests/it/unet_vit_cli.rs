@@ -1,8 +1,8 @@
 //! `vlsm train` / `eval` / `segment` / `classify` for the text-free UNet and for ViT
 //! classification, on tiny synthetic data.
 
-use std::path::{Path, PathBuf};
 use crate::support::vlsm;
+use std::path::{Path, PathBuf};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -17,7 +17,9 @@ fn seg_dataset(dir: &Path) -> PathBuf {
     let mut recs = Vec::new();
     for i in 0..8u32 {
         let inside = |x: u32, y: u32| (4 + i..16 + i).contains(&x) && (6 + i / 2..18 + i / 2).contains(&y);
-        let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb(if inside(x, y) { [220, 200, 40] } else { [30, 30, 90] }));
+        let img = image::RgbImage::from_fn(32, 32, |x, y| {
+            image::Rgb(if inside(x, y) { [220, 200, 40] } else { [30, 30, 90] })
+        });
         img.save(ds.join(format!("images/{i}.png"))).unwrap();
         let m = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
         m.save(ds.join(format!("masks/{i}.png"))).unwrap();
@@ -55,14 +57,16 @@ fn unet_trains_evaluates_and_segments_without_prompts() {
     let (ok, stdout, err) = vlsm(&["eval", "--model", s(&best), "--data", s(&ds), "--out", s(&out)]);
     assert!(ok, "{err}");
     assert!(stdout.contains("none"), "{stdout}");
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     let dice = m["prompts"]["none"]["pooled"]["dice"].as_f64().unwrap();
     assert!(dice > 0.8, "test Dice {dice}");
     // A prompt key is accepted and ignored (the paper's `--prompt p1` runs).
     let out1 = tmp.path().join("eval-p1");
     let (ok, _, err) = vlsm(&["eval", "--model", s(&best), "--data", s(&ds), "--prompt", "p1", "--out", s(&out1)]);
     assert!(ok, "{err}");
-    let m1: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out1.join("metrics.json")).unwrap()).unwrap();
+    let m1: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out1.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m1["prompts"]["p1"]["pooled"]["dice"].as_f64().unwrap(), dice);
 
     // segment with no prompt.
@@ -91,7 +95,10 @@ fn text_models_still_need_a_prompt_key_and_bad_unet_configs_are_rejected() {
         let cfg = tmp.path().join("bad.toml");
         std::fs::write(
             &cfg,
-            format!("output_dir = \"bad\"\n[model]\nkind = \"unet\"\n{extra}[data]\ndatasets = [\"{}\"]\nimage_size = 34\n", s(&ds)),
+            format!(
+                "output_dir = \"bad\"\n[model]\nkind = \"unet\"\n{extra}[data]\ndatasets = [\"{}\"]\nimage_size = 34\n",
+                s(&ds)
+            ),
         )
         .unwrap();
         let (ok, _, err) = vlsm(&["train", "--config", s(&cfg)]);
@@ -109,7 +116,11 @@ fn class_dataset(root: &Path, per_class: usize) {
             for i in 0..per_class {
                 let img = image::RgbImage::from_fn(20, 20, |x, y| {
                     let n = ((x * 7 + y * 13 + i as u32 * 31 + split.len() as u32) % 60) as u8;
-                    if k == 0 { image::Rgb([n, 40 + n, 200 - n]) } else { image::Rgb([200 - n, 40 + n, n]) }
+                    if k == 0 {
+                        image::Rgb([n, 40 + n, 200 - n])
+                    } else {
+                        image::Rgb([200 - n, 40 + n, n])
+                    }
                 });
                 img.save(d.join(format!("{i}.png"))).unwrap();
             }
@@ -167,10 +178,12 @@ fn vit_classify_trains_and_evaluates_through_the_cli() {
 
     let best = tmp.path().join("run/best");
     let out = tmp.path().join("eval");
-    let (ok, stdout, err) = vlsm(&["eval", "--model", s(&best), "--data", s(&data), "--split", "val", "--out", s(&out)]);
+    let (ok, stdout, err) =
+        vlsm(&["eval", "--model", s(&best), "--data", s(&data), "--split", "val", "--out", s(&out)]);
     assert!(ok, "{err}");
     assert!(stdout.contains("accuracy 1.0000 (12 images)"), "{stdout}");
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["accuracy"].as_f64(), Some(1.0));
     assert_eq!(m["classes"], serde_json::json!(["blue", "red"]));
     assert_eq!(m["confusion"], serde_json::json!([[6, 0], [0, 6]]));

@@ -26,7 +26,15 @@ fn seg_form(img: &[u8], prompts: &[&str]) -> Form {
 }
 
 /// A request with extra header lines (each "Name: value").
-async fn raw(addr: SocketAddr, method: &str, path: &str, host: &str, extra: &[&str], ct: Option<&str>, body: Vec<u8>) -> Resp {
+async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &[&str],
+    ct: Option<&str>,
+    body: Vec<u8>,
+) -> Resp {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for e in extra {
         head.push_str(e);
@@ -51,7 +59,9 @@ fn assert_json_error(r: &Resp, status: u16) {
 async fn foreign_host_is_refused_and_local_names_are_answered() {
     let s = Server::start(opts(), Duration::ZERO).await;
     let port = s.addr.port();
-    for host in [format!("rebind.example:{port}"), "rebind.example".into(), format!("127.0.0.1:{}", port + 1), "".into()] {
+    for host in
+        [format!("rebind.example:{port}"), "rebind.example".into(), format!("127.0.0.1:{}", port + 1), "".into()]
+    {
         let r = raw(s.addr, "GET", "/api/model", &host, &[], None, vec![]).await;
         assert!(r.status == 421 || r.status == 400, "Host {host:?}: {}", r.status);
         assert_json_error(&r, r.status);
@@ -60,12 +70,23 @@ async fn foreign_host_is_refused_and_local_names_are_answered() {
     }
     // The page too: a rebinding page must not even load our script.
     assert_eq!(raw(s.addr, "GET", "/", &format!("evil.example:{port}"), &[], None, vec![]).await.status, 421);
-    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LOCALHOST:{port}"), format!("[::1]:{port}")] {
+    for host in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LOCALHOST:{port}"), format!("[::1]:{port}")]
+    {
         let r = raw(s.addr, "GET", "/api/health", &host, &[], None, vec![]).await;
         assert_eq!(r.status, 200, "Host {host:?}");
     }
     // Absolute-form targets must agree with Host.
-    let r = raw(s.addr, "GET", &format!("http://evil.example:{port}/api/health"), &format!("127.0.0.1:{port}"), &[], None, vec![]).await;
+    let r = raw(
+        s.addr,
+        "GET",
+        &format!("http://evil.example:{port}/api/health"),
+        &format!("127.0.0.1:{port}"),
+        &[],
+        None,
+        vec![],
+    )
+    .await;
     assert_json_error(&r, 400);
 }
 
@@ -99,7 +120,9 @@ async fn cross_site_writes_are_refused() {
     let s = Server::start(Options { dataset: Some(tmp.path().to_path_buf()), ..opts() }, Duration::ZERO).await;
     let host = s.addr.to_string();
     let img = png_bytes(20, 20, 1);
-    let save = || Form::new().file("image", "a.png", &img).file("mask", "m.png", &png_bytes(20, 20, 2)).text("prompt", "polyp");
+    let save = || {
+        Form::new().file("image", "a.png", &img).file("mask", "m.png", &png_bytes(20, 20, 2)).text("prompt", "polyp")
+    };
     let cases: [&[&str]; 5] = [
         &["Origin: http://evil.example"],
         &["Origin: null"],
@@ -123,12 +146,16 @@ async fn cross_site_writes_are_refused() {
     // The page's own requests pass.
     let own = format!("Origin: http://{host}");
     let (ct, body) = save().finish();
-    let r = raw(s.addr, "POST", "/api/dataset/save", &host, &[&own, "Sec-Fetch-Site: same-origin"], Some(&ct), body).await;
+    let r =
+        raw(s.addr, "POST", "/api/dataset/save", &host, &[&own, "Sec-Fetch-Site: same-origin"], Some(&ct), body).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let (ct, body) = seg_form(&img, &["polyp"]).finish();
     assert_eq!(raw(s.addr, "POST", "/api/segment", &host, &[&own], Some(&ct), body).await.status, 200);
     // Cross-site reads are not writes (and the browser hides the answer without CORS headers).
-    assert_eq!(raw(s.addr, "GET", "/api/health", &host, &["Sec-Fetch-Site: cross-site"], None, vec![]).await.status, 200);
+    assert_eq!(
+        raw(s.addr, "GET", "/api/health", &host, &["Sec-Fetch-Site: cross-site"], None, vec![]).await.status,
+        200
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -327,7 +354,12 @@ fn sigterm_with_partial_head_and_body_exits_promptly() {
     write!(head, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nX-Half").unwrap();
     let (ct, body) = seg_form(&png_bytes(40, 30, 1), &["x"]).finish();
     let mut partial = std::net::TcpStream::connect(&addr).unwrap();
-    write!(partial, "POST /api/segment HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    write!(
+        partial,
+        "POST /api/segment HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
     partial.write_all(&body[..body.len() / 3]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();

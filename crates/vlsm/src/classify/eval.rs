@@ -59,7 +59,9 @@ impl ClassFolder {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
-                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
                 })
                 .collect();
             files.sort();
@@ -94,10 +96,7 @@ pub fn evaluate_folder(model: &dyn ImageClassifier, root: &Path, batch: usize) -
     let set = ClassFolder::scan_known(root, &labels)?;
     let (mut truth, mut pred) = (Vec::new(), Vec::new());
     for chunk in set.samples.chunks(batch.max(1)) {
-        let imgs = chunk
-            .iter()
-            .map(|(p, _)| crate::io::read_rgb(p))
-            .collect::<Result<Vec<_>>>()?;
+        let imgs = chunk.iter().map(|(p, _)| crate::io::read_rgb(p)).collect::<Result<Vec<_>>>()?;
         let pv = model.processor().preprocess_batch(&imgs)?;
         let p = model.logits(&pv)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
         truth.extend(chunk.iter().map(|(_, k)| *k));
@@ -136,6 +135,9 @@ mod tests {
 
     #[test]
     fn confusion_counts() {
-        assert_eq!(confusion_matrix(&[0, 1, 1, 2], &[0, 2, 1, 2], 3), vec![vec![1, 0, 0], vec![0, 1, 1], vec![0, 0, 1]]);
+        assert_eq!(
+            confusion_matrix(&[0, 1, 1, 2], &[0, 2, 1, 2], 3),
+            vec![vec![1, 0, 0], vec![0, 1, 1], vec![0, 0, 1]]
+        );
     }
 }

@@ -9,10 +9,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
-use crate::weights;
 use crate::models::swin::{SwinConfig, SwinForImageClassification};
 use crate::models::vit::{ViTConfig, ViTForImageClassification};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
+use crate::weights;
 
 pub mod eval;
 
@@ -128,7 +128,11 @@ impl HfClassifier {
             ImageProcessorConfig::from_file(&pp)?
         } else {
             let (h, w) = (image_size.0 as u32, image_size.1 as u32);
-            ImageProcessorConfig { size: ResizeTarget::Exact { height: h, width: w }, crop_size: (h, w), ..ImageProcessorConfig::vit_default() }
+            ImageProcessorConfig {
+                size: ResizeTarget::Exact { height: h, width: w },
+                crop_size: (h, w),
+                ..ImageProcessorConfig::vit_default()
+            }
         };
         let labels = match &net {
             Net::Vit(m) => m.labels.clone(),

@@ -57,11 +57,8 @@ impl Dataset {
             .ok_or_else(|| anyhow!("{}: not a dataset folder", root.display()))?;
         let anns = root.join("anns").join(format!("{split}.json"));
         let text = std::fs::read_to_string(&anns).map_err(|e| anyhow!("{}: cannot read: {e}", anns.display()))?;
-        let json: Value =
-            serde_json::from_str(&text).map_err(|e| anyhow!("{}: invalid JSON: {e}", anns.display()))?;
-        let items = json
-            .as_array()
-            .ok_or_else(|| anyhow!("{}: expected a list of records", anns.display()))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| anyhow!("{}: invalid JSON: {e}", anns.display()))?;
+        let items = json.as_array().ok_or_else(|| anyhow!("{}: expected a list of records", anns.display()))?;
         let images = Folder::list(&root.join("images"))?;
         let masks = Folder::list(&root.join("masks"))?;
         let mut records = Vec::with_capacity(items.len());
@@ -130,11 +127,7 @@ pub fn prompt<'a, R: Rng + ?Sized>(record: &'a Record, key: &str, rng: &mut R) -
 }
 
 fn check_key(r: &Record, key: &str) -> Result<()> {
-    let ok = if key == "random" {
-        r.prompts.keys().any(|k| k != "p0")
-    } else {
-        r.prompts.contains_key(key)
-    };
+    let ok = if key == "random" { r.prompts.keys().any(|k| k != "p0") } else { r.prompts.contains_key(key) };
     if !ok {
         let have: Vec<&str> = numbered_keys(r).into_iter().map(|k| k.as_str()).collect();
         bail!("record {}: unknown prompt key {key:?} (has {})", r.img_name, have.join(", "));
@@ -184,7 +177,11 @@ fn parse_record(item: &Value, images: &Folder, masks: &Folder) -> Result<Record>
                 Value::String(s) => Prompt::One(s.clone()),
                 Value::Array(a) if !a.is_empty() => Prompt::Many(
                     a.iter()
-                        .map(|s| s.as_str().map(str::to_string).ok_or_else(|| anyhow!("prompt {k}: list items must be strings")))
+                        .map(|s| {
+                            s.as_str()
+                                .map(str::to_string)
+                                .ok_or_else(|| anyhow!("prompt {k}: list items must be strings"))
+                        })
                         .collect::<Result<_>>()?,
                 ),
                 Value::Array(_) => bail!("prompt {k} is an empty list"),
@@ -193,8 +190,14 @@ fn parse_record(item: &Value, images: &Folder, masks: &Folder) -> Result<Record>
             prompts.insert(k.clone(), pv);
         }
     }
-    let image_path = images.resolve(&img_name).map_err(|e| anyhow!("img_name: {e}"))?.ok_or_else(|| anyhow!("image {} not found", images.dir.join(&img_name).display()))?;
-    let mask_path = masks.resolve(&mask_name).map_err(|e| anyhow!("mask_name: {e}"))?.ok_or_else(|| anyhow!("mask {} not found", masks.dir.join(&mask_name).display()))?;
+    let image_path = images
+        .resolve(&img_name)
+        .map_err(|e| anyhow!("img_name: {e}"))?
+        .ok_or_else(|| anyhow!("image {} not found", images.dir.join(&img_name).display()))?;
+    let mask_path = masks
+        .resolve(&mask_name)
+        .map_err(|e| anyhow!("mask_name: {e}"))?
+        .ok_or_else(|| anyhow!("mask {} not found", masks.dir.join(&mask_name).display()))?;
     Ok(Record { img_name, mask_name, bbox, prompts, image_path, mask_path })
 }
 
@@ -274,11 +277,8 @@ impl Pool {
                 bail!("dataset name {} appears twice ({} and another folder)", d.name, d.root.display());
             }
         }
-        let index = datasets
-            .iter()
-            .enumerate()
-            .flat_map(|(di, d)| (0..d.records.len()).map(move |ri| (di, ri)))
-            .collect();
+        let index =
+            datasets.iter().enumerate().flat_map(|(di, d)| (0..d.records.len()).map(move |ri| (di, ri))).collect();
         Ok(Pool { datasets, index })
     }
 

@@ -5,5 +5,5 @@ mod dataset;
 pub mod names;
 pub mod prompts;
 
-pub use names::{check_inside, resolve_inside, safe_relative};
 pub use dataset::{prompt, Dataset, Pool, PoolItem, Prompt, Record, IMAGE_EXTENSIONS};
+pub use names::{check_inside, resolve_inside, safe_relative};

@@ -40,12 +40,8 @@ pub fn safe_relative(name: &str) -> Result<PathBuf> {
 /// Fails unless `path`, with every symlink followed, is inside `dir` (also with its symlinks
 /// followed). A symlink inside the dataset may point to another place inside it, not outside.
 pub fn check_inside(dir: &Path, path: &Path) -> Result<()> {
-    let d = dir
-        .canonicalize()
-        .map_err(|e| anyhow::anyhow!("{}: cannot resolve: {e}", dir.display()))?;
-    let p = path
-        .canonicalize()
-        .map_err(|e| anyhow::anyhow!("{}: cannot resolve: {e}", path.display()))?;
+    let d = dir.canonicalize().map_err(|e| anyhow::anyhow!("{}: cannot resolve: {e}", dir.display()))?;
+    let p = path.canonicalize().map_err(|e| anyhow::anyhow!("{}: cannot resolve: {e}", path.display()))?;
     if !p.starts_with(&d) {
         bail!("{} resolves to {}, outside {}", path.display(), p.display(), dir.display());
     }

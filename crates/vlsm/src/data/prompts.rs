@@ -38,7 +38,8 @@ pub struct MaskWords {
     pub number: usize,
 }
 
-const CELLS: [&str; 9] = ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"];
+const CELLS: [&str; 9] =
+    ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"];
 
 /// Colour names and their sRGB reference values.
 pub const COLOURS: &[(&str, [u8; 3])] = &[
@@ -101,7 +102,15 @@ pub fn describe_mask(mask: &GrayImage) -> MaskWords {
     let mut cells = vec![[0usize; 9]; n];
     let mut bbox = vec![[usize::MAX, usize::MAX, 0, 0]; n]; // x0, y0, x1, y1 (inclusive)
     let (r1, r2, c1, c2) = (h / 3, 2 * h / 3, w / 3, 2 * w / 3);
-    let band = |v: usize, a: usize, b: usize| if v < a { 0 } else if v < b { 1 } else { 2 };
+    let band = |v: usize, a: usize, b: usize| {
+        if v < a {
+            0
+        } else if v < b {
+            1
+        } else {
+            2
+        }
+    };
     for y in 0..h {
         for x in 0..w {
             let l = lab[y * w + x];
@@ -169,7 +178,12 @@ pub fn describe_mask(mask: &GrayImage) -> MaskWords {
         };
         locations.push(loc);
     }
-    let size = ["tiny", "small", "medium", "large"].iter().filter(|s| sizes.contains(s)).copied().collect::<Vec<_>>().join(", ");
+    let size = ["tiny", "small", "medium", "large"]
+        .iter()
+        .filter(|s| sizes.contains(s))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     MaskWords { size, location: locations.join(", "), number: n }
 }
 
@@ -177,8 +191,26 @@ pub fn describe_mask(mask: &GrayImage) -> MaskWords {
 /// and five"); digits from 1000 on.
 pub fn number_words(n: usize) -> String {
     const ONES: [&str; 20] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
     ];
     const TENS: [&str; 10] = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
     match n {
@@ -264,7 +296,11 @@ pub fn colour_word(image: &RgbImage, mask: &GrayImage) -> &'static str {
 fn srgb_to_lab(rgb: [f64; 3]) -> [f64; 3] {
     let lin = |c: f64| {
         let c = c / 255.0;
-        if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
     };
     let (r, g, b) = (lin(rgb[0]), lin(rgb[1]), lin(rgb[2]));
     let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
@@ -357,7 +393,11 @@ pub fn generate(dataset_dir: &Path, class_name: &str, split: [u32; 3], seed: u64
     for (i, stem) in names.iter().enumerate() {
         let img_name = &images[*stem];
         let mask_name = masks.get(*stem).ok_or_else(|| {
-            anyhow!("{}: no mask for image {img_name} (expected {}.png or another image extension)", dataset_dir.join("masks").display(), stem)
+            anyhow!(
+                "{}: no mask for image {img_name} (expected {}.png or another image extension)",
+                dataset_dir.join("masks").display(),
+                stem
+            )
         })?;
         let img_path = dataset_dir.join("images").join(img_name);
         let mask_path = dataset_dir.join("masks").join(mask_name);
@@ -368,7 +408,15 @@ pub fn generate(dataset_dir: &Path, class_name: &str, split: [u32; 3], seed: u64
         let mask = crate::io::read_mask(&mask_path)?;
         if image.dimensions() != mask.dimensions() {
             let (a, b) = (image.dimensions(), mask.dimensions());
-            bail!("{}: mask is {}x{} but image {} is {}x{}", mask_path.display(), b.0, b.1, img_path.display(), a.0, a.1);
+            bail!(
+                "{}: mask is {}x{} but image {} is {}x{}",
+                mask_path.display(),
+                b.0,
+                b.1,
+                img_path.display(),
+                a.0,
+                a.1
+            );
         }
         let words = describe_mask(&mask);
         let prompts = prompts_for(class_name, &words, shape_word(&mask), colour_word(&image, &mask), &descriptions);
@@ -457,7 +505,11 @@ pub fn overall_bbox(mask: &GrayImage) -> [u32; 4] {
             b[3] = b[3].max(y + 1);
         }
     }
-    if any { b } else { [w, h, 0, 0] }
+    if any {
+        b
+    } else {
+        [w, h, 0, 0]
+    }
 }
 
 /// File stem -> file name for the images in a folder (stems with a known image extension).

@@ -258,7 +258,8 @@ fn pixels(a: Attrs) -> Result<Decoded> {
             (v as f64 * slope + intercept) as f32
         })
         .collect();
-    let file_window = match (first_number(&a.win_center, "Window Center")?, first_number(&a.win_width, "Window Width")?) {
+    let file_window = match (first_number(&a.win_center, "Window Center")?, first_number(&a.win_width, "Window Width")?)
+    {
         (Some(center), Some(width)) if width >= 1.0 => Some(Window { center, width }),
         _ => None,
     };

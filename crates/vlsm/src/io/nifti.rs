@@ -42,11 +42,19 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
     };
     let i16_at = |o: usize| {
         let a = [b[o], b[o + 1]];
-        if le { i16::from_le_bytes(a) } else { i16::from_be_bytes(a) }
+        if le {
+            i16::from_le_bytes(a)
+        } else {
+            i16::from_be_bytes(a)
+        }
     };
     let f32_at = |o: usize| {
         let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
-        if le { f32::from_le_bytes(a) } else { f32::from_be_bytes(a) }
+        if le {
+            f32::from_le_bytes(a)
+        } else {
+            f32::from_be_bytes(a)
+        }
     };
     match &b[344..348] {
         b"n+1\0" => {}
@@ -57,9 +65,8 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
     if !(1..=7).contains(&ndim) {
         bail!("bad dim[0] = {ndim}");
     }
-    let dim: Vec<usize> = (1..=7)
-        .map(|i| if i <= ndim as usize { i16_at(40 + 2 * i).max(0) as usize } else { 1 })
-        .collect();
+    let dim: Vec<usize> =
+        (1..=7).map(|i| if i <= ndim as usize { i16_at(40 + 2 * i).max(0) as usize } else { 1 }).collect();
     let (nx, ny, nz) = (dim[0], dim[1], dim[2]);
     if let Some(i) = dim[3..].iter().position(|&d| d > 1) {
         bail!("{}-D data (dim[{}] = {}) is not supported; 2-D images and 3-D volumes only", ndim, i + 4, dim[i + 3]);
@@ -91,10 +98,9 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
     }
     let len = plane * bpv;
     let end = (k as u64 * len as u64 + len as u64).saturating_add(vox_offset as u64);
-    let data = usize::try_from(end)
-        .ok()
-        .and_then(|end| b.get(end - len..end))
-        .ok_or_else(|| anyhow!("truncated: slice {k} of {nx}x{ny}x{nz} needs bytes up to {end}, file has {}", b.len()))?;
+    let data = usize::try_from(end).ok().and_then(|end| b.get(end - len..end)).ok_or_else(|| {
+        anyhow!("truncated: slice {k} of {nx}x{ny}x{nz} needs bytes up to {end}, file has {}", b.len())
+    })?;
     if datatype == 128 {
         let img = RgbImage::from_raw(nx as u32, ny as u32, data.to_vec()).expect("buffer size matches");
         return Ok(Decoded::Rgb(img));

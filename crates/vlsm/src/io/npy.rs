@@ -44,9 +44,7 @@ fn parse_npy(b: &[u8]) -> Result<(Vec<usize>, Vec<f32>)> {
         }
         v => bail!("unsupported .npy version {v}"),
     };
-    let header = b
-        .get(start..start + hlen)
-        .ok_or_else(|| anyhow!("truncated .npy header"))?;
+    let header = b.get(start..start + hlen).ok_or_else(|| anyhow!("truncated .npy header"))?;
     let header = std::str::from_utf8(header).map_err(|_| anyhow!("header is not text"))?;
     let descr = dict_value(header, "descr")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -57,28 +55,21 @@ fn parse_npy(b: &[u8]) -> Result<(Vec<usize>, Vec<f32>)> {
         bail!("Fortran-order arrays are not supported");
     }
     let shape_s = dict_value(header, "shape")?;
-    let inner = shape_s
-        .strip_prefix('(')
-        .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| anyhow!("bad shape {shape_s}"))?;
+    let inner =
+        shape_s.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(|| anyhow!("bad shape {shape_s}"))?;
     let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| anyhow!("bad shape {shape_s}")))
         .collect::<Result<Vec<_>>>()?;
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| anyhow!("shape {shape:?} overflows"))?;
+    let n =
+        shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| anyhow!("shape {shape:?} overflows"))?;
     let data = &b[start + hlen..];
     if data.len() != n.checked_mul(4).ok_or_else(|| anyhow!("shape {shape:?} overflows"))? {
         bail!("shape {shape:?} needs {} data bytes, file has {}", n * 4, data.len());
     }
-    let vals = data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let vals = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Ok((shape, vals))
 }
 
@@ -92,11 +83,7 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Result<&'a str> {
         .or_else(|| header.find(&pat_dq).map(|p| p + pat_dq.len()))
         .ok_or_else(|| anyhow!("header has no '{key}'"))?;
     let rest = header[pos..].trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')').map(|i| i + 1)
-    } else {
-        rest.find([',', '}'])
-    }
-    .ok_or_else(|| anyhow!("bad header value for '{key}'"))?;
+    let end = if rest.starts_with('(') { rest.find(')').map(|i| i + 1) } else { rest.find([',', '}']) }
+        .ok_or_else(|| anyhow!("bad header value for '{key}'"))?;
     Ok(rest[..end].trim())
 }

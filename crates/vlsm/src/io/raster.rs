@@ -11,19 +11,15 @@ use super::types::{check_size, MAX_PIXELS};
 /// Decodes a raster image (format from magic bytes), checking its size first.
 pub(crate) fn decode_raster(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
     let p = path.display();
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
+    let reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
     if reader.format().is_none() {
         bail!("{p}: unknown image format (expected PNG, JPEG, TIFF or BMP)");
     }
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| anyhow!("{p}: cannot decode image header: {e}"))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| anyhow!("{p}: cannot decode image header: {e}"))?;
     check_size(path, w as u64, h as u64)?;
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);
@@ -36,9 +32,8 @@ pub(crate) fn decode_raster(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
 /// Width and height of a raster file from its header only.
 pub(crate) fn raster_dimensions(path: &Path) -> Result<(u32, u32)> {
     let p = path.display();
-    let reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
+    let reader =
+        ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
     if reader.format().is_none() {
         bail!("{p}: unknown image format (expected PNG, JPEG, TIFF or BMP)");
     }
@@ -51,9 +46,7 @@ pub(crate) fn raster_dimensions(path: &Path) -> Result<(u32, u32)> {
 pub(crate) fn to_luma_pil(img: &DynamicImage) -> GrayImage {
     match img {
         DynamicImage::ImageLuma8(g) => g.clone(),
-        DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => {
-            img.to_luma8()
-        }
+        DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => img.to_luma8(),
         _ => {
             let rgb = img.to_rgb8();
             let (w, h) = rgb.dimensions();

@@ -15,11 +15,7 @@ pub(crate) fn check_size(path: &Path, w: u64, h: u64) -> Result<()> {
         bail!("{}: image has zero size ({w}x{h})", path.display());
     }
     if w.saturating_mul(h) > MAX_PIXELS {
-        bail!(
-            "{}: image is {w}x{h} = {} pixels, more than the limit of {MAX_PIXELS}",
-            path.display(),
-            w * h
-        );
+        bail!("{}: image is {w}x{h} = {} pixels, more than the limit of {MAX_PIXELS}", path.display(), w * h);
     }
     Ok(())
 }
@@ -40,7 +36,10 @@ pub enum Windowing {
     Auto,
     Fixed(Window),
     /// Linear from the `low` to the `high` percentile of the finite values (numpy's linear rule).
-    Percentile { low: f64, high: f64 },
+    Percentile {
+        low: f64,
+        high: f64,
+    },
     /// Linear from the minimum to the maximum.
     MinMax,
 }

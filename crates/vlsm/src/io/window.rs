@@ -53,7 +53,11 @@ pub fn window_to_u8(
         .iter()
         .map(|&x| {
             let y = if x.is_finite() { map(x as f64).round().clamp(0.0, 255.0) as u8 } else { 0 };
-            if invert { 255 - y } else { y }
+            if invert {
+                255 - y
+            } else {
+                y
+            }
         })
         .collect())
 }

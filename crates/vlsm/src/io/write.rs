@@ -14,11 +14,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Creates missing parent directories. A killed process leaves at most a `.<name>.tmp.*` file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let p = path.display();
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{p}: not a file path"))?
-        .to_string_lossy()
-        .into_owned();
+    let name = path.file_name().ok_or_else(|| anyhow!("{p}: not a file path"))?.to_string_lossy().into_owned();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -48,7 +44,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Encodes `img` as PNG and writes it atomically.
 pub fn write_png_atomic(path: &Path, img: &DynamicImage) -> Result<()> {
     let mut buf = Cursor::new(Vec::new());
-    img.write_to(&mut buf, ImageFormat::Png)
-        .map_err(|e| anyhow!("{}: cannot encode PNG: {e}", path.display()))?;
+    img.write_to(&mut buf, ImageFormat::Png).map_err(|e| anyhow!("{}: cannot encode PNG: {e}", path.display()))?;
     write_atomic(path, buf.get_ref())
 }

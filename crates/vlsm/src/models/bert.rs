@@ -7,15 +7,33 @@ use serde::Deserialize;
 
 use super::HiddenAct;
 
-fn d_vocab() -> usize { 30522 }
-fn d_hidden() -> usize { 768 }
-fn d_layers() -> usize { 12 }
-fn d_heads() -> usize { 12 }
-fn d_inter() -> usize { 3072 }
-fn d_pos() -> usize { 512 }
-fn d_types() -> usize { 2 }
-fn d_eps() -> f64 { 1e-12 }
-fn d_act() -> HiddenAct { HiddenAct::Gelu }
+fn d_vocab() -> usize {
+    30522
+}
+fn d_hidden() -> usize {
+    768
+}
+fn d_layers() -> usize {
+    12
+}
+fn d_heads() -> usize {
+    12
+}
+fn d_inter() -> usize {
+    3072
+}
+fn d_pos() -> usize {
+    512
+}
+fn d_types() -> usize {
+    2
+}
+fn d_eps() -> f64 {
+    1e-12
+}
+fn d_act() -> HiddenAct {
+    HiddenAct::Gelu
+}
 
 /// `BertConfig` (`config.json`); defaults are bert-base-uncased's, which PubMedBERT shares.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,9 +82,7 @@ impl BertEmbeddings {
             position_embeddings: vb
                 .pp("position_embeddings")
                 .get((c.max_position_embeddings, c.hidden_size), "weight")?,
-            token_type_embeddings: vb
-                .pp("token_type_embeddings")
-                .get((c.type_vocab_size, c.hidden_size), "weight")?,
+            token_type_embeddings: vb.pp("token_type_embeddings").get((c.type_vocab_size, c.hidden_size), "weight")?,
             layer_norm: layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
         })
     }

@@ -3,7 +3,6 @@
 //! pooled at [CLS] and projected by an MLP (`text.proj.{0,2}`). `loader::biomedclip` reads a
 //! directory laid out like `microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224`.
 
-
 use candle_core::{Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, linear_no_bias, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
@@ -12,12 +11,24 @@ use super::bert::{BertConfig, BertModel};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
 use crate::tokenize::WordPieceTokenizer;
 
-fn d_embed() -> usize { 512 }
-fn d_image() -> usize { 224 }
-fn d_context() -> usize { 256 }
-fn d_proj_type() -> String { "mlp".into() }
-fn d_pooler() -> String { "cls_last_hidden_state_pooler".into() }
-fn d_timm_proj() -> String { "linear".into() }
+fn d_embed() -> usize {
+    512
+}
+fn d_image() -> usize {
+    224
+}
+fn d_context() -> usize {
+    256
+}
+fn d_proj_type() -> String {
+    "mlp".into()
+}
+fn d_pooler() -> String {
+    "cls_last_hidden_state_pooler".into()
+}
+fn d_timm_proj() -> String {
+    "linear".into()
+}
 
 /// `vision_cfg` of open_clip's config. For a timm tower open_clip reads only the timm name;
 /// `width`/`layers`/`head_width`/`patch_size`/`mlp_ratio` (open_clip's own fields) override
@@ -61,9 +72,7 @@ impl TimmVisionCfg {
             Some("large") => Some((1024, 24, 16)),
             _ => None,
         };
-        let patch = name
-            .split('_')
-            .find_map(|p| p.strip_prefix("patch").and_then(|n| n.parse().ok()));
+        let patch = name.split('_').find_map(|p| p.strip_prefix("patch").and_then(|n| n.parse().ok()));
         let (w, d, h) = match (base, self.width) {
             (Some(b), _) => b,
             (None, Some(w)) => (w, 12, w / 64),
@@ -336,10 +345,6 @@ impl BiomedClip {
         let l = self.config.context_length;
         let (ids, mask) = tok.encode_batch_padded(texts, Some(l))?;
         let b = ids.len();
-        Ok((
-            Tensor::from_vec(ids.concat(), (b, l), dev)?,
-            Tensor::from_vec(mask.concat(), (b, l), dev)?,
-        ))
+        Ok((Tensor::from_vec(ids.concat(), (b, l), dev)?, Tensor::from_vec(mask.concat(), (b, l), dev)?))
     }
 }
-

@@ -22,13 +22,27 @@ use super::seg::{ModelKind, SegModel, WithTokenizer};
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::WordPieceTokenizer;
 
-fn d_extract() -> Vec<usize> { vec![4, 7, 10] }
-fn d_reduce() -> usize { 64 }
-fn d_heads() -> usize { 4 }
-fn d_inter() -> usize { 2048 }
-fn d_true() -> bool { true }
-fn d_eps() -> f64 { 1e-5 }
-fn d_weights() -> String { "decoder.safetensors".into() }
+fn d_extract() -> Vec<usize> {
+    vec![4, 7, 10]
+}
+fn d_reduce() -> usize {
+    64
+}
+fn d_heads() -> usize {
+    4
+}
+fn d_inter() -> usize {
+    2048
+}
+fn d_true() -> bool {
+    true
+}
+fn d_eps() -> f64 {
+    1e-5
+}
+fn d_weights() -> String {
+    "decoder.safetensors".into()
+}
 
 /// `config.json` of a BiomedCLIPSeg directory. `extract_layers` are timm block indices whose
 /// outputs feed the decoder: medvlsm's 4, 7, 10 (its `hidden_states[i + 1]` on a list without

@@ -12,20 +12,48 @@ use vlsm_kernels::fused::{self, Act};
 
 use super::{interp, HiddenAct};
 
-fn d_vocab() -> usize { 49408 }
-fn d_text_hidden() -> usize { 512 }
-fn d_text_inter() -> usize { 2048 }
-fn d_layers() -> usize { 12 }
-fn d_text_heads() -> usize { 8 }
-fn d_text_pos() -> usize { 77 }
-fn d_eps() -> f64 { 1e-5 }
-fn d_eos() -> u32 { 49407 }
-fn d_vis_hidden() -> usize { 768 }
-fn d_vis_inter() -> usize { 3072 }
-fn d_vis_heads() -> usize { 12 }
-fn d_channels() -> usize { 3 }
-fn d_image_size() -> usize { 224 }
-fn d_patch() -> usize { 32 }
+fn d_vocab() -> usize {
+    49408
+}
+fn d_text_hidden() -> usize {
+    512
+}
+fn d_text_inter() -> usize {
+    2048
+}
+fn d_layers() -> usize {
+    12
+}
+fn d_text_heads() -> usize {
+    8
+}
+fn d_text_pos() -> usize {
+    77
+}
+fn d_eps() -> f64 {
+    1e-5
+}
+fn d_eos() -> u32 {
+    49407
+}
+fn d_vis_hidden() -> usize {
+    768
+}
+fn d_vis_inter() -> usize {
+    3072
+}
+fn d_vis_heads() -> usize {
+    12
+}
+fn d_channels() -> usize {
+    3
+}
+fn d_image_size() -> usize {
+    224
+}
+fn d_patch() -> usize {
+    32
+}
 
 /// `CLIPTextConfig` / `CLIPSegTextConfig`; defaults are transformers' (save_pretrained omits them).
 #[derive(Debug, Clone, Deserialize)]
@@ -278,10 +306,7 @@ impl ClipTextTransformer {
     pub fn forward_pooled(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
         if l > self.config.max_position_embeddings {
-            candle_core::bail!(
-                "{l} tokens exceed the text model's {} positions",
-                self.config.max_position_embeddings
-            );
+            candle_core::bail!("{l} tokens exceed the text model's {} positions", self.config.max_position_embeddings);
         }
         let pos = self.position_embedding.i(0..l)?;
         let mut h = self.token_embedding.forward(ids)?.broadcast_add(&pos)?;
@@ -291,12 +316,8 @@ impl ClipTextTransformer {
         }
         let h = fused::ln(&self.final_layer_norm, &h)?;
         let ids_v: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
-        let idx: Vec<u32> = ids_v
-            .iter()
-            .map(|row| pooling_index(row, self.config.eos_token_id) as u32)
-            .collect();
-        let rows: Vec<Tensor> =
-            (0..b).map(|i| h.i((i, idx[i] as usize))).collect::<Result<_>>()?;
+        let idx: Vec<u32> = ids_v.iter().map(|row| pooling_index(row, self.config.eos_token_id) as u32).collect();
+        let rows: Vec<Tensor> = (0..b).map(|i| h.i((i, idx[i] as usize))).collect::<Result<_>>()?;
         Tensor::stack(&rows, 0)
     }
 }
@@ -318,9 +339,7 @@ pub fn pooling_index(ids: &[u32], eos: u32) -> usize {
 }
 
 fn causal_mask(l: usize, dtype: DType, dev: &candle_core::Device) -> Result<Tensor> {
-    let v: Vec<f32> = (0..l)
-        .flat_map(|i| (0..l).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let v: Vec<f32> = (0..l).flat_map(|i| (0..l).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
     Tensor::from_vec(v, (1, 1, l, l), dev)?.to_dtype(dtype)
 }
 
@@ -341,10 +360,7 @@ impl VisionEmbeddings {
         let grid = c.image_size / c.patch_size;
         let n_pos = grid * grid + 1;
         let conv_cfg = Conv2dConfig { stride: c.patch_size, ..Default::default() };
-        let w = vb.pp("patch_embedding").get(
-            (c.hidden_size, c.num_channels, c.patch_size, c.patch_size),
-            "weight",
-        )?;
+        let w = vb.pp("patch_embedding").get((c.hidden_size, c.num_channels, c.patch_size, c.patch_size), "weight")?;
         Ok(Self {
             class_embedding: vb.get(c.hidden_size, "class_embedding")?,
             patch_embedding: Conv2d::new(w, None, conv_cfg),
@@ -459,7 +475,12 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
-    pub fn new(vb: VarBuilder, text: &ClipTextConfig, vision: &ClipVisionConfig, projection_dim: usize) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        text: &ClipTextConfig,
+        vision: &ClipVisionConfig,
+        projection_dim: usize,
+    ) -> Result<Self> {
         Ok(Self {
             text_model: ClipTextTransformer::new(vb.pp("text_model"), text)?,
             vision_model: ClipVisionTransformer::new(vb.pp("vision_model"), vision)?,

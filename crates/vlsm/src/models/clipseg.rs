@@ -4,8 +4,7 @@
 
 use candle_core::{Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{
-    conv2d, layer_norm, linear, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, LayerNorm, Linear,
-    VarBuilder,
+    conv2d, layer_norm, linear, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, LayerNorm, Linear, VarBuilder,
 };
 use serde::Deserialize;
 use vlsm_kernels::fused;
@@ -17,11 +16,21 @@ use crate::tokenize::ClipTokenizer;
 use super::clip::{Attention, ClipModel, ClipTextConfig, ClipVisionConfig, Mlp};
 use super::HiddenAct;
 
-fn d_projection() -> usize { 512 }
-fn d_extract() -> Vec<usize> { vec![3, 6, 9] }
-fn d_reduce() -> usize { 64 }
-fn d_dec_heads() -> usize { 4 }
-fn d_dec_inter() -> usize { 2048 }
+fn d_projection() -> usize {
+    512
+}
+fn d_extract() -> Vec<usize> {
+    vec![3, 6, 9]
+}
+fn d_reduce() -> usize {
+    64
+}
+fn d_dec_heads() -> usize {
+    4
+}
+fn d_dec_inter() -> usize {
+    2048
+}
 
 /// `CLIPSegConfig` (`config.json` of e.g. `CIDAS/clipseg-rd64-refined`).
 #[derive(Debug, Clone, Deserialize)]

@@ -17,17 +17,39 @@ use super::seg::{clip_mean_std, square_processor, ModelKind, SegModel, WithToken
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::ClipTokenizer;
 
-fn d_backbone() -> ClipResNetConfig { ClipResNetConfig::rn50() }
-fn d_word_len() -> usize { 77 }
-fn d_fpn_in() -> [usize; 3] { [512, 1024, 1024] }
-fn d_fpn_out() -> [usize; 3] { [256, 512, 1024] }
-fn d_vis() -> usize { 512 }
-fn d_word() -> usize { 1024 }
-fn d_layers() -> usize { 3 }
-fn d_heads() -> usize { 8 }
-fn d_ffn() -> usize { 2048 }
-fn d_img() -> usize { 416 }
-fn d_threshold() -> f32 { 0.35 }
+fn d_backbone() -> ClipResNetConfig {
+    ClipResNetConfig::rn50()
+}
+fn d_word_len() -> usize {
+    77
+}
+fn d_fpn_in() -> [usize; 3] {
+    [512, 1024, 1024]
+}
+fn d_fpn_out() -> [usize; 3] {
+    [256, 512, 1024]
+}
+fn d_vis() -> usize {
+    512
+}
+fn d_word() -> usize {
+    1024
+}
+fn d_layers() -> usize {
+    3
+}
+fn d_heads() -> usize {
+    8
+}
+fn d_ffn() -> usize {
+    2048
+}
+fn d_img() -> usize {
+    416
+}
+fn d_threshold() -> f32 {
+    0.35
+}
 
 /// medvlsm's `configs/model/cris.yaml` (RN50) plus the CLIP backbone's hyper-parameters.
 #[derive(Debug, Clone, Deserialize)]
@@ -250,7 +272,8 @@ impl DecoderLayer {
         let q = h.broadcast_add(vis_pos)?;
         let v = (v + self.self_attn_norm.forward(&self.self_attn.forward(&q, &q, &h, None)?)?)?;
         let h = self.norm2.forward(&v)?;
-        let a = self.multihead_attn.forward(&h.broadcast_add(vis_pos)?, &txt.broadcast_add(txt_pos)?, txt, Some(pad))?;
+        let a =
+            self.multihead_attn.forward(&h.broadcast_add(vis_pos)?, &txt.broadcast_add(txt_pos)?, txt, Some(pad))?;
         let v = (v + self.cross_attn_norm.forward(&a)?)?;
         let f = self.ffn4.forward(&self.ffn3.forward(&self.ffn0.forward(&self.norm3.forward(&v)?)?.relu()?)?)?;
         v + f
@@ -473,7 +496,6 @@ pub fn word_ids(ids: &[u32], word_len: usize, eot: u32) -> Vec<u32> {
     v
 }
 
-
 /// CRIS for `pipeline::Segmenter`: the cached features are the backbone's C3-C5; the text
 /// encoder, text-gated neck, decoder and projector run per prompt.
 impl SegModel for WithTokenizer<Cris, ClipTokenizer> {
@@ -568,7 +590,8 @@ mod tests {
         let pred = Tensor::new(&[[[[2f32, -1.0], [0.0, 3.0]]]], &dev).unwrap();
         let mask = Tensor::new(&[[[[1f32, 0.0], [1.0, 0.0]]]], &dev).unwrap();
         let got = contrastive_loss(&pred, &mask).unwrap().to_scalar::<f32>().unwrap();
-        let bce = |x: f32, y: f32| -(y * (1.0 / (1.0 + (-x).exp())).ln() + (1.0 - y) * (1.0 - 1.0 / (1.0 + (-x).exp())).ln());
+        let bce =
+            |x: f32, y: f32| -(y * (1.0 / (1.0 + (-x).exp())).ln() + (1.0 - y) * (1.0 - 1.0 / (1.0 + (-x).exp())).ln());
         let want = (bce(2.0, 1.0) + bce(-1.0, 0.0) + bce(0.0, 1.0) + bce(3.0, 0.0)) / 4.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }

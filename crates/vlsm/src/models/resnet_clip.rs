@@ -68,7 +68,14 @@ impl ConvBn {
         Ok(Self { conv: conv2d_no_bias(cin, cout, k, cfg, conv_vb)?, bn: bn(bn_vb, cout)? })
     }
 
-    pub fn strided(conv_vb: VarBuilder, bn_vb: VarBuilder, cin: usize, cout: usize, k: usize, stride: usize) -> Result<Self> {
+    pub fn strided(
+        conv_vb: VarBuilder,
+        bn_vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<Self> {
         let cfg = Conv2dConfig { padding: k / 2, stride, ..Default::default() };
         Ok(Self { conv: conv2d_no_bias(cin, cout, k, cfg, conv_vb)?, bn: bn(bn_vb, cout)? })
     }
@@ -107,7 +114,11 @@ impl Bottleneck {
     }
 
     fn pool(&self, x: &Tensor) -> Result<Tensor> {
-        if self.stride > 1 { x.avg_pool2d(self.stride) } else { Ok(x.clone()) }
+        if self.stride > 1 {
+            x.avg_pool2d(self.stride)
+        } else {
+            Ok(x.clone())
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -139,7 +150,8 @@ impl PackedAttention {
         }
         let w = vb.get((3 * d, d), "in_proj_weight")?;
         let b = vb.get(3 * d, "in_proj_bias")?;
-        let part = |i: usize| -> Result<Linear> { Ok(Linear::new(w.narrow(0, i * d, d)?, Some(b.narrow(0, i * d, d)?))) };
+        let part =
+            |i: usize| -> Result<Linear> { Ok(Linear::new(w.narrow(0, i * d, d)?, Some(b.narrow(0, i * d, d)?))) };
         Ok(Self { wq: part(0)?, wk: part(1)?, wv: part(2)?, out_proj: linear(d, d, vb.pp("out_proj"))?, heads })
     }
 
@@ -237,9 +249,16 @@ impl ModifiedResNet {
             Ok(v)
         };
         let l = c.vision_layers;
-        let layers = [make(0, w, l[0], 1)?, make(1, w * 2, l[1], 2)?, make(2, w * 4, l[2], 2)?, make(3, w * 8, l[3], 2)?];
-        let attnpool =
-            AttnPool::new(vb.pp("attnpool"), connect_vb, c.image_resolution / 32, w * 32, c.vision_heads(), c.embed_dim)?;
+        let layers =
+            [make(0, w, l[0], 1)?, make(1, w * 2, l[1], 2)?, make(2, w * 4, l[2], 2)?, make(3, w * 8, l[3], 2)?];
+        let attnpool = AttnPool::new(
+            vb.pp("attnpool"),
+            connect_vb,
+            c.image_resolution / 32,
+            w * 32,
+            c.vision_heads(),
+            c.embed_dim,
+        )?;
         Ok(Self { stem, layers, attnpool })
     }
 

@@ -16,17 +16,39 @@ use super::clip::{Attention, Mlp};
 use super::vit::{id2label_vec, interpolate_grid, rename_at, Size2};
 use super::HiddenAct;
 
-fn d_image() -> Size2 { Size2::One(224) }
-fn d_patch() -> usize { 4 }
-fn d_channels() -> usize { 3 }
-fn d_embed() -> usize { 96 }
-fn d_depths() -> Vec<usize> { vec![2, 2, 6, 2] }
-fn d_heads() -> Vec<usize> { vec![3, 6, 12, 24] }
-fn d_window() -> usize { 7 }
-fn d_ratio() -> f64 { 4.0 }
-fn d_true() -> bool { true }
-fn d_gelu() -> HiddenAct { HiddenAct::Gelu }
-fn d_eps() -> f64 { 1e-5 }
+fn d_image() -> Size2 {
+    Size2::One(224)
+}
+fn d_patch() -> usize {
+    4
+}
+fn d_channels() -> usize {
+    3
+}
+fn d_embed() -> usize {
+    96
+}
+fn d_depths() -> Vec<usize> {
+    vec![2, 2, 6, 2]
+}
+fn d_heads() -> Vec<usize> {
+    vec![3, 6, 12, 24]
+}
+fn d_window() -> usize {
+    7
+}
+fn d_ratio() -> f64 {
+    4.0
+}
+fn d_true() -> bool {
+    true
+}
+fn d_gelu() -> HiddenAct {
+    HiddenAct::Gelu
+}
+fn d_eps() -> f64 {
+    1e-5
+}
 
 /// `SwinConfig`; defaults are transformers' (microsoft/swin-tiny-patch4-window7-224).
 #[derive(Debug, Clone, Deserialize)]
@@ -86,14 +108,17 @@ impl SwinConfig {
 }
 
 fn swin_names(vb: VarBuilder<'static>) -> VarBuilder<'static> {
-    rename_at(vb, &[
-        (".self_attn.q_proj.", ".attention.self.query."),
-        (".self_attn.k_proj.", ".attention.self.key."),
-        (".self_attn.v_proj.", ".attention.self.value."),
-        (".self_attn.out_proj.", ".attention.output.dense."),
-        (".mlp.fc1.", ".intermediate.dense."),
-        (".mlp.fc2.", ".output.dense."),
-    ])
+    rename_at(
+        vb,
+        &[
+            (".self_attn.q_proj.", ".attention.self.query."),
+            (".self_attn.k_proj.", ".attention.self.key."),
+            (".self_attn.v_proj.", ".attention.self.value."),
+            (".self_attn.out_proj.", ".attention.output.dense."),
+            (".mlp.fc1.", ".intermediate.dense."),
+            (".mlp.fc2.", ".output.dense."),
+        ],
+    )
 }
 
 /// `[N*N]` lookup of the `(2w-1)^2` bias table for every (query, key) pair of a `w × w` window.
@@ -118,8 +143,7 @@ fn shift_mask(hp: usize, wp: usize, w: usize, s: usize, dtype: DType, dev: &Devi
     let mut out = Vec::with_capacity(nh * nw * n * n);
     for wy in 0..nh {
         for wx in 0..nw {
-            let id: Vec<usize> =
-                (0..n).map(|t| region(wy * w + t / w, hp) * 3 + region(wx * w + t % w, wp)).collect();
+            let id: Vec<usize> = (0..n).map(|t| region(wy * w + t / w, hp) * 3 + region(wx * w + t % w, wp)).collect();
             for a in 0..n {
                 for b in 0..n {
                     out.push(if id[a] == id[b] { 0f32 } else { -100.0 });
@@ -176,7 +200,8 @@ impl SwinBlock {
     /// `[1, heads, N, N]` bias for the configured window.
     fn relative_bias(&self) -> Result<Tensor> {
         let n = self.window * self.window;
-        let idx = Tensor::from_vec(relative_position_index(self.window), n * n, self.relative_position_bias_table.device())?;
+        let idx =
+            Tensor::from_vec(relative_position_index(self.window), n * n, self.relative_position_bias_table.device())?;
         self.relative_position_bias_table
             .index_select(&idx, 0)?
             .reshape((n, n, self.num_heads))?
@@ -189,11 +214,8 @@ impl SwinBlock {
     pub fn forward(&self, x: &Tensor, (h, w): (usize, usize), always_partition: bool) -> Result<Tensor> {
         // Otherwise a map no larger than the window is one unshifted window (transformers'
         // set_shift_and_window_size); smaller than the window has no bias table to match.
-        let (win, shift) = if !always_partition && h.min(w) <= self.window {
-            (h.min(w), 0)
-        } else {
-            (self.window, self.shift)
-        };
+        let (win, shift) =
+            if !always_partition && h.min(w) <= self.window { (h.min(w), 0) } else { (self.window, self.shift) };
         if win != self.window {
             candle_core::bail!(
                 "a {h}x{w} stage map is smaller than the {0}x{0} window: the input is too small for this Swin (set always_partition to pad it)",

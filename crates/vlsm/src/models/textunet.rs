@@ -15,20 +15,40 @@ use serde::{Deserialize, Serialize};
 
 use super::clip::EncoderLayer;
 use super::seg::{square_processor, ModelKind, SegModel, WithTokenizer};
+use super::HiddenAct;
 use crate::preprocess::ImageProcessorConfig;
 use crate::tokenize::ClipTokenizer;
-use super::HiddenAct;
 
-fn d_size() -> usize { 160 }
-fn d_channels() -> Vec<usize> { vec![16, 32, 64, 128, 256] }
-fn d_groups() -> usize { 8 }
-fn d_text_dim() -> usize { 128 }
-fn d_text_layers() -> usize { 2 }
-fn d_text_heads() -> usize { 4 }
-fn d_max_tokens() -> usize { 77 }
-fn d_mean() -> [f32; 3] { [0.485, 0.456, 0.406] }
-fn d_std() -> [f32; 3] { [0.229, 0.224, 0.225] }
-fn d_threshold() -> f32 { 0.5 }
+fn d_size() -> usize {
+    160
+}
+fn d_channels() -> Vec<usize> {
+    vec![16, 32, 64, 128, 256]
+}
+fn d_groups() -> usize {
+    8
+}
+fn d_text_dim() -> usize {
+    128
+}
+fn d_text_layers() -> usize {
+    2
+}
+fn d_text_heads() -> usize {
+    4
+}
+fn d_max_tokens() -> usize {
+    77
+}
+fn d_mean() -> [f32; 3] {
+    [0.485, 0.456, 0.406]
+}
+fn d_std() -> [f32; 3] {
+    [0.229, 0.224, 0.225]
+}
+fn d_threshold() -> f32 {
+    0.5
+}
 
 /// `config.json` of a TextUNet directory (`model_type: "textunet"`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,7 +231,6 @@ impl TextUNet {
         vars.iter().map(|v| v.elem_count()).sum()
     }
 }
-
 
 /// TextUNet for `pipeline::Segmenter`: the cached features are every level's feature maps; each
 /// prompt's CLIP BPE ids go through the small text encoder.

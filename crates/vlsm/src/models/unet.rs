@@ -16,12 +16,24 @@ use vlsm_kernels::conv::ConvSame2d;
 use vlsm_kernels::norm::{conv_norm_relu, GroupNormRelu2d};
 use vlsm_kernels::unet_ops::{max_pool2, upsample_cat};
 
-fn d_size() -> usize { 160 }
-fn d_channels() -> Vec<usize> { vec![16, 32, 64, 128, 256] }
-fn d_groups() -> usize { 8 }
-fn d_mean() -> [f32; 3] { [0.485, 0.456, 0.406] }
-fn d_std() -> [f32; 3] { [0.229, 0.224, 0.225] }
-fn d_threshold() -> f32 { 0.5 }
+fn d_size() -> usize {
+    160
+}
+fn d_channels() -> Vec<usize> {
+    vec![16, 32, 64, 128, 256]
+}
+fn d_groups() -> usize {
+    8
+}
+fn d_mean() -> [f32; 3] {
+    [0.485, 0.456, 0.406]
+}
+fn d_std() -> [f32; 3] {
+    [0.229, 0.224, 0.225]
+}
+fn d_threshold() -> f32 {
+    0.5
+}
 
 /// `config.json` of a UNet directory (`model_type: "unet"`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -30,17 +30,39 @@ impl Size2 {
     }
 }
 
-fn d_hidden() -> usize { 768 }
-fn d_layers() -> usize { 12 }
-fn d_heads() -> usize { 12 }
-fn d_inter() -> usize { 3072 }
-fn d_gelu() -> HiddenAct { HiddenAct::Gelu }
-fn d_eps() -> f64 { 1e-12 }
-fn d_image() -> Size2 { Size2::One(224) }
-fn d_patch() -> Size2 { Size2::One(16) }
-fn d_channels() -> usize { 3 }
-fn d_true() -> bool { true }
-fn d_tanh() -> String { "tanh".into() }
+fn d_hidden() -> usize {
+    768
+}
+fn d_layers() -> usize {
+    12
+}
+fn d_heads() -> usize {
+    12
+}
+fn d_inter() -> usize {
+    3072
+}
+fn d_gelu() -> HiddenAct {
+    HiddenAct::Gelu
+}
+fn d_eps() -> f64 {
+    1e-12
+}
+fn d_image() -> Size2 {
+    Size2::One(224)
+}
+fn d_patch() -> Size2 {
+    Size2::One(16)
+}
+fn d_channels() -> usize {
+    3
+}
+fn d_true() -> bool {
+    true
+}
+fn d_tanh() -> String {
+    "tanh".into()
+}
 
 /// `ViTConfig`; defaults are transformers' (google/vit-base-patch16-224).
 #[derive(Debug, Clone, Deserialize)]
@@ -107,16 +129,19 @@ pub fn id2label_vec(m: Option<&BTreeMap<String, String>>) -> Vec<String> {
 /// Maps the CLIP layer names of `clip::EncoderLayer` onto ViT's hub names, so the CLIP modules
 /// load ViT checkpoints unchanged.
 pub fn vit_layer_names(vb: VarBuilder<'static>) -> VarBuilder<'static> {
-    rename_at(vb, &[
-        (".self_attn.q_proj.", ".attention.attention.query."),
-        (".self_attn.k_proj.", ".attention.attention.key."),
-        (".self_attn.v_proj.", ".attention.attention.value."),
-        (".self_attn.out_proj.", ".attention.output.dense."),
-        (".layer_norm1.", ".layernorm_before."),
-        (".layer_norm2.", ".layernorm_after."),
-        (".mlp.fc1.", ".intermediate.dense."),
-        (".mlp.fc2.", ".output.dense."),
-    ])
+    rename_at(
+        vb,
+        &[
+            (".self_attn.q_proj.", ".attention.attention.query."),
+            (".self_attn.k_proj.", ".attention.attention.key."),
+            (".self_attn.v_proj.", ".attention.attention.value."),
+            (".self_attn.out_proj.", ".attention.output.dense."),
+            (".layer_norm1.", ".layernorm_before."),
+            (".layer_norm2.", ".layernorm_after."),
+            (".mlp.fc1.", ".intermediate.dense."),
+            (".mlp.fc2.", ".output.dense."),
+        ],
+    )
 }
 
 /// `vb` with substring renames of full keys. The renamer sees full paths but looks them up from
@@ -132,7 +157,11 @@ pub fn rename_at(vb: VarBuilder<'static>, map: &'static [(&'static str, &'static
         }
         s
     });
-    if prefix.is_empty() { r } else { r.pp(prefix) }
+    if prefix.is_empty() {
+        r
+    } else {
+        r.pp(prefix)
+    }
 }
 
 /// `embeddings`: patch conv, `cls_token`, `position_embeddings` (resized on demand).
@@ -237,7 +266,14 @@ impl ViTModel {
         let lv = vb.pp("encoder").pp("layer");
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
-                EncoderLayer::new(lv.pp(i), c.hidden_size, c.num_attention_heads, c.intermediate_size, c.hidden_act, c.layer_norm_eps)
+                EncoderLayer::new(
+                    lv.pp(i),
+                    c.hidden_size,
+                    c.num_attention_heads,
+                    c.intermediate_size,
+                    c.hidden_act,
+                    c.layer_norm_eps,
+                )
             })
             .collect::<Result<_>>()?;
         let pooler = if with_pooler {
@@ -304,7 +340,12 @@ impl ViTForImageClassification {
 
     /// A new `K`-class head initialised to zero, as the ViT paper fine-tunes: `vb` supplies the
     /// backbone (`vit.*`), `head` (usually a `VarMap`) the `classifier.*` variables.
-    pub fn with_new_head(vb: VarBuilder<'static>, head: VarBuilder, c: &ViTConfig, labels: Vec<String>) -> Result<Self> {
+    pub fn with_new_head(
+        vb: VarBuilder<'static>,
+        head: VarBuilder,
+        c: &ViTConfig,
+        labels: Vec<String>,
+    ) -> Result<Self> {
         let k = labels.len();
         let init = candle_nn::Init::Const(0.0);
         let w = head.get_with_hints((k, c.hidden_size), "weight", init)?;

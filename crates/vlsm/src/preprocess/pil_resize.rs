@@ -31,11 +31,7 @@ impl Filter {
             3 => Filter::Bicubic,
             4 => Filter::Box,
             5 => Filter::Hamming,
-            _ => {
-                return Err(PreprocessError::Invalid(format!(
-                    "unknown PIL resample filter {code}"
-                )))
-            }
+            _ => return Err(PreprocessError::Invalid(format!("unknown PIL resample filter {code}"))),
         })
     }
 
@@ -117,13 +113,7 @@ struct Coeffs {
     k: Vec<i32>,
 }
 
-fn precompute_coeffs(
-    in_size: usize,
-    in0: f32,
-    in1: f32,
-    out_size: usize,
-    filter: Filter,
-) -> Coeffs {
+fn precompute_coeffs(in_size: usize, in0: f32, in1: f32, out_size: usize, filter: Filter) -> Coeffs {
     let scale = (in1 - in0) as f64 / out_size as f64;
     let filterscale = if scale < 1.0 { 1.0 } else { scale };
     let support = filter.support() * filterscale;
@@ -151,11 +141,7 @@ fn precompute_coeffs(
                 w /= ww;
             }
             let f = (1i64 << PRECISION_BITS) as f64;
-            row[x] = if w < 0.0 {
-                (-0.5 + w * f) as i32
-            } else {
-                (0.5 + w * f) as i32
-            };
+            row[x] = if w < 0.0 { (-0.5 + w * f) as i32 } else { (0.5 + w * f) as i32 };
         }
         bounds.push((xmin as usize, xmax));
     }
@@ -180,10 +166,7 @@ pub fn pil_resize_raw(
     filter: Filter,
 ) -> Vec<u8> {
     assert_eq!(data.len(), w * h * channels, "pil_resize_raw: data length");
-    assert!(
-        out_w > 0 && out_h > 0 && w > 0 && h > 0,
-        "pil_resize_raw: empty image"
-    );
+    assert!(out_w > 0 && out_h > 0 && w > 0 && h > 0, "pil_resize_raw: empty image");
     if w == out_w && h == out_h {
         return data.to_vec();
     }
@@ -254,15 +237,7 @@ fn vertical_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
     out_h < h && (h as i64 - out_h as i64) > 2 * (w as i64 - out_w as i64)
 }
 
-fn horizontal_pass(
-    data: &[u8],
-    w: usize,
-    c: usize,
-    row0: usize,
-    rows: usize,
-    hz: &Coeffs,
-    out_w: usize,
-) -> Vec<u8> {
+fn horizontal_pass(data: &[u8], w: usize, c: usize, row0: usize, rows: usize, hz: &Coeffs, out_w: usize) -> Vec<u8> {
     let mut t = vec![0u8; out_w * rows * c];
     for yy in 0..rows {
         let src = &data[(yy + row0) * w * c..(yy + row0 + 1) * w * c];
@@ -302,29 +277,15 @@ fn vertical_pass(data: &[u8], stride: usize, vert: &Coeffs, out_h: usize) -> Vec
 
 /// Pillow `Image.resize((w, h), filter)` of an RGB image, bit-exact.
 pub fn pil_resize(img: &RgbImage, w: u32, h: u32, filter: Filter) -> RgbImage {
-    let out = pil_resize_raw(
-        img.as_raw(),
-        img.width() as usize,
-        img.height() as usize,
-        3,
-        w as usize,
-        h as usize,
-        filter,
-    );
+    let out =
+        pil_resize_raw(img.as_raw(), img.width() as usize, img.height() as usize, 3, w as usize, h as usize, filter);
     RgbImage::from_raw(w, h, out).expect("buffer size")
 }
 
 /// Pillow `Image.resize((w, h), filter)` of an "L" image (e.g. a mask with `Filter::Nearest`).
 pub fn pil_resize_gray(img: &GrayImage, w: u32, h: u32, filter: Filter) -> GrayImage {
-    let out = pil_resize_raw(
-        img.as_raw(),
-        img.width() as usize,
-        img.height() as usize,
-        1,
-        w as usize,
-        h as usize,
-        filter,
-    );
+    let out =
+        pil_resize_raw(img.as_raw(), img.width() as usize, img.height() as usize, 1, w as usize, h as usize, filter);
     GrayImage::from_raw(w, h, out).expect("buffer size")
 }
 
@@ -341,14 +302,7 @@ mod tests {
     #[test]
     fn constant_image_stays_constant() {
         let img = RgbImage::from_pixel(37, 23, image::Rgb([200, 10, 99]));
-        for f in [
-            Filter::Bilinear,
-            Filter::Bicubic,
-            Filter::Lanczos,
-            Filter::Box,
-            Filter::Hamming,
-            Filter::Nearest,
-        ] {
+        for f in [Filter::Bilinear, Filter::Bicubic, Filter::Lanczos, Filter::Box, Filter::Hamming, Filter::Nearest] {
             let out = pil_resize(&img, 11, 50, f);
             assert!(out.pixels().all(|p| p.0 == [200, 10, 99]), "{f:?}");
         }

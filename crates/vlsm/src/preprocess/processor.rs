@@ -52,10 +52,7 @@ impl ImageProcessorConfig {
         Self {
             image_processor_type: "ViTImageProcessor".into(),
             do_resize: true,
-            size: ResizeTarget::Exact {
-                height: 224,
-                width: 224,
-            },
+            size: ResizeTarget::Exact { height: 224, width: 224 },
             resample: Filter::Bilinear,
             do_center_crop: false,
             crop_size: (224, 224),
@@ -88,10 +85,7 @@ impl ImageProcessorConfig {
     /// The CLIPSeg (CIDAS) processor at `size` x `size`: bilinear, ImageNet mean/std.
     pub fn clipseg(size: u32) -> Self {
         Self {
-            size: ResizeTarget::Exact {
-                height: size,
-                width: size,
-            },
+            size: ResizeTarget::Exact { height: size, width: size },
             image_mean: [0.485, 0.456, 0.406],
             image_std: [0.229, 0.224, 0.225],
             ..Self::vit_default()
@@ -101,25 +95,17 @@ impl ImageProcessorConfig {
     /// Reads a `preprocessor_config.json`; errors name the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| PreprocessError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| PreprocessError::Io { path: path.to_path_buf(), source })?;
         Self::from_json_str(&text).map_err(|e| match e {
-            PreprocessError::Config { msg, .. } => PreprocessError::Config {
-                path: path.display().to_string(),
-                msg,
-            },
+            PreprocessError::Config { msg, .. } => PreprocessError::Config { path: path.display().to_string(), msg },
             e => e,
         })
     }
 
     /// Parses the JSON text of a `preprocessor_config.json` (unknown fields ignored).
     pub fn from_json_str(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| PreprocessError::Config {
-            path: "<string>".into(),
-            msg: e.to_string(),
-        })
+        serde_json::from_str(text).map_err(|e| PreprocessError::Config { path: "<string>".into(), msg: e.to_string() })
     }
 
     /// Output `(height, width)` of `preprocess` for an input of `w` x `h`.
@@ -154,11 +140,7 @@ impl ImageProcessorConfig {
     pub fn resize_and_crop(&self, img: &RgbImage) -> RgbImage {
         let (w, h) = img.dimensions();
         let (rh, rw) = self.resize_size(w, h);
-        let resized = if self.do_resize {
-            pil_resize(img, rw, rh, self.resample)
-        } else {
-            img.clone()
-        };
+        let resized = if self.do_resize { pil_resize(img, rw, rh, self.resample) } else { img.clone() };
         if self.do_center_crop {
             center_crop(&resized, self.crop_size.0, self.crop_size.1)
         } else {
@@ -178,11 +160,7 @@ impl ImageProcessorConfig {
             let plane = &mut out[c * n..(c + 1) * n];
             for (i, o) in plane.iter_mut().enumerate() {
                 let v = raw[i * 3 + c];
-                let mut x = if self.do_rescale {
-                    (v as f64 * self.rescale_factor) as f32
-                } else {
-                    v as f32
-                };
+                let mut x = if self.do_rescale { (v as f64 * self.rescale_factor) as f32 } else { v as f32 };
                 if self.do_normalize {
                     x = (x - m) / s;
                 }
@@ -201,9 +179,7 @@ impl ImageProcessorConfig {
     /// the same size (always true with an exact `size` or a center crop).
     pub fn preprocess_batch(&self, imgs: &[RgbImage]) -> Result<Tensor> {
         if imgs.is_empty() {
-            return Err(PreprocessError::Invalid(
-                "preprocess_batch: no images".into(),
-            ));
+            return Err(PreprocessError::Invalid("preprocess_batch: no images".into()));
         }
         let outs: Vec<(Vec<f32>, u32, u32)> = {
             use rayon::prelude::*;
@@ -220,11 +196,7 @@ impl ImageProcessorConfig {
         for o in &outs {
             data.extend_from_slice(&o.0);
         }
-        Ok(Tensor::from_vec(
-            data,
-            (imgs.len(), 3, h as usize, w as usize),
-            &Device::Cpu,
-        )?)
+        Ok(Tensor::from_vec(data, (imgs.len(), 3, h as usize, w as usize), &Device::Cpu)?)
     }
 }
 
@@ -403,11 +375,7 @@ pub fn center_crop(img: &RgbImage, crop_h: u32, crop_w: u32) -> RgbImage {
     for y in 0..ch {
         for x in 0..cw {
             let (cy, cx) = (t0 + y, l0 + x); // canvas coordinates
-            let (sy, sx) = if inside {
-                (cy, cx)
-            } else {
-                (cy - top_pad, cx - left_pad)
-            };
+            let (sy, sx) = if inside { (cy, cx) } else { (cy - top_pad, cx - left_pad) };
             if sy >= 0 && sy < h && sx >= 0 && sx < w {
                 out.put_pixel(x as u32, y as u32, *img.get_pixel(sx as u32, sy as u32));
             }
@@ -423,13 +391,7 @@ mod tests {
     #[test]
     fn config_defaults_and_legacy_int_size() {
         let c = ImageProcessorConfig::from_json_str(r#"{"size": 352, "foo": 1}"#).unwrap();
-        assert_eq!(
-            c.size,
-            ResizeTarget::Exact {
-                height: 352,
-                width: 352
-            }
-        );
+        assert_eq!(c.size, ResizeTarget::Exact { height: 352, width: 352 });
         assert_eq!(c.image_mean, [0.5; 3]);
         let c = ImageProcessorConfig::from_json_str(
             r#"{"image_processor_type": "CLIPImageProcessor", "size": 224, "crop_size": 224}"#,
@@ -453,9 +415,16 @@ mod tests {
         assert_eq!(c.image_mean, [0.25; 3]);
         assert_eq!(c.size, ResizeTarget::ShortestEdge(300));
         assert_eq!(c.crop_size, (200, 100));
-        let c = ImageProcessorConfig::from_json_str(r#"{"image_processor_type": 7, "size": {"height": 3, "width": 4}}"#)
-            .unwrap();
-        assert_eq!(c, ImageProcessorConfig { size: ResizeTarget::Exact { height: 3, width: 4 }, ..ImageProcessorConfig::vit_default() });
+        let c =
+            ImageProcessorConfig::from_json_str(r#"{"image_processor_type": 7, "size": {"height": 3, "width": 4}}"#)
+                .unwrap();
+        assert_eq!(
+            c,
+            ImageProcessorConfig {
+                size: ResizeTarget::Exact { height: 3, width: 4 },
+                ..ImageProcessorConfig::vit_default()
+            }
+        );
         for (text, key) in [
             (r#"{"crop_size": {"shortest_edge": 3}}"#, "crop_size"),
             (r#"{"size": {"height": 0, "width": 4}}"#, "size.height"),

@@ -40,9 +40,7 @@ pub fn visual_prompt(img: &RgbImage, mask: &GrayImage) -> Result<RgbImage> {
         }
     }
     if x0 == usize::MAX {
-        return Err(PreprocessError::Invalid(
-            "the prompt mask is empty (no pixel > 127)".into(),
-        ));
+        return Err(PreprocessError::Invalid("the prompt mask is empty (no pixel > 127)".into()));
     }
     let mg = (x1 - x0).max(y1 - y0).div_ceil(10);
     let (cx0, cx1) = (x0.saturating_sub(mg), (x1 + mg).min(w));
@@ -68,9 +66,7 @@ pub fn visual_prompt(img: &RgbImage, mask: &GrayImage) -> Result<RgbImage> {
                 *p = if m[y * w + x] > 127 {
                     raw[i]
                 } else {
-                    (VISUAL_PROMPT_DARKEN * blur[i] + 0.5)
-                        .floor()
-                        .clamp(0.0, 255.0) as u8
+                    (VISUAL_PROMPT_DARKEN * blur[i] + 0.5).floor().clamp(0.0, 255.0) as u8
                 };
             }
             out.put_pixel((x - cx0) as u32, (y - cy0) as u32, image::Rgb(px));

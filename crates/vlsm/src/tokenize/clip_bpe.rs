@@ -61,10 +61,7 @@ impl std::fmt::Debug for ClipTokenizer {
 /// GPT-2/CLIP `bytes_to_unicode`: the printable-symbol stand-in for every byte, in the
 /// table's insertion order (printable bytes first, then the rest mapped to U+0100..).
 pub fn bytes_to_unicode() -> Vec<(u8, char)> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0u32..256 {
@@ -74,10 +71,7 @@ pub fn bytes_to_unicode() -> Vec<(u8, char)> {
             n += 1;
         }
     }
-    bs.into_iter()
-        .zip(cs)
-        .map(|(b, c)| (b as u8, char::from_u32(c).expect("valid char")))
-        .collect()
+    bs.into_iter().zip(cs).map(|(b, c)| (b as u8, char::from_u32(c).expect("valid char"))).collect()
 }
 
 /// Reads OpenAI's `bpe_simple_vocab_16e6.txt.gz` and returns `(vocab in id order, merges)`.
@@ -93,11 +87,7 @@ pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Merges)> 
     if lines.len() < n_merges + 1 {
         return Err(malformed(
             gz_path,
-            format!(
-                "expected at least {} merge lines, found {}",
-                n_merges,
-                lines.len().saturating_sub(1)
-            ),
+            format!("expected at least {} merge lines, found {}", n_merges, lines.len().saturating_sub(1)),
         ));
     }
     let mut merges = Vec::with_capacity(n_merges);
@@ -105,18 +95,10 @@ pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Merges)> 
         let mut parts = line.split_whitespace();
         match (parts.next(), parts.next(), parts.next()) {
             (Some(a), Some(b), None) => merges.push((a.to_string(), b.to_string())),
-            _ => {
-                return Err(malformed(
-                    gz_path,
-                    format!("line {}: not a merge pair: {line:?}", i + 2),
-                ))
-            }
+            _ => return Err(malformed(gz_path, format!("line {}: not a merge pair: {line:?}", i + 2))),
         }
     }
-    let byte_chars: Vec<String> = bytes_to_unicode()
-        .into_iter()
-        .map(|(_, c)| c.to_string())
-        .collect();
+    let byte_chars: Vec<String> = bytes_to_unicode().into_iter().map(|(_, c)| c.to_string()).collect();
     let mut vocab: Vec<String> = Vec::with_capacity(49408);
     vocab.extend(byte_chars.iter().cloned());
     vocab.extend(byte_chars.iter().map(|c| format!("{c}</w>")));
@@ -128,15 +110,9 @@ pub fn openai_vocab_and_merges(gz_path: &Path) -> Result<(Vec<String>, Merges)> 
 
 /// The `tokenizer.json` document transformers' `CLIPTokenizerFast` writes, for a vocabulary
 /// (token → id) and merges.
-pub fn clip_tokenizer_json(
-    vocab: &Map<String, Value>,
-    merges: &[(String, String)],
-) -> Result<Value> {
+pub fn clip_tokenizer_json(vocab: &Map<String, Value>, merges: &[(String, String)]) -> Result<Value> {
     let id_of = |t: &str| -> Result<u64> {
-        vocab
-            .get(t)
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| TokenizeError::Tokenizer(format!("vocabulary lacks {t}")))
+        vocab.get(t).and_then(|v| v.as_u64()).ok_or_else(|| TokenizeError::Tokenizer(format!("vocabulary lacks {t}")))
     };
     let sot = id_of(SOT_TOKEN)?;
     let eot = id_of(EOT_TOKEN)?;
@@ -172,24 +148,15 @@ pub fn clip_tokenizer_json(
 fn token_content(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Object(m) => m
-            .get("content")
-            .and_then(|c| c.as_str())
-            .map(str::to_string),
+        Value::Object(m) => m.get("content").and_then(|c| c.as_str()).map(str::to_string),
         _ => None,
     }
 }
 
 impl ClipTokenizer {
-    fn from_tokenizer(
-        tok: Tokenizer,
-        source: &Path,
-        max_len: usize,
-        pad_token: Option<String>,
-    ) -> Result<Self> {
+    fn from_tokenizer(tok: Tokenizer, source: &Path, max_len: usize, pad_token: Option<String>) -> Result<Self> {
         let id = |t: &str| {
-            tok.token_to_id(t)
-                .ok_or_else(|| malformed(source, format!("vocabulary lacks the special token {t}")))
+            tok.token_to_id(t).ok_or_else(|| malformed(source, format!("vocabulary lacks the special token {t}")))
         };
         let sot_id = id(SOT_TOKEN)?;
         let eot_id = id(EOT_TOKEN)?;
@@ -199,18 +166,9 @@ impl ClipTokenizer {
         };
         let mut tok = tok;
         tok.with_padding(None);
-        tok.with_truncation(Some(TruncationParams {
-            max_length: max_len,
-            ..Default::default()
-        }))
-        .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        Ok(Self {
-            tok,
-            max_len,
-            sot_id,
-            eot_id,
-            pad_id,
-        })
+        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        Ok(Self { tok, max_len, sot_id, eot_id, pad_id })
     }
 
     /// Loads from a model directory: `tokenizer.json` if present, else `vocab.json` +
@@ -229,12 +187,10 @@ impl ClipTokenizer {
             return Err(TokenizeError::NoTokenizerFiles(dir.to_path_buf()));
         };
         if let Some(p) = pad {
-            t.pad_id = t.tok.token_to_id(&p).ok_or_else(|| {
-                malformed(
-                    &dir.join("tokenizer_config.json"),
-                    format!("unknown pad token {p}"),
-                )
-            })?;
+            t.pad_id = t
+                .tok
+                .token_to_id(&p)
+                .ok_or_else(|| malformed(&dir.join("tokenizer_config.json"), format!("unknown pad token {p}")))?;
         }
         t.set_max_len(max_len)?;
         Ok(t)
@@ -250,20 +206,14 @@ impl ClipTokenizer {
 
     /// Builds from HF slow-tokenizer files `vocab.json` (token → id) and `merges.txt`
     /// (optional `#version` header line, then one `a b` pair per line).
-    pub fn from_vocab_merges(
-        vocab_json: impl AsRef<Path>,
-        merges_txt: impl AsRef<Path>,
-    ) -> Result<Self> {
+    pub fn from_vocab_merges(vocab_json: impl AsRef<Path>, merges_txt: impl AsRef<Path>) -> Result<Self> {
         let (vp, mp) = (vocab_json.as_ref(), merges_txt.as_ref());
         let vocab: Value = serde_json::from_str(&read_text(vp)?).map_err(|e| malformed(vp, e))?;
         let Value::Object(vocab) = vocab else {
             return Err(malformed(vp, "expected a JSON object mapping token to id"));
         };
         if let Some((k, _)) = vocab.iter().find(|(_, v)| !v.is_u64()) {
-            return Err(malformed(
-                vp,
-                format!("id of {k:?} is not a non-negative integer"),
-            ));
+            return Err(malformed(vp, format!("id of {k:?} is not a non-negative integer")));
         }
         let mtext = read_text(mp)?;
         let mut merges = Vec::new();
@@ -276,12 +226,7 @@ impl ClipTokenizer {
                 (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty() => {
                     merges.push((a.to_string(), b.to_string()))
                 }
-                _ => {
-                    return Err(malformed(
-                        mp,
-                        format!("line {}: not a merge pair: {line:?}", i + 1),
-                    ))
-                }
+                _ => return Err(malformed(mp, format!("line {}: not a merge pair: {line:?}", i + 1))),
             }
         }
         let doc = clip_tokenizer_json(&vocab, &merges).map_err(|e| malformed(vp, e))?;
@@ -293,11 +238,7 @@ impl ClipTokenizer {
     pub fn from_bpe_gz(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let (vocab, merges) = openai_vocab_and_merges(path)?;
-        let map: Map<String, Value> = vocab
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| (t, Value::from(i as u64)))
-            .collect();
+        let map: Map<String, Value> = vocab.into_iter().enumerate().map(|(i, t)| (t, Value::from(i as u64))).collect();
         let doc = clip_tokenizer_json(&map, &merges)?;
         let tok: Tokenizer = doc.to_string().parse().map_err(|e| malformed(path, e))?;
         Self::from_tokenizer(tok, path, CLIP_MAX_LEN, None)
@@ -307,10 +248,8 @@ impl ClipTokenizer {
     /// truncation setting).
     pub fn to_json(&self) -> Result<String> {
         let mut t = self.tok.clone();
-        t.with_truncation(None)
-            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        t.to_string(false)
-            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))
+        t.with_truncation(None).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        t.to_string(false).map_err(|e| TokenizeError::Tokenizer(e.to_string()))
     }
 
     /// Changes the truncation length (including the two special tokens).
@@ -320,10 +259,7 @@ impl ClipTokenizer {
         }
         self.max_len = max_len;
         self.tok
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
         Ok(())
     }
@@ -331,10 +267,7 @@ impl ClipTokenizer {
     /// Token ids with `<|startoftext|>` … `<|endoftext|>`, truncated to `max_len` (the end
     /// token kept), not padded. The empty prompt gives `[sot, eot]`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tok
-            .encode(text, true)
-            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        let enc = self.tok.encode(text, true).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -342,10 +275,7 @@ impl ClipTokenizer {
     /// (transformers' `padding="max_length", max_length=pad_to`; must be ≤ `max_len`), else to
     /// the longest (`padding=True`). Returns `(ids, attention_mask)`, one row per prompt.
     pub fn encode_batch_padded(&self, texts: &[&str], pad_to: Option<usize>) -> Result<IdsAndMask> {
-        let seqs: Vec<Vec<u32>> = texts
-            .iter()
-            .map(|t| self.encode(t))
-            .collect::<Result<_>>()?;
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.encode(t)).collect::<Result<_>>()?;
         let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
         let len = match pad_to {
             Some(n) if n > self.max_len => {

@@ -36,25 +36,17 @@ pub type Result<T> = std::result::Result<T, TokenizeError>;
 pub type IdsAndMask = (Vec<Vec<u32>>, Vec<Vec<u32>>);
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| TokenizeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TokenizeError::Io { path: path.to_path_buf(), source })
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = read_file(path)?;
-    String::from_utf8(bytes).map_err(|e| TokenizeError::Malformed {
-        path: path.to_path_buf(),
-        msg: format!("not UTF-8: {e}"),
-    })
+    String::from_utf8(bytes)
+        .map_err(|e| TokenizeError::Malformed { path: path.to_path_buf(), msg: format!("not UTF-8: {e}") })
 }
 
 pub(crate) fn malformed(path: &Path, msg: impl std::fmt::Display) -> TokenizeError {
-    TokenizeError::Malformed {
-        path: path.to_path_buf(),
-        msg: msg.to_string(),
-    }
+    TokenizeError::Malformed { path: path.to_path_buf(), msg: msg.to_string() }
 }
 
 /// Pads (right side) already-truncated id sequences to `len`, returning `(ids, attention_mask)`.

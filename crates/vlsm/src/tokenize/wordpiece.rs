@@ -52,8 +52,7 @@ impl WordPieceTokenizer {
                 .map(|v| v as u32)
                 .ok_or_else(|| malformed(path, format!("vocabulary lacks {t}")))
         };
-        let (pad_id, unk_id, cls_id, sep_id) =
-            (id("[PAD]")?, id("[UNK]")?, id("[CLS]")?, id("[SEP]")?);
+        let (pad_id, unk_id, cls_id, sep_id) = (id("[PAD]")?, id("[UNK]")?, id("[CLS]")?, id("[SEP]")?);
         let mut added = vec![];
         for (t, i) in [
             ("[PAD]", Some(pad_id)),
@@ -63,10 +62,8 @@ impl WordPieceTokenizer {
             ("[MASK]", id("[MASK]").ok()),
         ] {
             if let Some(i) = i {
-                added.push(
-                    json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                                  "rstrip": false, "normalized": false, "special": true}),
-                );
+                added.push(json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                                  "rstrip": false, "normalized": false, "special": true}));
             }
         }
         let doc = json!({
@@ -84,26 +81,14 @@ impl WordPieceTokenizer {
         if max_len < 2 {
             return Err(TokenizeError::Tokenizer(format!("max_len {max_len} < 2")));
         }
-        tok.with_truncation(Some(TruncationParams {
-            max_length: max_len,
-            ..Default::default()
-        }))
-        .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        Ok(Self {
-            tok,
-            max_len,
-            cls_id,
-            sep_id,
-            pad_id,
-        })
+        tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        Ok(Self { tok, max_len, cls_id, sep_id, pad_id })
     }
 
     /// `[CLS] … [SEP]`, truncated to `max_len`, not padded.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tok
-            .encode(text, true)
-            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        let enc = self.tok.encode(text, true).map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -117,10 +102,7 @@ impl WordPieceTokenizer {
                 )));
             }
         }
-        let seqs: Vec<Vec<u32>> = texts
-            .iter()
-            .map(|t| self.encode(t))
-            .collect::<Result<_>>()?;
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.encode(t)).collect::<Result<_>>()?;
         let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
         let len = pad_to.unwrap_or(longest).max(longest);
         Ok(pad_batch(seqs, len, self.pad_id))

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
 use crate::support as common;
+use candle_core::{DType, Device, IndexOp, Tensor};
 use common::{assert_close, rel_err};
 
 fn fixtures() -> PathBuf {
@@ -138,9 +138,14 @@ fn wrong_shapes_and_missing_keys_are_named() {
 
     // A decoder file without decoder.* tensors: the file and the missing key.
     let t = scratch();
-    let e = vlsm::loader::biomedclipseg(t.path(), Some(&t.path().join("open_clip_pytorch_model.bin")), DType::F32, &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let e = vlsm::loader::biomedclipseg(
+        t.path(),
+        Some(&t.path().join("open_clip_pytorch_model.bin")),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("open_clip_pytorch_model.bin") && e.contains("decoder.film_mul.weight"), "{e}");
 
     // Missing files and a wrong model_type are named too.

@@ -4,15 +4,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::support as common;
 use candle_core::{DType, Device, IndexOp, Tensor};
+use common::assert_close_tol;
 use serde_json::Value;
-use vlsm::weights;
 use vlsm::models::clipseg::{ClipSeg, ClipSegConfig};
 use vlsm::pipeline::{self, Segmenter};
 use vlsm::preprocess::ImageProcessorConfig;
 use vlsm::tokenize::ClipTokenizer;
-use crate::support as common;
-use common::assert_close_tol;
+use vlsm::weights;
 
 fn fixtures() -> PathBuf {
     crate::support::fx("clipseg")
@@ -51,7 +51,8 @@ fn every_case_matches_transformers() {
         let get = |k: &str| r.get(&format!("{name}.{k}")).unwrap_or_else(|| panic!("{name}.{k} missing")).clone();
         let dir = fixtures().join(case["model_dir"].as_str().unwrap());
         let model = load_model(&dir);
-        let proc = ImageProcessorConfig::from_file(fixtures().join(case["processor_config"].as_str().unwrap())).unwrap();
+        let proc =
+            ImageProcessorConfig::from_file(fixtures().join(case["processor_config"].as_str().unwrap())).unwrap();
 
         // Pixel values from our processor, within 1e-5 of the reference ones.
         let img = rgb(case["image"].as_str().unwrap());

@@ -36,17 +36,12 @@ fn subset(data: &Path, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(ds.join("anns")).unwrap();
     let src = data.join("clinicdb_polyp");
     for sub in ["images", "masks"] {
-        std::os::unix::fs::symlink(std::fs::canonicalize(src.join(sub)).unwrap(), ds.join(sub))
-            .unwrap();
+        std::os::unix::fs::symlink(std::fs::canonicalize(src.join(sub)).unwrap(), ds.join(sub)).unwrap();
     }
     for (split, n) in [("train", 16), ("val", 4)] {
         let text = std::fs::read_to_string(src.join("anns").join(format!("{split}.json"))).unwrap();
         let v: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-        std::fs::write(
-            ds.join("anns").join(format!("{split}.json")),
-            serde_json::to_string(&v[..n]).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(ds.join("anns").join(format!("{split}.json")), serde_json::to_string(&v[..n]).unwrap()).unwrap();
     }
     ds
 }
@@ -82,9 +77,7 @@ patience = 0
 fn val_dice(task: &mut ClipSegTask, seed: u64) -> f64 {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = task.len(Split::Val);
-    let (input, targets) = task
-        .batch(Split::Val, &(0..n).collect::<Vec<_>>(), &mut rng)
-        .unwrap();
+    let (input, targets) = task.batch(Split::Val, &(0..n).collect::<Vec<_>>(), &mut rng).unwrap();
     let d = dice_per_image(&task.forward(&input).unwrap(), &targets).unwrap();
     d.iter().sum::<f64>() / n as f64
 }
@@ -105,9 +98,7 @@ fn same(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> bool {
             .map(|x| x.to_bits())
             .collect::<Vec<_>>()
     };
-    a.len() == b.len()
-        && a.iter()
-            .all(|(k, t)| b.get(k).is_some_and(|u| bits(t) == bits(u)))
+    a.len() == b.len() && a.iter().all(|(k, t)| b.get(k).is_some_and(|u| bits(t) == bits(u)))
 }
 
 #[test]
@@ -117,44 +108,27 @@ fn decoder_training_lowers_loss_and_raises_val_dice() {
     let ds = subset(&data, tmp.path());
     let cfg = config(&ds, &tmp.path().join("run"), &tmp.path().join("cache"), 25);
     let mut task = ClipSegTask::new(&cfg, DecoderInit::Checkpoint, false).unwrap();
-    assert_eq!(
-        task.output_size(),
-        (16, 16),
-        "tiny_complex at 32 px decodes at 16 px"
-    );
+    assert_eq!(task.output_size(), (16, 16), "tiny_complex at 32 px decodes at 16 px");
     let before = val_dice(&mut task, 1);
     drop(task);
 
     let s = clipseg::train(&cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
     assert!(s.finished);
     let (first, last) = (&s.history[0], s.history.last().unwrap());
-    assert!(
-        last.train_loss < 0.8 * first.train_loss,
-        "loss {} -> {}",
-        first.train_loss,
-        last.train_loss
-    );
+    assert!(last.train_loss < 0.8 * first.train_loss, "loss {} -> {}", first.train_loss, last.train_loss);
     let best = s.best_val_dice.unwrap();
-    assert!(
-        best > before + 0.03,
-        "val Dice {before:.4} before training, best {best:.4}"
-    );
+    assert!(best > before + 0.03, "val Dice {before:.4} before training, best {best:.4}");
 
     // RUN/best is a model directory `vlsm segment` can load, holding the best decoder.
     let best_dir = s.run_dir.join("best");
     let model = tensors(&best_dir.join("model.safetensors"));
     let trained = tensors(&best_dir.join("weights.safetensors"));
-    let dec: HashMap<String, Tensor> = model
-        .iter()
-        .filter(|(k, _)| k.starts_with("decoder."))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let dec: HashMap<String, Tensor> =
+        model.iter().filter(|(k, _)| k.starts_with("decoder.")).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(same(&dec, &trained));
     let seg = vlsm::pipeline::Segmenter::load(&best_dir).unwrap();
     let img = vlsm::io::read_rgb(&ds.join("images/1.png")).unwrap();
-    let f = seg
-        .encode_images(&seg.pixel_values(&[&img]).unwrap())
-        .unwrap();
+    let f = seg.encode_images(&seg.pixel_values(&[&img]).unwrap()).unwrap();
     let cond = seg.text_conditional(&["polyp".to_string()]).unwrap();
     assert_eq!(seg.decode(&f[0], &cond).unwrap().dims(), &[1, 16, 16]);
     assert!(s.run_dir.join("curves.png").is_file() && s.run_dir.join("metrics.csv").is_file());
@@ -177,17 +151,11 @@ fn killed_run_resumes_to_bit_identical_weights() {
     assert!(b.finished);
 
     for f in ["weights.safetensors", "optimizer.safetensors"] {
-        let (x, y) = (
-            tensors(&a.run_dir.join("last").join(f)),
-            tensors(&b.run_dir.join("last").join(f)),
-        );
+        let (x, y) = (tensors(&a.run_dir.join("last").join(f)), tensors(&b.run_dir.join("last").join(f)));
         assert!(same(&x, &y), "{f} differs after resume");
     }
-    let losses = |h: &[vlsm::train::EpochRecord]| {
-        h.iter()
-            .map(|r| (r.train_loss, r.val_loss, r.val_dice))
-            .collect::<Vec<_>>()
-    };
+    let losses =
+        |h: &[vlsm::train::EpochRecord]| h.iter().map(|r| (r.train_loss, r.val_loss, r.val_dice)).collect::<Vec<_>>();
     assert_eq!(losses(&a.history), losses(&b.history));
 }
 
@@ -199,21 +167,11 @@ fn synthetic(dir: &Path, n: usize, bad_mask: Option<usize>) -> PathBuf {
     }
     let mut recs = Vec::new();
     for i in 0..n {
-        let img = image::RgbImage::from_fn(40, 30, |x, y| {
-            image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 20) as u8])
-        });
+        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 20) as u8]));
         img.save(ds.join(format!("images/{i}.png"))).unwrap();
-        let (w, h) = if bad_mask == Some(i) {
-            (20, 20)
-        } else {
-            (40, 30)
-        };
+        let (w, h) = if bad_mask == Some(i) { (20, 20) } else { (40, 30) };
         let m = image::GrayImage::from_fn(w, h, |x, y| {
-            image::Luma([if (10..20).contains(&x) && (5..15).contains(&y) {
-                255
-            } else {
-                0
-            }])
+            image::Luma([if (10..20).contains(&x) && (5..15).contains(&y) { 255 } else { 0 }])
         });
         m.save(ds.join(format!("masks/{i}.png"))).unwrap();
         recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"), "prompts": {"p0": "", "p1": "square"}}));
@@ -226,10 +184,7 @@ fn synthetic(dir: &Path, n: usize, bad_mask: Option<usize>) -> PathBuf {
 
 fn error_of(cfg: &TrainConfig) -> String {
     let e = clipseg::train(cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap_err();
-    assert!(
-        !cfg.output_dir.join("last").exists(),
-        "training started despite: {e}"
-    );
+    assert!(!cfg.output_dir.join("last").exists(), "training started despite: {e}");
     format!("{e:#}")
 }
 
@@ -268,44 +223,26 @@ fn data_and_checkpoint_errors_come_before_training_and_name_the_file() {
     let mismatched = tmp.path().join("mismatched");
     std::fs::create_dir_all(&mismatched).unwrap();
     let mut c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tiny_model().join("config.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
     c["vision_config"]["hidden_size"] = 48.into();
     std::fs::write(mismatched.join("config.json"), c.to_string()).unwrap();
-    std::fs::copy(
-        tiny_model().join("model.safetensors"),
-        mismatched.join("model.safetensors"),
-    )
-    .unwrap();
+    std::fs::copy(tiny_model().join("model.safetensors"), mismatched.join("model.safetensors")).unwrap();
     cfg.model.dir = mismatched;
     let e = error_of(&cfg);
-    assert!(
-        e.contains("model.safetensors") && e.contains("vision_model"),
-        "{e}"
-    );
+    assert!(e.contains("model.safetensors") && e.contains("vision_model"), "{e}");
 }
 
 #[test]
 fn random_decoder_init_follows_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = synthetic(tmp.path(), 2, None);
-    let mut cfg =
-        config(&ds, &tmp.path().join("run"), &tmp.path().join("cache"), 1).with_prompts(&["p1"]);
+    let mut cfg = config(&ds, &tmp.path().join("run"), &tmp.path().join("cache"), 1).with_prompts(&["p1"]);
     cfg.data.feature_cache = false;
     let vals = |cfg: &TrainConfig, init| {
         let t = ClipSegTask::new(cfg, init, false).unwrap();
         t.vars()
             .iter()
-            .map(|(n, v)| {
-                (
-                    n.clone(),
-                    v.as_tensor()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap(),
-                )
-            })
+            .map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
             .collect::<Vec<_>>()
     };
     let a = vals(&cfg, DecoderInit::Random);
@@ -332,10 +269,7 @@ fn example_configs_parse() {
     for e in std::fs::read_dir(root().join("configs")).unwrap() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();
-        if p.extension().is_some_and(|x| x == "toml")
-            && text.contains("[model]")
-            && text.contains("output_dir")
-        {
+        if p.extension().is_some_and(|x| x == "toml") && text.contains("[model]") && text.contains("output_dir") {
             TrainConfig::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         }
     }

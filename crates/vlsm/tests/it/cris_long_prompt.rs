@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::support as common;
 use candle_core::{DType, Device, IndexOp, Tensor};
+use common::{assert_close, rel_err};
 use vlsm::models::cris::word_ids;
 use vlsm::pipeline::Segmenter;
-use crate::support as common;
-use common::{assert_close, rel_err};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/cris_words")

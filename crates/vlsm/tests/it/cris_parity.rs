@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
-use vlsm::models::cris::{self, Cris, CrisConfig};
 use crate::support as common;
+use candle_core::{DType, Device, Tensor};
 use common::assert_close;
+use vlsm::models::cris::{self, Cris, CrisConfig};
 
 fn fixtures() -> PathBuf {
     crate::support::fx("cris")
@@ -55,7 +55,9 @@ fn defaults_are_medvlsms_rn50() {
 fn plain_tensors() -> HashMap<String, Tensor> {
     let p = fixtures().join("cris.pth");
     let vb = candle_core::pickle::read_all_with_key(&p, Some("state_dict")).unwrap();
-    vb.into_iter().map(|(k, v)| (k.trim_start_matches("module.").to_string(), v.to_dtype(DType::F32).unwrap())).collect()
+    vb.into_iter()
+        .map(|(k, v)| (k.trim_start_matches("module.").to_string(), v.to_dtype(DType::F32).unwrap()))
+        .collect()
 }
 
 fn scratch_with(tensors: &HashMap<String, Tensor>, config: &str) -> tempfile::TempDir {

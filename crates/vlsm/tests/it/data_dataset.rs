@@ -92,7 +92,10 @@ fn tiny_dataset_errors_name_file_and_record() {
     let d = t.path().join("tiny");
     tiny(&d, json!([rec("a.png", "a.png"), rec("missing.png", "a.png")]));
     let e = Dataset::open(&d, "train").unwrap_err().to_string();
-    assert!(e.contains("train.json") && e.contains("record 1") && e.contains("missing.png") && e.contains("image"), "{e}");
+    assert!(
+        e.contains("train.json") && e.contains("record 1") && e.contains("missing.png") && e.contains("image"),
+        "{e}"
+    );
 
     tiny(&d, json!([rec("a.png", "gone.png")]));
     let e = Dataset::open(&d, "train").unwrap_err().to_string();

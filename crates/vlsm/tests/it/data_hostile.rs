@@ -30,7 +30,8 @@ fn open_err(ds: &Path) -> String {
 fn safe_relative_keeps_names_inside() {
     assert_eq!(safe_relative("a.png").unwrap(), PathBuf::from("a.png"));
     assert_eq!(safe_relative("sub/./x/../a.png").unwrap(), PathBuf::from("sub/a.png"));
-    for bad in ["", ".", "sub/..", "../a.png", "sub/../../a.png", "/etc/passwd", "../../../../tmp/x/labels.png", "a\0b"] {
+    for bad in ["", ".", "sub/..", "../a.png", "sub/../../a.png", "/etc/passwd", "../../../../tmp/x/labels.png", "a\0b"]
+    {
         assert!(safe_relative(bad).is_err(), "{bad:?} accepted");
     }
     assert!(resolve_inside(Path::new("/d"), "../x").is_err());
@@ -104,6 +105,7 @@ fn prompts_writes_all_splits_or_none() {
     assert_eq!(std::fs::read_to_string(ds.join("anns/test.json")).unwrap(), "[]");
     std::fs::remove_dir(ds.join("anns/val.json")).unwrap();
     prompts::generate(&ds, "polyp", [50, 50, 0], 1).unwrap();
-    let names: Vec<_> = std::fs::read_dir(ds.join("anns")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<_> =
+        std::fs::read_dir(ds.join("anns")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names.len(), 3, "{names:?}");
 }

@@ -77,7 +77,17 @@ fn clinicdb_words_agree_with_medvlsm() {
 fn words_and_shapes_on_synthetic_masks() {
     assert_eq!(
         [0, 1, 2, 11, 21, 40, 100, 105, 999].map(number_words),
-        ["zero", "one", "two", "eleven", "twenty-one", "forty", "one hundred", "one hundred and five", "nine hundred and ninety-nine"]
+        [
+            "zero",
+            "one",
+            "two",
+            "eleven",
+            "twenty-one",
+            "forty",
+            "one hundred",
+            "one hundred and five",
+            "nine hundred and ninety-nine"
+        ]
     );
     // A disc in the right third, middle band: "one", "medium", "right", "round".
     let disc = GrayImage::from_fn(90, 90, |x, y| {
@@ -99,7 +109,10 @@ fn words_and_shapes_on_synthetic_masks() {
     assert_eq!(w.number, 2);
     assert_eq!(w.size, "small, medium");
     assert_eq!(w.location, "top, bottom"); // the box centre column is 30, not < 90 / 3
-    assert_eq!(describe_mask(&GrayImage::new(5, 5)), MaskWords { size: String::new(), location: String::new(), number: 0 });
+    assert_eq!(
+        describe_mask(&GrayImage::new(5, 5)),
+        MaskWords { size: String::new(), location: String::new(), number: 0 }
+    );
     let red = RgbImage::from_pixel(90, 90, Rgb([200, 40, 40]));
     assert_eq!(colour_word(&red, &disc), "red");
     assert_eq!(overall_bbox(&disc)[0], 62); // disc spans x 63..=87: grown by one to the left
@@ -111,7 +124,9 @@ fn make_dataset(dir: &Path, n: u32) {
     std::fs::create_dir_all(dir.join("masks")).unwrap();
     for i in 0..n {
         RgbImage::from_pixel(40, 30, Rgb([230, 140, 140])).save(dir.join(format!("images/im{i:02}.jpg"))).unwrap();
-        let m = GrayImage::from_fn(40, 30, |x, y| Luma([if x >= i && x < i + 8 && (10..18).contains(&y) { 255 } else { 0 }]));
+        let m = GrayImage::from_fn(40, 30, |x, y| {
+            Luma([if x >= i && x < i + 8 && (10..18).contains(&y) { 255 } else { 0 }])
+        });
         m.save(dir.join(format!("masks/im{i:02}.png"))).unwrap();
     }
 }
@@ -128,7 +143,11 @@ fn generate_writes_loadable_splits() {
     ds.require_prompt("p9").unwrap();
     let r = &ds.records[0];
     let p6 = one(&r.prompts["p6"]);
-    assert!(p6.starts_with("one small ") && p6.ends_with(" polyp, located in left of the image") || p6.contains("located in"), "{p6}");
+    assert!(
+        p6.starts_with("one small ") && p6.ends_with(" polyp, located in left of the image")
+            || p6.contains("located in"),
+        "{p6}"
+    );
     assert_eq!(one(&r.prompts["p1"]), "polyp");
     assert!(matches!(&r.prompts["p9"], Prompt::Many(v) if v.len() == 5));
     // Same seed, same split; another seed, another split.

@@ -463,7 +463,11 @@ fn independent_writers_nibabel_pydicom() {
         let (name, slice) = key.split_once(':').unwrap();
         let slice = slice.parse::<usize>().ok();
         let s = read_scalar(&dir.join(name), slice).unwrap_or_else(|err| panic!("{key}: {err}"));
-        assert_eq!((s.width as u64, s.height as u64), (e["width"].as_u64().unwrap(), e["height"].as_u64().unwrap()), "{key}");
+        assert_eq!(
+            (s.width as u64, s.height as u64),
+            (e["width"].as_u64().unwrap(), e["height"].as_u64().unwrap()),
+            "{key}"
+        );
         let want: Vec<f64> = e["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert_eq!(s.values.len(), want.len(), "{key}");
         for (i, (&a, &b)) in s.values.iter().zip(&want).enumerate() {

@@ -1,16 +1,18 @@
 //! All integration tests of `vlsm` in one binary (one link, one process; see support for shared helpers).
 
-mod support;
 mod biomedclip_parity;
 mod clipseg_parity;
 mod clipseg_train;
+mod cris_long_prompt;
 mod cris_parity;
 mod data_dataset;
+mod data_hostile;
 mod data_prompts;
 mod io_formats;
 mod metrics_monai;
 mod preprocess_parity;
 mod segmenter_kinds;
+mod support;
 mod swin_parity;
 mod textunet_train;
 mod tokenizer_parity;
@@ -20,5 +22,3 @@ mod unet_train;
 mod vit_parity;
 mod vlsm_kinds_train;
 mod zero_shot_parity;
-mod cris_long_prompt;
-mod data_hostile;

@@ -1,7 +1,6 @@
 //! Metrics against MONAI reference values (tests/fixtures/metrics/monai_cases.json,
 //! written by tools/make_metric_fixtures.py).
 
-
 use image::GrayImage;
 use serde_json::Value;
 use vlsm::metrics::*;

@@ -22,16 +22,7 @@ fn rgb(rel: &str) -> image::RgbImage {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]
@@ -40,10 +31,7 @@ fn pixel_values_match_reference() {
     let mut n = 0;
     for c in cases()["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let cfg = ImageProcessorConfig::from_file(
-            fixtures().join(c["processor_config"].as_str().unwrap()),
-        )
-        .unwrap();
+        let cfg = ImageProcessorConfig::from_file(fixtures().join(c["processor_config"].as_str().unwrap())).unwrap();
         let img = rgb(c["image"].as_str().unwrap());
         let b = c["prompts"].as_array().unwrap().len().max(1);
         let pv = cfg.preprocess_batch(&vec![img; b]).unwrap();
@@ -75,10 +63,7 @@ fn pil_resize_is_bit_exact() {
             let g = img.to_rgb8();
             (g.as_raw().clone(), g.width(), g.height(), 3)
         };
-        let (ow, oh) = (
-            e["width"].as_u64().unwrap() as usize,
-            e["height"].as_u64().unwrap() as usize,
-        );
+        let (ow, oh) = (e["width"].as_u64().unwrap() as usize, e["height"].as_u64().unwrap() as usize);
         let f = Filter::from_pil(e["filter"].as_i64().unwrap()).unwrap();
         let got = pil_resize_raw(&data, w as usize, h as usize, ch, ow, oh, f);
         let want: Vec<u8> = r[key].flatten_all().unwrap().to_vec1::<u8>().unwrap();
@@ -97,19 +82,11 @@ fn visual_prompt_matches_fixture_png() {
             continue;
         };
         let src = rgb(c["prompt_source_image"].as_str().unwrap());
-        let mask = image::open(fixtures().join(c["prompt_mask"].as_str().unwrap()))
-            .unwrap()
-            .to_luma8();
+        let mask = image::open(fixtures().join(c["prompt_mask"].as_str().unwrap())).unwrap().to_luma8();
         let got = visual_prompt(&src, &mask).unwrap();
         let want = rgb(p);
         assert_eq!(got.dimensions(), want.dimensions(), "{p}");
-        let worst = got
-            .as_raw()
-            .iter()
-            .zip(want.as_raw())
-            .map(|(a, b)| (*a as i32 - *b as i32).abs())
-            .max()
-            .unwrap();
+        let worst = got.as_raw().iter().zip(want.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
         assert!(worst <= 1, "{p}: max difference {worst}");
     }
     let img = image::RgbImage::new(8, 8);
@@ -125,9 +102,6 @@ fn config_errors_name_the_file() {
     let d = std::env::temp_dir().join(format!("vlsm-pp-{}.json", std::process::id()));
     std::fs::write(&d, r#"{"size": "big"}"#).unwrap();
     let e = ImageProcessorConfig::from_file(&d).unwrap_err().to_string();
-    assert!(
-        e.contains(&d.display().to_string()) && e.contains("size"),
-        "{e}"
-    );
+    assert!(e.contains(&d.display().to_string()) && e.contains("size"), "{e}");
     let _ = std::fs::remove_file(&d);
 }

@@ -41,8 +41,9 @@ fn cris_through_the_segmenter() {
     let pv = seg.pixel_values(&[&img]).unwrap();
     let f = seg.encode_images(&pv).unwrap();
     // The tiny CRIS has a 100-token vocabulary, so feed ids directly.
-    let ids = Tensor::new(&[[5u32, 7, 9, 11, 0, 0, 0, 0, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], &Device::Cpu)
-        .unwrap();
+    let ids =
+        Tensor::new(&[[5u32, 7, 9, 11, 0, 0, 0, 0, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], &Device::Cpu)
+            .unwrap();
     let split = seg.decode(&f[0], &ids).unwrap();
     let m = vlsm::loader::cris(&dir, DType::F32, &Device::Cpu).unwrap();
     let whole = m.forward(&Tensor::cat(&[&pv, &pv], 0).unwrap(), &ids).unwrap().squeeze(1).unwrap();

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::support as common;
 use candle_core::{DType, Device, Tensor};
+use common::assert_close;
 use serde_json::Value;
-use vlsm::weights;
 use vlsm::classify::{HfClassifier, ImageClassifier};
 use vlsm::models::swin::{SwinConfig, SwinForImageClassification, SwinModel};
-use crate::support as common;
-use common::assert_close;
+use vlsm::weights;
 
 fn fixtures() -> PathBuf {
     crate::support::fx("swin")

@@ -181,7 +181,10 @@ fn flip_prompt_swaps_only_the_position_words() {
     assert_eq!(Flip::default().prompt(p), p);
     let b = "Two small benign tumors at the top left, center in the breast ultrasound image.";
     assert_eq!(hv.prompt(b), "Two small benign tumors at the bottom right, center in the breast ultrasound image.");
-    assert_eq!(h.prompt("polyp which is a small lump in the lining of colon"), "polyp which is a small lump in the lining of colon");
+    assert_eq!(
+        h.prompt("polyp which is a small lump in the lining of colon"),
+        "polyp which is a small lump in the lining of colon"
+    );
     assert_eq!(h.prompt(""), "");
 }
 
@@ -236,7 +239,11 @@ fn flips_turn_image_mask_and_prompt_together() {
                 assert_eq!(px[c], flip2(&op[b][c], f), "seed {seed} sample {b}: image and mask flipped apart");
             }
             let text = prompts[(b / 2) % 2];
-            assert_eq!(input.ids[b], tok.encode(&f.prompt(text)).unwrap(), "seed {seed} sample {b}: prompt not flipped with {f:?}");
+            assert_eq!(
+                input.ids[b],
+                tok.encode(&f.prompt(text)).unwrap(),
+                "seed {seed} sample {b}: prompt not flipped with {f:?}"
+            );
             seen.insert((f.h, f.v));
         }
     }

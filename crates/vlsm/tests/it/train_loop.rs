@@ -27,10 +27,7 @@ impl Tiny {
         let mut var = |name: &str, shape: &[usize], scale: f32| {
             let n: usize = shape.iter().product();
             let v: Vec<f32> = (0..n).map(|_| (r.random::<f32>() - 0.5) * scale).collect();
-            (
-                name.to_string(),
-                Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap(),
-            )
+            (name.to_string(), Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap())
         };
         let vars = vec![
             var("conv1.weight", &[4, 2, 3, 3], 0.6),
@@ -43,12 +40,8 @@ impl Tiny {
         for i in 0..32 {
             let mut m = vec![0f32; S * S];
             if i % 8 != 0 {
-                let (y0, x0, h, w) = (
-                    d.random_range(0..6),
-                    d.random_range(0..6),
-                    d.random_range(3..7),
-                    d.random_range(3..7),
-                );
+                let (y0, x0, h, w) =
+                    (d.random_range(0..6), d.random_range(0..6), d.random_range(3..7), d.random_range(3..7));
                 for y in y0..y0 + h {
                     for x in x0..x0 + w {
                         m[y * S + x] = 1.0;
@@ -58,12 +51,7 @@ impl Tiny {
             images.push(m.iter().map(|&v| v - 0.5 + (d.random::<f32>() - 0.5) * 0.6).collect());
             masks.push(m);
         }
-        Tiny {
-            vars,
-            images,
-            masks,
-            n_train: 24,
-        }
+        Tiny { vars, images, masks, n_train: 24 }
     }
 }
 
@@ -92,21 +80,13 @@ impl Trainable for Tiny {
         }
         let b = idx.len();
         // Per sample: the image plane, then the prompt plane: [B, 2, S, S].
-        Ok((
-            Tensor::from_vec(x, (b, 2, S, S), &Device::Cpu)?,
-            Tensor::from_vec(y, (b, S, S), &Device::Cpu)?,
-        ))
+        Ok((Tensor::from_vec(x, (b, 2, S, S), &Device::Cpu)?, Tensor::from_vec(y, (b, S, S), &Device::Cpu)?))
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let v = |i: usize| self.vars[i].1.as_tensor();
-        let h = x
-            .conv2d(v(0), 1, 1, 1, 1)?
-            .broadcast_add(&v(1).reshape((1, 4, 1, 1))?)?
-            .relu()?;
-        let o = h
-            .conv2d(v(2), 0, 1, 1, 1)?
-            .broadcast_add(&v(3).reshape((1, 1, 1, 1))?)?;
+        let h = x.conv2d(v(0), 1, 1, 1, 1)?.broadcast_add(&v(1).reshape((1, 4, 1, 1))?)?.relu()?;
+        let o = h.conv2d(v(2), 0, 1, 1, 1)?.broadcast_add(&v(3).reshape((1, 1, 1, 1))?)?;
         Ok(o.squeeze(1)?)
     }
 }
@@ -135,18 +115,8 @@ fn train_loss_falls_and_val_dice_rises() {
     assert_eq!(h.len(), 12);
     assert!(s.finished && !s.stopped_early);
     let (first, last) = (&h[0], &h[h.len() - 1]);
-    assert!(
-        last.train_loss < 0.6 * first.train_loss,
-        "train loss {} -> {}",
-        first.train_loss,
-        last.train_loss
-    );
-    assert!(
-        last.val_loss < first.val_loss,
-        "val loss {} -> {}",
-        first.val_loss,
-        last.val_loss
-    );
+    assert!(last.train_loss < 0.6 * first.train_loss, "train loss {} -> {}", first.train_loss, last.train_loss);
+    assert!(last.val_loss < first.val_loss, "val loss {} -> {}", first.val_loss, last.val_loss);
     assert!(
         last.val_dice > first.val_dice + 0.2 && last.val_dice > 0.8,
         "val dice {} -> {}",
@@ -165,25 +135,15 @@ fn train_loss_falls_and_val_dice_rises() {
     let ev = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("events.out.tfevents")
-        })
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents"))
         .unwrap();
     let scalars = vlsm::train::engine::tensorboard::read_scalars(&std::fs::read(ev).unwrap()).unwrap();
-    let dice: Vec<f32> = scalars
-        .iter()
-        .filter(|(_, t, _)| t == "val/dice")
-        .map(|s| s.2)
-        .collect();
+    let dice: Vec<f32> = scalars.iter().filter(|(_, t, _)| t == "val/dice").map(|s| s.2).collect();
     assert_eq!(dice.len(), 12);
     assert_eq!(dice[11], last.val_dice as f32);
     // The same directory again without resume is refused.
-    let e = train::run(&config(&out, 12), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none())
-        .unwrap_err()
-        .to_string();
+    let e =
+        train::run(&config(&out, 12), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none()).unwrap_err().to_string();
     assert!(e.contains("already holds a run"), "{e}");
     std::fs::remove_dir_all(&out).unwrap();
 }
@@ -195,35 +155,18 @@ fn train_resume_is_bit_identical() {
     let sb = train::run(&config(&b, 6), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::stop_after(3)).unwrap();
     assert!(!sb.finished && sb.history.len() == 3);
     // A fresh process: different initial weights, everything comes from the checkpoint.
-    let sb = train::run(
-        &config(&b, 6),
-        &mut Tiny::new(99),
-        &RunOptions::quiet().resumed(),
-        Hooks::none(),
-    )
-    .unwrap();
+    let sb = train::run(&config(&b, 6), &mut Tiny::new(99), &RunOptions::quiet().resumed(), Hooks::none()).unwrap();
     assert!(sb.finished);
     for f in ["weights.safetensors", "optimizer.safetensors"] {
-        let (x, y) = (
-            std::fs::read(a.join("last").join(f)).unwrap(),
-            std::fs::read(b.join("last").join(f)).unwrap(),
-        );
+        let (x, y) = (std::fs::read(a.join("last").join(f)).unwrap(), std::fs::read(b.join("last").join(f)).unwrap());
         assert!(x == y, "last/{f} differs between the straight and the resumed run");
     }
     let strip = |h: &[train::EpochRecord]| {
-        h.iter()
-            .map(|r| (r.epoch, r.train_loss, r.val_loss, r.val_dice, r.lr))
-            .collect::<Vec<_>>()
+        h.iter().map(|r| (r.epoch, r.train_loss, r.val_loss, r.val_dice, r.lr)).collect::<Vec<_>>()
     };
     assert_eq!(strip(&sa.history), strip(&sb.history));
     // Resuming a finished run does nothing.
-    let again = train::run(
-        &config(&b, 6),
-        &mut Tiny::new(5),
-        &RunOptions::quiet().resumed(),
-        Hooks::none(),
-    )
-    .unwrap();
+    let again = train::run(&config(&b, 6), &mut Tiny::new(5), &RunOptions::quiet().resumed(), Hooks::none()).unwrap();
     assert_eq!(again.history.len(), 6);
     std::fs::remove_dir_all(&a).unwrap();
     std::fs::remove_dir_all(&b).unwrap();
@@ -246,23 +189,16 @@ fn train_lr_override_steps_the_learning_rate() {
 #[test]
 fn train_checkpoint_errors_name_the_problem() {
     let out = tmp("errors");
-    let e = train::run(
-        &config(&out, 2),
-        &mut Tiny::new(1),
-        &RunOptions::quiet().resumed(),
-        Hooks::none(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = train::run(&config(&out, 2), &mut Tiny::new(1), &RunOptions::quiet().resumed(), Hooks::none())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no checkpoint to resume"), "{e}");
     train::run(&config(&out, 1), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none()).unwrap();
     // Weights of another architecture: one parameter renamed.
     let mut other = Tiny::new(1);
     other.vars[3].0 = "head.bias".into();
     let w = out.join("last").join("weights.safetensors");
-    let e = train::engine::state::load_weights(&w, &other.vars)
-        .unwrap_err()
-        .to_string();
+    let e = train::engine::state::load_weights(&w, &other.vars).unwrap_err().to_string();
     assert!(e.contains("head.bias") && e.contains("weights.safetensors"), "{e}");
     std::fs::remove_dir_all(&out).unwrap();
 }

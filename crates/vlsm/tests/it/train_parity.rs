@@ -11,11 +11,7 @@ fn fixture() -> Value {
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
@@ -29,12 +25,7 @@ fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
 fn train_losses_match_monai_and_torch() {
     let f = fixture();
     let l = &f["loss"];
-    let shape: Vec<usize> = l["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect();
+    let shape: Vec<usize> = l["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
     let x = Tensor::from_vec(floats(&l["logits"]), shape.clone(), &Device::Cpu).unwrap();
     let y = Tensor::from_vec(floats(&l["target"]), shape, &Device::Cpu).unwrap();
     let d = dice_loss(&x, &y).unwrap().to_scalar::<f32>().unwrap();
@@ -59,34 +50,15 @@ fn train_adamw_with_clipping_matches_torch() {
         ..AdamWParams::default()
     };
     let mut opt = AdamW::new(vec![("W".into(), w.clone()), ("b".into(), b.clone())], params).unwrap();
-    let loss_kind = LossKind::DiceBce {
-        dice_weight: 1.0,
-        bce_weight: 0.2,
-    };
+    let loss_kind = LossKind::DiceBce { dice_weight: 1.0, bce_weight: 0.2 };
     let max_norm = a["max_norm"].as_f64().unwrap();
     for (i, s) in a["steps"].as_array().unwrap().iter().enumerate() {
-        let logits = x
-            .matmul(w.as_tensor())
-            .unwrap()
-            .broadcast_add(b.as_tensor())
-            .unwrap()
-            .reshape((2, 2, 3))
-            .unwrap();
+        let logits = x.matmul(w.as_tensor()).unwrap().broadcast_add(b.as_tensor()).unwrap().reshape((2, 2, 3)).unwrap();
         let loss = loss_kind.compute(&logits, &y).unwrap();
-        close(
-            &[loss.to_scalar::<f32>().unwrap()],
-            &[s["loss"].as_f64().unwrap() as f32],
-            2e-6,
-            &format!("loss {i}"),
-        );
+        close(&[loss.to_scalar::<f32>().unwrap()], &[s["loss"].as_f64().unwrap() as f32], 2e-6, &format!("loss {i}"));
         let mut grads = loss.backward().unwrap();
         let norm = clip_grad_norm(&mut grads, &[w.clone(), b.clone()], max_norm).unwrap();
-        close(
-            &[norm as f32],
-            &[s["norm"].as_f64().unwrap() as f32],
-            2e-6,
-            &format!("norm {i}"),
-        );
+        close(&[norm as f32], &[s["norm"].as_f64().unwrap() as f32], 2e-6, &format!("norm {i}"));
         opt.step(&grads).unwrap();
         let wv = w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let bv = b.as_tensor().to_vec1::<f32>().unwrap();

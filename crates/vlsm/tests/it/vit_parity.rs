@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::support as common;
 use candle_core::{DType, Device, Tensor};
+use common::assert_close;
 use serde_json::Value;
-use vlsm::weights;
 use vlsm::classify::{self, HfClassifier, ImageClassifier};
 use vlsm::models::vit::{ViTConfig, ViTForImageClassification, ViTModel};
-use crate::support as common;
-use common::assert_close;
+use vlsm::weights;
 
 fn fixtures() -> PathBuf {
     crate::support::fx("vit")

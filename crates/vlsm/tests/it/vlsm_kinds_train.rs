@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use vlsm::train::tasks::clipseg::{self, ClipSegTask};
 use vlsm::train::tasks::common::DecoderInit;
 use vlsm::train::tasks::cris::{self as cris_train, CrisTask};
-use vlsm::train::{Hooks, RunOptions, Trainable, TrainConfig};
+use vlsm::train::{Hooks, RunOptions, TrainConfig, Trainable};
 
 fn fx(rel: &str) -> PathBuf {
     crate::support::fx(rel)
@@ -244,7 +244,9 @@ fn wrong_kinds_keys_and_shapes_are_named_before_training() {
     // Config keys that do not fit the kind.
     let text = "output_dir = \"o\"\n[model]\nkind = \"clipseg\"\ndir = \"m\"\n[data]\ndatasets = [\"d\"]\n[loss]\nkind = \"contrastive\"\n".to_string();
     assert!(err(TrainConfig::parse(&text)).contains("loss.kind"));
-    let text = "output_dir = \"o\"\n[model]\nkind = \"cris\"\ndir = \"m\"\ndecoder_from = \"x\"\n[data]\ndatasets = [\"d\"]\n".to_string();
+    let text =
+        "output_dir = \"o\"\n[model]\nkind = \"cris\"\ndir = \"m\"\ndecoder_from = \"x\"\n[data]\ndatasets = [\"d\"]\n"
+            .to_string();
     assert!(err(TrainConfig::parse(&text)).contains("model.decoder_from"));
     // Image size the ViT cannot take; CRIS size not a multiple of 32.
     let e = err(ClipSegTask::new(
@@ -253,11 +255,16 @@ fn wrong_kinds_keys_and_shapes_are_named_before_training() {
         false,
     ));
     assert!(e.contains("data.image_size"), "{e}");
-    let e = err(CrisTask::new(&config("cris", &cris, &ds, &out, "", &FAST.replace("64", "80")), DecoderInit::Checkpoint, false));
+    let e = err(CrisTask::new(
+        &config("cris", &cris, &ds, &out, "", &FAST.replace("64", "80")),
+        DecoderInit::Checkpoint,
+        false,
+    ));
     assert!(e.contains("data.image_size"), "{e}");
     // A CLIPSeg decoder of another width for BiomedCLIPSeg-D: file and key named.
     let d = format!("decoder_from = \"{}\"", fx("clipseg/tiny_complex").display());
-    let e = err(ClipSegTask::new(&config("biomedclipseg", &biomed, &ds, &out, &d, FAST), DecoderInit::Checkpoint, false));
+    let e =
+        err(ClipSegTask::new(&config("biomedclipseg", &biomed, &ds, &out, &d, FAST), DecoderInit::Checkpoint, false));
     assert!(e.contains("tiny_complex") && e.contains("decoder."), "{e}");
     // A CRIS checkpoint missing a tensor.
     let mut t = tensors(&cris.join("model.safetensors"));

@@ -34,9 +34,7 @@ pub fn hash_file(path: &Path) -> Result<String> {
     let mut h = Fnv64::default();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        let n = f.read(&mut buf).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -102,23 +100,14 @@ impl FeatureStore {
                 let ix: Index = serde_json::from_slice(&b)
                     .map_err(|e| anyhow!("{}: bad cache index: {e}", index_path.display()))?;
                 if ix.model_key != model_key || ix.shapes != shapes {
-                    bail!(
-                        "{}: cache index is for another model (hash collision?); delete it",
-                        index_path.display()
-                    );
+                    bail!("{}: cache index is for another model (hash collision?); delete it", index_path.display());
                 }
                 Some(ix)
             }
             Err(_) => None,
         };
         let mut stats = StoreStats::default();
-        let mut cache = FeatureStore {
-            path: index_path.clone(),
-            shapes,
-            record_len,
-            index: HashMap::new(),
-            map: None,
-        };
+        let mut cache = FeatureStore { path: index_path.clone(), shapes, record_len, index: HashMap::new(), map: None };
         let mut all_keys = Vec::new();
         if let Some(ix) = &old {
             cache.map_data(&dir.join(&ix.data), ix.keys.len())?;
@@ -139,18 +128,14 @@ impl FeatureStore {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        let missing: Vec<usize> = (0..keys.len())
-            .filter(|&i| !cache.index.contains_key(&keys[i]) && seen.insert(&keys[i]))
-            .collect();
+        let missing: Vec<usize> =
+            (0..keys.len()).filter(|&i| !cache.index.contains_key(&keys[i]) && seen.insert(&keys[i])).collect();
         stats.reused = keys.len() - missing.len();
         if missing.is_empty() {
             return Ok((cache, stats));
         }
         // New data file = old records + new ones, streamed to a temp file and renamed.
-        let gen = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let gen = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let data_name = format!("{id}.{gen:x}.f32");
         let data_path = dir.join(&data_name);
         let tmp = dir.join(format!(".{data_name}.{}.tmp", std::process::id()));
@@ -163,21 +148,14 @@ impl FeatureStore {
         for chunk in missing.chunks(batch.max(1)) {
             let outs = compute(chunk)?;
             if outs.len() != cache.shapes.len() {
-                bail!(
-                    "feature cache: compute returned {} tensors, expected {}",
-                    outs.len(),
-                    cache.shapes.len()
-                );
+                bail!("feature cache: compute returned {} tensors, expected {}", outs.len(), cache.shapes.len());
             }
             let mut flat = Vec::with_capacity(outs.len());
             for (o, s) in outs.iter().zip(&cache.shapes) {
                 let mut want = vec![chunk.len()];
                 want.extend(s);
                 if o.dims() != want.as_slice() {
-                    bail!(
-                        "feature cache: compute returned shape {:?}, expected {want:?}",
-                        o.dims()
-                    );
+                    bail!("feature cache: compute returned shape {:?}, expected {want:?}", o.dims());
                 }
                 flat.push(o.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
             }
@@ -256,12 +234,7 @@ impl FeatureStore {
         if cfg!(target_endian = "little") && pre.is_empty() && post.is_empty() {
             Cow::Borrowed(mid)
         } else {
-            Cow::Owned(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            )
+            Cow::Owned(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
         }
     }
 
@@ -269,12 +242,7 @@ impl FeatureStore {
     pub fn get_batch(&self, keys: &[&str], dev: &Device) -> Result<Vec<Tensor>> {
         let recs = keys
             .iter()
-            .map(|k| {
-                self.index
-                    .get(*k)
-                    .copied()
-                    .ok_or_else(|| anyhow!("feature cache: no entry for '{k}'"))
-            })
+            .map(|k| self.index.get(*k).copied().ok_or_else(|| anyhow!("feature cache: no entry for '{k}'")))
             .collect::<Result<Vec<_>>>()?;
         let mut off = 0;
         let mut out = Vec::with_capacity(self.shapes.len());
@@ -332,19 +300,12 @@ mod tests {
         let more: Vec<String> = (0..7).map(|i| format!("k{i}")).collect();
         let (c, s) = FeatureStore::open(&dir, "model-a", shapes.clone(), &more, 4, compute(more.clone())).unwrap();
         assert_eq!((s.reused, s.computed, c.len()), (5, 2, 7));
-        assert_eq!(
-            c.get_batch(&["k6"], &Device::Cpu).unwrap()[1].to_vec2::<f32>().unwrap(),
-            vec![vec![6.0; 4]]
-        );
-        let (_, s) = FeatureStore::open(
-            &dir,
-            "model-a",
-            shapes.clone(),
-            &more,
-            4,
-            |_: &[usize]| -> Result<Vec<Tensor>> { bail!("must not compute") },
-        )
-        .unwrap();
+        assert_eq!(c.get_batch(&["k6"], &Device::Cpu).unwrap()[1].to_vec2::<f32>().unwrap(), vec![vec![6.0; 4]]);
+        let (_, s) =
+            FeatureStore::open(&dir, "model-a", shapes.clone(), &more, 4, |_: &[usize]| -> Result<Vec<Tensor>> {
+                bail!("must not compute")
+            })
+            .unwrap();
         assert_eq!(s.reused, 7);
         // Another model gets its own cache; one data file per model remains.
         let (_, s) = FeatureStore::open(&dir, "model-b", shapes, &keys, 4, compute(keys.clone())).unwrap();

@@ -60,8 +60,8 @@ use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::loss::LossKind;
-use crate::models::seg::ModelKind;
 use super::optim::AdamWParams;
+use crate::models::seg::ModelKind;
 
 /// What `vlsm train` trains (`model.kind`): a segmentation model of any [`ModelKind`], or a ViT
 /// image classifier. Written as the kind's name ("clipseg", ..., "vit_classify").
@@ -236,13 +236,7 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig {
-            factor: 0.1,
-            patience: 5,
-            threshold: 1e-4,
-            cooldown: 0,
-            min_lr: 0.0,
-        }
+        SchedulerConfig { factor: 0.1, patience: 5, threshold: 1e-4, cooldown: 0, min_lr: 0.0 }
     }
 }
 
@@ -267,11 +261,7 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig {
-            kind: LossName::DiceBce,
-            dice_weight: 1.0,
-            bce_weight: 0.2,
-        }
+        LossConfig { kind: LossName::DiceBce, dice_weight: 1.0, bce_weight: 0.2 }
     }
 }
 
@@ -284,10 +274,7 @@ pub struct EarlyStoppingConfig {
 
 impl Default for EarlyStoppingConfig {
     fn default() -> Self {
-        EarlyStoppingConfig {
-            patience: 20,
-            min_delta: 1e-4,
-        }
+        EarlyStoppingConfig { patience: 20, min_delta: 1e-4 }
     }
 }
 
@@ -377,10 +364,7 @@ impl TrainConfig {
         }
         for f in &self.model.freeze {
             if !FREEZE_PARTS.contains(&f.as_str()) {
-                bail!(
-                    "model.freeze: unknown part '{f}' (expected some of: {})",
-                    FREEZE_PARTS.join(", ")
-                );
+                bail!("model.freeze: unknown part '{f}' (expected some of: {})", FREEZE_PARTS.join(", "));
             }
         }
         if FREEZE_PARTS.iter().all(|p| self.model.freeze.iter().any(|f| f == p)) {
@@ -396,15 +380,13 @@ impl TrainConfig {
             bail!("data.prompts: empty prompt key {p:?}");
         }
         if !(16..=4096).contains(&self.data.image_size) {
-            bail!(
-                "data.image_size: must be between 16 and 4096 (got {})",
-                self.data.image_size
-            );
+            bail!("data.image_size: must be between 16 and 4096 (got {})", self.data.image_size);
         }
         if !(0.0..1.0).contains(&self.data.negative_prompts) {
             bail!("data.negative_prompts: must be in [0, 1) (got {})", self.data.negative_prompts);
         }
-        let textunet_only = [("data.negative_prompts", self.data.negative_prompts > 0.0), ("data.flips", self.data.flips)];
+        let textunet_only =
+            [("data.negative_prompts", self.data.negative_prompts > 0.0), ("data.flips", self.data.flips)];
         if let Some((key, _)) = textunet_only.iter().find(|(_, on)| *on && seg != Some(TextUNet)) {
             bail!("{key}: only the textunet model trains with them (model.kind is '{}')", self.model.kind);
         }
@@ -416,11 +398,7 @@ impl TrainConfig {
             bail!("train.epochs: must be at least 1");
         }
         if t.min_epochs > t.epochs {
-            bail!(
-                "train.min_epochs: {} is more than train.epochs ({})",
-                t.min_epochs,
-                t.epochs
-            );
+            bail!("train.min_epochs: {} is more than train.epochs ({})", t.min_epochs, t.epochs);
         }
         if t.batch_size == 0 {
             bail!("train.batch_size: must be at least 1");
@@ -459,30 +437,20 @@ impl TrainConfig {
         match self.loss.kind {
             LossName::Dice => LossKind::Dice,
             LossName::Bce | LossName::Contrastive => LossKind::Bce,
-            LossName::DiceBce => LossKind::DiceBce {
-                dice_weight: self.loss.dice_weight,
-                bce_weight: self.loss.bce_weight,
-            },
+            LossName::DiceBce => {
+                LossKind::DiceBce { dice_weight: self.loss.dice_weight, bce_weight: self.loss.bce_weight }
+            }
         }
     }
 
     pub fn adamw(&self) -> AdamWParams {
         let t = &self.train;
-        AdamWParams {
-            lr: t.lr,
-            beta1: t.betas[0],
-            beta2: t.betas[1],
-            eps: t.eps,
-            weight_decay: t.weight_decay,
-        }
+        AdamWParams { lr: t.lr, beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weight_decay: t.weight_decay }
     }
 
     /// Where the feature cache lives.
     pub fn cache_dir(&self) -> PathBuf {
-        self.data
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| self.output_dir.join("feature_cache"))
+        self.data.cache_dir.clone().unwrap_or_else(|| self.output_dir.join("feature_cache"))
     }
 
     pub fn is_frozen(&self, part: &str) -> bool {
@@ -502,13 +470,7 @@ mod tests {
         assert_eq!(c.seed, 42);
         assert_eq!(c.data.prompts.len(), 10);
         assert_eq!(c.train, TrainParams::default());
-        assert_eq!(
-            c.loss_kind(),
-            LossKind::DiceBce {
-                dice_weight: 1.0,
-                bce_weight: 0.2
-            }
-        );
+        assert_eq!(c.loss_kind(), LossKind::DiceBce { dice_weight: 1.0, bce_weight: 0.2 });
         assert_eq!(c.cache_dir(), PathBuf::from("out/feature_cache"));
     }
 
@@ -522,10 +484,7 @@ mod tests {
             (format!("{MIN}[loss]\nkind = \"focal\"\n"), "focal"),
             (format!("{MIN}[train]\nepochs = \"ten\"\n"), "epochs"),
             (MIN.replace("clipseg", "fcn"), "model.kind"),
-            (
-                format!("{MIN}[early_stopping]\nmin_delta = -1.0\n"),
-                "early_stopping.min_delta",
-            ),
+            (format!("{MIN}[early_stopping]\nmin_delta = -1.0\n"), "early_stopping.min_delta"),
             (MIN.replace("output_dir = \"out\"\n", ""), "output_dir"),
             (format!("bogus = 1\n{MIN}"), "bogus"),
         ];

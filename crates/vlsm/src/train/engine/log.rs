@@ -110,14 +110,7 @@ mod tests {
 
     #[test]
     fn csv_has_header_and_rows() {
-        let r = EpochRecord {
-            epoch: 1,
-            train_loss: 0.5,
-            val_loss: 0.25,
-            val_dice: 0.75,
-            lr: 2e-4,
-            seconds: 1.5,
-        };
+        let r = EpochRecord { epoch: 1, train_loss: 0.5, val_loss: 0.25, val_dice: 0.75, lr: 2e-4, seconds: 1.5 };
         assert_eq!(
             csv_text(&[r]),
             "epoch,train_loss,val_loss,val_dice,lr,seconds\n1,0.500000,0.250000,0.750000,2e-4,1.500\n"

@@ -20,10 +20,7 @@ pub enum LossKind {
 
 impl Default for LossKind {
     fn default() -> Self {
-        LossKind::DiceBce {
-            dice_weight: 1.0,
-            bce_weight: 0.2,
-        }
+        LossKind::DiceBce { dice_weight: 1.0, bce_weight: 0.2 }
     }
 }
 
@@ -33,10 +30,7 @@ impl LossKind {
         match *self {
             LossKind::Dice => dice_loss(logits, targets),
             LossKind::Bce => bce_with_logits(logits, targets),
-            LossKind::DiceBce {
-                dice_weight,
-                bce_weight,
-            } => {
+            LossKind::DiceBce { dice_weight, bce_weight } => {
                 let d = (dice_loss(logits, targets)? * dice_weight)?;
                 let b = (bce_with_logits(logits, targets)? * bce_weight)?;
                 d + b
@@ -47,11 +41,7 @@ impl LossKind {
 
 fn check(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if logits.dims() != targets.dims() {
-        candle_core::bail!(
-            "loss: logits {:?} and targets {:?} differ in shape",
-            logits.dims(),
-            targets.dims()
-        );
+        candle_core::bail!("loss: logits {:?} and targets {:?} differ in shape", logits.dims(), targets.dims());
     }
     targets.to_dtype(logits.dtype())
 }
@@ -88,11 +78,7 @@ pub fn dice_per_image_at(logits: &Tensor, targets: &Tensor, threshold: f64) -> R
     let b = logits.dim(0)?;
     let t = threshold.clamp(1e-7, 1.0 - 1e-7);
     let p = logits.gt((t / (1.0 - t)).ln())?.to_dtype(DType::F32)?.reshape((b, ()))?;
-    let g = g
-        .to_dtype(DType::F32)?
-        .gt(0.5)?
-        .to_dtype(DType::F32)?
-        .reshape((b, ()))?;
+    let g = g.to_dtype(DType::F32)?.gt(0.5)?.to_dtype(DType::F32)?.reshape((b, ()))?;
     let inter = (&p * &g)?.sum(D::Minus1)?.to_vec1::<f32>()?;
     let sp = p.sum(D::Minus1)?.to_vec1::<f32>()?;
     let sg = g.sum(D::Minus1)?.to_vec1::<f32>()?;
@@ -138,12 +124,7 @@ mod tests {
             / 4.0;
         let got = bce_with_logits(&x, &y).unwrap().to_scalar::<f32>().unwrap() as f64;
         assert!((got - bce).abs() < 1e-6, "{got} vs {bce}");
-        let both = LossKind::DiceBce {
-            dice_weight: 1.0,
-            bce_weight: 0.5,
-        }
-        .compute(&x, &y)
-        .unwrap();
+        let both = LossKind::DiceBce { dice_weight: 1.0, bce_weight: 0.5 }.compute(&x, &y).unwrap();
         assert!((both.to_scalar::<f32>().unwrap() as f64 - (want + 0.5 * bce)).abs() < 1e-6);
     }
 

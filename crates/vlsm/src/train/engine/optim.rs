@@ -20,13 +20,7 @@ pub struct AdamWParams {
 
 impl Default for AdamWParams {
     fn default() -> Self {
-        AdamWParams {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 1e-3,
-        }
+        AdamWParams { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-3 }
     }
 }
 
@@ -51,19 +45,10 @@ impl AdamW {
                 bail!("optimizer: parameter '{n}' is {:?}; training needs f32", v.dtype());
             }
         }
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let m = vars.iter().map(|(_, v)| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
         let v2 = m.clone();
         let steps = vec![0; vars.len()];
-        Ok(AdamW {
-            vars,
-            m,
-            v: v2,
-            steps,
-            params,
-        })
+        Ok(AdamW { vars, m, v: v2, steps, params })
     }
 
     pub fn vars(&self) -> &[(String, Var)] {
@@ -121,11 +106,7 @@ impl AdamW {
             let v = get(format!("v.{n}"))?;
             for (k, x) in [("m", m), ("v", v)] {
                 if x.dims() != var.dims() {
-                    bail!(
-                        "{what}: '{k}.{n}' has shape {:?}, parameter has {:?}",
-                        x.dims(),
-                        var.dims()
-                    );
+                    bail!("{what}: '{k}.{n}' has shape {:?}, parameter has {:?}", x.dims(), var.dims());
                 }
             }
             let s = get(format!("step.{n}"))?.to_dtype(DType::I64)?.to_scalar::<i64>()?;
@@ -142,11 +123,7 @@ impl AdamW {
     }
 
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let dev = self
-            .vars
-            .first()
-            .map(|(_, v)| v.device().clone())
-            .unwrap_or(candle_core::Device::Cpu);
+        let dev = self.vars.first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
         let t = candle_core::safetensors::load(path, &dev)
             .map_err(|e| anyhow!("{}: cannot read optimizer state: {e}", path.display()))?;
         self.load_state(&t, &path.display().to_string())

@@ -65,18 +65,10 @@ fn panel(img: &mut RgbImage, ox: i64, n: usize, lo: f64, hi: f64, series: &[(&[f
     let px = |i: usize, v: f64| {
         let fx = if n > 1 { i as f64 / (n - 1) as f64 } else { 0.5 };
         let fy = ((v - lo) / span).clamp(0.0, 1.0);
-        (
-            x0 + (fx * (x1 - x0) as f64).round() as i64,
-            y0 + (fy * (y1 - y0) as f64).round() as i64,
-        )
+        (x0 + (fx * (x1 - x0) as f64).round() as i64, y0 + (fy * (y1 - y0) as f64).round() as i64)
     };
     for (vals, c) in series {
-        let pts: Vec<_> = vals
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, &v)| px(i, v))
-            .collect();
+        let pts: Vec<_> = vals.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| px(i, v)).collect();
         for w in pts.windows(2) {
             line(img, w[0], w[1], *c, true);
         }

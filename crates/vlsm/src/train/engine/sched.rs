@@ -73,12 +73,7 @@ pub struct EarlyStopping {
 
 impl EarlyStopping {
     pub fn new(patience: usize, min_delta: f64) -> Self {
-        EarlyStopping {
-            patience,
-            min_delta,
-            best: None,
-            wait: 0,
-        }
+        EarlyStopping { patience, min_delta, best: None, wait: 0 }
     }
 
     /// Feeds one epoch's metric; returns true when training should stop.
@@ -106,9 +101,7 @@ mod tests {
         // torch: ReduceLROnPlateau(opt(lr=1), factor=0.1, patience=2, threshold=1e-4, cooldown=1,
         // min_lr=1e-3) fed these losses gives these lrs after each step.
         let losses = [1.0, 0.9, 0.9, 0.9, 0.9, 0.95, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9];
-        let want = [
-            1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001,
-        ];
+        let want = [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001];
         let mut s = ReduceLrOnPlateau::new(0.1, 2, 1e-4, 1, 1e-3);
         let mut lr = 1.0;
         for (i, (&l, &w)) in losses.iter().zip(&want).enumerate() {

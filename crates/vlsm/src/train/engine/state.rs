@@ -38,11 +38,7 @@ pub struct RngState {
 impl RngState {
     pub fn of(rng: &ChaCha8Rng) -> Self {
         let seed = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
-        RngState {
-            seed,
-            stream: rng.get_stream(),
-            word_pos: rng.get_word_pos().to_string(),
-        }
+        RngState { seed, stream: rng.get_stream(), word_pos: rng.get_word_pos().to_string() }
     }
 
     pub fn restore(&self) -> Result<ChaCha8Rng> {
@@ -54,10 +50,7 @@ impl RngState {
         for (i, b) in seed.iter_mut().enumerate() {
             *b = u8::from_str_radix(&self.seed[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
         }
-        let wp: u128 = self
-            .word_pos
-            .parse()
-            .map_err(|_| anyhow!("rng state: bad word_pos '{}'", self.word_pos))?;
+        let wp: u128 = self.word_pos.parse().map_err(|_| anyhow!("rng state: bad word_pos '{}'", self.word_pos))?;
         let mut rng = ChaCha8Rng::from_seed(seed);
         rng.set_stream(self.stream);
         rng.set_word_pos(wp);
@@ -94,9 +87,7 @@ pub fn resolve(run_dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 fn sync_file(p: &Path) -> Result<()> {
-    fs::File::open(p)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| anyhow!("{}: cannot sync: {e}", p.display()))
+    fs::File::open(p).and_then(|f| f.sync_all()).map_err(|e| anyhow!("{}: cannot sync: {e}", p.display()))
 }
 
 fn named(vars: &[(String, Var)]) -> HashMap<String, Tensor> {
@@ -145,30 +136,18 @@ pub fn load_state(dir: &Path) -> Result<TrainState> {
 /// Sets `vars` from a weights file; every name must be there with the same shape, and the file
 /// must hold nothing else (a checkpoint of another architecture fails here, naming the key).
 pub fn load_weights(path: &Path, vars: &[(String, Var)]) -> Result<()> {
-    let dev = vars
-        .first()
-        .map(|(_, v)| v.device().clone())
-        .unwrap_or(candle_core::Device::Cpu);
+    let dev = vars.first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
     let t = candle_core::safetensors::load(path, &dev)
         .map_err(|e| anyhow!("{}: cannot read weights: {e}", path.display()))?;
     for (n, v) in vars {
-        let x = t
-            .get(n)
-            .ok_or_else(|| anyhow!("{}: no tensor '{n}' (checkpoint of another model?)", path.display()))?;
+        let x =
+            t.get(n).ok_or_else(|| anyhow!("{}: no tensor '{n}' (checkpoint of another model?)", path.display()))?;
         if x.dims() != v.dims() {
-            bail!(
-                "{}: '{n}' has shape {:?}, the model expects {:?}",
-                path.display(),
-                x.dims(),
-                v.dims()
-            );
+            bail!("{}: '{n}' has shape {:?}, the model expects {:?}", path.display(), x.dims(), v.dims());
         }
     }
     if let Some(extra) = t.keys().find(|k| !vars.iter().any(|(n, _)| n == *k)) {
-        bail!(
-            "{}: unexpected tensor '{extra}' (checkpoint of another model?)",
-            path.display()
-        );
+        bail!("{}: unexpected tensor '{extra}' (checkpoint of another model?)", path.display());
     }
     for (n, v) in vars {
         v.set(&t[n].to_dtype(DType::F32)?)?;

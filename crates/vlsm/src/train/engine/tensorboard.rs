@@ -24,9 +24,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
         }
         t
     });
-    !data
-        .iter()
-        .fold(!0u32, |c, &b| t[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8))
+    !data.iter().fold(!0u32, |c, &b| t[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8))
 }
 
 /// TFRecord's CRC masking.
@@ -88,26 +86,17 @@ pub struct EventWriter {
 }
 
 fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl EventWriter {
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create directory: {e}", dir.display()))?;
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
+        let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
         let host = if host.is_empty() { "localhost".to_string() } else { host };
         let t = now();
         // The pid keeps two writers started in the same second apart.
-        let path = dir.join(format!(
-            "events.out.tfevents.{}.{host}.{}",
-            t as u64,
-            std::process::id()
-        ));
+        let path = dir.join(format!("events.out.tfevents.{}.{host}.{}", t as u64, std::process::id()));
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,19 +128,13 @@ pub fn read_scalars(bytes: &[u8]) -> Result<Vec<(i64, String, f32)>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let hdr = bytes
-            .get(i..i + 12)
-            .ok_or_else(|| anyhow!("truncated record header at {i}"))?;
+        let hdr = bytes.get(i..i + 12).ok_or_else(|| anyhow!("truncated record header at {i}"))?;
         let len = u64::from_le_bytes(hdr[..8].try_into().unwrap()) as usize;
         if u32::from_le_bytes(hdr[8..12].try_into().unwrap()) != masked_crc(&hdr[..8]) {
             return Err(anyhow!("bad length CRC at {i}"));
         }
-        let data = bytes
-            .get(i + 12..i + 12 + len)
-            .ok_or_else(|| anyhow!("truncated record at {i}"))?;
-        let crc = bytes
-            .get(i + 12 + len..i + 16 + len)
-            .ok_or_else(|| anyhow!("truncated CRC at {i}"))?;
+        let data = bytes.get(i + 12..i + 12 + len).ok_or_else(|| anyhow!("truncated record at {i}"))?;
+        let crc = bytes.get(i + 12 + len..i + 16 + len).ok_or_else(|| anyhow!("truncated CRC at {i}"))?;
         if u32::from_le_bytes(crc.try_into().unwrap()) != masked_crc(data) {
             return Err(anyhow!("bad data CRC at {i}"));
         }
@@ -177,10 +160,7 @@ impl<'a> Pb<'a> {
         Err(anyhow!("bad varint"))
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let s = self
-            .0
-            .get(self.1..self.1 + n)
-            .ok_or_else(|| anyhow!("truncated field"))?;
+        let s = self.0.get(self.1..self.1 + n).ok_or_else(|| anyhow!("truncated field"))?;
         self.1 += n;
         Ok(s)
     }
@@ -252,21 +232,8 @@ mod tests {
         w.scalar("lr", 3, 2e-4).unwrap();
         let bytes = std::fs::read(w.path()).unwrap();
         let got = read_scalars(&bytes).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                (1, "train/loss".into(), 0.5),
-                (300, "val/dice".into(), 0.25),
-                (3, "lr".into(), 2e-4)
-            ]
-        );
-        assert!(w
-            .path()
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("events.out.tfevents."));
+        assert_eq!(got, vec![(1, "train/loss".into(), 0.5), (300, "val/dice".into(), 0.25), (3, "lr".into(), 2e-4)]);
+        assert!(w.path().file_name().unwrap().to_str().unwrap().starts_with("events.out.tfevents."));
         let mut bad = bytes.clone();
         let n = bad.len();
         bad[n - 6] ^= 1;

@@ -77,37 +77,24 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            resume: false,
-            lr: None,
-            progress: true,
-        }
+        RunOptions { resume: false, lr: None, progress: true }
     }
 }
 
 impl RunOptions {
     /// A fresh run with no progress output.
     pub fn quiet() -> Self {
-        RunOptions {
-            progress: false,
-            ..RunOptions::default()
-        }
+        RunOptions { progress: false, ..RunOptions::default() }
     }
 
     /// The same options, continuing the run from `last/`.
     pub fn resumed(self) -> Self {
-        RunOptions {
-            resume: true,
-            ..self
-        }
+        RunOptions { resume: true, ..self }
     }
 
     /// The same options with a learning-rate override.
     pub fn with_lr(self, lr: f64) -> Self {
-        RunOptions {
-            lr: Some(lr),
-            ..self
-        }
+        RunOptions { lr: Some(lr), ..self }
     }
 }
 
@@ -128,9 +115,7 @@ impl<'a> Hooks<'a> {
     /// Calls `f` after each epoch, once its checkpoint is on disk; `f` returning false stops
     /// the run there, unfinished.
     pub fn on_epoch(f: impl FnMut(&EpochRecord) -> bool + 'a) -> Self {
-        Hooks {
-            on_epoch: Some(Box::new(f)),
-        }
+        Hooks { on_epoch: Some(Box::new(f)) }
     }
 
     /// Stops the run, unfinished, after epoch `n` (a run killed there).
@@ -201,10 +186,7 @@ pub fn apply_threads(n: usize) {
 /// An error unless `run_dir` is free for a fresh run (no `last/` checkpoint).
 fn refuse_existing_run(run_dir: &Path) -> Result<()> {
     if state::resolve(run_dir, "last").is_some() {
-        bail!(
-            "{}: already holds a run (last/); resume it or choose another output_dir",
-            run_dir.display()
-        );
+        bail!("{}: already holds a run (last/); resume it or choose another output_dir", run_dir.display());
     }
     Ok(())
 }
@@ -313,17 +295,10 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
     let (mut st, mut rng) = fresh_state(cfg);
     if opts.resume {
         let dir = state::resolve(&run_dir, "last").ok_or_else(|| {
-            anyhow!(
-                "{}: no checkpoint to resume (expected last/{})",
-                run_dir.display(),
-                state::STATE
-            )
+            anyhow!("{}: no checkpoint to resume (expected last/{})", run_dir.display(), state::STATE)
         })?;
         st = state::load(&dir, &mut opt)?;
-        rng = st
-            .rng
-            .restore()
-            .map_err(|e| anyhow!("{}: {e}", dir.join(state::STATE).display()))?;
+        rng = st.rng.restore().map_err(|e| anyhow!("{}: {e}", dir.join(state::STATE).display()))?;
         if st.finished {
             return Ok(summary(&run_dir, &st, cfg));
         }
@@ -360,10 +335,7 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
             let loss = task.loss(&input, &targets, &loss_kind)?;
             let lv = loss.to_scalar::<f32>()? as f64;
             if !lv.is_finite() {
-                bail!(
-                    "epoch {epoch}, batch {}: loss is {lv}; lower train.lr or check the data",
-                    b + 1
-                );
+                bail!("epoch {epoch}, batch {}: loss is {lv}; lower train.lr or check the data", b + 1);
             }
             let mut grads = loss.backward()?;
             if cfg.train.grad_clip > 0.0 {
@@ -383,14 +355,7 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
         let next_lr = st.scheduler.step(val_loss, lr);
         opt.set_lr(next_lr);
         let stop = st.early_stopping.step(val_dice);
-        let rec = EpochRecord {
-            epoch,
-            train_loss,
-            val_loss,
-            val_dice,
-            lr,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
+        let rec = EpochRecord { epoch, train_loss, val_loss, val_dice, lr, seconds: t0.elapsed().as_secs_f64() };
         st.history.push(rec.clone());
         st.epoch = epoch;
         st.lr = next_lr;
@@ -406,12 +371,7 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
         }
         state::save(&run_dir, "last", &opt, &st)?;
         log::write_csv(&run_dir.join(METRICS_CSV), &st.history)?;
-        for (tag, v) in [
-            ("train/loss", train_loss),
-            ("val/loss", val_loss),
-            ("val/dice", val_dice),
-            ("lr", lr),
-        ] {
+        for (tag, v) in [("train/loss", train_loss), ("val/loss", val_loss), ("val/dice", val_dice), ("lr", lr)] {
             tb.scalar(tag, epoch as i64, v as f32)?;
         }
         if opts.progress {

@@ -24,7 +24,6 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
-use crate::weights;
 use crate::data::{self, Pool, Record};
 use crate::models::biomedclip::BiomedClip;
 use crate::models::biomedclipseg::BiomedClipSegConfig;
@@ -36,6 +35,7 @@ use crate::train::engine::config::TrainConfig;
 use crate::train::engine::log::progress_bar;
 use crate::train::engine::state;
 use crate::train::engine::trainer::{self, Hooks, RunOptions, RunSummary, Split, Trainable};
+use crate::weights;
 
 struct Item {
     dataset: String,
@@ -115,10 +115,7 @@ impl ClipSegTask {
         let wpath = l.weights.clone();
 
         // Data: anns, files, mask sizes and prompt keys are all checked by opening.
-        let pools = [
-            Pool::open(&cfg.data.datasets, "train")?,
-            Pool::open(&cfg.data.datasets, "val")?,
-        ];
+        let pools = [Pool::open(&cfg.data.datasets, "train")?, Pool::open(&cfg.data.datasets, "val")?];
         for pool in &pools {
             for k in &cfg.data.prompts {
                 pool.require_prompt(k)?;
@@ -126,11 +123,8 @@ impl ClipSegTask {
         }
 
         let varmap = VarMap::new();
-        let decoder = ClipSeg::decoder_only(
-            VarBuilder::from_varmap(&varmap, DType::F32, &device),
-            &config,
-        )
-        .map_err(|e| anyhow!("decoder: {e}"))?;
+        let decoder = ClipSeg::decoder_only(VarBuilder::from_varmap(&varmap, DType::F32, &device), &config)
+            .map_err(|e| anyhow!("decoder: {e}"))?;
         match (&dvb, &dsrc) {
             (Some(vb), Some(src)) => init_decoder(&varmap, init, vb, src, cfg.seed)?,
             _ => init_decoder(&varmap, DecoderInit::Random, &VarBuilder::zeros(DType::F32, &device), &wpath, cfg.seed)?,
@@ -138,16 +132,10 @@ impl ClipSegTask {
 
         let g = size / config.vision_config.patch_size;
         if g == 0 {
-            bail!(
-                "data.image_size: {size} is smaller than the patch size {}",
-                config.vision_config.patch_size
-            );
+            bail!("data.image_size: {size} is smaller than the patch size {}", config.vision_config.patch_size);
         }
-        let shapes: Vec<Vec<usize>> = config
-            .extract_layers
-            .iter()
-            .map(|_| vec![1 + g * g, config.vision_config.hidden_size])
-            .collect();
+        let shapes: Vec<Vec<usize>> =
+            config.extract_layers.iter().map(|_| vec![1 + g * g, config.vision_config.hidden_size]).collect();
         let out_size = decoder_output_size(&decoder, &shapes, config.projection_dim, &device)?;
 
         let make_items = |pool: &Pool| -> Result<Vec<Item>> {
@@ -196,32 +184,16 @@ impl ClipSegTask {
                 config.extract_layers,
                 task.processor
             );
-            let paths: Vec<PathBuf> = task
-                .train
-                .iter()
-                .chain(&task.val)
-                .map(|i| i.record.image_path.clone())
-                .collect();
-            let keys: Vec<String> = task
-                .train
-                .iter()
-                .chain(&task.val)
-                .map(|i| i.cache_key.clone())
-                .collect();
+            let paths: Vec<PathBuf> = task.train.iter().chain(&task.val).map(|i| i.record.image_path.clone()).collect();
+            let keys: Vec<String> = task.train.iter().chain(&task.val).map(|i| i.cache_key.clone()).collect();
             let pb = progress_bar(keys.len(), "image features (new only)".into(), progress);
-            let (cache, stats) = FeatureStore::open(
-                &cfg.cache_dir(),
-                &model_key,
-                shapes,
-                &keys,
-                cfg.train.batch_size,
-                |pos| {
+            let (cache, stats) =
+                FeatureStore::open(&cfg.cache_dir(), &model_key, shapes, &keys, cfg.train.batch_size, |pos| {
                     let ps: Vec<&Path> = pos.iter().map(|&i| paths[i].as_path()).collect();
                     let acts = task.compute_activations(&ps)?;
                     pb.inc(pos.len() as u64);
                     Ok(acts)
-                },
-            )?;
+                })?;
             pb.finish_and_clear();
             task.cache = Some(cache);
             task.cache_stats = Some(stats);
@@ -241,10 +213,7 @@ impl ClipSegTask {
 
     /// Encoder activations for images on disk, computed now.
     fn compute_activations(&self, paths: &[&Path]) -> Result<Vec<Tensor>> {
-        let imgs: Vec<image::RgbImage> = paths
-            .par_iter()
-            .map(|p| crate::io::read_rgb(p))
-            .collect::<Result<_>>()?;
+        let imgs: Vec<image::RgbImage> = paths.par_iter().map(|p| crate::io::read_rgb(p)).collect::<Result<_>>()?;
         let pv = self.processor.preprocess_batch(&imgs)?;
         Ok(match &self.encoder {
             Encoder::Clip(m, _) => m.image_activations(&pv)?,
@@ -288,10 +257,7 @@ impl ClipSegTask {
 
     /// `(dataset, image name)` of each sample of a split.
     pub fn names(&self, split: Split) -> Vec<(String, String)> {
-        self.items(split)
-            .iter()
-            .map(|i| (i.dataset.clone(), i.record.img_name.clone()))
-            .collect()
+        self.items(split).iter().map(|i| (i.dataset.clone(), i.record.img_name.clone())).collect()
     }
 }
 
@@ -306,12 +272,7 @@ impl Trainable for ClipSegTask {
         self.items(split).len()
     }
 
-    fn batch(
-        &mut self,
-        split: Split,
-        idx: &[usize],
-        rng: &mut ChaCha8Rng,
-    ) -> Result<(Batch, Tensor)> {
+    fn batch(&mut self, split: Split, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<(Batch, Tensor)> {
         let mut prompts = Vec::with_capacity(idx.len());
         for &i in idx {
             let rec = &self.items(split)[i].record;
@@ -326,18 +287,12 @@ impl Trainable for ClipSegTask {
                 c.get_batch(&keys, &self.device)?
             }
             None => {
-                let ps: Vec<&Path> = idx
-                    .iter()
-                    .map(|&i| items[i].record.image_path.as_path())
-                    .collect();
+                let ps: Vec<&Path> = idx.iter().map(|&i| items[i].record.image_path.as_path()).collect();
                 self.compute_activations(&ps)?
             }
         };
         let (h, w) = self.out_size;
-        let t: Vec<f32> = idx
-            .iter()
-            .flat_map(|&i| items[i].target.iter().map(|&v| v as f32))
-            .collect();
+        let t: Vec<f32> = idx.iter().flat_map(|&i| items[i].target.iter().map(|&v| v as f32)).collect();
         let targets = Tensor::from_vec(t, (idx.len(), h, w), &self.device)?;
         Ok((Batch { activations, cond }, targets))
     }
@@ -367,15 +322,10 @@ fn load_clipseg(dir: &Path, size: usize, device: &Device) -> Result<Loaded> {
     let cfg_path = dir.join("config.json");
     let kind = weights::detect(dir)?;
     if kind != weights::ModelKind::ClipSeg {
-        bail!(
-            "{}: a {kind:?} checkpoint, not CLIPSeg (model.kind = \"clipseg\")",
-            cfg_path.display()
-        );
+        bail!("{}: a {kind:?} checkpoint, not CLIPSeg (model.kind = \"clipseg\")", cfg_path.display());
     }
     let config: ClipSegConfig = weights::read_json(&cfg_path)?;
-    config
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
+    config.validate().map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
     let wpath = weights::find_weights(dir)?;
     let vb = weights::var_builder(&wpath, DType::F32, device, None)?;
     let model = ClipSeg::new(vb.clone(), &config).map_err(|e| weights::load_error(&wpath, e))?;
@@ -399,21 +349,17 @@ fn load_biomed(dir: &Path, size: usize, device: &Device) -> Result<Loaded> {
         let raw: serde_json::Value = weights::read_json(&cpath)?;
         match raw.get("model_type").and_then(|t| t.as_str()) {
             Some("biomedclipseg") | None => {}
-            Some(t) => bail!(
-                "{}: model_type '{t}', not biomedclipseg (model.kind = \"biomedclipseg\")",
-                cpath.display()
-            ),
+            Some(t) => {
+                bail!("{}: model_type '{t}', not biomedclipseg (model.kind = \"biomedclipseg\")", cpath.display())
+            }
         }
-        let bc = serde_json::from_value(raw.clone())
-            .map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
+        let bc = serde_json::from_value(raw.clone()).map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
         (bc, raw)
     } else {
         (BiomedClipSegConfig::default(), serde_json::json!({}))
     };
     let enc = crate::loader::biomedclip_config(dir)?;
-    let dc = bc
-        .decoder_config(&enc)
-        .map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
+    let dc = bc.decoder_config(&enc).map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
     if size != enc.vision.image_size {
         bail!(
             "data.image_size: {size}, but the BiomedCLIP ViT in {} takes {} px",
@@ -422,26 +368,16 @@ fn load_biomed(dir: &Path, size: usize, device: &Device) -> Result<Loaded> {
         );
     }
     if let Some(&l) = bc.extract_layers.iter().find(|&&l| l >= enc.vision.depth) {
-        bail!(
-            "{}: extract_layers has block {l}, the ViT has {}",
-            cpath.display(),
-            enc.vision.depth
-        );
+        bail!("{}: extract_layers has block {l}, the ViT has {}", cpath.display(), enc.vision.depth);
     }
     let ew = crate::loader::biomedclip_weights_file(dir)?;
     let evb = weights::var_builder(&ew, DType::F32, device, None)?;
     let model = BiomedClip::new(evb, &enc).map_err(|e| weights::load_error(&ew, e))?;
     let tok = crate::loader::wordpiece_tokenizer(dir, enc.context_length)?;
     let dw = dir.join(&bc.decoder_weights);
-    let dvb = if dw.is_file() {
-        Some(weights::var_builder(&dw, DType::F32, device, None)?)
-    } else {
-        None
-    };
+    let dvb = if dw.is_file() { Some(weights::var_builder(&dw, DType::F32, device, None)?) } else { None };
     let mut raw = raw;
-    let obj = raw
-        .as_object_mut()
-        .ok_or_else(|| anyhow!("{}: expected a JSON object", cpath.display()))?;
+    let obj = raw.as_object_mut().ok_or_else(|| anyhow!("{}: expected a JSON object", cpath.display()))?;
     obj.insert("model_type".into(), "biomedclipseg".into());
     obj.insert("decoder_weights".into(), BIOMED_DECODER_FILE.into());
     Ok(Loaded {
@@ -462,41 +398,21 @@ pub const BIOMED_DECODER_FILE: &str = "decoder.safetensors";
 /// The reference processor with its size set to `size` x `size` (no crop).
 fn train_processor(dir: &Path, size: usize) -> Result<ImageProcessorConfig> {
     let pp = dir.join("preprocessor_config.json");
-    let mut p = if pp.is_file() {
-        ImageProcessorConfig::from_file(&pp)?
-    } else {
-        ImageProcessorConfig::clipseg(352)
-    };
-    p.size = ResizeTarget::Exact {
-        height: size as u32,
-        width: size as u32,
-    };
+    let mut p = if pp.is_file() { ImageProcessorConfig::from_file(&pp)? } else { ImageProcessorConfig::clipseg(352) };
+    p.size = ResizeTarget::Exact { height: size as u32, width: size as u32 };
     p.do_center_crop = false;
     Ok(p)
 }
 
-fn decoder_output_size(
-    d: &ClipSegDecoder,
-    shapes: &[Vec<usize>],
-    proj: usize,
-    dev: &Device,
-) -> Result<(usize, usize)> {
-    let acts: Vec<Tensor> = shapes
-        .iter()
-        .map(|s| Tensor::zeros((1, s[0], s[1]), DType::F32, dev))
-        .collect::<candle_core::Result<_>>()?;
+fn decoder_output_size(d: &ClipSegDecoder, shapes: &[Vec<usize>], proj: usize, dev: &Device) -> Result<(usize, usize)> {
+    let acts: Vec<Tensor> =
+        shapes.iter().map(|s| Tensor::zeros((1, s[0], s[1]), DType::F32, dev)).collect::<candle_core::Result<_>>()?;
     let cond = Tensor::zeros((1, proj), DType::F32, dev)?;
     let (_, h, w) = d.forward(&acts, &cond)?.dims3()?;
     Ok((h, w))
 }
 
-fn init_decoder(
-    varmap: &VarMap,
-    init: DecoderInit,
-    ckpt: &VarBuilder,
-    wpath: &Path,
-    seed: u64,
-) -> Result<()> {
+fn init_decoder(varmap: &VarMap, init: DecoderInit, ckpt: &VarBuilder, wpath: &Path, seed: u64) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
@@ -555,11 +471,8 @@ impl Exporter {
 
     /// A BiomedCLIPSeg directory: the source's open_clip files, its config and the decoder.
     fn export_biomed(&self, dst: &Path, config: &serde_json::Value) -> Result<()> {
-        let mut files: Vec<String> = ["open_clip_config.json", "vocab.txt"]
-            .iter()
-            .chain(TOKENIZER_FILES)
-            .map(|s| s.to_string())
-            .collect();
+        let mut files: Vec<String> =
+            ["open_clip_config.json", "vocab.txt"].iter().chain(TOKENIZER_FILES).map(|s| s.to_string()).collect();
         // The local BERT config open_clip resolves from hf_model_name.
         let oc: serde_json::Value = weights::read_json(&self.src_dir.join("open_clip_config.json"))?;
         if let Some(n) = oc.pointer("/model_cfg/text_cfg/hf_model_name").and_then(|v| v.as_str()) {
@@ -580,8 +493,7 @@ impl Exporter {
         let name = self.weights.file_name().ok_or_else(|| anyhow!("{}: no file name", self.weights.display()))?;
         let out = dst.join(name);
         if !out.is_file() && std::fs::hard_link(&self.weights, &out).is_err() {
-            let b = std::fs::read(&self.weights)
-                .with_context(|| format!("{}: cannot read", self.weights.display()))?;
+            let b = std::fs::read(&self.weights).with_context(|| format!("{}: cannot read", self.weights.display()))?;
             crate::io::write_atomic(&out, &b)?;
         }
         crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(config)?.as_bytes())?;
@@ -599,36 +511,25 @@ impl Exporter {
         let trained_path = dst.join(state::WEIGHTS);
         let trained = candle_core::safetensors::load(&trained_path, &Device::Cpu)
             .map_err(|e| anyhow!("{}: cannot read: {e}", trained_path.display()))?;
-        let mut all: HashMap<String, Tensor> = read_all_tensors(&self.weights)?
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("decoder."))
-            .collect();
+        let mut all: HashMap<String, Tensor> =
+            read_all_tensors(&self.weights)?.into_iter().filter(|(k, _)| !k.starts_with("decoder.")).collect();
         all.extend(trained);
-        let cfg = std::fs::read(self.src_dir.join("config.json")).with_context(|| {
-            format!(
-                "{}: cannot read",
-                self.src_dir.join("config.json").display()
-            )
-        })?;
+        let cfg = std::fs::read(self.src_dir.join("config.json"))
+            .with_context(|| format!("{}: cannot read", self.src_dir.join("config.json").display()))?;
         crate::io::write_atomic(&dst.join("config.json"), &cfg)?;
-        let pp = processor_json(
-            &self.src_dir.join("preprocessor_config.json"),
-            self.image_size,
-        )?;
+        let pp = processor_json(&self.src_dir.join("preprocessor_config.json"), self.image_size)?;
         crate::io::write_atomic(&dst.join("preprocessor_config.json"), pp.as_bytes())?;
         for f in TOKENIZER_FILES {
             let src = self.src_dir.join(f);
             if src.is_file() {
-                let b = std::fs::read(&src)
-                    .with_context(|| format!("{}: cannot read", src.display()))?;
+                let b = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
                 crate::io::write_atomic(&dst.join(f), &b)?;
             }
         }
         // Last, so a directory with model.safetensors is always complete.
         let out = dst.join(MODEL_FILE);
         let tmp = dst.join(format!(".{MODEL_FILE}.{}.tmp", std::process::id()));
-        candle_core::safetensors::save(&all, &tmp)
-            .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
+        candle_core::safetensors::save(&all, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
         std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
         std::fs::rename(&tmp, &out).map_err(|e| anyhow!("{}: cannot write: {e}", out.display()))?;
         Ok(())
@@ -646,23 +547,13 @@ impl Exporter {
 }
 
 pub(crate) fn read_all_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let r = if ext == "safetensors" {
         candle_core::safetensors::load(path, &Device::Cpu).map(|m| m.into_iter().collect())
     } else {
         candle_core::pickle::read_all(path)
     };
-    r.map_err(|e| {
-        anyhow!(
-            "{}: cannot read weights: {}",
-            path.display(),
-            weights::one_line(&e.to_string())
-        )
-    })
+    r.map_err(|e| anyhow!("{}: cannot read weights: {}", path.display(), weights::one_line(&e.to_string())))
 }
 
 /// The source `preprocessor_config.json` (or the CLIPSeg one) with `size` set to the training size.
@@ -676,13 +567,8 @@ fn processor_json(src: &Path, size: usize) -> Result<String> {
             "image_processor_type": "ViTImageProcessor", "processor_class": "CLIPSegProcessor"
         })
     };
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| anyhow!("{}: expected a JSON object", src.display()))?;
-    obj.insert(
-        "size".into(),
-        serde_json::json!({"height": size, "width": size}),
-    );
+    let obj = v.as_object_mut().ok_or_else(|| anyhow!("{}: expected a JSON object", src.display()))?;
+    obj.insert("size".into(), serde_json::json!({"height": size, "width": size}));
     obj.insert("do_center_crop".into(), serde_json::Value::Bool(false));
     Ok(serde_json::to_string_pretty(&v)?)
 }

@@ -29,25 +29,16 @@ pub enum DecoderInit {
 }
 
 /// Tokenizer files copied into an exported model directory when present.
-pub const TOKENIZER_FILES: &[&str] = &[
-    "tokenizer.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-];
+pub const TOKENIZER_FILES: &[&str] =
+    &["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
 /// The full model written into `RUN/best/`.
 pub const MODEL_FILE: &str = "model.safetensors";
 
 /// Cache key of an image file: its path, length and modification time.
 pub(crate) fn image_key(path: &Path) -> Result<String> {
     let m = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?;
-    let mtime = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let mtime =
+        m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(format!("{}|{}|{mtime}", abs.display(), m.len()))
 }
@@ -267,9 +258,6 @@ pub(crate) fn pixels_and_targets(
 /// Prints what opening the feature store did, when showing progress.
 pub(crate) fn report_store(stats: Option<&StoreStats>, progress: bool) {
     if let (Some(s), true) = (stats, progress) {
-        eprintln!(
-            "feature cache: {} reused, {} computed in {:.1}s",
-            s.reused, s.computed, s.compute_seconds
-        );
+        eprintln!("feature cache: {} reused, {} computed in {:.1}s", s.reused, s.computed, s.compute_seconds);
     }
 }

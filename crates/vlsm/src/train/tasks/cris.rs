@@ -29,7 +29,6 @@ use rayon::prelude::*;
 
 use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
 use super::random_init;
-use crate::weights;
 use crate::data::{self, Pool, Record};
 use crate::models::cris::{bicubic_align_corners, Cris, CrisConfig};
 use crate::preprocess::ImageProcessorConfig;
@@ -39,6 +38,7 @@ use crate::train::engine::config::{LossName, TrainConfig};
 use crate::train::engine::log::progress_bar;
 use crate::train::engine::state;
 use crate::train::engine::trainer::{self, Hooks, RunOptions, RunSummary, Split, Trainable};
+use crate::weights;
 
 /// The model part a parameter belongs to (`vision`, `text`, `decoder`), or None for BatchNorm
 /// running statistics, which never train.
@@ -100,7 +100,6 @@ pub struct CrisTask {
     pub cache_stats: Option<StoreStats>,
 }
 
-
 impl CrisTask {
     /// Loads model and data (and fills the feature cache); every error comes before training.
     /// `DecoderInit::Random` re-draws neck, decoder and projector from the run seed.
@@ -140,10 +139,7 @@ impl CrisTask {
         }
         let mut trainable: Vec<String> = {
             let data = varmap.data().lock().map_err(|_| anyhow!("varmap lock poisoned"))?;
-            data.keys()
-                .filter(|n| part_of(n).is_some_and(|p| !cfg.is_frozen(p)))
-                .cloned()
-                .collect()
+            data.keys().filter(|n| part_of(n).is_some_and(|p| !cfg.is_frozen(p))).cloned().collect()
         };
         trainable.sort();
         if trainable.is_empty() {
@@ -157,10 +153,7 @@ impl CrisTask {
         let stride4 = cfg.loss.kind == LossName::Contrastive;
         let out_size = if stride4 { size / 4 } else { size };
 
-        let pools = [
-            Pool::open(&cfg.data.datasets, "train")?,
-            Pool::open(&cfg.data.datasets, "val")?,
-        ];
+        let pools = [Pool::open(&cfg.data.datasets, "train")?, Pool::open(&cfg.data.datasets, "val")?];
         for pool in &pools {
             for k in &cfg.data.prompts {
                 pool.require_prompt(k)?;
@@ -213,8 +206,7 @@ impl CrisTask {
                 vec![c.fpn_in[1], size / 16, size / 16],
                 vec![c.fpn_in[2], size / 32, size / 32],
             ];
-            let paths: Vec<PathBuf> =
-                task.train.iter().chain(&task.val).map(|i| i.record.image_path.clone()).collect();
+            let paths: Vec<PathBuf> = task.train.iter().chain(&task.val).map(|i| i.record.image_path.clone()).collect();
             let keys: Vec<String> = task.train.iter().chain(&task.val).map(|i| i.cache_key.clone()).collect();
             let pb = progress_bar(keys.len(), "image features (new only)".into(), progress);
             let (cache, stats) =

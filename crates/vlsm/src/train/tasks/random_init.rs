@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::models::biomedclip::BiomedClip;
-use crate::models::clipseg::ClipSegDecoder;
 use crate::models::biomedclipseg::BiomedClipSegConfig;
+use crate::models::clipseg::ClipSegDecoder;
 use crate::models::cris::{Cris, CrisConfig};
 use crate::models::seg::ModelKind;
 
@@ -34,11 +34,7 @@ pub fn value_for(name: &str, dims: &[usize], rng: &mut ChaCha8Rng) -> Vec<f32> {
     if dims.len() <= 1 && (leaf == "weight" || !emb) {
         return vec![1.0; n];
     }
-    let b = if emb || dims.len() <= 1 {
-        0.035
-    } else {
-        1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt()
-    };
+    let b = if emb || dims.len() <= 1 { 0.035 } else { 1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt() };
     (0..n).map(|_| rng.random_range(-b..b)).collect()
 }
 
@@ -124,7 +120,8 @@ pub fn write_biomedclipseg(
     write_json(&dir.join("bert/config.json"), &bert)?;
     crate::io::write_atomic(&dir.join("vocab.txt"), vocab_text.as_bytes())?;
     let enc = crate::loader::biomedclip_config(dir)?;
-    let sc: BiomedClipSegConfig = serde_json::from_value(seg.clone()).map_err(|e| anyhow!("BiomedCLIPSeg config: {e}"))?;
+    let sc: BiomedClipSegConfig =
+        serde_json::from_value(seg.clone()).map_err(|e| anyhow!("BiomedCLIPSeg config: {e}"))?;
     let dc = sc.decoder_config(&enc).map_err(|e| anyhow!("BiomedCLIPSeg config: {e}"))?;
     let vm = VarMap::new();
     BiomedClip::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &enc)?;

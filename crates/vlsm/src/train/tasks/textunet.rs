@@ -86,11 +86,26 @@ impl TextUNetTask {
         let foreign = texts
             .iter()
             .map(|(d, mine)| {
-                let other = texts.iter().filter(|(e, theirs)| *e != d && mine.is_disjoint(theirs)).map(|(e, _)| e.clone());
+                let other =
+                    texts.iter().filter(|(e, theirs)| *e != d && mine.is_disjoint(theirs)).map(|(e, _)| e.clone());
                 (d.clone(), other.collect())
             })
             .collect();
-        Ok(Self { model, varmap, tokenizer, train, val, token_memo: RefCell::default(), negatives, flips, foreign, size, mean, std, device })
+        Ok(Self {
+            model,
+            varmap,
+            tokenizer,
+            train,
+            val,
+            token_memo: RefCell::default(),
+            negatives,
+            flips,
+            foreign,
+            size,
+            mean,
+            std,
+            device,
+        })
     }
 
     fn ids(&self, text: &str) -> Result<Vec<u32>> {
@@ -155,7 +170,9 @@ impl Trainable for TextUNetTask {
                 // A few draws find a foreign dataset's sample (there may be none); an empty
                 // prompt negates nothing.
                 let foreign = &self.foreign[&smp.dataset];
-                if let Some(j) = (0..8).map(|_| rng.random_range(0..set.len())).find(|&j| foreign.contains(&set[j].dataset)) {
+                if let Some(j) =
+                    (0..8).map(|_| rng.random_range(0..set.len())).find(|&j| foreign.contains(&set[j].dataset))
+                {
                     let text = pick(&set[j], rng);
                     if !text.trim().is_empty() {
                         texts.push(text);

@@ -21,13 +21,13 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use crate::weights;
 use crate::classify::{confusion_matrix, ClassFolder, ClassifyEval};
 use crate::models::vit::{ViTConfig, ViTForImageClassification};
 use crate::preprocess::{ImageProcessorConfig, ResizeTarget};
 use crate::train::engine::config::TrainConfig;
 use crate::train::engine::loss::LossKind;
 use crate::train::engine::trainer::{self, export_new_best, Hooks, RunOptions, RunSummary, Split, Trainable};
+use crate::weights;
 
 /// A ViT with a new zero head over a `VarMap`, variables under HF names (`vit.*`,
 /// `classifier.*`), so `weights.safetensors` loads as a `ViTForImageClassification`.
@@ -57,7 +57,8 @@ impl VitClassifyTask {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
         let vb: VarBuilder<'static> = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let model = ViTForImageClassification::with_new_head(vb.clone(), vb.pp("classifier"), cfg, train.classes.clone())?;
+        let model =
+            ViTForImageClassification::with_new_head(vb.clone(), vb.pp("classifier"), cfg, train.classes.clone())?;
         if let Some(dir) = pretrained {
             let w = weights::find_weights(dir)?;
             let file = weights::var_builder(&w, DType::F32, &dev, None)?;
@@ -244,8 +245,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions, hooks: Hooks) -> Result<RunSu
             );
         }
         let (varmap, classes) = (task.varmap.clone(), task.train.classes.clone());
-        let keep_best =
-            export_new_best(move |w, dst| export_classifier(&raw, &classes, &varmap, w, &processor, dst));
+        let keep_best = export_new_best(move |w, dst| export_classifier(&raw, &classes, &varmap, w, &processor, dst));
         Ok((task, keep_best))
     })
 }
@@ -309,7 +309,11 @@ mod tests {
             for i in 0..per_class {
                 let img = image::RgbImage::from_fn(20, 20, |x, y| {
                     let n = ((x * 7 + y * 13 + i as u32 * 31) % 60) as u8;
-                    if k == 0 { image::Rgb([n, 40 + n, 200 - n]) } else { image::Rgb([200 - n, 40 + n, n]) }
+                    if k == 0 {
+                        image::Rgb([n, 40 + n, 200 - n])
+                    } else {
+                        image::Rgb([200 - n, 40 + n, n])
+                    }
                 });
                 img.save(d.join(format!("{i}.png"))).unwrap();
             }
