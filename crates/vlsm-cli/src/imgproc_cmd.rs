@@ -91,18 +91,8 @@ pub struct ImgprocArgs {
 
 fn read(path: &Path) -> Result<Image<u8>> {
     check_input_file(path)?;
-    // The same pixel limit as every other command (checked from the header, before decoding).
-    let (w, h) = vlsm::io::image_dimensions(path)?;
-    let mut reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| anyhow!("{}: cannot read image: {e}", path.display()))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(w);
-    limits.max_image_height = Some(h);
-    limits.max_alloc = Some(vlsm::io::MAX_PIXELS * 16);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| anyhow!("{}: cannot read image: {e}", path.display()))?;
-    Ok(Image::<u8>::from_dynamic(&img))
+    // The reader every command shares: the pixel limit from the header, truncated JPEGs refused.
+    Ok(Image::<u8>::from_dynamic(&vlsm::io::read_raster(path)?))
 }
 
 /// The input must be an existing regular file (not a directory, FIFO or device).

@@ -59,10 +59,6 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
-/// `--threads` is capped at this many threads per core (the same cap applies to `threads` in
-/// training configs).
-const MAX_THREADS_PER_CORE: usize = 4;
-
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
@@ -71,15 +67,8 @@ fn main() -> ExitCode {
             eprintln!("error: --threads must be at least 1");
             return ExitCode::from(2);
         }
-        // More threads than this only cost memory and scheduling (each has its own stack).
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let cap = MAX_THREADS_PER_CORE * cores;
-        let n = if n > cap {
-            eprintln!("warning: --threads {n} is more than {MAX_THREADS_PER_CORE} x the {cores} core(s); using {cap}");
-            cap
-        } else {
-            n
-        };
+        // The same cap as `threads` in training configs.
+        let n = vlsm::threads::cap(n, "--threads");
         // candle and rayon both read this on first use; nothing has started threads yet.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }

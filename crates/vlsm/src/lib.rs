@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod preprocess;
+pub mod threads;
 pub mod tokenize;
 pub mod train;
 pub mod weights;

@@ -122,7 +122,11 @@ fn first_number(s: &Option<String>, what: &str) -> Result<Option<f64>> {
         Some(s) if s.is_empty() => Ok(None),
         Some(s) => {
             let f = s.split('\\').next().unwrap_or("").trim();
-            f.parse::<f64>().map(Some).map_err(|_| anyhow!("bad {what} {s:?}"))
+            // "NaN" and "inf" parse, but no DS value may be either (and NaN blanks the image).
+            match f.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(Some(v)),
+                _ => Err(anyhow!("bad {what} {s:?} (not a finite number)")),
+            }
         }
     }
 }

@@ -17,7 +17,9 @@ mod write;
 
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use npy::{read_npy_f32, write_npy_f32};
-pub use read::{image_dimensions, read_image_any, read_mask, read_mask_any, read_rgb, read_scalar};
+pub use read::{
+    image_dimensions, read_image_any, read_mask, read_mask_any, read_raster, read_rgb, read_scalar, MAX_FILE_BYTES,
+};
 pub use types::{ReadOptions, ScalarImage, Window, Windowing, MAX_PIXELS};
 pub use window::window_to_u8;
 pub use write::{write_atomic, write_png_atomic};

@@ -4,7 +4,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
-use image::{DynamicImage, GrayImage, ImageReader, Limits};
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Limits};
 
 use super::types::{check_size, MAX_PIXELS};
 
@@ -13,8 +13,13 @@ pub(crate) fn decode_raster(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
     let p = path.display();
     let reader =
         ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
-    if reader.format().is_none() {
-        bail!("{p}: unknown image format (expected PNG, JPEG, TIFF or BMP)");
+    match reader.format() {
+        None => bail!("{p}: unknown image format (expected PNG, JPEG, TIFF or BMP)"),
+        // The JPEG decoder fills a truncated scan with grey and reports success.
+        Some(ImageFormat::Jpeg) if !jpeg_complete(bytes) => {
+            bail!("{p}: truncated JPEG (no end-of-image marker after the scan)")
+        }
+        Some(_) => {}
     }
     let (w, h) = reader.into_dimensions().map_err(|e| anyhow!("{p}: cannot decode image header: {e}"))?;
     check_size(path, w as u64, h as u64)?;
@@ -27,6 +32,31 @@ pub(crate) fn decode_raster(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
     limits.max_alloc = Some(MAX_PIXELS * 16);
     reader.limits(limits);
     reader.decode().map_err(|e| anyhow!("{p}: cannot decode image: {e}"))
+}
+
+/// Whether a JPEG's segments lead to a scan that an end-of-image marker (FF D9) closes. Marker
+/// segments are skipped by their lengths (an EXIF thumbnail's own FF D9 sits inside APP1); in
+/// entropy-coded data an FF byte is always followed by 00 or a restart/next marker, so the first
+/// FF D9 after the first scan header is the image's end. A cut file has none.
+pub(crate) fn jpeg_complete(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if marker == 0xDA {
+            let scan = bytes.get(i + 2 + len..).unwrap_or(&[]);
+            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    false
 }
 
 /// Width and height of a raster file from its header only.

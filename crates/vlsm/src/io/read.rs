@@ -12,8 +12,38 @@ use super::types::{check_size, Decoded, ReadOptions, ScalarImage};
 use super::window::window_to_u8;
 use super::{dicom, nifti};
 
+/// Largest input file read whole (2 GiB): past the pixel limits of every format.
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// A regular file's bytes, at most `MAX_FILE_BYTES`. Devices, FIFOs and directories are refused
+/// before they are opened (`/dev/zero` would never end, a FIFO would block).
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))
+    use std::io::Read;
+    let p = path.display();
+    let md = std::fs::metadata(path).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
+    if md.is_dir() {
+        bail!("{p}: is a directory, not an image file");
+    }
+    if !md.is_file() {
+        bail!("{p}: not a regular file");
+    }
+    if md.len() > MAX_FILE_BYTES {
+        bail!("{p}: {} bytes, more than the limit of {MAX_FILE_BYTES}", md.len());
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    let f = std::fs::File::open(path).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
+    // The file may grow between the metadata and the read: never past the limit.
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        bail!("{p}: more than the limit of {MAX_FILE_BYTES} bytes");
+    }
+    Ok(bytes)
+}
+
+/// A raster image (PNG, JPEG, TIFF, BMP) as decoded, channels and depth kept; the pixel limit is
+/// checked from the header and truncated JPEGs are refused.
+pub fn read_raster(path: &Path) -> Result<DynamicImage> {
+    decode_raster(path, &read_bytes(path)?)
 }
 
 /// Decodes a NIfTI or DICOM file; errors name the file.

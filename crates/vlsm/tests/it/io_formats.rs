@@ -417,6 +417,13 @@ fn dicom_16bit_windowing() {
     std::fs::write(&p, dicom(&Dcm { ts: "1.2.840.10008.1.2.4.50", ..base.clone() })).unwrap();
     let e = err_of(read_image_any(&p, &ReadOptions::default()));
     assert!(e.contains("jpeg.dcm") && e.contains("1.2.840.10008.1.2.4.50"), "{e}");
+    // "NaN" parses as a float but blanked the whole image (#17): any non-finite DS is refused.
+    for (slope, win) in [("NaN", None), ("inf", None), ("1", Some(("NaN", "400")))] {
+        let p = d.path().join("nan.dcm");
+        std::fs::write(&p, dicom(&Dcm { slope_inter: Some((slope, "0")), window: win, ..base.clone() })).unwrap();
+        let e = err_of(read_image_any(&p, &ReadOptions::default()));
+        assert!(e.contains("nan.dcm") && e.contains("not a finite number"), "{e}");
+    }
     let p = d.path().join("multi.dcm");
     std::fs::write(&p, dicom(&Dcm { frames: Some("3"), ..base.clone() })).unwrap();
     let e = err_of(read_image_any(&p, &ReadOptions::default()));

@@ -9,6 +9,7 @@ mod data_dataset;
 mod data_hostile;
 mod data_prompts;
 mod io_formats;
+mod io_hostile;
 mod metrics_monai;
 mod preprocess_parity;
 mod segmenter_kinds;

@@ -176,6 +176,7 @@ pub const CURVES_PNG: &str = "curves.png";
 /// Sets the rayon pool and candle's matmul thread count (only before any other threads start).
 pub fn apply_threads(n: usize) {
     if n > 0 {
+        let n = crate::threads::cap(n, "threads (training config)");
         if std::env::var_os("RAYON_NUM_THREADS").is_none() {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }

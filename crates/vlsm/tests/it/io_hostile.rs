@@ -1,0 +1,69 @@
+//! Hostile files at the readers every command shares (#17): truncated JPEGs, devices, FIFOs and
+//! directories fail with one line naming the file, and fast.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vlsm::io::{read_image_any, read_raster, read_rgb, ReadOptions};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kvasir_cju2xjz2ju8pe0993ysv9wg17.jpg")
+}
+
+fn one_line(r: anyhow::Result<impl std::fmt::Debug>) -> String {
+    let e = format!("{:#}", r.unwrap_err());
+    assert_eq!(e.lines().count(), 1, "{e}");
+    e
+}
+
+#[test]
+fn truncated_jpegs_are_refused() {
+    let bytes = std::fs::read(example()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    for pct in [10, 50, 99] {
+        let p = d.path().join(format!("cut{pct}.jpg"));
+        std::fs::write(&p, &bytes[..bytes.len() * pct / 100]).unwrap();
+        let e = one_line(read_rgb(&p));
+        assert!(e.contains(&format!("cut{pct}.jpg")) && e.contains("truncated JPEG"), "{e}");
+        assert!(read_raster(&p).is_err() && read_image_any(&p, &ReadOptions::default()).is_err());
+    }
+    // Whole, and whole with bytes after the end-of-image marker (some cameras append data).
+    assert!(read_rgb(&example()).is_ok());
+    let p = d.path().join("trailing.jpg");
+    std::fs::write(&p, [bytes.as_slice(), &[0u8; 64]].concat()).unwrap();
+    assert_eq!(read_rgb(&p).unwrap(), read_rgb(&example()).unwrap());
+    // A progressive JPEG and a greyscale one written by the image crate are complete too.
+    let img = read_rgb(&example()).unwrap();
+    let gray = image::DynamicImage::ImageRgb8(img).into_luma8();
+    let p = d.path().join("gray.jpg");
+    gray.save(&p).unwrap();
+    assert!(read_raster(&p).is_ok());
+}
+
+#[cfg(unix)]
+#[test]
+fn devices_fifos_and_directories_are_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("pipe.png");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let t = Instant::now();
+    for (p, want) in [
+        (PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo, "not a regular file"),
+        (d.path().to_path_buf(), "is a directory"),
+    ] {
+        let e = one_line(read_rgb(&p));
+        assert!(e.contains(&p.display().to_string()) && e.contains(want), "{e}");
+        let e = one_line(vlsm::io::read_mask(&p));
+        assert!(e.contains(want), "{e}");
+    }
+    // A FIFO would block and /dev/zero would never end: neither is opened.
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn thread_counts_are_capped() {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    assert_eq!(vlsm::threads::cap(100_000, "threads"), vlsm::threads::MAX_THREADS_PER_CORE * cores);
+    assert_eq!(vlsm::threads::cap(1, "threads"), 1);
+}
