@@ -23,7 +23,7 @@ fn write_dataset_with(root: &Path, n: usize, [square_prompt, disc_prompt]: [&str
         let in_disc = (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < 20.0;
         (in_square, in_disc)
     };
-    let want_square = |i: u32| (i / 2) % 2 == 0;
+    let want_square = |i: u32| (i / 2).is_multiple_of(2);
     Synth::new(n as u32, 32, 32)
         .image(|i, x, y| match shapes(i, x, y) {
             (_, true) => [30, 30, 220],
