@@ -1,33 +1,14 @@
 //! `vlsm eval`: table, metrics.json, per_image.csv, masks at original size and report.html.
 
-use crate::support::vlsm;
+use crate::support::{squares, tiny_clipseg as tiny_model, vlsm};
 use std::path::{Path, PathBuf};
-
-fn tiny_model() -> PathBuf {
-    crate::support::fx("clipseg/tiny_complex")
-}
 
 /// A test split of `n` images of 50x40 (the last with an empty mask) named `name`.
 fn dataset(dir: &Path, name: &str, n: u32) -> PathBuf {
-    let ds = dir.join(name);
-    for sub in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
-    let mut recs = Vec::new();
-    for i in 0..n {
-        let img = image::RgbImage::from_fn(50, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, (i * 40) as u8]));
-        img.save(ds.join(format!("images/im{i}.png"))).unwrap();
-        let m = image::GrayImage::from_fn(50, 40, |x, y| {
-            image::Luma([if i + 1 < n && (10..30).contains(&x) && (8..24).contains(&y) { 255 } else { 0 }])
-        });
-        m.save(ds.join(format!("masks/im{i}_mask.png"))).unwrap();
-        recs.push(serde_json::json!({
-            "img_name": format!("im{i}.png"), "mask_name": format!("im{i}_mask.png"),
-            "prompts": {"p0": "", "p1": "square", "p2": ["big square", "bright square"]}
-        }));
-    }
-    std::fs::write(ds.join("anns/test.json"), serde_json::to_string(&recs).unwrap()).unwrap();
-    ds
+    squares(n, 50, 40, 40)
+        .names("im", "_mask")
+        .prompts(serde_json::json!({"p0": "", "p1": "square", "p2": ["big square", "bright square"]}))
+        .write(&dir.join(name))
 }
 
 fn s(p: &Path) -> &str {

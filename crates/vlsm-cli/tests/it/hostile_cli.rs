@@ -4,11 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::{fx, vlsm_os};
-
-fn tiny_model() -> PathBuf {
-    fx("clipseg/tiny_complex")
-}
+use crate::support::{discs, fx, square_of, squares, tiny_clipseg as tiny_model, vlsm_os};
 
 /// (success, exit code, stdout, stderr)
 fn vlsm(args: &[&str]) -> (bool, Option<i32>, String, String) {
@@ -30,30 +26,15 @@ fn one_line_error(r: &(bool, Option<i32>, String, String)) -> String {
 }
 
 fn mask_50x40(i: u32, n: u32) -> image::GrayImage {
-    image::GrayImage::from_fn(50, 40, |x, y| {
-        image::Luma([if i + 1 < n && (10..30).contains(&x) && (8..24).contains(&y) { 255 } else { 0 }])
-    })
+    image::GrayImage::from_fn(50, 40, |x, y| image::Luma([if square_of(i, n, x, y) { 255 } else { 0 }]))
 }
 
 /// A test split of `n` 50x40 images named `name`; `edit` may change the records.
 fn dataset(dir: &Path, name: &str, n: u32, edit: impl FnOnce(&mut Vec<serde_json::Value>)) -> PathBuf {
-    let ds = dir.join(name);
-    for sub in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
-    let mut recs = Vec::new();
-    for i in 0..n {
-        let img = image::RgbImage::from_fn(50, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, (i * 40) as u8]));
-        img.save(ds.join(format!("images/im{i}.png"))).unwrap();
-        mask_50x40(i, n).save(ds.join(format!("masks/im{i}_mask.png"))).unwrap();
-        recs.push(serde_json::json!({
-            "img_name": format!("im{i}.png"), "mask_name": format!("im{i}_mask.png"),
-            "prompts": {"p0": "", "p1": "square"}
-        }));
-    }
-    edit(&mut recs);
-    std::fs::write(ds.join("anns/test.json"), serde_json::to_string(&recs).unwrap()).unwrap();
-    ds
+    squares(n, 50, 40, 40)
+        .names("im", "_mask")
+        .prompts(serde_json::json!({"p0": "", "p1": "square"}))
+        .write_with(&dir.join(name), edit)
 }
 
 fn eval(ds: &Path, out: &Path) -> (bool, Option<i32>, String, String) {
@@ -186,18 +167,7 @@ fn threshold_outside_0_1_is_refused() {
 }
 
 fn disc_dataset(dir: &Path, n: u32) {
-    std::fs::create_dir_all(dir.join("images")).unwrap();
-    std::fs::create_dir_all(dir.join("masks")).unwrap();
-    for i in 0..n {
-        let r = 3 + i as i32;
-        let inside = |x: u32, y: u32| (x as i32 - 30).pow(2) + (y as i32 - 20).pow(2) <= r * r;
-        image::RgbImage::from_fn(64, 48, |x, y| image::Rgb(if inside(x, y) { [200, 60, 50] } else { [40, 40, 40] }))
-            .save(dir.join(format!("images/case{i}.png")))
-            .unwrap();
-        image::GrayImage::from_fn(64, 48, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]))
-            .save(dir.join(format!("masks/case{i}.png")))
-            .unwrap();
-    }
+    discs(n).write(dir);
 }
 
 #[test]

@@ -1,26 +1,11 @@
 //! `vlsm prompts`: anns for a new dataset, split by ratio, deterministic per seed.
 
-use crate::support::vlsm_stderr as vlsm;
+use crate::support::{discs, vlsm_stderr as vlsm};
 use std::path::Path;
 
 /// `n` 64x48 images, each with one disc of growing radius.
 fn dataset(dir: &Path, n: u32) {
-    std::fs::create_dir_all(dir.join("images")).unwrap();
-    std::fs::create_dir_all(dir.join("masks")).unwrap();
-    for i in 0..n {
-        let r = 3 + i as i32;
-        let inside = |x: u32, y: u32| (x as i32 - 30).pow(2) + (y as i32 - 20).pow(2) <= r * r;
-        let img = image::RgbImage::from_fn(64, 48, |x, y| {
-            if inside(x, y) {
-                image::Rgb([200, 60, 50])
-            } else {
-                image::Rgb([40, 40, 40])
-            }
-        });
-        img.save(dir.join(format!("images/case{i}.png"))).unwrap();
-        let m = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
-        m.save(dir.join(format!("masks/case{i}.png"))).unwrap();
-    }
+    discs(n).write(dir);
 }
 
 fn records(p: &Path) -> Vec<serde_json::Value> {

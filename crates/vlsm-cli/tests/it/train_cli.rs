@@ -1,33 +1,16 @@
 //! `vlsm train`: a short run on the tiny CLIPSeg, then `vlsm segment --model RUN/best`; config errors.
 
-use crate::support::vlsm_stderr as vlsm;
+use crate::support::{tiny_clipseg as tiny_model, vlsm_stderr as vlsm, Synth};
 use std::path::{Path, PathBuf};
-
-fn tiny_model() -> PathBuf {
-    crate::support::fx("clipseg/tiny_complex")
-}
 
 /// Six 40x30 images with a square each, as both train and val split.
 fn dataset(dir: &Path) -> PathBuf {
-    let ds = dir.join("squares");
-    for sub in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
-    let mut recs = Vec::new();
-    for i in 0..6u32 {
-        let inside = |x: u32, y: u32| (5 + i..20 + i).contains(&x) && (5..20).contains(&y);
-        let img = image::RgbImage::from_fn(40, 30, |x, y| {
-            image::Rgb(if inside(x, y) { [220, 200, 40] } else { [30, 30, 90] })
-        });
-        img.save(ds.join(format!("images/{i}.png"))).unwrap();
-        let m = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
-        m.save(ds.join(format!("masks/{i}.png"))).unwrap();
-        recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"), "prompts": {"p1": "square"}}));
-    }
-    let j = serde_json::to_string(&recs).unwrap();
-    std::fs::write(ds.join("anns/train.json"), &j).unwrap();
-    std::fs::write(ds.join("anns/val.json"), &j).unwrap();
-    ds
+    let inside = |i: u32, x: u32, y: u32| (5 + i..20 + i).contains(&x) && (5..20).contains(&y);
+    Synth::new(6, 40, 30)
+        .image(move |i, x, y| if inside(i, x, y) { [220, 200, 40] } else { [30, 30, 90] })
+        .mask(inside)
+        .prompts(serde_json::json!({"p1": "square"}))
+        .write(&dir.join("squares"))
 }
 
 fn write_config(dir: &Path, ds: &Path, extra: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! `vlsm train` / `eval` / `segment` / `classify` for the text-free UNet and for ViT
 //! classification, on tiny synthetic data.
 
-use crate::support::vlsm;
+use crate::support::{tiny_vit, vlsm, Synth};
 use std::path::{Path, PathBuf};
 
 fn s(p: &Path) -> &str {
@@ -10,26 +10,13 @@ fn s(p: &Path) -> &str {
 
 /// Eight 32x32 images with a yellow square each; every split is the same records.
 fn seg_dataset(dir: &Path) -> PathBuf {
-    let ds = dir.join("squares");
-    for sub in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
-    let mut recs = Vec::new();
-    for i in 0..8u32 {
-        let inside = |x: u32, y: u32| (4 + i..16 + i).contains(&x) && (6 + i / 2..18 + i / 2).contains(&y);
-        let img = image::RgbImage::from_fn(32, 32, |x, y| {
-            image::Rgb(if inside(x, y) { [220, 200, 40] } else { [30, 30, 90] })
-        });
-        img.save(ds.join(format!("images/{i}.png"))).unwrap();
-        let m = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
-        m.save(ds.join(format!("masks/{i}.png"))).unwrap();
-        recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"), "prompts": {"p1": "square"}}));
-    }
-    let j = serde_json::to_string(&recs).unwrap();
-    for split in ["train", "val", "test"] {
-        std::fs::write(ds.join(format!("anns/{split}.json")), &j).unwrap();
-    }
-    ds
+    let inside = |i: u32, x: u32, y: u32| (4 + i..16 + i).contains(&x) && (6 + i / 2..18 + i / 2).contains(&y);
+    Synth::new(8, 32, 32)
+        .image(move |i, x, y| if inside(i, x, y) { [220, 200, 40] } else { [30, 30, 90] })
+        .mask(inside)
+        .prompts(serde_json::json!({"p1": "square"}))
+        .splits(&["train", "val", "test"])
+        .write(&dir.join("squares"))
 }
 
 #[test]
@@ -128,19 +115,6 @@ fn class_dataset(root: &Path, per_class: usize) {
     }
 }
 
-/// A ViT directory with a config and no weights: a seeded random backbone.
-fn tiny_vit(dir: &Path) -> PathBuf {
-    let d = dir.join("tiny_vit");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(
-        d.join("config.json"),
-        r#"{"model_type": "vit", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-            "intermediate_size": 32, "image_size": 16, "patch_size": 8}"#,
-    )
-    .unwrap();
-    d
-}
-
 fn vit_config(dir: &Path, vit: &Path, data: &Path, out: &str) -> PathBuf {
     let p = dir.join(format!("{out}.toml"));
     std::fs::write(
@@ -160,7 +134,7 @@ fn vit_classify_trains_and_evaluates_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("colours");
     class_dataset(&data, 6);
-    let vit = tiny_vit(tmp.path());
+    let vit = tiny_vit(&tmp.path().join("tiny_vit"));
     let cfg = vit_config(tmp.path(), &vit, &data, "run");
     let (ok, _, err) = vlsm(&["--threads", "1", "train", "--config", s(&cfg)]);
     assert!(ok, "{err}");
@@ -199,7 +173,7 @@ fn vit_classify_errors_name_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("colours");
     class_dataset(&data, 2);
-    let vit = tiny_vit(tmp.path());
+    let vit = tiny_vit(&tmp.path().join("tiny_vit"));
     // No train/ folder under the data root.
     let cfg = vit_config(tmp.path(), &vit, &data.join("train"), "r1");
     let (ok, _, err) = vlsm(&["train", "--config", s(&cfg)]);

@@ -12,12 +12,10 @@ use vlsm::train::tasks::clipseg::{self, ClipSegTask};
 use vlsm::train::tasks::common::DecoderInit;
 use vlsm::train::{Hooks, RunOptions, Split, TrainConfig, Trainable};
 
+use crate::support::{tiny_clipseg, Synth};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tiny_model() -> PathBuf {
-    root().join("tests/fixtures/clipseg/tiny_complex")
 }
 
 fn shared_data() -> Option<PathBuf> {
@@ -67,7 +65,7 @@ lr = 1e-2
 patience = 0
 "#,
         out.display(),
-        tiny_model().display(),
+        tiny_clipseg().display(),
         ds.display(),
         cache.display()
     );
@@ -161,24 +159,16 @@ fn killed_run_resumes_to_bit_identical_weights() {
 
 /// A tiny synthetic dataset: `n` 40x30 images with square masks; `bad_mask` gets a 20x20 mask.
 fn synthetic(dir: &Path, n: usize, bad_mask: Option<usize>) -> PathBuf {
-    let ds = dir.join("synth");
-    for sub in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
-    let mut recs = Vec::new();
-    for i in 0..n {
-        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 20) as u8]));
-        img.save(ds.join(format!("images/{i}.png"))).unwrap();
-        let (w, h) = if bad_mask == Some(i) { (20, 20) } else { (40, 30) };
-        let m = image::GrayImage::from_fn(w, h, |x, y| {
-            image::Luma([if (10..20).contains(&x) && (5..15).contains(&y) { 255 } else { 0 }])
-        });
+    let square = |x: u32, y: u32| (10..20).contains(&x) && (5..15).contains(&y);
+    let ds = Synth::new(n as u32, 40, 30)
+        .image(|i, x, y| [(x * 6) as u8, (y * 8) as u8, (i * 20) as u8])
+        .mask(|_, x, y| square(x, y))
+        .prompts(serde_json::json!({"p0": "", "p1": "square"}))
+        .write(&dir.join("synth"));
+    if let Some(i) = bad_mask {
+        let m = image::GrayImage::from_fn(20, 20, |x, y| image::Luma([if square(x, y) { 255 } else { 0 }]));
         m.save(ds.join(format!("masks/{i}.png"))).unwrap();
-        recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"), "prompts": {"p0": "", "p1": "square"}}));
     }
-    let j = serde_json::to_string(&recs).unwrap();
-    std::fs::write(ds.join("anns/train.json"), &j).unwrap();
-    std::fs::write(ds.join("anns/val.json"), &j).unwrap();
     ds
 }
 
@@ -223,10 +213,10 @@ fn data_and_checkpoint_errors_come_before_training_and_name_the_file() {
     let mismatched = tmp.path().join("mismatched");
     std::fs::create_dir_all(&mismatched).unwrap();
     let mut c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(tiny_clipseg().join("config.json")).unwrap()).unwrap();
     c["vision_config"]["hidden_size"] = 48.into();
     std::fs::write(mismatched.join("config.json"), c.to_string()).unwrap();
-    std::fs::copy(tiny_model().join("model.safetensors"), mismatched.join("model.safetensors")).unwrap();
+    std::fs::copy(tiny_clipseg().join("model.safetensors"), mismatched.join("model.safetensors")).unwrap();
     cfg.model.dir = mismatched;
     let e = error_of(&cfg);
     assert!(e.contains("model.safetensors") && e.contains("vision_model"), "{e}");

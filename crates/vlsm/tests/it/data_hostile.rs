@@ -6,18 +6,12 @@ use image::{GrayImage, RgbImage};
 use serde_json::json;
 use vlsm::data::*;
 
+use crate::support::Synth;
+
 /// A dataset with two 8x6 images and masks and a test split of `records`.
 fn dataset(dir: &Path, records: serde_json::Value) -> PathBuf {
-    let ds = dir.join("ds");
-    for sub in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
-    for i in 0..2 {
-        RgbImage::new(8, 6).save(ds.join(format!("images/a{i}.png"))).unwrap();
-        GrayImage::new(8, 6).save(ds.join(format!("masks/a{i}.png"))).unwrap();
-    }
-    std::fs::write(ds.join("anns/test.json"), records.to_string()).unwrap();
-    ds
+    let records = records.as_array().unwrap().clone();
+    Synth::new(2, 8, 6).names("a", "").splits(&["test"]).write_with(&dir.join("ds"), |r| *r = records)
 }
 
 fn open_err(ds: &Path) -> String {

@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use image::{GrayImage, Luma, Rgb, RgbImage};
 use vlsm::pipeline::{self, Segmenter};
 use vlsm::train::{Hooks, RunOptions, TrainConfig};
+
+use crate::support::Synth;
 
 /// Each image holds a red square on the left and a blue disc on the right (or the reverse);
 /// the mask is the shape the prompt names.
@@ -14,44 +15,36 @@ fn write_dataset(root: &Path, n: usize) {
 }
 
 fn write_dataset_with(root: &Path, n: usize, [square_prompt, disc_prompt]: [&str; 2]) {
-    std::fs::create_dir_all(root.join("images")).unwrap();
-    std::fs::create_dir_all(root.join("masks")).unwrap();
-    std::fs::create_dir_all(root.join("anns")).unwrap();
-    let s = 32u32;
-    let mut recs = vec![];
-    for i in 0..n {
-        let flip = i % 2 == 1;
-        let want_square = (i / 2) % 2 == 0;
-        let mut img = RgbImage::from_pixel(s, s, Rgb([40, 40, 40]));
-        let mut mask = GrayImage::new(s, s);
-        for y in 0..s {
-            for x in 0..s {
-                let (sx, dx) = if flip { (20, 4) } else { (4, 20) };
-                let in_square = x >= sx && x < sx + 9 && (10..19).contains(&y);
-                let (cx, cy) = (dx as f32 + 4.5, 14.5);
-                let in_disc = (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < 20.0;
-                if in_square {
-                    img.put_pixel(x, y, Rgb([220, 30, 30]));
-                }
-                if in_disc {
-                    img.put_pixel(x, y, Rgb([30, 30, 220]));
-                }
-                if (want_square && in_square) || (!want_square && in_disc) {
-                    mask.put_pixel(x, y, Luma([255]));
-                }
+    // (in the square, in the disc) at (x, y) of image i; odd images are flipped.
+    let shapes = |i: u32, x: u32, y: u32| {
+        let (sx, dx) = if i % 2 == 1 { (20, 4) } else { (4, 20) };
+        let in_square = x >= sx && x < sx + 9 && (10..19).contains(&y);
+        let (cx, cy) = (dx as f32 + 4.5, 14.5);
+        let in_disc = (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < 20.0;
+        (in_square, in_disc)
+    };
+    let want_square = |i: u32| (i / 2).is_multiple_of(2);
+    Synth::new(n as u32, 32, 32)
+        .image(|i, x, y| match shapes(i, x, y) {
+            (_, true) => [30, 30, 220],
+            (true, false) => [220, 30, 30],
+            (false, false) => [40, 40, 40],
+        })
+        .mask(|i, x, y| {
+            let (in_square, in_disc) = shapes(i, x, y);
+            if want_square(i) {
+                in_square
+            } else {
+                in_disc
             }
-        }
-        let name = format!("{i}");
-        img.save(root.join(format!("images/{name}.png"))).unwrap();
-        mask.save(root.join(format!("masks/{name}.png"))).unwrap();
-        let prompt = if want_square { square_prompt } else { disc_prompt };
-        recs.push(serde_json::json!({"img_name": format!("{name}.png"), "mask_name": format!("{name}.png"),
-            "bbox": [0, 0, 1, 1], "prompts": {"p0": prompt, "p1": [prompt, prompt]}}));
-    }
-    let json = serde_json::to_string(&recs).unwrap();
-    for split in ["train", "val", "test"] {
-        std::fs::write(root.join(format!("anns/{split}.json")), &json).unwrap();
-    }
+        })
+        .bbox()
+        .prompts_with(|i| {
+            let prompt = if want_square(i) { square_prompt } else { disc_prompt };
+            serde_json::json!({"p0": prompt, "p1": [prompt, prompt]})
+        })
+        .splits(&["train", "val", "test"])
+        .write(root);
 }
 
 #[test]

@@ -4,44 +4,36 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{GrayImage, Luma, Rgb, RgbImage};
+use image::GrayImage;
 use vlsm::eval::{self, EvalOptions};
 use vlsm::pipeline::Segmenter;
 use vlsm::train::{Hooks, RunOptions, TrainConfig};
+
+use crate::support::Synth;
 
 const TINY: &[usize] = &[4, 8, 16];
 
 /// A bright disc somewhere on a noisy-ish dark background; the mask is the disc.
 fn write_dataset(root: &Path, n: usize) {
-    for d in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let s = 32u32;
-    let mut recs = vec![];
-    for i in 0..n {
+    let inside = |i: u32, x: u32, y: u32| {
         let (cx, cy) = (8.0 + (i * 7 % 16) as f32, 8.0 + (i * 5 % 16) as f32);
-        let mut img = RgbImage::new(s, s);
-        let mut mask = GrayImage::new(s, s);
-        for y in 0..s {
-            for x in 0..s {
-                let bg = ((x * 13 + y * 7 + i as u32 * 3) % 40) as u8 + 20;
-                let inside = (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < 25.0;
-                img.put_pixel(x, y, if inside { Rgb([200, 180, 60]) } else { Rgb([bg, bg, bg + 10]) });
-                if inside {
-                    mask.put_pixel(x, y, Luma([255]));
-                }
+        (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < 25.0
+    };
+    Synth::new(n as u32, 32, 32)
+        .image(move |i, x, y| {
+            let bg = ((x * 13 + y * 7 + i * 3) % 40) as u8 + 20;
+            if inside(i, x, y) {
+                [200, 180, 60]
+            } else {
+                [bg, bg, bg + 10]
             }
-        }
-        img.save(root.join(format!("images/{i}.png"))).unwrap();
-        mask.save(root.join(format!("masks/{i}.png"))).unwrap();
+        })
+        .mask(inside)
+        .bbox()
         // Prompts are there (medvlsm layout) but a UNet never reads them.
-        recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"),
-            "bbox": [0, 0, 1, 1], "prompts": {"p0": "disc", "p1": ["a disc", "round thing"]}}));
-    }
-    let json = serde_json::to_string(&recs).unwrap();
-    for split in ["train", "val", "test"] {
-        std::fs::write(root.join(format!("anns/{split}.json")), &json).unwrap();
-    }
+        .prompts(serde_json::json!({"p0": "disc", "p1": ["a disc", "round thing"]}))
+        .splits(&["train", "val", "test"])
+        .write(root);
 }
 
 fn config(dir: &Path, data: &Path, out: &str, epochs: usize, extra: &str) -> TrainConfig {

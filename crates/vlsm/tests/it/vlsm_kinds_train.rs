@@ -11,36 +11,20 @@ use vlsm::train::tasks::common::DecoderInit;
 use vlsm::train::tasks::cris::{self as cris_train, CrisTask};
 use vlsm::train::{Hooks, RunOptions, TrainConfig, Trainable};
 
+use crate::support::{tiny_cris, Synth};
+
 fn fx(rel: &str) -> PathBuf {
     crate::support::fx(rel)
 }
 
 /// `n` 40x30 images, each with the same bright square and its mask; train = val.
 fn synthetic(dir: &Path, n: usize) -> PathBuf {
-    let ds = dir.join("synth");
-    for sub in ["images", "masks", "anns"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
     let inside = |x: u32, y: u32| (8..24).contains(&x) && (6..20).contains(&y);
-    let mut recs = Vec::new();
-    for i in 0..n as u32 {
-        let img = image::RgbImage::from_fn(40, 30, |x, y| {
-            if inside(x, y) {
-                image::Rgb([230, 200, 190])
-            } else {
-                image::Rgb([(x * 3 + i * 7) as u8, (y * 4) as u8, 60])
-            }
-        });
-        img.save(ds.join(format!("images/{i}.png"))).unwrap();
-        let m = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
-        m.save(ds.join(format!("masks/{i}.png"))).unwrap();
-        recs.push(serde_json::json!({"img_name": format!("{i}.png"), "mask_name": format!("{i}.png"),
-            "prompts": {"p0": "", "p1": "square", "p2": ["a pink square", "square lesion"]}}));
-    }
-    let j = serde_json::to_string(&recs).unwrap();
-    std::fs::write(ds.join("anns/train.json"), &j).unwrap();
-    std::fs::write(ds.join("anns/val.json"), &j).unwrap();
-    ds
+    Synth::new(n as u32, 40, 30)
+        .image(move |i, x, y| if inside(x, y) { [230, 200, 190] } else { [(x * 3 + i * 7) as u8, (y * 4) as u8, 60] })
+        .mask(move |_, x, y| inside(x, y))
+        .prompts(serde_json::json!({"p0": "", "p1": "square", "p2": ["a pink square", "square lesion"]}))
+        .write(&dir.join("synth"))
 }
 
 fn config(kind: &str, model: &Path, ds: &Path, out: &Path, extra_model: &str, extra: &str) -> TrainConfig {
@@ -64,21 +48,6 @@ fn bits(t: &Tensor) -> Vec<u64> {
 
 fn same(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> bool {
     a.len() == b.len() && a.iter().all(|(k, t)| b.get(k).is_some_and(|u| bits(t) == bits(u)))
-}
-
-/// A CRIS with random (seeded) weights small enough for tests, with the real CLIP vocabulary.
-fn tiny_cris(dir: &Path) -> PathBuf {
-    let c = serde_json::json!({
-        "backbone": {"embed_dim": 32, "image_resolution": 64, "vision_layers": [1, 1, 1, 1], "vision_width": 8,
-                     "context_length": 16, "vocab_size": 49408, "transformer_width": 32,
-                     "transformer_heads": 2, "transformer_layers": 1},
-        "word_len": 8, "fpn_in": [64, 128, 32], "fpn_out": [16, 32, 32], "vis_dim": 32, "word_dim": 32,
-        "num_layers": 1, "num_head": 2, "dim_ffn": 32, "img_size": 64
-    });
-    let out = dir.join("cris_tiny");
-    let bpe = vlsm::tokenize::find_bpe().unwrap();
-    vlsm::train::tasks::random_init::write_cris(&out, &c, 11, Some(&bpe)).unwrap();
-    out
 }
 
 const FAST: &str = "image_size = 64\n[train]\nbatch_size = 4\nlr = 1e-2\n[early_stopping]\npatience = 0\n";
@@ -141,7 +110,7 @@ fn biomedclipseg_d_starts_from_a_clipseg_decoder_and_random_init_is_seeded() {
 #[test]
 fn cris_end_to_end_with_the_contrastive_loss_learns_and_exports_a_cris_dir() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_cris(tmp.path());
+    let model = tiny_cris(&tmp.path().join("cris_tiny"), 11);
     let ds = synthetic(tmp.path(), 8);
     let extra = epochs(10).replace("lr = 1e-2", "lr = 2e-3") + "[loss]\nkind = \"contrastive\"\n";
     let cfg = config(
@@ -188,7 +157,7 @@ fn cris_end_to_end_with_the_contrastive_loss_learns_and_exports_a_cris_dir() {
 #[test]
 fn cris_with_a_frozen_backbone_trains_the_head_only_and_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_cris(tmp.path());
+    let model = tiny_cris(&tmp.path().join("cris_tiny"), 11);
     let ds = synthetic(tmp.path(), 6);
     let cache = format!("cache_dir = \"{}\"\n", tmp.path().join("cache").display());
     let extra = epochs(3).replace("image_size = 64\n", &format!("image_size = 64\n{cache}"));
@@ -234,7 +203,7 @@ fn wrong_kinds_keys_and_shapes_are_named_before_training() {
     let ds = synthetic(tmp.path(), 2);
     let out = tmp.path().join("run");
     let biomed = fx("biomedclip/tiny");
-    let cris = tiny_cris(tmp.path());
+    let cris = tiny_cris(&tmp.path().join("cris_tiny"), 11);
 
     // A CRIS config over a BiomedCLIPSeg directory, and the other way round.
     let e = err(CrisTask::new(&config("cris", &biomed, &ds, &out, "", FAST), DecoderInit::Checkpoint, false));

@@ -32,3 +32,8 @@ pub fn repo_root() -> std::path::PathBuf {
 pub fn fx(rel: &str) -> std::path::PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
+
+mod dataset;
+mod models;
+pub use dataset::Synth;
+pub use models::{tiny_clipseg, tiny_cris};
