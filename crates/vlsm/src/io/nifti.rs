@@ -11,26 +11,25 @@ use image::RgbImage;
 
 use super::types::{Decoded, MAX_PIXELS};
 
-/// Decompressed volumes larger than this are refused.
+/// A `vox_offset` past this is refused.
 const MAX_BYTES: u64 = 2 << 30;
 
+/// What the 348-byte header says about the slice to read.
+struct Header {
+    le: bool,
+    nx: usize,
+    ny: usize,
+    datatype: i16,
+    bpv: usize,
+    slope: f32,
+    inter: f32,
+    /// Byte range of the slice in the file.
+    start: u64,
+    end: u64,
+}
+
 #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(a >= b)` also rejects NaN, on purpose
-pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
-    let raw;
-    let b: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .take(MAX_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
-        if out.len() as u64 > MAX_BYTES {
-            bail!("decompressed NIfTI is larger than {MAX_BYTES} bytes");
-        }
-        raw = out;
-        &raw
-    } else {
-        bytes
-    };
+fn header(b: &[u8], slice: Option<usize>) -> Result<Header> {
     if b.len() < 348 {
         bail!("not a NIfTI file (only {} bytes, a header needs 348)", b.len());
     }
@@ -65,8 +64,11 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
     if !(1..=7).contains(&ndim) {
         bail!("bad dim[0] = {ndim}");
     }
-    let dim: Vec<usize> =
-        (1..=7).map(|i| if i <= ndim as usize { i16_at(40 + 2 * i).max(0) as usize } else { 1 }).collect();
+    let raw: Vec<i16> = (1..=7).map(|i| if i <= ndim as usize { i16_at(40 + 2 * i) } else { 1 }).collect();
+    if let Some(i) = raw.iter().position(|&d| d < 0) {
+        bail!("bad dim[{}] = {} (negative)", i + 1, raw[i]);
+    }
+    let dim: Vec<usize> = raw.iter().map(|&d| d as usize).collect();
     let (nx, ny, nz) = (dim[0], dim[1], dim[2]);
     if let Some(i) = dim[3..].iter().position(|&d| d > 1) {
         bail!("{}-D data (dim[{}] = {}) is not supported; 2-D images and 3-D volumes only", ndim, i + 4, dim[i + 3]);
@@ -89,18 +91,59 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
         d => bail!("NIfTI datatype {d} is not supported"),
     };
     let vox_offset = f32_at(108);
-    if !(vox_offset >= 348.0) || vox_offset.fract() != 0.0 {
+    if !(vox_offset >= 348.0) || vox_offset.fract() != 0.0 || vox_offset as f64 > MAX_BYTES as f64 {
         bail!("bad vox_offset {vox_offset}");
     }
-    let plane = nx.checked_mul(ny).ok_or_else(|| anyhow!("image too large"))?;
+    let plane = nx * ny; // both < 2^15
     if plane as u64 > MAX_PIXELS {
         bail!("slice is {nx}x{ny} = {plane} pixels, more than the limit of {}", MAX_PIXELS);
     }
-    let len = plane * bpv;
-    let end = (k as u64 * len as u64 + len as u64).saturating_add(vox_offset as u64);
-    let data = usize::try_from(end).ok().and_then(|end| b.get(end - len..end)).ok_or_else(|| {
-        anyhow!("truncated: slice {k} of {nx}x{ny}x{nz} needs bytes up to {end}, file has {}", b.len())
-    })?;
+    let len = (plane * bpv) as u64;
+    let start = vox_offset as u64 + k as u64 * len;
+    Ok(Header { le, nx, ny, datatype, bpv, slope: f32_at(112), inter: f32_at(116), start, end: start + len })
+}
+
+/// Inflates at most `limit` bytes of a gzip stream.
+fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
+    Ok(out)
+}
+
+/// Width and height of a slice, from the header (a .nii.gz is inflated only that far).
+pub(crate) fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    let h = if bytes.starts_with(&[0x1f, 0x8b]) { header(&gunzip(bytes, 348)?, None)? } else { header(bytes, None)? };
+    Ok((h.nx as u32, h.ny as u32))
+}
+
+pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
+    // A .nii.gz is inflated only after its header has been checked, and streamed: the bytes
+    // before the slice are discarded as they come, so memory holds one slice, whatever a small
+    // file claims (a decompression bomb).
+    let owned;
+    let (h, data): (Header, &[u8]) = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let h = header(&gunzip(bytes, 348)?, slice)?;
+        let mut gz = flate2::read::MultiGzDecoder::new(bytes);
+        let skipped = std::io::copy(&mut (&mut gz).take(h.start), &mut std::io::sink())
+            .map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
+        let mut out = Vec::with_capacity((h.end - h.start) as usize);
+        gz.take(h.end - h.start).read_to_end(&mut out).map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
+        if skipped + (out.len() as u64) < h.end {
+            bail!("truncated: the slice needs bytes up to {}, the data has {}", h.end, skipped + out.len() as u64);
+        }
+        owned = out;
+        (h, &owned)
+    } else {
+        let h = header(bytes, slice)?;
+        let data = bytes
+            .get(h.start as usize..h.end as usize)
+            .ok_or_else(|| anyhow!("truncated: the slice needs bytes up to {}, the file has {}", h.end, bytes.len()))?;
+        (h, data)
+    };
+    let Header { le, nx, ny, datatype, bpv, slope, inter, .. } = h;
     if datatype == 128 {
         let img = RgbImage::from_raw(nx as u32, ny as u32, data.to_vec()).expect("buffer size matches");
         return Ok(Decoded::Rgb(img));
@@ -128,7 +171,6 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
         })
         .collect();
     // Per the NIfTI-1 standard, scl_slope == 0 means "no scaling".
-    let (slope, inter) = (f32_at(112), f32_at(116));
     if slope != 0.0 && slope.is_finite() && inter.is_finite() && (slope != 1.0 || inter != 0.0) {
         for v in values.iter_mut() {
             *v = *v * slope + inter;

@@ -164,6 +164,8 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     let head = read_head(path)?;
     match sniff(path, &head) {
         Format::Raster => raster_dimensions(path),
-        _ => Ok(read_mask(path)?.dimensions()),
+        // From the header alone: a .nii.gz is not inflated past it (limits come before the data).
+        Format::Nifti => nifti::dimensions(&read_bytes(path)?).map_err(|e| anyhow!("{}: {e}", path.display())),
+        Format::Dicom => Ok(read_mask(path)?.dimensions()),
     }
 }

@@ -520,3 +520,35 @@ fn corrupt_medical_files_never_panic() {
     }
     assert!(n_err > 100);
 }
+
+/// A small .nii.gz whose header claims 10000x10000x21 bytes (#17): its size comes from the header
+/// alone, and reading it streams the stream past the bytes before the slice instead of holding
+/// them, so it ends in a one-line error with memory for one slice at most.
+#[test]
+fn nifti_gz_bombs_are_sized_from_the_header() {
+    let d = tmp();
+    let p = d.path().join("bomb.nii.gz");
+    // 64 MiB of zeros after the header: a 64 KiB file, far short of the slice it claims.
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(&nifti(&[10000, 10000, 21], 2, 8, 0.0, 0.0, &[])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        e.write_all(&zeros).unwrap();
+    }
+    let file = e.finish().unwrap();
+    assert!(file.len() < 1 << 20, "{}", file.len());
+    std::fs::write(&p, &file).unwrap();
+    assert_eq!(vlsm::io::image_dimensions(&p).unwrap(), (10000, 10000));
+    let e = err_of(read_image_any(&p, &ReadOptions::default()));
+    assert!(e.contains("bomb.nii.gz") && e.contains("truncated") && e.contains("1100000352"), "{e}");
+    // A vox_offset past any sane file is refused from the header too (it overflowed before).
+    let mut h = nifti(&[4, 4], 2, 8, 0.0, 0.0, &[0; 16]);
+    h[108..112].copy_from_slice(&1e30f32.to_le_bytes());
+    std::fs::write(&p, gz(&h)).unwrap();
+    let e = err_of(read_image_any(&p, &ReadOptions::default()));
+    assert!(e.contains("bad vox_offset"), "{e}");
+    // A negative dimension is named as such, not as a zero size.
+    std::fs::write(&p, gz(&nifti(&[-64, 4], 2, 8, 0.0, 0.0, &[0; 16]))).unwrap();
+    let e = err_of(read_image_any(&p, &ReadOptions::default()));
+    assert!(e.contains("negative"), "{e}");
+}
