@@ -20,13 +20,7 @@ pub const MAX_FILE_BYTES: u64 = 2 << 30;
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let p = path.display();
-    let md = std::fs::metadata(path).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
-    if md.is_dir() {
-        bail!("{p}: is a directory, not an image file");
-    }
-    if !md.is_file() {
-        bail!("{p}: not a regular file");
-    }
+    let md = super::sniff::regular_file(path)?;
     if md.len() > MAX_FILE_BYTES {
         bail!("{p}: {} bytes, more than the limit of {MAX_FILE_BYTES}", md.len());
     }

@@ -35,9 +35,23 @@ pub(crate) fn sniff(path: &Path, head: &[u8]) -> Format {
     Format::Raster
 }
 
+/// The metadata of a regular file; anything else is an error naming the file.
+pub(crate) fn regular_file(path: &Path) -> Result<std::fs::Metadata> {
+    let p = path.display();
+    let md = std::fs::metadata(path).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
+    if md.is_dir() {
+        bail!("{p}: is a directory, not an image file");
+    }
+    if !md.is_file() {
+        bail!("{p}: not a regular file");
+    }
+    Ok(md)
+}
+
 /// The first [`HEAD_LEN`] bytes of a file (fewer if it is shorter).
 pub(crate) fn read_head(path: &Path) -> Result<Vec<u8>> {
     let p = path.display();
+    regular_file(path)?;
     let mut head = vec![0u8; HEAD_LEN];
     let mut f = std::fs::File::open(path).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
     let mut n = 0;

@@ -56,6 +56,8 @@ fn devices_fifos_and_directories_are_refused_at_once() {
         assert!(e.contains(&p.display().to_string()) && e.contains(want), "{e}");
         let e = one_line(vlsm::io::read_mask(&p));
         assert!(e.contains(want), "{e}");
+        let e = one_line(vlsm::io::image_dimensions(&p));
+        assert!(e.contains(want), "{e}");
     }
     // A FIFO would block and /dev/zero would never end: neither is opened.
     assert!(t.elapsed() < Duration::from_secs(5));
