@@ -172,6 +172,27 @@ fn train_resume_is_bit_identical() {
     std::fs::remove_dir_all(&b).unwrap();
 }
 
+/// A kill while epoch N's `last/` is written leaves `best/` (written first) at epoch N: resuming
+/// continues from it, with the same result as a straight run (#17, item 16).
+#[test]
+fn resume_after_a_kill_during_the_last_write_loses_no_epoch() {
+    let (a, b) = (tmp("straight_kill"), tmp("killed"));
+    let sa = train::run(&config(&a, 3), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none()).unwrap();
+    let sb = train::run(&config(&b, 3), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::stop_after(1)).unwrap();
+    assert_eq!(sb.history.len(), 1);
+    // Epoch 1 always improves on nothing, so best/ holds it; last/ never got renamed into place.
+    std::fs::rename(b.join("last"), b.join(".last.tmp")).unwrap();
+    let sb = train::run(&config(&b, 3), &mut Tiny::new(99), &RunOptions::quiet().resumed(), Hooks::none()).unwrap();
+    assert_eq!(sb.history.len(), 3, "resumed from epoch 1, not from scratch or nothing");
+    let bits = |h: &[train::EpochRecord]| h.iter().map(|r| (r.epoch, r.train_loss, r.val_dice)).collect::<Vec<_>>();
+    assert_eq!(bits(&sa.history), bits(&sb.history));
+    // A fresh run there is refused.
+    let e = train::run(&config(&b, 3), &mut Tiny::new(1), &RunOptions::quiet(), Hooks::none()).unwrap_err();
+    assert!(e.to_string().contains("already holds a run"), "{e}");
+    std::fs::remove_dir_all(&a).unwrap();
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
 #[test]
 fn train_lr_override_steps_the_learning_rate() {
     let out = tmp("lr");

@@ -86,6 +86,21 @@ pub fn resolve(run_dir: &Path, name: &str) -> Option<PathBuf> {
     old.join(STATE).is_file().then_some(old)
 }
 
+/// The checkpoint to resume from: `last/`, or `best/` when it holds a later epoch. A kill while
+/// `last/` is being written leaves the epoch's `best/` (written first) complete and `last/` absent
+/// or one epoch behind; resuming from `last/` alone would lose that epoch or find nothing.
+pub fn resolve_resume(run_dir: &Path) -> Option<PathBuf> {
+    let epoch = |d: &Path| -> Option<usize> {
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(d.join(STATE)).ok()?).ok()?;
+        v.get("epoch")?.as_u64().map(|e| e as usize)
+    };
+    match (resolve(run_dir, "last"), resolve(run_dir, "best")) {
+        (Some(l), Some(b)) if epoch(&b) > epoch(&l) => Some(b),
+        (Some(l), _) => Some(l),
+        (None, b) => b,
+    }
+}
+
 fn sync_file(p: &Path) -> Result<()> {
     fs::File::open(p).and_then(|f| f.sync_all()).map_err(|e| anyhow!("{}: cannot sync: {e}", p.display()))
 }

@@ -186,8 +186,8 @@ pub fn apply_threads(n: usize) {
 
 /// An error unless `run_dir` is free for a fresh run (no `last/` checkpoint).
 fn refuse_existing_run(run_dir: &Path) -> Result<()> {
-    if state::resolve(run_dir, "last").is_some() {
-        bail!("{}: already holds a run (last/); resume it or choose another output_dir", run_dir.display());
+    if state::resolve_resume(run_dir).is_some() {
+        bail!("{}: already holds a run (last/ or best/); resume it or choose another output_dir", run_dir.display());
     }
     Ok(())
 }
@@ -295,7 +295,7 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
     let mut opt = AdamW::new(vars, cfg.adamw())?;
     let (mut st, mut rng) = fresh_state(cfg);
     if opts.resume {
-        let dir = state::resolve(&run_dir, "last").ok_or_else(|| {
+        let dir = state::resolve_resume(&run_dir).ok_or_else(|| {
             anyhow!("{}: no checkpoint to resume (expected last/{})", run_dir.display(), state::STATE)
         })?;
         st = state::load(&dir, &mut opt)?;
