@@ -93,6 +93,7 @@ impl CrisConfig {
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
+        super::unet::validate_threshold(self.threshold)?;
         let b = &self.backbone;
         let w = b.vision_width;
         let want_in = [w * 8, w * 16, b.embed_dim];

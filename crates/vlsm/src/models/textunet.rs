@@ -92,6 +92,7 @@ impl TextUNetConfig {
 
     pub fn validate(&self) -> std::result::Result<(), String> {
         validate_levels(self.image_size, &self.channels, self.groups)?;
+        super::unet::validate_threshold(self.threshold)?;
         if !self.text_dim.is_multiple_of(self.text_heads) {
             return Err(format!("text_dim {} is not divisible by text_heads {}", self.text_dim, self.text_heads));
         }

@@ -68,8 +68,17 @@ impl UNetConfig {
         if self.model_type != "unet" {
             return Err(format!("model_type is '{}', expected 'unet'", self.model_type));
         }
-        validate_levels(self.image_size, &self.channels, self.groups)
+        validate_levels(self.image_size, &self.channels, self.groups)?;
+        validate_threshold(self.threshold)
     }
+}
+
+/// A model's default threshold is a probability.
+pub(crate) fn validate_threshold(t: f32) -> std::result::Result<(), String> {
+    if !(0.0..=1.0).contains(&t) {
+        return Err(format!("threshold {t} is not a probability (0 to 1)"));
+    }
+    Ok(())
 }
 
 /// Checks shared by UNet and TextUNet configs.

@@ -237,7 +237,7 @@ impl TryFrom<ConfigJson> for ImageProcessorConfig {
             Some(de::Size::Exact { height, width }) => (height, width),
             Some(de::Size::ShortestEdge(_)) => return Err("crop_size: needs height and width".into()),
         };
-        Ok(Self {
+        let c = Self {
             image_processor_type: ty.trim_end_matches("Fast").trim_end_matches("Pil").to_string(),
             do_resize: j.do_resize.unwrap_or(d.do_resize),
             // A bare integer `size` is square for ViT, the shortest edge for CLIP.
@@ -256,7 +256,41 @@ impl TryFrom<ConfigJson> for ImageProcessorConfig {
             do_normalize: j.do_normalize.unwrap_or(d.do_normalize),
             image_mean: j.image_mean.unwrap_or(d.image_mean),
             image_std: j.image_std.unwrap_or(d.image_std),
-        })
+        };
+        c.check_values()?;
+        Ok(c)
+    }
+}
+
+/// Largest side a processor may resize or crop to: far past any model's input, and small enough
+/// that the tensor it asks for can be allocated.
+pub const MAX_PROCESSOR_SIDE: u32 = 8192;
+
+impl ImageProcessorConfig {
+    /// Values no reference processor has: a zero or negative std divides by zero, a huge size
+    /// asks for an impossible allocation.
+    fn check_values(&self) -> std::result::Result<(), String> {
+        if self.image_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!("image_std: {:?}, each must be a positive number", self.image_std));
+        }
+        if self.image_mean.iter().any(|m| !m.is_finite()) {
+            return Err(format!("image_mean: {:?}, each must be a finite number", self.image_mean));
+        }
+        if !(self.rescale_factor.is_finite() && self.rescale_factor > 0.0) {
+            return Err(format!("rescale_factor: {}, must be a positive number", self.rescale_factor));
+        }
+        let sides = match self.size {
+            ResizeTarget::Exact { height, width } => vec![height, width],
+            ResizeTarget::ShortestEdge(s) => vec![s],
+        };
+        for (key, v) in
+            sides.iter().map(|&v| ("size", v)).chain([("crop_size", self.crop_size.0), ("crop_size", self.crop_size.1)])
+        {
+            if v == 0 || v > MAX_PROCESSOR_SIDE {
+                return Err(format!("{key}: {v}, must be 1 to {MAX_PROCESSOR_SIDE}"));
+            }
+        }
+        Ok(())
     }
 }
 
