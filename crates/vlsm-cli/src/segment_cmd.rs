@@ -107,7 +107,10 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         let c = image_cond.clone().expect("checked above");
         (c, vec![Condition { name: String::new() }])
     } else {
-        let text = seg.text_conditional(&a.prompts)?;
+        // In chunks: a text encoder's activations grow with the prompts it runs at once.
+        let parts: Vec<candle_core::Tensor> =
+            a.prompts.chunks(TEXT_BATCH).map(|c| seg.text_conditional(c)).collect::<Result<_>>()?;
+        let text = candle_core::Tensor::cat(&parts, 0)?;
         let cond = match &image_cond {
             Some(ic) => pipeline::mix_conditionals(&text, ic, a.mix)?,
             None => text,
@@ -157,15 +160,19 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
             let (imgs, pv) = item?;
             let feats = seg.encode_images(&pv)?;
             for ((path, img), f) in imgs.iter().zip(&feats) {
-                let logits = seg.decode(f, &cond)?; // [N, h, w]
-                for (k, c) in conds.iter().enumerate() {
-                    let l = logits.get(k)?;
-                    // Logits first: a failure there leaves no masks behind.
-                    if let Some(npy) = &a.logits {
-                        let (h, w) = l.dims2()?;
-                        io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
+                // A bounded number of prompts at a time, written as they come: the decoder's
+                // activations grow with the prompts it runs at once.
+                for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
+                    let logits = seg.decode(f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?)?; // [n, h, w]
+                    for (k, c) in chunk.iter().enumerate() {
+                        let l = logits.get(k)?;
+                        // Logits first: a failure there leaves no masks behind.
+                        if let Some(npy) = &a.logits {
+                            let (h, w) = l.dims2()?;
+                            io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
+                        }
+                        write_outputs(&a, path, img, &l, c, threshold)?;
                     }
-                    write_outputs(&a, path, img, &l, c, threshold)?;
                 }
                 bar.inc(1);
             }
@@ -176,6 +183,11 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     eprintln!("wrote {} image(s) x {} prompt(s) to {}", a.images.len(), conds.len(), a.out.display());
     Ok(())
 }
+
+/// Prompts decoded at once for one image.
+const PROMPT_BATCH: usize = 16;
+/// Prompts encoded at once by the text encoder.
+const TEXT_BATCH: usize = 64;
 
 fn write_outputs(
     a: &SegmentArgs,

@@ -200,3 +200,31 @@ fn bad_inputs_fail_cleanly() {
 
     assert!(files_in(&out).is_empty(), "outputs left behind: {:?}", files_in(&out));
 }
+
+/// Many prompts are decoded in bounded chunks (#17 item 7): 40 prompts give exactly the masks
+/// that 40 one-prompt runs give, across the chunk boundaries.
+#[test]
+fn many_prompts_in_chunks_equal_one_prompt_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (img, model) = (fixtures().join("images/kvasir_75x50.png"), fixtures().join("tiny_complex"));
+    let prompts: Vec<String> = (0..40).map(|i| format!("a polyp number {i} in the image")).collect();
+    let all = tmp.path().join("all");
+    let mut args = vec!["segment", s(&img), "--model", s(&model), "--out", s(&all)];
+    for p in &prompts {
+        args.extend(["--prompt", p.as_str()]);
+    }
+    let (ok, _, err) = vlsm(&args);
+    assert!(ok, "{err}");
+    let mut seen = std::collections::HashSet::new();
+    for k in [0, 15, 16, 31, 32, 39] {
+        let one = tmp.path().join(format!("one{k}"));
+        let (ok, _, err) = vlsm(&["segment", s(&img), "--model", s(&model), "--prompt", &prompts[k], "--out", s(&one)]);
+        assert!(ok, "{err}");
+        let a = std::fs::read(all.join(format!("kvasir_75x50.{k}.mask.png"))).unwrap();
+        let b = std::fs::read(one.join("kvasir_75x50.mask.png")).unwrap();
+        assert!(a == b, "prompt {k}: the mask from the 40-prompt run differs from its own run");
+        seen.insert(a);
+    }
+    // The prompts give different masks, so a prompt written under another's index would show.
+    assert_eq!(seen.len(), 6);
+}
