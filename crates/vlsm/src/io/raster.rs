@@ -19,7 +19,7 @@ pub(crate) fn decode_raster(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
         Some(ImageFormat::Jpeg) if !jpeg_complete(bytes) => {
             bail!("{p}: truncated JPEG (no end-of-image marker after the scan)")
         }
-        Some(_) => {}
+        Some(_) => check_bmp_size(path, bytes)?,
     }
     let (w, h) = reader.into_dimensions().map_err(|e| anyhow!("{p}: cannot decode image header: {e}"))?;
     check_size(path, w as u64, h as u64)?;
@@ -32,6 +32,18 @@ pub(crate) fn decode_raster(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
     limits.max_alloc = Some(MAX_PIXELS * 16);
     reader.limits(limits);
     reader.decode().map_err(|e| anyhow!("{p}: cannot decode image: {e}"))
+}
+
+/// A BMP whose header says width or height 0: the decoder calls that "too large".
+fn check_bmp_size(path: &Path, head: &[u8]) -> Result<()> {
+    if head.starts_with(b"BM") && head.len() >= 26 {
+        let w = i32::from_le_bytes([head[18], head[19], head[20], head[21]]);
+        let h = i32::from_le_bytes([head[22], head[23], head[24], head[25]]);
+        if w == 0 || h == 0 {
+            bail!("{}: image has zero size ({w}x{})", path.display(), h.unsigned_abs());
+        }
+    }
+    Ok(())
 }
 
 /// Whether a JPEG's segments lead to a scan that an end-of-image marker (FF D9) closes. Marker
@@ -60,8 +72,9 @@ pub(crate) fn jpeg_complete(bytes: &[u8]) -> bool {
 }
 
 /// Width and height of a raster file from its header only.
-pub(crate) fn raster_dimensions(path: &Path) -> Result<(u32, u32)> {
+pub(crate) fn raster_dimensions(path: &Path, head: &[u8]) -> Result<(u32, u32)> {
     let p = path.display();
+    check_bmp_size(path, head)?;
     let reader =
         ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
     if reader.format().is_none() {

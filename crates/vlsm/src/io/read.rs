@@ -157,7 +157,7 @@ fn medical_mask(path: &Path, bytes: &[u8], format: Format, slice: Option<usize>)
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     let head = read_head(path)?;
     match sniff(path, &head) {
-        Format::Raster => raster_dimensions(path),
+        Format::Raster => raster_dimensions(path, &head),
         // From the header alone: a .nii.gz is not inflated past it (limits come before the data).
         Format::Nifti => nifti::dimensions(&read_bytes(path)?).map_err(|e| anyhow!("{}: {e}", path.display())),
         Format::Dicom => Ok(read_mask(path)?.dimensions()),

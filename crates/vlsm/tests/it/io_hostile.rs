@@ -63,6 +63,25 @@ fn devices_fifos_and_directories_are_refused_at_once() {
     assert!(t.elapsed() < Duration::from_secs(5));
 }
 
+/// A BMP of width 0 was "too large" (#17 item 19).
+#[test]
+fn a_zero_width_bmp_says_so() {
+    let mut bmp = b"BM".to_vec();
+    for v in [54u32, 0, 54, 40] {
+        bmp.extend_from_slice(&v.to_le_bytes());
+    }
+    bmp.extend_from_slice(&0i32.to_le_bytes()); // width
+    bmp.extend_from_slice(&4i32.to_le_bytes()); // height
+    bmp.extend_from_slice(&[1, 0, 24, 0]);
+    bmp.extend_from_slice(&[0; 24]);
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("w0.bmp");
+    std::fs::write(&p, &bmp).unwrap();
+    for e in [one_line(read_rgb(&p)), one_line(vlsm::io::image_dimensions(&p))] {
+        assert!(e.contains("w0.bmp") && e.contains("zero size (0x4)"), "{e}");
+    }
+}
+
 #[test]
 fn thread_counts_are_capped() {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
