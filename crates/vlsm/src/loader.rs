@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
 
 use crate::models::bert::BertConfig;
 use crate::models::biomedclip::{BiomedClip, BiomedClipConfig, OpenClipConfig, PreprocessCfg};
@@ -15,7 +16,7 @@ use crate::models::cris::{Cris, CrisConfig};
 use crate::models::seg::{ModelKind, SegModel, WithTokenizer};
 use crate::models::textunet::{TextUNet, TextUNetConfig};
 use crate::models::unet::{UNet, UNetConfig};
-use crate::preprocess::ImageProcessorConfig;
+use crate::preprocess::{ImageProcessorConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
 use crate::weights;
 
@@ -70,34 +71,36 @@ pub fn clip_tokenizer_or_bundled(dir: &Path) -> Result<ClipTokenizer> {
     })
 }
 
-/// A Hugging Face CLIPSeg directory (`config.json`, weights).
-pub fn clipseg(dir: &Path, dtype: DType, dev: &Device) -> Result<ClipSeg> {
+/// The Hugging Face layout: `config.json` (deserialised, then `validate`d) and the weights
+/// beside it, built by `new`; errors name the file.
+fn config_and_weights<C: serde::de::DeserializeOwned, M>(
+    dir: &Path,
+    dtype: DType,
+    dev: &Device,
+    validate: impl FnOnce(&C) -> std::result::Result<(), String>,
+    new: impl FnOnce(VarBuilder<'static>, &C) -> candle_core::Result<M>,
+) -> Result<M> {
+    let cfg_path = dir.join("config.json");
+    let config: C = weights::read_json(&cfg_path)?;
+    validate(&config).map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
     let weights = weights::find_weights(dir)?;
     let vb = weights::var_builder(&weights, dtype, dev, None)?;
-    let cfg_path = dir.join("config.json");
-    let config: ClipSegConfig = weights::read_json(&cfg_path)?;
-    config.validate().map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
-    ClipSeg::new(vb, &config).map_err(|e| weights::load_error(&weights, e))
+    new(vb, &config).map_err(|e| weights::load_error(&weights, e))
+}
+
+/// A Hugging Face CLIPSeg directory (`config.json`, weights).
+pub fn clipseg(dir: &Path, dtype: DType, dev: &Device) -> Result<ClipSeg> {
+    config_and_weights(dir, dtype, dev, ClipSegConfig::validate, ClipSeg::new)
 }
 
 /// A TextUNet directory as `vlsm train` writes it.
 pub fn textunet(dir: &Path, dtype: DType, dev: &Device) -> Result<TextUNet> {
-    let weights = weights::find_weights(dir)?;
-    let vb = weights::var_builder(&weights, dtype, dev, None)?;
-    let cfg_path = dir.join("config.json");
-    let config: TextUNetConfig = weights::read_json(&cfg_path)?;
-    config.validate().map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
-    TextUNet::new(vb, &config).map_err(|e| weights::load_error(&weights, e))
+    config_and_weights(dir, dtype, dev, TextUNetConfig::validate, TextUNet::new)
 }
 
 /// A UNet directory as `vlsm train` writes it.
 pub fn unet(dir: &Path, dtype: DType, dev: &Device) -> Result<UNet> {
-    let cfg_path = dir.join("config.json");
-    let config: UNetConfig = weights::read_json(&cfg_path)?;
-    config.validate().map_err(|e| anyhow!("{}: {e}", cfg_path.display()))?;
-    let weights = weights::find_weights(dir)?;
-    let vb = weights::var_builder(&weights, dtype, dev, None)?;
-    UNet::new(vb, &config).map_err(|e| weights::load_error(&weights, e))
+    config_and_weights(dir, dtype, dev, UNetConfig::validate, UNet::new)
 }
 
 /// A BiomedCLIPSeg directory (see `models::biomedclipseg`); `decoder` overrides the config's
@@ -172,14 +175,13 @@ pub fn biomedclip_config(dir: &Path) -> Result<BiomedClipConfig> {
         _ => BertConfig::default(),
     };
     let pre = oc.preprocess_cfg.unwrap_or(PreprocessCfg { mean: None, std: None });
-    let clip = ImageProcessorConfig::clip_default();
     Ok(BiomedClipConfig {
         embed_dim: m.embed_dim,
         vision,
         text,
         context_length: t.context_length,
-        mean: pre.mean.unwrap_or(clip.image_mean),
-        std: pre.std.unwrap_or(clip.image_std),
+        mean: pre.mean.unwrap_or(OPENAI_CLIP_MEAN),
+        std: pre.std.unwrap_or(OPENAI_CLIP_STD),
     })
 }
 

@@ -338,18 +338,9 @@ async fn connection_cap_holds_and_requests_are_still_answered() {
 #[cfg(unix)]
 #[test]
 fn sigterm_with_partial_head_and_body_exits_promptly() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vlsm-serve"))
-        .args(["--addr", "127.0.0.1:0", "--drain-secs", "3", "--model"])
-        .arg(common::tiny_model())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vlsm-serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.trim().strip_suffix('/')).expect("address line").to_string();
+    use std::io::{Read, Write};
+    use std::process::Command;
+    let (mut child, addr) = crate::sigterm::spawn_binary(&["--drain-secs", "3"]);
     let mut head = std::net::TcpStream::connect(&addr).unwrap();
     write!(head, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nX-Half").unwrap();
     let (ct, body) = seg_form(&png_bytes(40, 30, 1), &["x"]).finish();
@@ -369,14 +360,8 @@ fn sigterm_with_partial_head_and_body_exits_promptly() {
     let mut sink = Vec::new();
     let _ = head.read_to_end(&mut sink);
     assert!(t.elapsed() < Duration::from_millis(1500), "partial head closed after {:?}", t.elapsed());
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        // The partial body (it never completes; the body timeout is 30 s) ends at the 3 s drain.
-        assert!(t.elapsed() < Duration::from_secs(8), "server did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The partial body (it never completes; the body timeout is 30 s) ends at the 3 s drain.
+    let status = crate::sigterm::wait_exit(&mut child, t + Duration::from_secs(8));
     assert!(status.success(), "exit status {status}");
     drop(partial);
 }

@@ -22,4 +22,4 @@ pub use read::{
 };
 pub use types::{ReadOptions, ScalarImage, Window, Windowing, MAX_PIXELS};
 pub use window::window_to_u8;
-pub use write::{write_atomic, write_png_atomic};
+pub use write::{write_atomic, write_atomic_with, write_png_atomic, write_safetensors_atomic};

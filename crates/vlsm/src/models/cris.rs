@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use super::interp;
 use super::resnet_clip::{bn, ClipResNet, ClipResNetConfig, ConvBn, PackedAttention};
-use super::seg::{clip_mean_std, square_processor, ModelKind, SegModel, WithTokenizer};
+use super::seg::{square_processor, ModelKind, SegModel, WithTokenizer};
 use crate::preprocess::ImageProcessorConfig;
+use crate::preprocess::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use crate::tokenize::ClipTokenizer;
 
 fn d_backbone() -> ClipResNetConfig {
@@ -506,8 +507,7 @@ impl SegModel for WithTokenizer<Cris, ClipTokenizer> {
 
     /// As medvlsm: resize to the square input, CLIP mean/std.
     fn image_processor(&self) -> ImageProcessorConfig {
-        let (mean, std) = clip_mean_std();
-        square_processor(self.model.config.img_size, mean, std)
+        square_processor(self.model.config.img_size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
     }
 
     fn default_threshold(&self) -> f32 {

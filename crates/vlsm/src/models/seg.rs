@@ -122,12 +122,6 @@ pub fn square_processor(size: usize, mean: [f32; 3], std: [f32; 3]) -> ImageProc
     ImageProcessorConfig { image_mean: mean, image_std: std, ..ImageProcessorConfig::clipseg(size as u32) }
 }
 
-/// OpenAI CLIP's normalisation (mean, std), as `CLIPImageProcessor` has it.
-pub fn clip_mean_std() -> ([f32; 3], [f32; 3]) {
-    let c = ImageProcessorConfig::clip_default();
-    (c.image_mean, c.image_std)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

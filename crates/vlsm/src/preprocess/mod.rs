@@ -14,7 +14,7 @@ mod processor;
 mod visual_prompt;
 
 pub use pil_resize::{pil_resize, pil_resize_gray, pil_resize_raw, Filter};
-pub use processor::{center_crop, ImageProcessorConfig, ResizeTarget};
+pub use processor::{center_crop, ImageProcessorConfig, ResizeTarget, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 pub use visual_prompt::{visual_prompt, VISUAL_PROMPT_DARKEN, VISUAL_PROMPT_RADIUS, VISUAL_PROMPT_SIGMA};
 
 /// Errors from preprocessing.

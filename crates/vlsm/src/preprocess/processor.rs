@@ -42,9 +42,9 @@ pub struct ImageProcessorConfig {
 
 const IMAGENET_STANDARD: [f32; 3] = [0.5, 0.5, 0.5];
 #[allow(clippy::excessive_precision)]
-const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 #[allow(clippy::excessive_precision)]
-const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 impl ImageProcessorConfig {
     /// transformers' `ViTImageProcessor()` defaults (224x224, bilinear, mean = std = 0.5).

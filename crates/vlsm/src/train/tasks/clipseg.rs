@@ -527,12 +527,7 @@ impl Exporter {
             }
         }
         // Last, so a directory with model.safetensors is always complete.
-        let out = dst.join(MODEL_FILE);
-        let tmp = dst.join(format!(".{MODEL_FILE}.{}.tmp", std::process::id()));
-        candle_core::safetensors::save(&all, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
-        std::fs::rename(&tmp, &out).map_err(|e| anyhow!("{}: cannot write: {e}", out.display()))?;
-        Ok(())
+        crate::io::write_safetensors_atomic(&dst.join(MODEL_FILE), &all)
     }
 
     /// Exports `run_dir/best` unless it already holds a model (a new best checkpoint replaces

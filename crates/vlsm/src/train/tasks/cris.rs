@@ -146,10 +146,11 @@ impl CrisTask {
             bail!("model.freeze: nothing of the CRIS model would train");
         }
         let tokenizer = crate::loader::clip_tokenizer_or_bundled(dir)?;
-        let processor = {
-            let (mean, std) = crate::models::seg::clip_mean_std();
-            crate::models::seg::square_processor(size, mean, std)
-        };
+        let processor = crate::models::seg::square_processor(
+            size,
+            crate::preprocess::OPENAI_CLIP_MEAN,
+            crate::preprocess::OPENAI_CLIP_STD,
+        );
         let stride4 = cfg.loss.kind == LossName::Contrastive;
         let out_size = if stride4 { size / 4 } else { size };
 
@@ -360,12 +361,7 @@ impl Exporter {
             }
         }
         // Last, so a directory with model.safetensors is always complete.
-        let out = dst.join(MODEL_FILE);
-        let tmp = dst.join(format!(".{MODEL_FILE}.{}.tmp", std::process::id()));
-        candle_core::safetensors::save(&all, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
-        std::fs::rename(&tmp, &out).map_err(|e| anyhow!("{}: cannot write: {e}", out.display()))?;
-        Ok(())
+        crate::io::write_safetensors_atomic(&dst.join(MODEL_FILE), &all)
     }
 
     /// Exports `run_dir/best` unless it already holds a model.

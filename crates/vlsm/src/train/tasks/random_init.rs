@@ -59,13 +59,7 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 }
 
 fn save_varmap(vm: &VarMap, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("tmp.safetensors");
-    vm.save(&tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    // candle writes without syncing; sync before the rename, as io::write_atomic does.
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+    crate::io::write_atomic_with(path, |tmp| vm.save(tmp).map_err(std::io::Error::other))
 }
 
 /// Writes a CRIS model directory with seeded random weights: `config.json` (`config`, whose

@@ -270,9 +270,7 @@ fn export_classifier(
         .with_context(|| format!("{}: cannot read weights", weights.display()))?;
     all.extend(trained);
     std::fs::create_dir_all(dst).with_context(|| format!("{}: cannot create", dst.display()))?;
-    let tmp = dst.join(".model.safetensors.tmp");
-    candle_core::safetensors::save(&all, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, dst.join("model.safetensors")).with_context(|| format!("{}: cannot write", dst.display()))?;
+    crate::io::write_safetensors_atomic(&dst.join("model.safetensors"), &all)?;
     let mut c = src_config.clone();
     let id2label: serde_json::Map<String, serde_json::Value> =
         classes.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone().into())).collect();
