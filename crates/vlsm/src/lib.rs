@@ -4,12 +4,14 @@
 //! (image processor semantics of the reference checkpoints), `io` (image/mask/medical formats,
 //! atomic writes, .npy), `models` (one file per model; `models::seg` the segmentation-model
 //! interface), `weights` (weight files, model-kind detection), `loader` (model directories),
+//! `hub` (Hugging Face Hub ids → cached snapshot directories),
 //! `metrics`, `data`, `pipeline`.
 
 pub mod classify;
 pub mod data;
 pub mod default_model;
 pub mod eval;
+pub mod hub;
 pub mod io;
 pub mod loader;
 pub mod metrics;

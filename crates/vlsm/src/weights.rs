@@ -2,6 +2,7 @@
 //! with errors that name the file, the key and both shapes; `config.json` reading and model-kind
 //! detection.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -85,7 +86,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// Which segmentation architecture a model directory holds, from `model_type` in its
-/// `config.json` (the names of [`ModelKind`]).
+/// `config.json` (the names of [`ModelKind`]); without one, a CRIS.pytorch yaml means CRIS.
 pub fn detect(dir: &Path) -> Result<ModelKind> {
     if !dir.is_dir() {
         bail!("{}: model directory not found", dir.display());
@@ -104,6 +105,9 @@ pub fn detect(dir: &Path) -> Result<ModelKind> {
             },
             None => bail!("{}: no model_type", cfg.display()),
         }
+    }
+    if crate::loader::cris_yaml_file(dir)?.is_some() {
+        return Ok(ModelKind::Cris);
     }
     bail!("{}: not a model directory (no config.json)", dir.display())
 }
@@ -127,6 +131,76 @@ pub fn state_dict_var_builder(path: &Path, dtype: DType, dev: &Device, probe: &s
         }
         if vb.contains_tensor(&format!("module.{probe}")) {
             return Ok(vb.rename_f(|k: &str| format!("module.{k}")));
+        }
+    }
+    match last {
+        Some(e) if keys.len() == 1 => Err(e),
+        _ => {
+            bail!("{}: no tensor {probe} (with or without 'module.', at the top or under 'state_dict')", path.display())
+        }
+    }
+}
+
+/// Names and shapes of the tensors in a weight file, read from its header (safetensors) or
+/// pickle (`.bin`, `.pth`, `.pt`) without the data; `state_key` picks a nested dict of a pickle.
+pub fn tensor_shapes(path: &Path, state_key: Option<&str>) -> Result<HashMap<String, Vec<usize>>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "safetensors" => {
+            use std::io::Read;
+            check_safetensors_header(path)?;
+            let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+            let mut n = [0u8; 8];
+            f.read_exact(&mut n).with_context(|| format!("{}: cannot read", path.display()))?;
+            let mut header = vec![0u8; u64::from_le_bytes(n) as usize];
+            f.read_exact(&mut header).with_context(|| format!("{}: cannot read", path.display()))?;
+            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+                .map_err(|e| anyhow::anyhow!("{}: malformed safetensors header: {e}", path.display()))?;
+            let mut out = HashMap::new();
+            for (name, t) in v {
+                if name == "__metadata__" {
+                    continue;
+                }
+                let shape: Vec<usize> = t
+                    .get("shape")
+                    .and_then(|s| serde_json::from_value(s.clone()).ok())
+                    .ok_or_else(|| anyhow::anyhow!("{}: tensor {name} has no shape in the header", path.display()))?;
+                out.insert(name, shape);
+            }
+            Ok(out)
+        }
+        "bin" | "pth" | "pt" | "ckpt" => {
+            let infos = candle_core::pickle::read_pth_tensor_info(path, false, state_key).map_err(|e| {
+                anyhow::anyhow!("{}: cannot read weights: {}", path.display(), one_line(&e.to_string()))
+            })?;
+            Ok(infos.into_iter().map(|i| (i.name, i.layout.shape().dims().to_vec())).collect())
+        }
+        other => bail!("{}: unknown weight format '.{other}' (expected .safetensors, .bin, .pth)", path.display()),
+    }
+}
+
+/// [`tensor_shapes`] of a checkpoint laid out as [`state_dict_var_builder`] reads it (under
+/// `state_dict` or at the top, with or without `module.`), the names without `module.`.
+pub fn state_dict_shapes(path: &Path, probe: &str) -> Result<HashMap<String, Vec<usize>>> {
+    let is_st = path.extension().is_some_and(|e| e == "safetensors");
+    let keys: &[Option<&str>] = if is_st { &[None] } else { &[Some("state_dict"), None] };
+    let mut last = None;
+    for &key in keys {
+        let shapes = match tensor_shapes(path, key) {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        if shapes.contains_key(probe) {
+            return Ok(shapes);
+        }
+        if shapes.contains_key(&format!("module.{probe}")) {
+            return Ok(shapes
+                .into_iter()
+                .map(|(k, v)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), v))
+                .collect());
         }
     }
     match last {

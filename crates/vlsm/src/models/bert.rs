@@ -66,6 +66,81 @@ impl Default for BertConfig {
     }
 }
 
+/// The `BertConfig` fields that the weights determine.
+pub const BERT_SHAPE_FIELDS: &[&str] = &[
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+];
+
+impl BertConfig {
+    /// The config of the BERT whose tensors lie under `prefix` (e.g. `text.transformer.`):
+    /// vocabulary, hidden size, max positions and token types from the embeddings, layers from
+    /// the `encoder.layer.N` count, intermediate size from layer 0; `given` (a config.json,
+    /// possibly partial) wins field by field; heads, which no shape shows, come from `given`,
+    /// else `hidden / 64` (BERT's head size), an error when that does not divide. Errors name
+    /// the missing or odd tensor.
+    pub fn from_weights(
+        shapes: &std::collections::HashMap<String, Vec<usize>>,
+        prefix: &str,
+        given: &serde_json::Map<String, serde_json::Value>,
+    ) -> std::result::Result<Self, String> {
+        let dims2 = |k: &str| -> std::result::Result<[usize; 2], String> {
+            let key = format!("{prefix}{k}");
+            match shapes.get(&key).map(|s| s.as_slice()) {
+                Some(&[a, b]) => Ok([a, b]),
+                Some(s) => Err(format!("tensor {key} has shape {s:?}, expected 2 dimensions")),
+                None => Err(format!("no tensor {key} (needed to infer the BERT config)")),
+            }
+        };
+        let [vocab, hidden] = dims2("embeddings.word_embeddings.weight")?;
+        let stem = format!("{prefix}encoder.layer.");
+        let layers: std::collections::BTreeSet<&str> =
+            shapes.keys().filter_map(|k| k.strip_prefix(&stem)).filter_map(|r| r.split('.').next()).collect();
+        if layers.is_empty() {
+            return Err(format!("no tensor {stem}* (needed to infer the BERT config)"));
+        }
+        let mut v = serde_json::Map::new();
+        v.insert("vocab_size".into(), vocab.into());
+        v.insert("hidden_size".into(), hidden.into());
+        v.insert("max_position_embeddings".into(), dims2("embeddings.position_embeddings.weight")?[0].into());
+        v.insert("type_vocab_size".into(), dims2("embeddings.token_type_embeddings.weight")?[0].into());
+        v.insert("num_hidden_layers".into(), layers.len().into());
+        v.insert("intermediate_size".into(), dims2("encoder.layer.0.intermediate.dense.weight")?[0].into());
+        for (k, x) in given {
+            v.insert(k.clone(), x.clone());
+        }
+        if !v.contains_key("num_attention_heads") {
+            let h = v.get("hidden_size").and_then(|h| h.as_u64()).unwrap_or(0) as usize;
+            if h < 64 || !h.is_multiple_of(64) {
+                return Err(format!(
+                    "hidden size {h} is not a multiple of 64, so the attention heads cannot be inferred (hidden / 64); give num_attention_heads in the text tower's config.json (<model dir>/<hf_model_name>/config.json)"
+                ));
+            }
+            v.insert("num_attention_heads".into(), (h / 64).into());
+        }
+        let c: Self = serde_json::from_value(serde_json::Value::Object(v)).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Sizes the model can be built with: heads divide the hidden size, none is zero.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let (h, n) = (self.hidden_size, self.num_attention_heads);
+        if n == 0 || !h.is_multiple_of(n) {
+            return Err(format!("num_attention_heads {n} does not divide hidden_size {h}"));
+        }
+        if self.vocab_size == 0 || h == 0 || self.intermediate_size == 0 || self.max_position_embeddings == 0 {
+            return Err("vocab_size, hidden_size, intermediate_size and max_position_embeddings must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// `embeddings`: word + position + token-type (always type 0), then LayerNorm.
 #[derive(Debug, Clone)]
 struct BertEmbeddings {

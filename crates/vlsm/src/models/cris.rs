@@ -3,9 +3,12 @@
 //! per-sample 3×3 kernel; logits are upsampled (bicubic, align_corners) to the input size.
 //!
 //! Model directory (`loader::cris` reads it): `config.json` (`model_type: "cris"`, the fields of
-//! [`CrisConfig`]) and the weights (`cris.pth`/`cris.pt`, any `torch.save` of the state dict at
-//! the top or under `state_dict`, with or without DataParallel's `module.` prefix, or
-//! `model.safetensors`).
+//! [`CrisConfig`]; without `backbone`, or with only some of its fields, the CLIP backbone is read
+//! off the weights as OpenAI CLIP's `build_model` does) or, instead of `config.json`,
+//! CRIS.pytorch's yaml (its `TRAIN` section: `word_len`, `word_dim`, `vis_dim`, `fpn_in`,
+//! `fpn_out`, `num_layers`, `num_head`, `dim_ffn`, `input_size`), and the weights
+//! (`cris.pth`/`cris.pt`, any `torch.save` of the state dict at the top or under `state_dict`,
+//! with or without DataParallel's `module.` prefix, or `model.safetensors`).
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::{conv2d, layer_norm, linear, linear_no_bias, BatchNorm, Conv2d, LayerNorm, Linear, VarBuilder};
@@ -96,6 +99,13 @@ impl CrisConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         super::unet::validate_threshold(self.threshold)?;
         let b = &self.backbone;
+        let (tw, th) = (b.transformer_width, b.transformer_heads);
+        if th == 0 || !tw.is_multiple_of(th) {
+            return Err(format!(
+                "backbone.transformer_heads {th} does not divide the text width {tw} (CLIP's width / 64 is {}; give backbone.transformer_heads)",
+                tw / 64
+            ));
+        }
         let w = b.vision_width;
         let want_in = [w * 8, w * 16, b.embed_dim];
         if self.fpn_in != want_in {

@@ -7,12 +7,12 @@ use candle_nn::{
     batch_norm, conv2d_no_bias, layer_norm, linear, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, LayerNorm,
     Linear, VarBuilder,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{clip::pooling_index, interp, quick_gelu};
 
 /// CLIP's hyper-parameters, as `build_model` reads them off a state dict.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct ClipResNetConfig {
     pub embed_dim: usize,
     pub image_resolution: usize,
@@ -42,6 +42,67 @@ impl ClipResNetConfig {
 
     pub fn rn101() -> Self {
         Self { embed_dim: 512, vision_layers: [3, 4, 23, 3], ..Self::rn50() }
+    }
+
+    /// The hyper-parameters as OpenAI CLIP's `build_model` reads them off a ResNet state dict
+    /// (`shapes`: tensor names and shapes, the CLIP names under `prefix`, e.g. `backbone.`):
+    /// vision layers from the block counts of `visual.layer{1..4}`, the width from
+    /// `visual.layer1.0.conv1.weight`, the resolution from `visual.attnpool.positional_embedding`,
+    /// the text tower from `positional_embedding`, `token_embedding`, `ln_final`,
+    /// `text_projection` and `transformer.resblocks`; heads `width / 64` (0 when the width is
+    /// under 64: `validate` then asks for them). Errors name the missing or odd tensor.
+    pub fn from_state_dict(
+        shapes: &std::collections::HashMap<String, Vec<usize>>,
+        prefix: &str,
+    ) -> std::result::Result<Self, String> {
+        let dims = |k: &str, rank: usize| -> std::result::Result<&[usize], String> {
+            let key = format!("{prefix}{k}");
+            match shapes.get(&key) {
+                Some(s) if s.len() == rank => Ok(s.as_slice()),
+                Some(s) => Err(format!("tensor {key} has shape {s:?}, expected {rank} dimensions")),
+                None => Err(format!("no tensor {key} (needed to infer the CLIP backbone)")),
+            }
+        };
+        if shapes.contains_key(&format!("{prefix}visual.proj")) {
+            return Err(format!("{prefix}visual.proj: a ViT CLIP backbone; only the ResNet one is supported"));
+        }
+        let blocks = |stem: &str| -> usize {
+            let stem = format!("{prefix}{stem}.");
+            let ids: std::collections::BTreeSet<&str> =
+                shapes.keys().filter_map(|k| k.strip_prefix(&stem)).filter_map(|rest| rest.split('.').next()).collect();
+            ids.len()
+        };
+        let mut vision_layers = [0; 4];
+        for (i, n) in vision_layers.iter_mut().enumerate() {
+            *n = blocks(&format!("visual.layer{}", i + 1));
+            if *n == 0 {
+                return Err(format!("no tensor {prefix}visual.layer{}.* (needed to infer the CLIP backbone)", i + 1));
+            }
+        }
+        let vision_width = dims("visual.layer1.0.conv1.weight", 4)?[0];
+        let pos = dims("visual.attnpool.positional_embedding", 2)?[0];
+        let grid = ((pos.saturating_sub(1)) as f64).sqrt().round() as usize;
+        if grid == 0 || grid * grid + 1 != pos {
+            return Err(format!(
+                "tensor {prefix}visual.attnpool.positional_embedding has {pos} rows, not a square grid + 1"
+            ));
+        }
+        let transformer_width = dims("ln_final.weight", 1)?[0];
+        let transformer_layers = blocks("transformer.resblocks");
+        if transformer_layers == 0 {
+            return Err(format!("no tensor {prefix}transformer.resblocks.* (needed to infer the CLIP backbone)"));
+        }
+        Ok(Self {
+            embed_dim: dims("text_projection", 2)?[1],
+            image_resolution: grid * 32,
+            vision_layers,
+            vision_width,
+            context_length: dims("positional_embedding", 2)?[0],
+            vocab_size: dims("token_embedding.weight", 2)?[0],
+            transformer_width,
+            transformer_heads: transformer_width / 64,
+            transformer_layers,
+        })
     }
 
     /// Attention-pool heads: `width * 32 // 64`, as CLIP derives them.

@@ -1,5 +1,6 @@
 //! All integration tests of `vlsm` in one binary (one link, one process; see support for shared helpers).
 
+mod arch_from_weights;
 mod biomedclip_parity;
 mod clipseg_parity;
 mod clipseg_train;

@@ -110,19 +110,20 @@ impl CrisTask {
         }
         let device = Device::Cpu;
         let dir = &cfg.model.dir;
-        let cpath = dir.join("config.json");
         match weights::detect(dir)? {
             weights::ModelKind::Cris => {}
-            k => bail!("{}: a {k:?} checkpoint, not CRIS (model.kind = \"cris\")", cpath.display()),
+            k => bail!("{}: a {k:?} checkpoint, not CRIS (model.kind = \"cris\")", dir.join("config.json").display()),
         }
-        let c: CrisConfig = weights::read_json(&cpath)?;
-        c.validate().map_err(|e| anyhow!("{}: {e}", cpath.display()))?;
+        // config.json or CRIS.pytorch's yaml, the backbone read off the weights when left out.
+        let src = crate::loader::cris_source(dir)?;
+        let c: CrisConfig = src.config.clone();
+        let cpath = src.config_path.clone();
         let size = cfg.data.image_size;
         if !size.is_multiple_of(32) {
             bail!("data.image_size: {size} is not a multiple of 32 (CRIS's stride)");
         }
-        let wpath = crate::loader::cris_weights_file(dir)?;
-        let ckpt = weights::state_dict_var_builder(&wpath, DType::F32, &device, "backbone.visual.conv1.weight")?;
+        let wpath = src.weights.clone();
+        let ckpt = weights::state_dict_var_builder(&wpath, DType::F32, &device, crate::loader::CRIS_PROBE)?;
         // Missing keys and wrong shapes are named here, against the checkpoint itself.
         Cris::new(ckpt.clone(), &c).map_err(|e| weights::load_error(&wpath, e))?;
         let varmap = VarMap::new();
@@ -190,7 +191,7 @@ impl CrisTask {
             val,
             cache: None,
             out_size,
-            exporter: Exporter { src_dir: dir.clone(), varmap },
+            exporter: Exporter { src_dir: dir.clone(), config: src.json, varmap },
             device,
             cache_stats: None,
         };
@@ -332,6 +333,8 @@ impl Trainable for CrisTask {
 #[derive(Clone)]
 pub struct Exporter {
     pub src_dir: PathBuf,
+    /// The source's config as complete `config.json` fields (`loader::cris_source`).
+    config: serde_json::Value,
     /// All of the model's variables (frozen ones never change; trained ones are taken from the
     /// checkpoint being exported).
     varmap: VarMap,
@@ -347,12 +350,7 @@ impl Exporter {
             data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect::<candle_core::Result<_>>()?
         };
         all.extend(trained);
-        let cpath = self.src_dir.join("config.json");
-        let mut c: serde_json::Value = weights::read_json(&cpath)?;
-        c.as_object_mut()
-            .ok_or_else(|| anyhow!("{}: expected a JSON object", cpath.display()))?
-            .insert("model_type".into(), "cris".into());
-        crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(&c)?.as_bytes())?;
+        crate::io::write_atomic(&dst.join("config.json"), serde_json::to_string_pretty(&self.config)?.as_bytes())?;
         for f in TOKENIZER_FILES.iter().chain(&[crate::tokenize::BPE_FILE]) {
             let src = self.src_dir.join(f);
             if src.is_file() {
