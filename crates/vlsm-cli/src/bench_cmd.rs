@@ -73,7 +73,7 @@ pub struct SegmentBench {
     /// The prompt.
     #[arg(long, default_value = "polyp")]
     pub prompt: String,
-    /// Model directory (default: the built-in model).
+    /// Model directory or Hugging Face Hub id `org/name[@revision]` (default: the built-in model).
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
     /// Timed repetitions (after one warm-up).
@@ -87,7 +87,7 @@ pub struct SegmentBench {
 fn segment(b: SegmentBench) -> Result<()> {
     use vlsm::pipeline::{self, Segmenter};
     let dir = match b.model {
-        Some(d) => d,
+        Some(d) => vlsm::hub::resolve(&d)?,
         None => pipeline::default_model_dir()?,
     };
     let seg = Segmenter::load(&dir)?;

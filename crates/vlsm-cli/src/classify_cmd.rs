@@ -15,7 +15,9 @@ pub struct ClassifyArgs {
     pub image: PathBuf,
     /// Hugging Face model directory (config.json, model.safetensors or pytorch_model.bin,
     /// optional preprocessor_config.json) of a ViT or Swin image classifier; with --labels, a
-    /// CLIP (`CLIPModel`) or BiomedCLIP (open_clip) directory.
+    /// CLIP (`CLIPModel`) or BiomedCLIP (open_clip) directory. A Hugging Face Hub id
+    /// `org/name[@revision]` is taken from the HF cache (downloaded when missing unless
+    /// HF_HUB_OFFLINE=1).
     #[arg(long)]
     pub model: PathBuf,
     /// Comma-separated labels for zero-shot classification (CLIP, BiomedCLIP).
@@ -39,16 +41,17 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
     // The same checks and pixel limit as every other command, from the header, before decoding.
     crate::imgproc_cmd::check_input_file(&a.image)?;
     vlsm::io::image_dimensions(&a.image)?;
+    let dir = vlsm::hub::resolve(&a.model)?;
     let (model, model_type): (Box<dyn ImageClassifier>, String) = match &a.labels {
         Some(list) => {
             let labels: Vec<String> = list.split(',').map(|l| l.trim().to_string()).collect();
             let t = a.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
-            let m = ZeroShotClassifier::load(&a.model, &labels, t, &Device::Cpu)?;
+            let m = ZeroShotClassifier::load(&dir, &labels, t, &Device::Cpu)?;
             let f = m.family_name().to_string();
             (Box::new(m), f)
         }
         None => {
-            let m = HfClassifier::load(&a.model, &Device::Cpu)?;
+            let m = HfClassifier::load(&dir, &Device::Cpu)?;
             let t = m.model_type.clone();
             (Box::new(m), t)
         }

@@ -9,7 +9,7 @@ use vlsm::pipeline::Segmenter;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model directory (default: the built-in model).
+    /// Model directory or Hugging Face Hub id `org/name[@revision]` (default: the built-in model).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Dataset folders in the medvlsm layout; several are pooled.
@@ -52,7 +52,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
     }
     let model = match a.model.clone() {
-        Some(m) => m,
+        Some(m) => vlsm::hub::resolve(&m)?,
         None => vlsm::pipeline::default_model_dir()?,
     };
     if is_classifier(&model) {

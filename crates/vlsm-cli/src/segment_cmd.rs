@@ -26,8 +26,9 @@ pub struct SegmentArgs {
     /// With text and image prompts: 0 = text only, 1 = image only.
     #[arg(long, default_value_t = 0.5)]
     pub mix: f64,
-    /// Model directory (Hugging Face CLIPSeg layout, or one written by `vlsm train`);
-    /// default: the built-in model.
+    /// Model directory (Hugging Face CLIPSeg layout, or one written by `vlsm train`), or a
+    /// Hugging Face Hub id `org/name[@revision]` (from the HF cache, downloaded when missing
+    /// unless HF_HUB_OFFLINE=1); default: the built-in model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Output directory.
@@ -68,7 +69,7 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         check_image_header(p)?;
     }
     let model_dir = match &a.model {
-        Some(m) => m.clone(),
+        Some(m) => vlsm::hub::resolve(m)?,
         None => pipeline::default_model_dir()?,
     };
     let seg = Segmenter::load(&model_dir)?;

@@ -29,7 +29,8 @@ pub use listen::ConnCount;
 /// Command-line options of `vlsm serve`.
 #[derive(clap::Args, Clone)]
 pub struct Options {
-    /// Model directory (Hugging Face CLIPSeg layout or a `vlsm train` TextUNet); default: the built-in model.
+    /// Model directory (Hugging Face CLIPSeg layout or a `vlsm train` TextUNet) or Hugging Face Hub
+    /// id `org/name[@revision]` (HF cache; downloaded unless HF_HUB_OFFLINE=1); default: the built-in model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Address to listen on. Port 0 picks a free port (the chosen address is printed).
@@ -268,7 +269,7 @@ pub fn resolve_addr(addr: &str, allow_remote: bool) -> Result<SocketAddr> {
 pub fn run(opts: Options) -> Result<()> {
     let addr = resolve_addr(&opts.addr, opts.allow_remote)?;
     let model = match &opts.model {
-        Some(m) => m.clone(),
+        Some(m) => vlsm::hub::resolve(m)?,
         None => vlsm::default_model::default_model_dir().context("no --model given and no built-in model")?,
     };
     let segmenter = Segmenter::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;

@@ -55,7 +55,7 @@ fn unpack_embedded() -> Result<Option<PathBuf>> {
 /// The built-in model's directory.
 pub fn default_model_dir() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("VLSM_MODEL") {
-        let p = PathBuf::from(p);
+        let p = crate::hub::resolve(&PathBuf::from(p))?;
         if !p.is_dir() {
             bail!("VLSM_MODEL={}: not a directory", p.display());
         }

@@ -7,13 +7,14 @@
 //!
 //! [model]
 //! kind = "clipseg"                    # required; architecture: clipseg | textunet | unet | vit_classify | biomedclipseg | cris
-//! dir = "models/clipseg-rd64-refined" # required for clipseg (model directory or weight file);
+//! dir = "models/clipseg-rd64-refined" # required for clipseg (model directory or weight file, or a
+//!                                     # Hugging Face Hub id org/name[@revision] when no such path);
 //!                                     # textunet and unet train from scratch and take no dir
 //! freeze = ["vision", "text"]         # default ["vision", "text"]; parts kept fixed: vision | text | decoder
 //! channels = [16, 32, 64, 128, 256]   # unet only; level widths, shallow to deep (the default)
 //!                                     # vit_classify: dir is a ViT directory, weights optional;
 //!                                     # "vision" in freeze trains only the new head
-//! decoder_from = "models/clipseg"     # optional; CLIPSeg dir/file whose decoder.* start the decoder (BiomedCLIPSeg-D)
+//! decoder_from = "models/clipseg"     # optional; CLIPSeg dir/file (or Hub id) whose decoder.* start the decoder (BiomedCLIPSeg-D)
 //!
 //! [data]
 //! datasets = ["data/kvasir_polyp"]    # required, non-empty; medvlsm-layout dirs, pooled
@@ -300,7 +301,18 @@ impl TrainConfig {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
         let mut cfg = Self::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new(""));
+        let (dir, decoder_from) = (cfg.model.dir.clone(), cfg.model.decoder_from.clone());
         cfg.resolve_paths(base);
+        // A model that is no path next to the config may be a Hugging Face Hub id.
+        let hub = |key: &str, p: &Path| {
+            crate::hub::resolve_relative(p, base).map_err(|e| anyhow!("{}: {key}: {e:#}", path.display()))
+        };
+        if !dir.as_os_str().is_empty() {
+            cfg.model.dir = hub("model.dir", &dir)?;
+        }
+        if let Some(d) = decoder_from {
+            cfg.model.decoder_from = Some(hub("model.decoder_from", &d)?);
+        }
         Ok(cfg)
     }
 
