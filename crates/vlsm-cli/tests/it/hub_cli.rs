@@ -262,3 +262,156 @@ fn classify_eval_and_train_take_ids() {
     );
     assert!(ok, "{err}");
 }
+
+/// A stand-in for the Hub's HTTP API on 127.0.0.1 (given as HF_ENDPOINT): the repository info
+/// and ranged file downloads with the headers hf-hub reads. Every request path is logged.
+struct MockHub {
+    endpoint: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl MockHub {
+    fn start(repo: &str, sha: &str, files: Vec<(String, Vec<u8>)>) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let (repo, sha, log2) = (repo.to_string(), sha.to_string(), log.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    continue;
+                }
+                let mut range = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("range") {
+                            range = v.trim().strip_prefix("bytes=").map(str::to_string);
+                        }
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+                log2.lock().unwrap().push(path.clone());
+                let (status, headers, body): (&str, Vec<String>, Vec<u8>) = if path
+                    .starts_with(&format!("/api/models/{repo}/revision/"))
+                {
+                    let siblings: Vec<_> = files.iter().map(|(n, _)| serde_json::json!({ "rfilename": n })).collect();
+                    let body = serde_json::json!({ "sha": sha, "siblings": siblings }).to_string();
+                    ("200 OK", vec!["content-type: application/json".into()], body.into_bytes())
+                } else if let Some(f) = path.strip_prefix(&format!("/{repo}/resolve/{sha}/")) {
+                    match files.iter().find(|(n, _)| n == f) {
+                        Some((_, bytes)) => {
+                            let (a, b) = match range.as_deref().and_then(|r| r.split_once('-')) {
+                                Some((a, b)) => {
+                                    let a: usize = a.parse().unwrap_or(0);
+                                    let b: usize = b.parse().unwrap_or(bytes.len() - 1);
+                                    (a, b.min(bytes.len() - 1))
+                                }
+                                None => (0, bytes.len() - 1),
+                            };
+                            let h = vec![
+                                format!("content-range: bytes {a}-{b}/{}", bytes.len()),
+                                format!("etag: \"{}\"", blob_name(bytes)),
+                                format!("x-repo-commit: {sha}"),
+                            ];
+                            ("206 Partial Content", h, bytes[a..=b].to_vec())
+                        }
+                        None => ("404 Not Found", vec![], b"no such file".to_vec()),
+                    }
+                } else {
+                    ("404 Not Found", vec![], b"no such repository".to_vec())
+                };
+                let mut head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+                for h in headers {
+                    head.push_str(&h);
+                    head.push_str("\r\n");
+                }
+                head.push_str("\r\n");
+                let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
+            }
+        });
+        Self { endpoint, log }
+    }
+
+    fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+/// `vlsm ARGS` online against `hub` (HF_ENDPOINT), with `cache` as HF_HUB_CACHE.
+fn vlsm_online(hub: &MockHub, cache: &Path, cwd: &Path, args: &[&str]) -> (bool, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vlsm"));
+    c.args(args).current_dir(cwd).env("HF_HUB_CACHE", cache).env("HF_ENDPOINT", &hub.endpoint);
+    for v in ["HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN", "http_proxy", "https_proxy", "all_proxy"] {
+        c.env_remove(v).env_remove(v.to_ascii_uppercase());
+    }
+    let out = c.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn missing_files_are_downloaded_into_the_cache_layout() {
+    let st = setup();
+    let src = fx("clipseg/tiny_complex");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    // Files the model does not need are left on the Hub.
+    files.push(("pytorch_model.bin".into(), b"not needed: model.safetensors is preferred".to_vec()));
+    files.push(("README.md".into(), b"# tiny".to_vec()));
+    let hub = MockHub::start("org/dl-clipseg", SHA, files);
+    let cwd = st.tmp.path();
+    let cache = cwd.join("dl-cache");
+    let out = cwd.join("dl");
+    let args = ["segment", s(&st.img), "-p", "polyp", "--model", "org/dl-clipseg", "--out", s(&out)];
+    let (ok, err) = vlsm_online(&hub, &cache, cwd, &args);
+    assert!(ok, "{err}");
+    let (ok, err, want) = segment(&st, s(&src), "dl-local");
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(out.join("kvasir_75x50.mask.png")).ok(), want);
+    let log = hub.take_log();
+    assert!(log.iter().any(|p| p.ends_with("/model.safetensors")), "{log:?}");
+    assert!(!log.iter().any(|p| p.contains("pytorch_model.bin") || p.contains("README.md")), "{log:?}");
+
+    // The layout huggingface_hub writes: refs/main -> commit, snapshot links into blobs/.
+    let root = cache.join("models--org--dl-clipseg");
+    assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap(), SHA);
+    assert!(!root.join("refs").join(SHA).exists());
+    let snap = root.join("snapshots").join(SHA);
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"] {
+        let link = std::fs::read_link(snap.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(link.to_string_lossy().contains("blobs/"), "{f} -> {}", link.display());
+        assert_eq!(std::fs::read(snap.join(f)).unwrap(), std::fs::read(src.join(f)).unwrap(), "{f}");
+    }
+    assert!(!snap.join("pytorch_model.bin").exists() && !snap.join("README.md").exists());
+
+    // Complete in the cache: no request at all, online or offline.
+    let (ok, err) = vlsm_online(&hub, &cache, cwd, &args);
+    assert!(ok, "{err}");
+    assert_eq!(hub.take_log(), Vec::<String>::new());
+    let (ok, _, err) = vlsm_hub(&cache, cwd, &args);
+    assert!(ok, "{err}");
+
+    // A file gone from the snapshot: only it is fetched again.
+    std::fs::remove_file(snap.join("model.safetensors")).unwrap();
+    let (ok, err) = vlsm_online(&hub, &cache, cwd, &args);
+    assert!(ok, "{err}");
+    let log = hub.take_log();
+    assert!(log.iter().all(|p| p.contains("/api/") || p.ends_with("/model.safetensors")), "{log:?}");
+
+    // A repository the Hub does not have: one line naming the id.
+    let (ok, err) =
+        vlsm_online(&hub, &cache, cwd, &["segment", s(&st.img), "-p", "x", "--model", "org/nope", "--out", s(&out)]);
+    one_line(ok, &err, &["org/nope", "models--org--nope", "downloading failed"]);
+}
