@@ -254,3 +254,23 @@ fn validation_dice_uses_the_threshold() {
     assert_eq!(dice_per_image_at(&l, &t, 0.5).unwrap(), vec![0.0]);
     assert_eq!(dice_per_image(&l, &t).unwrap(), vec![0.0]);
 }
+
+#[test]
+fn cris_training_reads_a_partial_config_and_exports_it_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_cris(&tmp.path().join("cris_tiny"), 11);
+    let full: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    // Only the decoder settings and the heads (width 32 is under CLIP's 64-wide heads).
+    let mut partial = full.clone();
+    partial["backbone"] = serde_json::json!({"transformer_heads": 2});
+    std::fs::write(model.join("config.json"), partial.to_string()).unwrap();
+    let ds = synthetic(tmp.path(), 4);
+    let cfg = config("cris", &model, &ds, &tmp.path().join("run"), "", &epochs(1));
+    let r = cris_train::train(&cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.run_dir.join("best/config.json")).unwrap()).unwrap();
+    assert_eq!(exported["backbone"], full["backbone"]);
+    assert_eq!(exported["model_type"], "cris");
+    vlsm::loader::cris(&r.run_dir.join("best"), candle_core::DType::F32, &Device::Cpu).unwrap();
+}
