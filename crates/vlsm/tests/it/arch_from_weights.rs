@@ -111,7 +111,7 @@ fn cris_config_json_with_only_the_decoder_settings() {
 
 fn cris_err(files: &[(&str, &str)]) -> String {
     let t = cris_dir_with(files);
-    let e = vlsm::loader::cris(t.path(), DType::F32, &Device::Cpu).err().expect("must fail");
+    let Err(e) = vlsm::loader::cris(t.path(), DType::F32, &Device::Cpu) else { panic!("must fail") };
     let msg = format!("{e:#}");
     assert_eq!(msg.lines().count(), 1, "{msg}");
     msg
