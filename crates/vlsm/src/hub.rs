@@ -337,7 +337,11 @@ fn download(id: &HubId, env: &HubEnv) -> Result<PathBuf> {
     let snap = env.cache.join(id.folder()).join("snapshots").join(&sha);
     let get = |f: &str| -> Result<()> {
         if !snap.join(f).is_file() {
-            pinned.download(f).map_err(|e| anyhow!("{f}: {e}"))?;
+            let link = pinned.download(f).map_err(|e| anyhow!("{f}: {e}"))?;
+            // hf-hub leaves its `blobs/<etag>.lock` behind; Python keeps locks elsewhere.
+            if let Ok(blob) = std::fs::canonicalize(&link) {
+                let _ = std::fs::remove_file(blob.with_extension("lock"));
+            }
         }
         Ok(())
     };

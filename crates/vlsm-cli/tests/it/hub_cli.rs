@@ -395,6 +395,11 @@ fn missing_files_are_downloaded_into_the_cache_layout() {
         assert_eq!(std::fs::read(snap.join(f)).unwrap(), std::fs::read(src.join(f)).unwrap(), "{f}");
     }
     assert!(!snap.join("pytorch_model.bin").exists() && !snap.join("README.md").exists());
+    let blobs: Vec<String> = std::fs::read_dir(root.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(blobs.iter().all(|b| !b.contains('.')), "only content blobs: {blobs:?}");
 
     // Complete in the cache: no request at all, online or offline.
     let (ok, err) = vlsm_online(&hub, &cache, cwd, &args);

@@ -2,6 +2,7 @@
 
 mod api;
 mod e2e;
+mod hub;
 mod security;
 mod sigterm;
 mod support;
