@@ -229,6 +229,27 @@ fn classify_eval_and_train_take_ids() {
     assert!(ok, "{err}");
     let preds = |o: &str| serde_json::from_str::<serde_json::Value>(o).unwrap()["predictions"].clone();
     assert_eq!(preds(&hub), preds(&local));
+    // open_clip's hf_model_name as a Hub id: the BERT config.json is found in the cache (the
+    // tiny BERT's 4 heads are not hidden / 64), so no local bert/ is needed.
+    let nobert = cwd.join("nobert");
+    std::fs::create_dir_all(&nobert).unwrap();
+    for e in std::fs::read_dir(fx("biomedclip/tiny")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), nobert.join(e.file_name())).unwrap();
+        }
+    }
+    let oc = std::fs::read_to_string(nobert.join("open_clip_config.json")).unwrap();
+    std::fs::write(nobert.join("open_clip_config.json"), oc.replace("\"bert\"", "\"microsoft/tiny-bert\"")).unwrap();
+    add_snapshot(&st.cache, "microsoft/tiny-bert", SHA, &fx("biomedclip/tiny/bert"));
+    set_ref(&st.cache, "microsoft/tiny-bert", "main", SHA);
+    let (ok, from_cache, err) = run(s(&nobert));
+    assert!(ok, "{err}");
+    assert_eq!(preds(&from_cache), preds(&local));
+    std::fs::remove_dir_all(st.cache.join("models--microsoft--tiny-bert")).unwrap();
+    let (ok, _, err) = run(s(&nobert));
+    one_line(ok, &err, &["open_clip_pytorch_model.bin", "num_attention_heads"]);
+
     let (ok, out, err) = vlsm_hub(&st.cache, cwd, &["classify", img, "--model", "google/tiny-vit", "--json"]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["model"], "google/tiny-vit");
