@@ -1,7 +1,10 @@
 //! Zero-shot image classification with CLIP (a Hugging Face `CLIPModel` directory,
 //! `model_type: "clip"`) or BiomedCLIP (an open_clip directory): each label becomes a prompt
 //! through a template, and the logits are `exp(logit_scale) · cos(image, prompt)` as in
-//! `CLIPModel.forward`'s `logits_per_image` and open_clip's `CLIP.forward`.
+//! `CLIPModel.forward`'s `logits_per_image` and open_clip's `CLIP.forward`. Images go through each
+//! family's own classification transform: transformers' (PIL) `CLIPImageProcessor` from
+//! `preprocessor_config.json` for CLIP, open_clip's evaluation transform ([`open_clip_processor`])
+//! for BiomedCLIP.
 
 use std::path::Path;
 
