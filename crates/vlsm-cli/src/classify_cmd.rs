@@ -20,7 +20,9 @@ pub struct ClassifyArgs {
     /// HF_HUB_OFFLINE=1).
     #[arg(long)]
     pub model: PathBuf,
-    /// Comma-separated labels for zero-shot classification (CLIP, BiomedCLIP).
+    /// Comma-separated labels for zero-shot classification (CLIP, BiomedCLIP), each family with
+    /// its own classification transform (CLIP: the directory's preprocessor_config.json; BiomedCLIP:
+    /// open_clip's: shorter side to the tower's size, bicubic, centre crop).
     #[arg(long)]
     pub labels: Option<String>,
     /// Prompt template for each label ({} is replaced by the label).
@@ -56,7 +58,8 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
             (Box::new(m), t)
         }
     };
-    let img = image::open(&a.image).with_context(|| format!("{}: cannot read image", a.image.display()))?.to_rgb8();
+    // The shared reader: JPEG as libjpeg-turbo decodes it (as PIL does for the references).
+    let img = vlsm::io::read_rgb(&a.image)?;
     let preds = classify::classify(model.as_ref(), &img, a.top_k).with_context(|| format!("{}", a.image.display()))?;
     if a.json {
         let v = serde_json::json!({

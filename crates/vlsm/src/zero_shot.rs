@@ -1,7 +1,10 @@
 //! Zero-shot image classification with CLIP (a Hugging Face `CLIPModel` directory,
 //! `model_type: "clip"`) or BiomedCLIP (an open_clip directory): each label becomes a prompt
 //! through a template, and the logits are `exp(logit_scale) · cos(image, prompt)` as in
-//! `CLIPModel.forward`'s `logits_per_image` and open_clip's `CLIP.forward`.
+//! `CLIPModel.forward`'s `logits_per_image` and open_clip's `CLIP.forward`. Images go through each
+//! family's own classification transform: transformers' (PIL) `CLIPImageProcessor` from
+//! `preprocessor_config.json` for CLIP, open_clip's evaluation transform ([`open_clip_processor`])
+//! for BiomedCLIP.
 
 use std::path::Path;
 
@@ -11,8 +14,9 @@ use serde::Deserialize;
 
 use crate::classify::{zero_shot_logits, ImageClassifier};
 use crate::models::biomedclip::BiomedClip;
+use crate::models::biomedclip::BiomedClipConfig;
 use crate::models::clip::{ClipModel, ClipTextConfig, ClipVisionConfig};
-use crate::preprocess::ImageProcessorConfig;
+use crate::preprocess::{Filter, ImageProcessorConfig};
 use crate::tokenize::{ClipTokenizer, WordPieceTokenizer};
 use crate::weights;
 
@@ -50,6 +54,48 @@ pub struct ZeroShotClassifier {
     logit_scale: f64,
     processor: ImageProcessorConfig,
     device: Device,
+}
+
+/// The keys of `open_clip_config.json`'s `preprocess_cfg` that choose open_clip's evaluation
+/// transform (mean and std come resolved in [`BiomedClipConfig`]).
+#[derive(Debug, Default, Deserialize)]
+struct OpenClipTransformKeys {
+    interpolation: Option<String>,
+    resize_mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OpenClipTransformJson {
+    #[serde(default)]
+    preprocess_cfg: Option<OpenClipTransformKeys>,
+}
+
+/// open_clip's classification transform for an open_clip directory (`image_transform` with
+/// `is_train=False`): the tower's image size, bicubic unless `interpolation` says "bilinear",
+/// resize mode "shortest" (default) or "squash". This is not medvlsm's segmentation transform
+/// (`BiomedClipConfig::image_processor`, a plain bilinear resize).
+pub fn open_clip_processor(dir: &Path, c: &BiomedClipConfig) -> Result<ImageProcessorConfig> {
+    let path = dir.join("open_clip_config.json");
+    let j: OpenClipTransformJson = weights::read_json(&path)?;
+    let keys = j.preprocess_cfg.unwrap_or_default();
+    // open_clip: "random" interpolation is bicubic at evaluation.
+    let resample = match keys.interpolation.as_deref().unwrap_or("bicubic") {
+        "bicubic" | "random" => Filter::Bicubic,
+        "bilinear" => Filter::Bilinear,
+        other => bail!(
+            "{}: preprocess_cfg.interpolation '{other}' (open_clip has bicubic, bilinear, random)",
+            path.display()
+        ),
+    };
+    let squash = match keys.resize_mode.as_deref().unwrap_or("shortest") {
+        "shortest" => false,
+        "squash" => true,
+        other => {
+            bail!("{}: preprocess_cfg.resize_mode '{other}' is not supported (shortest and squash are)", path.display())
+        }
+    };
+    let size = c.vision.image_size as u32;
+    Ok(ImageProcessorConfig::open_clip(size, resample, squash, c.mean, c.std))
 }
 
 /// `template` with `{}` replaced by `label`.
@@ -109,7 +155,8 @@ impl ZeroShotClassifier {
                 let m = crate::loader::biomedclip(dir, DType::F32, dev)?;
                 let tok = crate::loader::wordpiece_tokenizer(dir, c.context_length)?;
                 let s = logit_scale(&crate::loader::biomedclip_weights_file(dir)?, dev)?;
-                (Encoder::Biomed(Box::new(m), tok), c.image_processor(), s)
+                let processor = open_clip_processor(dir, &c)?;
+                (Encoder::Biomed(Box::new(m), tok), processor, s)
             }
             _ => {
                 let cpath = dir.join("config.json");

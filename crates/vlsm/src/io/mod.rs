@@ -1,11 +1,13 @@
 //! Reading images, masks and medical formats; atomic writes; .npy; the content hash.
 //!
-//! `read` sniffs each file's format (`sniff`) and dispatches to the leaf readers (`raster`,
-//! `dicom`, `nifti`), which share only `types`; `window` maps single-channel values to 8 bits.
+//! `read` sniffs each file's format (`sniff`) and dispatches to the leaf readers (`raster`, which
+//! hands JPEG to `jpeg`; `dicom`, `nifti`), which share only `types`; `window` maps single-channel
+//! values to 8 bits.
 //! Every error is one line that names the file and the problem; bad input never panics.
 
 mod dicom;
 mod hash;
+mod jpeg;
 mod nifti;
 mod npy;
 mod raster;

@@ -1,24 +1,28 @@
-//! PNG/JPEG/TIFF/BMP decoding with PIL-like conversions.
+//! PNG/JPEG/TIFF/BMP decoding with PIL-like conversions (JPEG by libjpeg-turbo's decoder, `jpeg.rs`).
 
 use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
-use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, GrayImage, ImageReader, Limits};
 
+use super::jpeg::{decode_jpeg, is_jpeg, jpeg_dimensions};
 use super::types::{check_size, MAX_PIXELS};
 
 /// Decodes a raster image (format from magic bytes), checking its size first.
 pub(crate) fn decode_raster(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
     let p = path.display();
+    if is_jpeg(bytes) {
+        // libjpeg fills a truncated scan with grey (with a warning) and carries on.
+        if !jpeg_complete(bytes) {
+            bail!("{p}: truncated JPEG (no end-of-image marker after the scan)");
+        }
+        return decode_jpeg(path, bytes);
+    }
     let reader =
         ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
     match reader.format() {
         None => bail!("{p}: unknown image format (expected PNG, JPEG, TIFF or BMP)"),
-        // The JPEG decoder fills a truncated scan with grey and reports success.
-        Some(ImageFormat::Jpeg) if !jpeg_complete(bytes) => {
-            bail!("{p}: truncated JPEG (no end-of-image marker after the scan)")
-        }
         Some(_) => check_bmp_size(path, bytes)?,
     }
     let (w, h) = reader.into_dimensions().map_err(|e| anyhow!("{p}: cannot decode image header: {e}"))?;
@@ -75,6 +79,9 @@ pub(crate) fn jpeg_complete(bytes: &[u8]) -> bool {
 pub(crate) fn raster_dimensions(path: &Path, head: &[u8]) -> Result<(u32, u32)> {
     let p = path.display();
     check_bmp_size(path, head)?;
+    if is_jpeg(head) {
+        return jpeg_dimensions(path);
+    }
     let reader =
         ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| anyhow!("{p}: cannot read: {e}"))?;
     if reader.format().is_none() {

@@ -33,11 +33,25 @@ pub struct ImageProcessorConfig {
     pub do_center_crop: bool,
     /// `(height, width)`
     pub crop_size: (u32, u32),
+    /// How the center crop places its window (transformers and torchvision round differently).
+    pub crop_rounding: CropRounding,
     pub do_rescale: bool,
     pub rescale_factor: f64,
     pub do_normalize: bool,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
+}
+
+/// Where a center crop's window starts when the margin is odd, and how a too-small image is padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CropRounding {
+    /// transformers' `center_crop`: top = (H - h) // 2; a smaller image is zero-padded with
+    /// ceil((h - H) / 2) rows before it.
+    #[default]
+    Floor,
+    /// torchvision's `CenterCrop` (open_clip): a smaller image is zero-padded with (h - H) // 2
+    /// rows before it, then top = int(round((H - h) / 2.0)), Python's round (half to even).
+    Torchvision,
 }
 
 const IMAGENET_STANDARD: [f32; 3] = [0.5, 0.5, 0.5];
@@ -56,6 +70,7 @@ impl ImageProcessorConfig {
             resample: Filter::Bilinear,
             do_center_crop: false,
             crop_size: (224, 224),
+            crop_rounding: CropRounding::Floor,
             do_rescale: true,
             rescale_factor: 1.0 / 255.0,
             do_normalize: true,
@@ -74,6 +89,7 @@ impl ImageProcessorConfig {
             resample: Filter::Bicubic,
             do_center_crop: true,
             crop_size: (224, 224),
+            crop_rounding: CropRounding::Floor,
             do_rescale: true,
             rescale_factor: 1.0 / 255.0,
             do_normalize: true,
@@ -89,6 +105,31 @@ impl ImageProcessorConfig {
             image_mean: [0.485, 0.456, 0.406],
             image_std: [0.229, 0.224, 0.225],
             ..Self::vit_default()
+        }
+    }
+
+    /// open_clip's evaluation transform (`image_transform(size, is_train=False)`) at the vision
+    /// tower's `size`: `"shortest"` resize mode is torchvision `Resize(size)` on the PIL image
+    /// (shorter side to `size`, longer side truncated), then `CenterCrop(size)`; `squash` is
+    /// `Resize((size, size))` alone. Then `ToTensor` (/ 255) and `Normalize(mean, std)`.
+    pub fn open_clip(size: u32, resample: Filter, squash: bool, mean: [f32; 3], std: [f32; 3]) -> Self {
+        Self {
+            image_processor_type: "open_clip".into(),
+            do_resize: true,
+            size: if squash {
+                ResizeTarget::Exact { height: size, width: size }
+            } else {
+                ResizeTarget::ShortestEdge(size)
+            },
+            resample,
+            do_center_crop: !squash,
+            crop_size: (size, size),
+            crop_rounding: CropRounding::Torchvision,
+            do_rescale: true,
+            rescale_factor: 1.0 / 255.0,
+            do_normalize: true,
+            image_mean: mean,
+            image_std: std,
         }
     }
 
@@ -142,7 +183,10 @@ impl ImageProcessorConfig {
         let (rh, rw) = self.resize_size(w, h);
         let resized = if self.do_resize { pil_resize(img, rw, rh, self.resample) } else { img.clone() };
         if self.do_center_crop {
-            center_crop(&resized, self.crop_size.0, self.crop_size.1)
+            match self.crop_rounding {
+                CropRounding::Floor => center_crop(&resized, self.crop_size.0, self.crop_size.1),
+                CropRounding::Torchvision => center_crop_torchvision(&resized, self.crop_size.0, self.crop_size.1),
+            }
         } else {
             resized
         }
@@ -251,6 +295,7 @@ impl TryFrom<ConfigJson> for ImageProcessorConfig {
             resample: j.resample.unwrap_or(d.resample),
             do_center_crop: j.do_center_crop.unwrap_or(d.do_center_crop),
             crop_size,
+            crop_rounding: CropRounding::Floor,
             do_rescale: j.do_rescale.unwrap_or(d.do_rescale),
             rescale_factor: j.rescale_factor.unwrap_or(d.rescale_factor),
             do_normalize: j.do_normalize.unwrap_or(d.do_normalize),
@@ -418,9 +463,57 @@ pub fn center_crop(img: &RgbImage, crop_h: u32, crop_w: u32) -> RgbImage {
     out
 }
 
+/// torchvision's `center_crop` on a PIL image: zero padding of (h - H) // 2 before and
+/// (h - H + 1) // 2 after where the image is smaller than the crop, then the window at
+/// int(round((H - h) / 2.0)) (Python rounds halves to even).
+pub fn center_crop_torchvision(img: &RgbImage, crop_h: u32, crop_w: u32) -> RgbImage {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (ch, cw) = (crop_h as i64, crop_w as i64);
+    let pad_before = |size: i64, crop: i64| if crop > size { (crop - size) / 2 } else { 0 };
+    let (top_pad, left_pad) = (pad_before(h, ch), pad_before(w, cw));
+    let (ph, pw) = (h.max(ch), w.max(cw)); // padded size
+    let offset = |size: i64, crop: i64| {
+        let d = size - crop; // >= 0 after padding
+        let k = d / 2;
+        // d / 2.0 rounded half to even: k + 0.5 goes to k + 1 when k is odd.
+        if d % 2 == 1 && k % 2 == 1 {
+            k + 1
+        } else {
+            k
+        }
+    };
+    let (top, left) = (offset(ph, ch), offset(pw, cw));
+    let mut out = RgbImage::new(crop_w, crop_h);
+    for y in 0..ch {
+        for x in 0..cw {
+            let (sy, sx) = (top + y - top_pad, left + x - left_pad);
+            if sy >= 0 && sy < h && sx >= 0 && sx < w {
+                out.put_pixel(x as u32, y as u32, *img.get_pixel(sx as u32, sy as u32));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn torchvision_crop_rounds_half_to_even() {
+        // Column x holds x: the first column kept is the crop's left offset.
+        let img = RgbImage::from_fn(9, 1, |x, _| image::Rgb([x as u8, 0, 0]));
+        // Margins 1, 3, 5, 7 -> offsets round(0.5)=0, round(1.5)=2, round(2.5)=2, round(3.5)=4.
+        for (crop, left) in [(8, 0), (6, 2), (4, 2), (2, 4)] {
+            assert_eq!(center_crop_torchvision(&img, 1, crop).get_pixel(0, 0)[0], left, "crop {crop}");
+            assert_eq!(center_crop(&img, 1, crop).get_pixel(0, 0)[0], (9 - crop as u8) / 2, "crop {crop}");
+        }
+        // Smaller than the crop: 9 -> 12 pads 1 before (3 // 2), transformers pads 2 (ceil 1.5).
+        let tv = center_crop_torchvision(&img, 1, 12);
+        assert_eq!((tv.get_pixel(0, 0)[0], tv.get_pixel(1, 0)[0], tv.get_pixel(9, 0)[0]), (0, 0, 8));
+        let hf = center_crop(&img, 1, 12);
+        assert_eq!((hf.get_pixel(1, 0)[0], hf.get_pixel(2, 0)[0], hf.get_pixel(10, 0)[0]), (0, 0, 8));
+    }
 
     #[test]
     fn config_defaults_and_legacy_int_size() {

@@ -11,6 +11,7 @@ mod data_hostile;
 mod data_prompts;
 mod io_formats;
 mod io_hostile;
+mod jpeg_parity;
 mod metrics_monai;
 mod model_files_hostile;
 mod preprocess_parity;

@@ -91,3 +91,49 @@ fn bad_templates_labels_and_models_are_named() {
     assert!(e.contains("nowhere"), "{e}");
     let _ = Tensor::zeros(1, DType::F32, &dev);
 }
+
+/// Non-square images from the file to the probabilities, through each family's own
+/// classification transform (tools/make_zero_shot_nonsquare_fixtures.py): transformers' PIL
+/// `CLIPImageProcessor` for CLIP, open_clip's evaluation transform for BiomedCLIP.
+#[test]
+fn non_square_images_classify_as_the_reference_transforms_do() {
+    let dev = Device::Cpu;
+    let c = cases(&fx("zero_shot/cases.json"));
+    let r = candle_core::safetensors::load(fx("zero_shot/reference.safetensors"), &dev).unwrap();
+    let clip_labels = strings(&cases(&fx("clip/cases.json"))["labels"]);
+    let bm_prompts = strings(&cases(&fx("biomedclip/cases.json"))["prompts"]);
+    let keep: Vec<i64> = candle_core::safetensors::load(fx("biomedclip/zero_shot.safetensors"), &dev).unwrap()
+        ["prompt_index"]
+        .to_vec1()
+        .unwrap();
+    let bm_labels: Vec<String> = keep.iter().map(|&i| bm_prompts[i as usize].clone()).collect();
+    let models = [
+        ("clip", ZeroShotClassifier::load(&fx("clip/tiny"), &clip_labels, DEFAULT_TEMPLATE, &dev).unwrap()),
+        ("biomedclip", ZeroShotClassifier::load(&fx("biomedclip/tiny"), &bm_labels, "{}", &dev).unwrap()),
+    ];
+    for (family, zs) in &models {
+        assert_eq!(zs.family_name(), *family);
+        for (i, name) in strings(&c["images"]).iter().enumerate() {
+            let img = vlsm::io::read_rgb(&fx("zero_shot").join(name)).unwrap();
+            assert_ne!(img.width(), img.height());
+            let what = format!("{family} {name}");
+            let pv = zs.processor().preprocess(&img).unwrap();
+            assert_close(
+                &format!("{what} pixel_values"),
+                &pv,
+                &r[&format!("{family}.pixel_values")].i(i..i + 1).unwrap(),
+            );
+            let logits = zs.logits(&pv).unwrap();
+            let want = r[&format!("{family}.logits_per_image")].i(i..i + 1).unwrap();
+            assert_close(&format!("{what} logits"), &logits, &want);
+            // The probabilities `vlsm classify` prints, in label order.
+            let preds = classify::classify(zs, &img, zs.labels().len()).unwrap();
+            let mut probs = vec![0f32; preds.len()];
+            for p in &preds {
+                probs[p.index] = p.probability;
+            }
+            let probs = Tensor::new(probs, &dev).unwrap();
+            assert_close(&format!("{what} probabilities"), &probs, &r[&format!("{family}.probs")].i(i).unwrap());
+        }
+    }
+}

@@ -88,7 +88,8 @@ impl VitClassifyTask {
         let mut ys = Vec::with_capacity(idx.len());
         for &i in idx {
             let (p, k) = &set.samples[i];
-            imgs.push(image::open(p).with_context(|| format!("{}: cannot read image", p.display()))?.to_rgb8());
+            // The shared reader (JPEG as libjpeg-turbo decodes it, as the reference's PIL does).
+            imgs.push(crate::io::read_rgb(p)?);
             ys.push(*k as u32);
         }
         Ok((self.processor.preprocess_batch(&imgs)?, ys))
