@@ -1,6 +1,7 @@
 //! All integration tests of `vlsm-serve` in one binary (one link, one process; see support for shared helpers).
 
 mod api;
+mod bombs;
 mod e2e;
 mod security;
 mod sigterm;

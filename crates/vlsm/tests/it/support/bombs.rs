@@ -100,7 +100,7 @@ impl DeflatedDicom {
         let need = self.rows as u64 * self.cols as u64 * (self.bits as u64 / 8);
         let px = self.pixel_bytes.unwrap_or(need);
         long_header(&mut tail, 0x7FE0, 0x0010, b"OW", self.pixel_len.unwrap_or(px as u32));
-        let mut enc = DeflateEncoder::new(Vec::new(), Compression::fast());
+        let mut enc = DeflateEncoder::new(Vec::new(), Compression::best());
         enc.write_all(&b).unwrap();
         if let Some(n) = self.private_bytes {
             zeros(&mut enc, n);
@@ -135,21 +135,21 @@ pub fn nifti_header(dims: &[i16]) -> Vec<u8> {
     h
 }
 
-/// One gzip member holding `n` zero bytes.
+/// One gzip member holding `n` zero bytes (about 1 KiB per MiB).
 pub fn gz_zeros(n: u64) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
     zeros(&mut enc, n);
     enc.finish().unwrap()
 }
 
-/// A .nii.gz whose header claims `dims` and whose stream then inflates to `members` times
-/// 64 MiB of zeros (gzip members repeated: about 64 KiB of file per 64 MiB of data).
-pub fn nifti_gz_bomb(dims: &[i16], members: usize) -> Vec<u8> {
+/// A .nii.gz whose header claims `dims` and whose stream then inflates to `mib` MiB of zeros
+/// (one 1 MiB gzip member repeated: about 1 KiB of file per MiB of data).
+pub fn nifti_gz_bomb(dims: &[i16], mib: usize) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
     enc.write_all(&nifti_header(dims)).unwrap();
     let mut out = enc.finish().unwrap();
-    let member = gz_zeros(64 << 20);
-    for _ in 0..members {
+    let member = gz_zeros(1 << 20);
+    for _ in 0..mib {
         out.extend_from_slice(&member);
     }
     out
