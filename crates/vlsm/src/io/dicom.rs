@@ -123,8 +123,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A value as text, padding trimmed; control characters (which no text VR allows, and which
+/// would break an error message's one line) become U+FFFD.
 fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
+    let s = String::from_utf8_lossy(v);
+    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 /// First value of a multi-valued decimal string such as "40\\400".

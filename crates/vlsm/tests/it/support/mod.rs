@@ -33,6 +33,7 @@ pub fn fx(rel: &str) -> std::path::PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
 
+pub mod alloc_probe;
 pub mod bombs;
 mod dataset;
 mod models;
