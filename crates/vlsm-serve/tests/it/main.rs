@@ -3,6 +3,7 @@
 mod api;
 mod bombs;
 mod e2e;
+mod fuzz_multipart;
 mod security;
 mod sigterm;
 mod support;
