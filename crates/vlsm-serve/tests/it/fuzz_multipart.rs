@@ -155,3 +155,23 @@ fn mutated_multipart_bodies_get_json_4xx_or_200() {
         assert!(["images", "masks", "anns"].contains(&name.as_str()), "{name} in the dataset folder");
     }
 }
+
+/// The cargo-fuzz target's body (support::fuzz_harness, the router in process) on the same
+/// mutated bodies and on arbitrary bytes.
+#[test]
+fn fuzz_target_body_runs() {
+    let img = png_bytes(12, 10, 3);
+    let (_, base) = Form::new().file("image", "a.png", &img).text("prompt", "polyp").finish();
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let strategy = prop_oneof![
+        mutation().prop_map(move |m| body(&base, &Mutation { content_type: 0, ..m })),
+        prop::collection::vec(any::<u8>(), 0..400),
+    ];
+    runner
+        .run(&strategy, |data| {
+            crate::support::fuzz_harness::multipart(&data);
+            Ok(())
+        })
+        .unwrap();
+}

@@ -375,6 +375,33 @@ fn anns_parser_never_panics() {
         .unwrap();
 }
 
+/// The cargo-fuzz targets' bodies (support::fuzz_harness, included by fuzz/) on arbitrary
+/// bytes and on the decoder seeds: what `cargo fuzz run` would start from.
+#[test]
+fn fuzz_target_bodies_run() {
+    use crate::support::fuzz_harness as h;
+    let targets: [(&str, fn(&[u8])); 4] = [
+        ("decode_image", h::decode_image),
+        ("tokenize", h::tokenize),
+        ("train_config", h::train_config),
+        ("anns", h::anns),
+    ];
+    // The seeds as decode_image takes them: the first byte picks the extension.
+    for (ext, seed) in seeds() {
+        let k = ["png", "jpg", "bmp", "tif", "nii", "nii.gz", "dcm"].iter().position(|e| *e == ext).unwrap();
+        h::decode_image(&[&[k as u8][..], &seed].concat());
+    }
+    for (name, f) in targets {
+        let mut runner = TestRunner::new(config(100));
+        runner
+            .run(&prop::collection::vec(any::<u8>(), 0..600), |data| {
+                f(&data);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
 /// What the properties found, kept as plain regression cases.
 mod found {
     use crate::support::fx;

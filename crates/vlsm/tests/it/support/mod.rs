@@ -35,6 +35,7 @@ pub fn fx(rel: &str) -> std::path::PathBuf {
 
 pub mod alloc_probe;
 pub mod bombs;
+pub mod fuzz_harness;
 mod dataset;
 mod models;
 pub use dataset::Synth;
