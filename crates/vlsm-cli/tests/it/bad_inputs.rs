@@ -177,6 +177,8 @@ fn run(args: &[OsString], err_file: &Path) -> Run {
     cmd.stderr(Stdio::from(std::fs::File::create(err_file).unwrap()));
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     let (code, max_rss) = {
+        // Reaped by wait4 below, which also gives its peak RSS.
+        #[allow(clippy::zombie_processes)]
         let child = cmd.spawn().unwrap();
         let mut status = 0;
         // SAFETY: an all-zero rusage is a valid value to be overwritten by wait4.

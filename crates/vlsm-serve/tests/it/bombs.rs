@@ -11,7 +11,7 @@ use vlsm_serve::Options;
 use crate::support::{post_form, Form, Resp, Server};
 
 #[path = "../../../vlsm/tests/it/support/bombs.rs"]
-mod bombs;
+mod make;
 
 /// Slack for the inflation other tests do at the same time (a test fixture is a few KiB).
 const SLACK: u64 = 4 << 20;
@@ -33,7 +33,7 @@ fn assert_413(r: &Resp, what: &str) {
 /// voxels, all present); it was inflated (2.65 GB RSS) before the 413. Three at once took 7.4 GB.
 #[tokio::test]
 async fn nifti_gz_bomb_is_refused_before_inflating() {
-    let bomb = bombs::nifti_gz_bomb(&[10000, 10000, 21], 2100);
+    let bomb = make::nifti_gz_bomb(&[10000, 10000, 21], 2100);
     assert!(bomb.len() < 4_000_000, "{} bytes", bomb.len());
     let s = Server::start(opts(), Duration::ZERO).await;
     let (before, t) = (inflated_bytes(), Instant::now());
@@ -54,7 +54,7 @@ async fn nifti_gz_bomb_is_refused_before_inflating() {
 /// (2.27 GB for the bomb) and answered 422.
 #[tokio::test]
 async fn deflated_dicom_bomb_is_refused_before_inflating() {
-    let bomb = bombs::DeflatedDicom::new(6000, 6000, 16).bytes();
+    let bomb = make::DeflatedDicom::new(6000, 6000, 16).bytes();
     assert!(bomb.len() < 1_000_000, "{} bytes", bomb.len());
     let s = Server::start(opts(), Duration::ZERO).await;
     let before = inflated_bytes();
@@ -68,15 +68,15 @@ async fn deflated_dicom_bomb_is_refused_before_inflating() {
     let r = upload(
         &s,
         "huge.dcm",
-        &bombs::DeflatedDicom { pixel_bytes: Some(1 << 20), ..bombs::DeflatedDicom::new(60000, 60000, 16) }.bytes(),
+        &make::DeflatedDicom { pixel_bytes: Some(1 << 20), ..make::DeflatedDicom::new(60000, 60000, 16) }.bytes(),
     )
     .await;
     assert_eq!(r.status, 413, "{}", r.error());
     assert!(r.error().contains("60000x60000") && r.error().contains("more than the limit"), "{}", r.error());
-    let liar = bombs::DeflatedDicom {
+    let liar = make::DeflatedDicom {
         pixel_len: Some(0xFFFF_FFF0),
         pixel_bytes: Some(32 << 20),
-        ..bombs::DeflatedDicom::new(40, 30, 16)
+        ..make::DeflatedDicom::new(40, 30, 16)
     };
     let before = inflated_bytes();
     let r = upload(&s, "liar.dcm", &liar.bytes()).await;

@@ -380,7 +380,8 @@ fn anns_parser_never_panics() {
 #[test]
 fn fuzz_target_bodies_run() {
     use crate::support::fuzz_harness as h;
-    let targets: [(&str, fn(&[u8])); 4] = [
+    type Target = fn(&[u8]);
+    let targets: [(&str, Target); 4] = [
         ("decode_image", h::decode_image),
         ("tokenize", h::tokenize),
         ("train_config", h::train_config),

@@ -35,8 +35,8 @@ pub fn fx(rel: &str) -> std::path::PathBuf {
 
 pub mod alloc_probe;
 pub mod bombs;
-pub mod fuzz_harness;
 mod dataset;
+pub mod fuzz_harness;
 mod models;
 pub use dataset::Synth;
 pub use models::{tiny_clipseg, tiny_cris};
