@@ -426,6 +426,9 @@ mod found {
     fn toml_type_errors_are_one_line() {
         let text = "output_dir = \"x\"\n[model]\nkind = \"textunet\"\n[data]\ndatasets = 0\n";
         let e = format!("{:#}", vlsm::train::engine::config::TrainConfig::parse(text).unwrap_err());
-        assert_eq!(e, "TOML parse error at line 5, column 12: invalid type: integer `0`, expected a sequence");
+        assert_eq!(
+            e,
+            "TOML parse error at line 5, column 12 (datasets = 0): invalid type: integer `0`, expected a sequence"
+        );
     }
 }

@@ -317,7 +317,10 @@ impl TrainConfig {
                 Some(before) => {
                     let line = before.matches('\n').count() + 1;
                     let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-                    anyhow!("TOML parse error at line {line}, column {col}: {m}")
+                    // The line itself names the key; control characters would break the one line.
+                    let src: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
+                    let src: String = src.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect();
+                    anyhow!("TOML parse error at line {line}, column {col} ({src}): {m}")
                 }
                 None => anyhow!("TOML parse error: {m}"),
             }
