@@ -299,11 +299,8 @@ fn check_image_header(p: &Path) -> Result<()> {
     if r.format().is_none() {
         bail!("{}: not a PNG, JPEG, TIFF or BMP image", p.display());
     }
-    let (w, h) = r.into_dimensions().map_err(|e| anyhow::anyhow!("{}: unreadable image: {e}", p.display()))?;
-    if w == 0 || h == 0 {
-        bail!("{}: image has zero size ({w}x{h})", p.display());
-    }
-    // The limit every command shares (also checked again when decoding).
+    // The header as every command reads it: zero sizes and the pixel limit every command shares
+    // (checked again when decoding).
     vlsm::io::image_dimensions(p)?;
     Ok(())
 }

@@ -115,6 +115,130 @@ impl http_body::Body for DeadlineBody {
     }
 }
 
+/// The socket, with one rewrite on the way out: the bare 400, 414 or 431 that hyper sends by
+/// itself for a request head it cannot parse (a malformed request line or header, more than
+/// `HYPER_MAX_HEADERS` fields, a head over its buffer) has no body; it leaves with a one-line JSON
+/// error like every other answer. Our own answers never match: every error has a JSON body.
+struct JsonParseErrors<S> {
+    inner: S,
+    /// The rewritten answer, and how much of it has been written.
+    pending: Vec<u8>,
+    sent: usize,
+}
+
+impl<S> JsonParseErrors<S> {
+    fn new(inner: S) -> Self {
+        JsonParseErrors { inner, pending: Vec::new(), sent: 0 }
+    }
+}
+
+/// The JSON answer for one of hyper's own error answers; `None` for anything else.
+fn rewrite_parse_error(buf: &[u8]) -> Option<Vec<u8>> {
+    let msg = match buf.get(..13)? {
+        b"HTTP/1.1 400 " => "malformed HTTP request head (request line or header field)",
+        b"HTTP/1.1 414 " => "request target is longer than the HTTP layer accepts",
+        b"HTTP/1.1 431 " => "request head is larger than the HTTP layer accepts (too many or too long header fields)",
+        _ => return None,
+    };
+    // Exactly one head, and no body.
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if end + 4 != buf.len() {
+        return None;
+    }
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let mut out = format!("{status_line}\r\n");
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("content-length") && value.trim() != "0"
+        {
+            return None;
+        }
+        if !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("connection") {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    let body = serde_json::json!({ "error": msg }).to_string();
+    out.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    Some(out.into_bytes())
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> JsonParseErrors<S> {
+    /// Writes what is left of a rewritten answer.
+    fn poll_pending(&mut self, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        while self.sent < self.pending.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.pending.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonParseErrors<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonParseErrors<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if !this.pending.is_empty() {
+            return Poll::Pending;
+        }
+        if let Some(json) = rewrite_parse_error(buf) {
+            this.pending = json;
+            if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+                return Poll::Ready(Err(e));
+            }
+            // Taken whole: the rest goes out on the next write, flush or shutdown.
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match this.poll_pending(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match this.poll_pending(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
+    }
+
+    // Unvectored, so that hyper hands over each answer's head as one buffer.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -201,7 +325,7 @@ async fn connection(
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(lim.header_timeout).max_headers(HYPER_MAX_HEADERS);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection(TokioIo::new(JsonParseErrors::new(stream)), svc);
     tokio::pin!(conn);
     let deadline = tokio::select! {
         _ = conn.as_mut() => return,

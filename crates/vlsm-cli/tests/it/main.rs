@@ -1,5 +1,6 @@
 //! All integration tests of `vlsm-cli` in one binary (one link, one process; see support for shared helpers).
 
+mod bad_inputs;
 mod classify_cli;
 mod eval_cli;
 mod eval_kinds_cli;

@@ -1,7 +1,9 @@
 //! All integration tests of `vlsm-serve` in one binary (one link, one process; see support for shared helpers).
 
 mod api;
+mod bombs;
 mod e2e;
+mod fuzz_multipart;
 mod hub;
 mod security;
 mod sigterm;

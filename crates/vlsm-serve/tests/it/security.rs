@@ -225,6 +225,42 @@ async fn every_error_is_json() {
     assert_json_error(&r, 400);
 }
 
+/// Heads the HTTP parser itself refuses (#17 item 20): hyper answers them before any route, with
+/// a bare status; they now carry a one-line JSON error too, and the connection closes.
+#[tokio::test]
+async fn http_parser_errors_are_json() {
+    let s = Server::start(opts(), Duration::ZERO).await;
+    let host = s.addr.to_string();
+    let many: String = (0..300).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let cases: Vec<(String, u16)> = vec![
+        ("\x01\x02 / HTTP/1.1\r\n\r\n".into(), 400),
+        ("GET / HTTP/9.9\r\n\r\n".into(), 400),
+        (format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\nBad Header\r\n\r\n"), 400),
+        (format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\nX-Ok: a\x01b\r\n\r\n"), 400),
+        (format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\n{many}\r\n"), 431),
+        ("GARBAGE\r\n\r\n".into(), 400),
+    ];
+    for (head, status) in cases {
+        let r = send(s.addr, head.clone(), vec![]).await.unwrap_or_else(|e| panic!("{head:?}: {e}"));
+        assert_json_error(&r, status);
+        assert!(r.error().contains("HTTP"), "{head:?}: {}", r.error());
+        assert_eq!(r.header("connection"), Some("close"), "{head:?}");
+    }
+    // A good request first on a kept-alive connection, then a malformed one: both answered.
+    let head = format!(
+        "GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\nGET /api/health HTTP/1.1\r\nHost: {host}\r\nBad Header\r\n\r\n"
+    );
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(head.as_bytes()).await.unwrap();
+    let (buf, _) = read_until_closed(&mut c, Duration::from_secs(10)).await.expect("closed");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("HTTP/1.1 400"), "{text}");
+    assert!(text.ends_with("\"}"), "{text}");
+    // Answers of the server's own with no body stay as they are (a 200 HEAD, say).
+    let r = raw(s.addr, "HEAD", "/api/health", &host, &[], None, vec![]).await;
+    assert_eq!(r.status, 200);
+}
+
 #[tokio::test]
 async fn invalid_utf8_prompt_is_400() {
     let s = Server::start(opts(), Duration::ZERO).await;

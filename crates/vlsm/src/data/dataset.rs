@@ -94,7 +94,8 @@ impl Dataset {
     /// Fails unless every record has prompt `key` (or `key` is "random" and each has p1..).
     pub fn require_prompt(&self, key: &str) -> Result<()> {
         for r in &self.records {
-            check_key(r, key).map_err(|e| anyhow!("{} ({} split): {e}", self.name, self.split))?;
+            let anns = self.root.join("anns").join(format!("{}.json", self.split));
+            check_key(r, key).map_err(|e| anyhow!("{}: {e}", anns.display()))?;
         }
         Ok(())
     }

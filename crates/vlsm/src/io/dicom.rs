@@ -1,12 +1,17 @@
 //! Single-frame, uncompressed DICOM (Part 10 files): implicit or explicit VR little endian,
 //! and deflated explicit VR little endian. Compressed transfer syntaxes are refused by name.
+//!
+//! A deflated data set is inflated as it is parsed: the header at most [`MAX_HEADER_BYTES`],
+//! then exactly the pixel bytes that Rows x Columns x frames x samples x Bits Allocated need,
+//! once those are known to be within the pixel limit (a decompression bomb is refused before
+//! it is inflated).
 
 use std::io::Read;
 
 use anyhow::{anyhow, bail, Result};
 use image::RgbImage;
 
-use super::types::{Decoded, Window};
+use super::types::{count_inflated, Decoded, Window, MAX_PIXELS};
 
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -38,12 +43,19 @@ struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
     explicit: bool,
+    /// Where the top-level element being read starts.
+    mark: usize,
+    /// A read ran past the end of the bytes.
+    short: bool,
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
-        let end = end.ok_or_else(|| anyhow!("truncated at byte {} (needs {n} more)", self.pos))?;
+        let Some(end) = end else {
+            self.short = true;
+            bail!("truncated at byte {} (needs {n} more)", self.pos)
+        };
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -111,8 +123,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A value as text, padding trimmed; control characters (which no text VR allows, and which
+/// would break an error message's one line) become U+FFFD.
 fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
+    let s = String::from_utf8_lossy(v);
+    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 /// First value of a multi-valued decimal string such as "40\\400".
@@ -131,12 +147,53 @@ fn first_number(s: &Option<String>, what: &str) -> Result<Option<f64>> {
     }
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded> {
+/// Most bytes a deflated data set may inflate to before its pixel data (the header): far past
+/// any real header, and a bomb of private elements stops here.
+pub(crate) const MAX_HEADER_BYTES: usize = 64 << 20;
+
+/// The data set after the file meta information: in the file, or being inflated.
+enum Body<'a> {
+    Plain { bytes: &'a [u8], explicit: bool },
+    Deflated(Inflater<'a>),
+}
+
+/// A deflated data set inflated on demand, never past what the caller asks for.
+struct Inflater<'a> {
+    dec: flate2::read::DeflateDecoder<&'a [u8]>,
+    out: Vec<u8>,
+    /// The stream has ended, or is cut.
+    eof: bool,
+    /// The stream is cut (no final block).
+    cut: bool,
+}
+
+impl Inflater<'_> {
+    /// Inflates until `n` bytes are out or the stream ends (a cut stream counts as ended: the
+    /// callers say what was missing).
+    fn fill_to(&mut self, n: usize) -> Result<()> {
+        if self.eof || self.out.len() >= n {
+            return Ok(());
+        }
+        let (had, want) = (self.out.len(), (n - self.out.len()) as u64);
+        let r = (&mut self.dec).take(want).read_to_end(&mut self.out);
+        let got = (self.out.len() - had) as u64;
+        count_inflated(got);
+        match r {
+            Ok(_) => self.eof = got < want,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => (self.eof, self.cut) = (true, true),
+            Err(e) => bail!("cannot inflate deflated data set: {e}"),
+        }
+        Ok(())
+    }
+}
+
+/// Reads the file meta information; returns the data set that follows it.
+fn body(bytes: &[u8]) -> Result<Body<'_>> {
     if bytes.get(128..132) != Some(b"DICM") {
         bail!("not a DICOM Part 10 file (no DICM marker at byte 128)");
     }
     // File meta information: always explicit VR little endian.
-    let mut r = Reader { b: bytes, pos: 132, explicit: true };
+    let mut r = Reader { b: bytes, pos: 132, explicit: true, mark: 132, short: false };
     let mut ts = None;
     while r.pos + 2 <= bytes.len() && u16::from_le_bytes([bytes[r.pos], bytes[r.pos + 1]]) == 0x0002 {
         let (tag, _, len) = r.header()?;
@@ -149,25 +206,27 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded> {
         }
     }
     let ts = ts.ok_or_else(|| anyhow!("no transfer syntax in file meta information"))?;
-    let inflated;
-    let (body, explicit) = match ts.as_str() {
-        IMPLICIT_LE => (&bytes[r.pos..], false),
-        EXPLICIT_LE => (&bytes[r.pos..], true),
-        DEFLATED_LE => {
-            let mut out = Vec::new();
-            flate2::read::DeflateDecoder::new(&bytes[r.pos..])
-                .take(1 << 31)
-                .read_to_end(&mut out)
-                .map_err(|e| anyhow!("cannot inflate deflated data set: {e}"))?;
-            inflated = out;
-            (&inflated[..], true)
-        }
+    let rest = &bytes[r.pos..];
+    Ok(match ts.as_str() {
+        IMPLICIT_LE => Body::Plain { bytes: rest, explicit: false },
+        EXPLICIT_LE => Body::Plain { bytes: rest, explicit: true },
+        DEFLATED_LE => Body::Deflated(Inflater {
+            dec: flate2::read::DeflateDecoder::new(rest),
+            out: Vec::new(),
+            eof: false,
+            cut: false,
+        }),
         EXPLICIT_BE => bail!("explicit VR big endian (retired) is not supported"),
         other => bail!("transfer syntax {other} (compressed) is not supported; only uncompressed DICOM"),
-    };
-    let mut r = Reader { b: body, pos: 0, explicit };
-    let mut a = Attrs::default();
-    while r.pos < body.len() {
+    })
+}
+
+/// Collects the top-level attributes from `r.pos` on; stops at the Pixel Data header and returns
+/// where its value starts and its length, or `None` at the end of the bytes. `r.mark` is left at
+/// the start of the element being read, where a scan of a longer buffer can resume.
+fn scan(r: &mut Reader, a: &mut Attrs) -> Result<Option<(usize, u32)>> {
+    while r.pos < r.b.len() {
+        r.mark = r.pos;
         let (tag, _vr, len) = r.header()?;
         if len == UNDEFINED {
             if tag == PIXEL_DATA {
@@ -175,6 +234,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded> {
             }
             r.skip_sequence(0)?;
             continue;
+        }
+        if tag == PIXEL_DATA {
+            return Ok(Some((r.pos, len)));
         }
         let v = r.take(len as usize)?;
         let us = || if v.len() >= 2 { Some(u16::from_le_bytes([v[0], v[1]])) } else { None };
@@ -192,13 +254,126 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded> {
             0x0028_1051 => a.win_width = Some(text(v)),
             0x0028_1052 => a.intercept = Some(text(v)),
             0x0028_1053 => a.slope = Some(text(v)),
-            PIXEL_DATA => {
-                a.pixels = Some(v.to_vec());
-                break;
-            }
             _ => {}
         }
     }
+    r.mark = r.pos;
+    Ok(None)
+}
+
+/// The size of the pixel data the attributes describe, checked before any of it is read.
+struct Layout {
+    rows: usize,
+    cols: usize,
+    /// Bytes of pixel data they need.
+    bytes: u64,
+}
+
+fn layout(a: &Attrs) -> Result<Layout> {
+    let rows = a.rows.ok_or_else(|| anyhow!("no Rows (0028,0010)"))? as usize;
+    let cols = a.cols.ok_or_else(|| anyhow!("no Columns (0028,0011)"))? as usize;
+    if rows == 0 || cols == 0 {
+        bail!("image has zero size ({cols}x{rows})");
+    }
+    let n = (rows * cols) as u64;
+    if n > MAX_PIXELS {
+        bail!("image is {cols}x{rows} = {n} pixels, more than the limit of {MAX_PIXELS}");
+    }
+    let frames = first_number(&a.frames, "Number of Frames")?.unwrap_or(1.0);
+    if frames != 1.0 {
+        bail!("multi-frame DICOM ({frames} frames) is not supported; single-frame only");
+    }
+    let samples = a.samples.unwrap_or(1) as u64;
+    if samples != 1 && samples != 3 {
+        bail!("{samples} samples per pixel is not supported (1 or 3)");
+    }
+    let alloc = a.bits_alloc.ok_or_else(|| anyhow!("no Bits Allocated (0028,0100)"))? as u64;
+    if !matches!(alloc, 8 | 16 | 32) {
+        bail!("unsupported bit depth: {alloc} bits allocated (8, 16 or 32)");
+    }
+    let bytes = n * samples * alloc / 8;
+    Ok(Layout { rows, cols, bytes })
+}
+
+/// The attributes and where the Pixel Data element starts, from the data set; a deflated one is
+/// inflated only that far, and never past [`MAX_HEADER_BYTES`].
+fn attributes<'a>(body: &mut Body<'a>) -> Result<(Attrs, Option<(usize, u32)>)> {
+    let mut a = Attrs::default();
+    match body {
+        Body::Plain { bytes, explicit } => {
+            let mut r = Reader { b: bytes, pos: 0, explicit: *explicit, mark: 0, short: false };
+            let px = scan(&mut r, &mut a)?;
+            Ok((a, px))
+        }
+        Body::Deflated(inf) => {
+            let (mut at, mut want) = (0, 64 << 10);
+            loop {
+                inf.fill_to(want.min(MAX_HEADER_BYTES + 1))?;
+                let mut r = Reader { b: &inf.out, pos: at, explicit: true, mark: at, short: false };
+                let res = scan(&mut r, &mut a);
+                let (mark, short) = (r.mark, r.short);
+                match res {
+                    Ok(Some(px)) => return Ok((a, Some(px))),
+                    Ok(None) if inf.cut => bail!(
+                        "deflated data set ends early: the stream is cut after {} inflated bytes, before the pixel data",
+                        inf.out.len()
+                    ),
+                    Ok(None) if inf.eof => return Ok((a, None)),
+                    Err(e) if !short => return Err(e),
+                    Err(e) if inf.eof => bail!(
+                        "deflated data set ends early: it inflates to {} bytes, cut inside the element at byte {mark} ({e})",
+                        inf.out.len()
+                    ),
+                    _ => {}
+                }
+                if inf.out.len() > MAX_HEADER_BYTES {
+                    bail!("the deflated data set's header (before the pixel data) inflates to more than the limit of {MAX_HEADER_BYTES} bytes");
+                }
+                at = mark;
+                want = want.saturating_mul(2);
+            }
+        }
+    }
+}
+
+/// Width and height from the header alone: a deflated data set is inflated only up to the
+/// pixel data.
+pub(crate) fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    let mut body = body(bytes)?;
+    let (a, px) = attributes(&mut body)?;
+    px.ok_or_else(|| anyhow!("no pixel data"))?;
+    let l = layout(&a)?;
+    Ok((l.cols as u32, l.rows as u32))
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded> {
+    let mut body = body(bytes)?;
+    let (mut a, px) = attributes(&mut body)?;
+    let (start, len) = px.ok_or_else(|| anyhow!("no pixel data"))?;
+    // Sized before a byte of pixel data is read (or inflated): a small file whose attributes
+    // claim a huge image is refused here.
+    let l = layout(&a)?;
+    a.pixels = Some(match body {
+        Body::Plain { bytes, explicit } => {
+            let mut r = Reader { b: bytes, pos: start, explicit, mark: start, short: false };
+            r.take(len as usize)?.to_vec()
+        }
+        Body::Deflated(mut inf) => {
+            // Only the bytes the attributes need (the element may be padded, or lie).
+            let take = (len as u64).min(l.bytes) as usize;
+            inf.fill_to(start + take)?;
+            if inf.out.len() < start + take {
+                bail!(
+                    "deflated data set ends early: the pixel data needs {take} bytes from byte {start}, the stream inflates to {} bytes",
+                    inf.out.len()
+                );
+            }
+            let mut out = inf.out;
+            out.truncate(start + take);
+            out.drain(..start);
+            out
+        }
+    });
     pixels(a)
 }
 
@@ -208,10 +383,6 @@ fn pixels(a: Attrs) -> Result<Decoded> {
     let cols = a.cols.ok_or_else(|| anyhow!("no Columns (0028,0011)"))? as usize;
     if rows == 0 || cols == 0 {
         bail!("image has zero size ({cols}x{rows})");
-    }
-    let frames = first_number(&a.frames, "Number of Frames")?.unwrap_or(1.0);
-    if frames != 1.0 {
-        bail!("multi-frame DICOM ({frames} frames) is not supported; single-frame only");
     }
     let samples = a.samples.unwrap_or(1) as usize;
     let alloc = a.bits_alloc.ok_or_else(|| anyhow!("no Bits Allocated (0028,0100)"))? as usize;

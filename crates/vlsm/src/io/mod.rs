@@ -22,6 +22,6 @@ pub use npy::{read_npy_f32, write_npy_f32};
 pub use read::{
     image_dimensions, read_image_any, read_mask, read_mask_any, read_raster, read_rgb, read_scalar, MAX_FILE_BYTES,
 };
-pub use types::{ReadOptions, ScalarImage, Window, Windowing, MAX_PIXELS};
+pub use types::{inflated_bytes, ReadOptions, ScalarImage, Window, Windowing, MAX_PIXELS};
 pub use window::window_to_u8;
 pub use write::{write_atomic, write_atomic_with, write_png_atomic, write_safetensors_atomic};

@@ -9,7 +9,7 @@ use std::io::Read;
 use anyhow::{anyhow, bail, Result};
 use image::RgbImage;
 
-use super::types::{Decoded, MAX_PIXELS};
+use super::types::{count_inflated, Decoded, MAX_PIXELS};
 
 /// A `vox_offset` past this is refused.
 const MAX_BYTES: u64 = 2 << 30;
@@ -110,6 +110,7 @@ fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>> {
         .take(limit)
         .read_to_end(&mut out)
         .map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
+    count_inflated(out.len() as u64);
     Ok(out)
 }
 
@@ -131,6 +132,7 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
             .map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
         let mut out = Vec::with_capacity((h.end - h.start) as usize);
         gz.take(h.end - h.start).read_to_end(&mut out).map_err(|e| anyhow!("cannot decompress gzip: {e}"))?;
+        count_inflated(skipped + out.len() as u64);
         if skipped + (out.len() as u64) < h.end {
             bail!("truncated: the slice needs bytes up to {}, the data has {}", h.end, skipped + out.len() as u64);
         }

@@ -152,14 +152,15 @@ fn medical_mask(path: &Path, bytes: &[u8], format: Format, slice: Option<usize>)
     }
 }
 
-/// Width and height of an image or mask file without decoding its pixels (rasters read only
-/// the header; NIfTI and DICOM are decoded, default slice).
+/// Width and height of an image or mask file without decoding its pixels (rasters, NIfTI and
+/// DICOM: from their headers; a .nii.gz or deflated DICOM is inflated only that far).
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     let head = read_head(path)?;
     match sniff(path, &head) {
         Format::Raster => raster_dimensions(path, &head),
         // From the header alone: a .nii.gz is not inflated past it (limits come before the data).
         Format::Nifti => nifti::dimensions(&read_bytes(path)?).map_err(|e| anyhow!("{}: {e}", path.display())),
-        Format::Dicom => Ok(read_mask(path)?.dimensions()),
+        // From the attributes before the pixel data: a deflated data set is inflated only that far.
+        Format::Dicom => dicom::dimensions(&read_bytes(path)?).map_err(|e| anyhow!("{}: {e}", path.display())),
     }
 }

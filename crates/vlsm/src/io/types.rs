@@ -9,6 +9,19 @@ use image::RgbImage;
 /// Largest image (width * height) we decode; guards against decompression bombs.
 pub const MAX_PIXELS: u64 = 100_000_000;
 
+static INFLATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts bytes a gzip or deflate reader produced (see [`inflated_bytes`]).
+pub(crate) fn count_inflated(n: u64) {
+    INFLATED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Bytes inflated so far by this process's `.nii.gz` and deflated-DICOM readers: lets a test
+/// prove that a decompression bomb was refused before it was inflated.
+pub fn inflated_bytes() -> u64 {
+    INFLATED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Errors unless `w` x `h` is non-empty and at most [`MAX_PIXELS`].
 pub(crate) fn check_size(path: &Path, w: u64, h: u64) -> Result<()> {
     if w == 0 || h == 0 {

@@ -88,3 +88,81 @@ fn thread_counts_are_capped() {
     assert_eq!(vlsm::threads::cap(100_000, "threads"), vlsm::threads::MAX_THREADS_PER_CORE * cores);
     assert_eq!(vlsm::threads::cap(1, "threads"), 1);
 }
+
+mod deflated_dicom {
+    use super::one_line;
+    use crate::support::bombs::DeflatedDicom;
+    use vlsm::io::{image_dimensions, inflated_bytes, read_image_any, ReadOptions};
+
+    fn write(d: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = d.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_small_deflated_dicom_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "ok.dcm", &DeflatedDicom::new(3, 5, 16).bytes());
+        assert_eq!(read_image_any(&p, &ReadOptions::default()).unwrap().dimensions(), (5, 3));
+        assert_eq!(image_dimensions(&p).unwrap(), (5, 3));
+    }
+
+    /// 60000 x 60000 pixels claimed by a 300 KB file: refused from the attributes, as "too
+    /// large", before the pixel data is inflated (the old reader inflated 2 GiB first).
+    #[test]
+    fn a_bomb_is_sized_before_inflating() {
+        let d = tempfile::tempdir().unwrap();
+        let bomb = DeflatedDicom { pixel_bytes: Some(64 << 20), ..DeflatedDicom::new(60000, 60000, 16) };
+        let bytes = bomb.bytes();
+        assert!(bytes.len() < 1_000_000, "{}", bytes.len());
+        let p = write(&d, "bomb.dcm", &bytes);
+        let before = inflated_bytes();
+        for e in [one_line(read_image_any(&p, &ReadOptions::default())), one_line(image_dimensions(&p))] {
+            assert!(e.contains("bomb.dcm") && e.contains("60000x60000") && e.contains("more than the limit"), "{e}");
+        }
+        // Other tests inflate at the same time; they inflate kilobytes, the bomb 64 MiB.
+        let inflated = inflated_bytes() - before;
+        assert!(inflated < 8 << 20, "inflated {inflated} bytes");
+    }
+
+    /// Pixel Data whose length says 4 GiB over 64 MiB of zeros, for a 5x3 image: only the 30
+    /// bytes the attributes need are inflated.
+    #[test]
+    fn inflation_stops_at_what_the_attributes_need() {
+        let d = tempfile::tempdir().unwrap();
+        let f =
+            DeflatedDicom { pixel_len: Some(0xFFFF_FFF0), pixel_bytes: Some(64 << 20), ..DeflatedDicom::new(3, 5, 16) };
+        let p = write(&d, "long.dcm", &f.bytes());
+        let before = inflated_bytes();
+        assert_eq!(read_image_any(&p, &ReadOptions::default()).unwrap().dimensions(), (5, 3));
+        let inflated = inflated_bytes() - before;
+        assert!(inflated < 8 << 20, "inflated {inflated} bytes");
+    }
+
+    #[test]
+    fn a_header_bomb_stops_at_the_header_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let f = DeflatedDicom { private_bytes: Some(100 << 20), ..DeflatedDicom::new(3, 5, 16) };
+        let p = write(&d, "hdr.dcm", &f.bytes());
+        let e = one_line(image_dimensions(&p));
+        assert!(e.contains("hdr.dcm") && e.contains("header") && e.contains("more than the limit"), "{e}");
+    }
+
+    #[test]
+    fn a_cut_stream_says_it_ends_early() {
+        let d = tempfile::tempdir().unwrap();
+        let whole = DeflatedDicom::new(64, 64, 16);
+        let n = whole.bytes().len() - 132 - 60; // the deflated part, roughly
+        for (cut, name) in [(20, "cut_header.dcm"), (n / 2, "cut_pixels.dcm")] {
+            let f = DeflatedDicom { cut_stream_at: Some(cut), ..whole.clone() };
+            let p = write(&d, name, &f.bytes());
+            let e = one_line(read_image_any(&p, &ReadOptions::default()));
+            assert!(e.contains(name) && e.contains("deflated data set ends early"), "{e}");
+        }
+        // A multi-frame file is refused from its attributes too.
+        let f = DeflatedDicom { frames: Some("3"), ..whole };
+        let p = write(&d, "frames.dcm", &f.bytes());
+        assert!(one_line(read_image_any(&p, &ReadOptions::default())).contains("multi-frame"));
+    }
+}

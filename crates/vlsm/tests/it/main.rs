@@ -9,6 +9,7 @@ mod cris_parity;
 mod data_dataset;
 mod data_hostile;
 mod data_prompts;
+mod fuzz_props;
 mod io_formats;
 mod io_hostile;
 mod jpeg_parity;
@@ -26,3 +27,7 @@ mod unet_train;
 mod vit_parity;
 mod vlsm_kinds_train;
 mod zero_shot_parity;
+
+/// Notes each thread's largest allocation (see support::alloc_probe; the fuzz properties use it).
+#[global_allocator]
+static ALLOC: support::alloc_probe::Probe = support::alloc_probe::Probe;

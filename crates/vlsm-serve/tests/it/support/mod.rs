@@ -2,6 +2,8 @@
 //! tests can also send malformed bodies; shared by the API tests and the load tool.
 #![allow(dead_code)]
 
+pub mod fuzz_harness;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -318,10 +318,24 @@ impl TrainConfig {
 
     /// Parses and validates TOML text (paths left as written).
     pub fn parse(text: &str) -> Result<Self> {
-        let cfg: TrainConfig = toml::from_str(text).map_err(|e| match e.message() {
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| {
+            let m = e.message().trim_end().replace('\n', " ");
             // An unknown model.kind reads as `validate`'s errors do: one line naming the key.
-            m if m.starts_with("model.kind:") => anyhow!("{m}"),
-            _ => anyhow!("{}", e.to_string().trim_end()),
+            if m.starts_with("model.kind:") {
+                return anyhow!("{m}");
+            }
+            // One line: where, and what (toml's own Display quotes the line below a caret).
+            match e.span().and_then(|s| text.get(..s.start)) {
+                Some(before) => {
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                    // The line itself names the key; control characters would break the one line.
+                    let src: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
+                    let src: String = src.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect();
+                    anyhow!("TOML parse error at line {line}, column {col} ({src}): {m}")
+                }
+                None => anyhow!("TOML parse error: {m}"),
+            }
         })?;
         cfg.validate()?;
         Ok(cfg)

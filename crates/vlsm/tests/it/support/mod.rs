@@ -33,7 +33,10 @@ pub fn fx(rel: &str) -> std::path::PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
 
+pub mod alloc_probe;
+pub mod bombs;
 mod dataset;
+pub mod fuzz_harness;
 mod models;
 pub use dataset::Synth;
 pub use models::{tiny_clipseg, tiny_cris};
