@@ -10,6 +10,7 @@ mod data_hostile;
 mod data_prompts;
 mod io_formats;
 mod io_hostile;
+mod io_volume;
 mod metrics_monai;
 mod model_files_hostile;
 mod preprocess_parity;
