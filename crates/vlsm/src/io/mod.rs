@@ -17,12 +17,13 @@ mod write;
 
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use nifti::{
-    is_nifti, put_slice, read_volume, take_slice, volume_dimensions, write_like, NiftiHeader, OutputData, SliceData,
-    Volume, VoxelData, DEFAULT_MAX_VOXELS,
+    put_slice, read_volume, take_slice, volume_dimensions, write_like, NiftiHeader, OutputData, SliceData, Volume,
+    VoxelData, DEFAULT_MAX_VOXELS,
 };
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use read::{
-    image_dimensions, read_image_any, read_mask, read_mask_any, read_raster, read_rgb, read_scalar, MAX_FILE_BYTES,
+    file_kind, image_dimensions, read_image_any, read_mask, read_mask_any, read_raster, read_rgb, read_scalar,
+    FileKind, MAX_FILE_BYTES,
 };
 pub use types::{ReadOptions, ScalarImage, Window, Windowing, MAX_PIXELS};
 pub use window::{parse_window, resolve_window, window_to_u8, WindowMap, WINDOW_PRESETS};

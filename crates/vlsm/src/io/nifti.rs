@@ -697,12 +697,6 @@ pub fn write_like(path: &Path, like: &NiftiHeader, data: OutputData) -> Result<(
     })
 }
 
-/// Whether `path` is a NIfTI file, by name or by its first bytes.
-pub fn is_nifti(path: &Path) -> bool {
-    let head = super::sniff::read_head(path).unwrap_or_default();
-    super::sniff::sniff(path, &head) == super::sniff::Format::Nifti
-}
-
 /// Width and height of a slice, from the header (a .nii.gz is inflated only that far).
 pub(crate) fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
     let h = if bytes.starts_with(&[0x1f, 0x8b]) {
