@@ -157,11 +157,13 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         if a.logits.is_some() {
             bail!("--logits needs exactly one image and one prompt, not a batch run");
         }
-        let items = crate::segment_batch::collect(&a.images, a.jobs.as_deref(), a.recursive, &a.out, |p| {
-            output_stem(p)
-        })?;
+        let items =
+            crate::segment_batch::collect(&a.images, a.jobs.as_deref(), a.recursive, &a.out, |p| output_stem(p))?;
         if items.is_empty() {
-            bail!("no images found (PNG, JPEG, TIFF, BMP, DICOM, NIfTI){}", if a.recursive { "" } else { "; --recursive walks sub-folders" });
+            bail!(
+                "no images found (PNG, JPEG, TIFF, BMP, DICOM, NIfTI){}",
+                if a.recursive { "" } else { "; --recursive walks sub-folders" }
+            );
         }
         items
     } else {
@@ -213,14 +215,8 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         Some(conditions(&seg, &a.prompts, image_cond.as_ref(), a.mix)?)
     };
     let threshold = a.threshold.unwrap_or(seg.default_threshold());
-    let vopts = VolumeOpts {
-        axis: a.axis,
-        windowing,
-        batch: a.batch,
-        threshold,
-        probs: a.probs,
-        max_voxels: a.max_voxels,
-    };
+    let vopts =
+        VolumeOpts { axis: a.axis, windowing, batch: a.batch, threshold, probs: a.probs, max_voxels: a.max_voxels };
     if batch_run {
         return run_batch(&a, &seg, items, shard, global, image_cond.as_ref(), &vopts);
     }
@@ -378,7 +374,13 @@ pub(crate) const PROMPT_BATCH: usize = 16;
 const TEXT_BATCH: usize = 64;
 
 /// Mask and overlay of one image and condition, as `<base><name>.mask.png` and `.overlay.png`.
-fn write_outputs(base: &Path, img: &RgbImage, logits: &candle_core::Tensor, c: &Condition, threshold: f32) -> Result<()> {
+fn write_outputs(
+    base: &Path,
+    img: &RgbImage,
+    logits: &candle_core::Tensor,
+    c: &Condition,
+    threshold: f32,
+) -> Result<()> {
     let (w, h) = img.dimensions();
     let probs = pipeline::probabilities_at(logits, w, h)?;
     let mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
@@ -486,7 +488,10 @@ fn check_image_header(p: &Path, max_voxels: u64) -> Result<()> {
             let [nx, ny, nz] = io::volume_dimensions(p)?;
             let n = nx as u128 * ny as u128 * nz as u128;
             if n > max_voxels as u128 {
-                bail!("{}: volume is {nx}x{ny}x{nz} = {n} voxels, more than the limit of {max_voxels} (--max-voxels)", p.display());
+                bail!(
+                    "{}: volume is {nx}x{ny}x{nz} = {n} voxels, more than the limit of {max_voxels} (--max-voxels)",
+                    p.display()
+                );
             }
             return Ok(());
         }
