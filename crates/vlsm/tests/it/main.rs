@@ -11,6 +11,7 @@ mod data_prompts;
 mod io_formats;
 mod io_hostile;
 mod io_volume;
+mod metrics_3d;
 mod metrics_monai;
 mod model_files_hostile;
 mod preprocess_parity;
