@@ -157,8 +157,7 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         if a.logits.is_some() {
             bail!("--logits needs exactly one image and one prompt, not a batch run");
         }
-        let items =
-            crate::segment_batch::collect(&a.images, a.jobs.as_deref(), a.recursive, &a.out, |p| output_stem(p))?;
+        let items = crate::segment_batch::collect(&a.images, a.jobs.as_deref(), a.recursive, &a.out, output_stem)?;
         if items.is_empty() {
             bail!(
                 "no images found (PNG, JPEG, TIFF, BMP, DICOM, NIfTI){}",

@@ -232,8 +232,8 @@ impl NiftiHeader {
         if !(1..=7).contains(&ndim) {
             bail!("bad dim[0] = {ndim}");
         }
-        for i in 1..=7 {
-            let d = if i <= ndim as usize { raw_dims[i] } else { 1 };
+        for (i, &d) in raw_dims.iter().enumerate().skip(1) {
+            let d = if i <= ndim as usize { d } else { 1 };
             if d < 0 {
                 bail!("bad dim[{i}] = {d} (negative)");
             }

@@ -111,6 +111,7 @@ fn every_datatype_and_byte_order_is_covered() {
     assert_eq!((be.header.scl_slope, be.header.scl_inter), (0.25, -7.0));
 }
 
+#[allow(clippy::type_complexity)]
 fn header_fields(h: &NiftiHeader) -> (u8, bool, Vec<u64>, [f64; 8], i32, i32, [[f64; 4]; 4], [[f64; 4]; 4], i32) {
     (
         h.version,
