@@ -1,16 +1,15 @@
-//! `vlsm segment` on NIfTI volumes: every slice along an axis through the model in batches
-//! (the image encoder once per slice for all prompts), masks written in the source's geometry.
+//! `vlsm segment` on NIfTI volumes: `vlsm::volume` slice by slice, masks written in the
+//! source's geometry, a progress bar over slices.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use candle_core::Tensor;
-use image::{DynamicImage, GrayImage, RgbImage};
-use vlsm::io::{self, OutputData, SliceData, Volume, VoxelData, WindowMap, Windowing};
-use vlsm::pipeline::{self, Segmenter};
+use vlsm::io::{self, OutputData, Windowing};
+use vlsm::pipeline::Segmenter;
+use vlsm::volume;
 
-use crate::segment_cmd::{progress, with_suffix, Condition, PROMPT_BATCH};
+use crate::segment_cmd::{progress, with_suffix, Condition};
 
 pub(crate) struct VolumeOpts {
     /// Voxel axis the slices are cut along; `None` = the last (2).
@@ -36,24 +35,9 @@ pub(crate) fn volume_outputs(base: &Path, conds: &[Condition], probs: bool) -> V
     v
 }
 
-/// Slice `k` along `axis` as the picture the model sees: RGB data as is, scalar data through
-/// the volume's window, grey replicated.
-fn slice_image(vol: &Volume, axis: usize, k: usize, map: Option<&WindowMap>) -> RgbImage {
-    let (w, h, _) = vol.slice_dims(axis);
-    match (vol.slice_values(axis, k), map) {
-        (SliceData::Rgb(v), _) => RgbImage::from_raw(w as u32, h as u32, v).expect("slice size"),
-        (SliceData::Scalar(v), Some(m)) => {
-            let g = GrayImage::from_raw(w as u32, h as u32, m.apply(&v, false)).expect("slice size");
-            DynamicImage::ImageLuma8(g).into_rgb8()
-        }
-        (SliceData::Scalar(_), None) => unreachable!("scalar volumes have a window"),
-    }
-}
-
-/// Segments every slice of the NIfTI volume at `path` and writes the outputs of
-/// [`volume_outputs`]. The volume is read (and refused) before anything is written; slices
-/// stream through the model, so memory holds the volume, one mask per prompt (and one f32
-/// probability volume per prompt with `probs`) and one batch of slices. Returns the slice count.
+/// Segments every slice of the NIfTI volume at `path` (`vlsm::volume::segment_volume`) and
+/// writes the outputs of [`volume_outputs`]. The volume is read (and refused) before anything
+/// is written. Returns the slice count.
 pub(crate) fn segment_volume(
     seg: &Segmenter,
     path: &Path,
@@ -67,71 +51,24 @@ pub(crate) fn segment_volume(
     for n in &vol.notes {
         eprintln!("note: {p}: {n}");
     }
-    let axis = o.axis.unwrap_or(2);
-    if axis > 2 {
-        bail!("--axis must be 0, 1 or 2 (a voxel axis), got {axis}");
-    }
-    let (w, h, n) = vol.slice_dims(axis);
-    if (w as u64) * (h as u64) > io::MAX_PIXELS {
-        bail!("{p}: slices along axis {axis} are {w}x{h}, more than the limit of {} pixels", io::MAX_PIXELS);
-    }
-    // One window for the whole volume, so that a slice's grey levels mean the same as its
-    // neighbours'.
-    let map = match &vol.data {
-        VoxelData::Scalar(v) => Some(io::resolve_window(v, o.windowing, None).map_err(|e| anyhow!("{p}: {e}"))?),
-        VoxelData::Rgb(_) => None,
+    let opts = volume::VolumeOptions {
+        axis: o.axis.unwrap_or(2),
+        windowing: o.windowing,
+        batch: o.batch,
+        threshold: o.threshold,
+        probs: o.probs,
     };
-    let nvox = vol.dims.iter().product::<usize>();
-    let mut masks: Vec<Vec<u8>> = conds.iter().map(|_| vec![0u8; nvox]).collect();
-    let mut probs: Vec<Vec<f32>> = if o.probs { conds.iter().map(|_| vec![0f32; nvox]).collect() } else { Vec::new() };
+    let (_, _, n) = vol.slice_dims(opts.axis);
     let bar = progress(n as u64, "slices");
-    // Cut, window and preprocess the next batch while the model runs on this one.
-    let (tx, rx) = mpsc::sync_channel::<Result<(Vec<usize>, Tensor)>>(1);
-    std::thread::scope(|s| -> Result<()> {
-        let (vol_ref, map_ref) = (&vol, map.as_ref());
-        s.spawn(move || {
-            let ks: Vec<usize> = (0..n).collect();
-            for chunk in ks.chunks(o.batch) {
-                let item = (|| {
-                    let imgs: Vec<RgbImage> = chunk.iter().map(|&k| slice_image(vol_ref, axis, k, map_ref)).collect();
-                    let refs: Vec<&RgbImage> = imgs.iter().collect();
-                    Ok((chunk.to_vec(), seg.pixel_values(&refs)?))
-                })();
-                let failed = item.is_err();
-                if tx.send(item).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        for item in rx {
-            let (ks, pv) = item?;
-            let feats = seg.encode_images(&pv)?;
-            for (&k, f) in ks.iter().zip(&feats) {
-                for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
-                    let logits = seg.decode(f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?)?; // [n, h, w]
-                    for j in 0..chunk.len() {
-                        let c = b * PROMPT_BATCH + j;
-                        let pr = pipeline::probabilities_at(&logits.get(j)?, w as u32, h as u32)?;
-                        let m: Vec<u8> = pr.iter().map(|&p| u8::from(p > o.threshold)).collect();
-                        io::put_slice(&mut masks[c], vol.dims, axis, k, &m);
-                        if o.probs {
-                            io::put_slice(&mut probs[c], vol.dims, axis, k, &pr);
-                        }
-                    }
-                }
-                bar.inc(1);
-            }
-        }
-        Ok(())
-    })?;
+    let pred = volume::segment_volume(seg, &vol, cond, &opts, || bar.inc(1)).map_err(|e| anyhow!("{p}: {e}"))?;
     bar.finish_and_clear();
     for (c, cnd) in conds.iter().enumerate() {
         let b = with_suffix(base, &cnd.volume_name);
         if o.probs {
-            io::write_like(&with_suffix(&b, ".probs.nii.gz"), &vol.header, OutputData::F32(&probs[c]))?;
+            io::write_like(&with_suffix(&b, ".probs.nii.gz"), &vol.header, OutputData::F32(&pred.probs[c]))?;
         }
         // The mask last: a run killed before it is redone on resume.
-        io::write_like(&with_suffix(&b, ".mask.nii.gz"), &vol.header, OutputData::U8(&masks[c]))?;
+        io::write_like(&with_suffix(&b, ".mask.nii.gz"), &vol.header, OutputData::U8(&pred.masks[c]))?;
     }
     Ok(n)
 }
