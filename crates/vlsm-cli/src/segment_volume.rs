@@ -60,8 +60,11 @@ pub(crate) fn segment_volume(
     };
     let (_, _, n) = vol.slice_dims(opts.axis);
     let bar = progress(n as u64, "slices");
+    let t = std::time::Instant::now();
     let pred = volume::segment_volume(seg, &vol, cond, &opts, || bar.inc(1)).map_err(|e| anyhow!("{p}: {e}"))?;
     bar.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("{p}: {n} slices in {secs:.1} s ({:.2} slices/s)", n as f64 / secs.max(1e-9));
     for (c, cnd) in conds.iter().enumerate() {
         let b = with_suffix(base, &cnd.volume_name);
         if o.probs {
