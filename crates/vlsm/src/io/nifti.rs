@@ -457,8 +457,9 @@ fn convert(datatype: i16, le: bool, c: &[u8]) -> f64 {
 /// (`pos` bytes of the stream already consumed). Streams in chunks: memory holds the result.
 fn read_voxels(r: &mut impl Read, h: &NiftiHeader, pos: u64, start: u64, count: usize, gz: bool) -> Result<VoxelData> {
     let bpv = bytes_per_voxel(h.datatype)?;
-    let begin = h.vox_offset + start * bpv as u64;
-    let end = begin + (count * bpv) as u64;
+    let absurd = || anyhow!("absurd dimensions: the data would end past 2^64 bytes");
+    let begin = start.checked_mul(bpv as u64).and_then(|b| b.checked_add(h.vox_offset)).ok_or_else(absurd)?;
+    let end = (count as u64).checked_mul(bpv as u64).and_then(|b| b.checked_add(begin)).ok_or_else(absurd)?;
     let skip = begin.checked_sub(pos).ok_or_else(|| anyhow!("bad vox_offset {}", h.vox_offset))?;
     let skipped = std::io::copy(&mut r.take(skip), &mut std::io::sink()).map_err(io_err(gz))?;
     let truncated = |got: u64| {
@@ -723,12 +724,13 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
         Some(k) => k,
         None => nz / 2,
     };
-    let plane = nx as u64 * ny as u64;
+    let plane = (nx as u64).saturating_mul(ny as u64);
     if plane > MAX_PIXELS {
         bail!("slice is {nx}x{ny} = {plane} pixels, more than the limit of {}", MAX_PIXELS);
     }
     let pos = h.raw.len() as u64;
-    match read_voxels(&mut r, &h, pos, k as u64 * plane, plane as usize, gz)? {
+    let start = (k as u64).checked_mul(plane).ok_or_else(|| anyhow!("absurd dimensions ({nx}x{ny}x{nz})"))?;
+    match read_voxels(&mut r, &h, pos, start, plane as usize, gz)? {
         VoxelData::Rgb(v) => Ok(Decoded::Rgb(RgbImage::from_raw(nx as u32, ny as u32, v).expect("size matches"))),
         VoxelData::Scalar(values) => {
             Ok(Decoded::Gray { width: nx as u32, height: ny as u32, values, file_window: None, invert: false })

@@ -257,6 +257,16 @@ fn slice_reader_takes_nifti2_and_4d() {
     let v = read_volume(&fx("geom_oblique.nii.gz"), DEFAULT_MAX_VOXELS).unwrap();
     let SliceData::Scalar(want) = v.slice_values(2, 5) else { panic!() };
     assert_eq!(s.values, want, "first volume of the 4-D file");
+    // NIfTI-2 dims near 2^63: the middle slice's offset would overflow; one line, no panic.
+    let mut b = std::fs::read(fx("geom_oblique_n2_be.nii")).unwrap();
+    b[16 + 24..16 + 32].copy_from_slice(&(i64::MAX - 1).to_be_bytes()); // dim[3]
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("deep.nii");
+    std::fs::write(&p, &b).unwrap();
+    let e = err_of(read_image_any(&p, &ReadOptions { slice: None, ..mm }));
+    assert!(e.contains("deep.nii") && (e.contains("absurd") || e.contains("truncated")), "{e}");
+    let e = err_of(read_volume(&p, u64::MAX));
+    assert!(e.contains("deep.nii") && e.contains("limit"), "{e}");
     let rgb = read_image_any(&fx("stack/stack.nii.gz"), &ReadOptions { slice: Some(1), ..mm }).unwrap();
     let png = read_rgb(&fx("stack/s1.png")).unwrap();
     assert_eq!(rgb, png);
