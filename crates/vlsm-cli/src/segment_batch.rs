@@ -174,6 +174,13 @@ pub(crate) fn run(
         crate::segment_cmd::clean_stale_temp_files(d);
     }
     let mut s = Summary { shard: shard.map(|(i, n)| format!("{i}/{n}")), inputs: mine.len(), ..Default::default() };
+    let file = match shard {
+        Some((i, n)) => format!("summary.{i}-of-{n}.json"),
+        None => "summary.json".to_string(),
+    };
+    let path = out.join(file);
+    // Rewritten after every input, so a killed run leaves an up-to-date summary.
+    let save = |s: &Summary| -> Result<()> { io::write_atomic(&path, serde_json::to_string_pretty(s)?.as_bytes()) };
     let n = mine.len();
     for (k, it) in mine.iter().enumerate() {
         let name = it.input.display().to_string();
@@ -200,13 +207,9 @@ pub(crate) fn run(
             }
         };
         eprintln!("[{}/{n}] {what}: {name}", k + 1);
+        save(&s)?;
     }
-    let file = match shard {
-        Some((i, n)) => format!("summary.{i}-of-{n}.json"),
-        None => "summary.json".to_string(),
-    };
-    let path = out.join(file);
-    io::write_atomic(&path, serde_json::to_string_pretty(&s)?.as_bytes())?;
+    save(&s)?;
     eprintln!(
         "{} done, {} skipped, {} failed of {} input(s){}; summary in {}",
         s.done.len(),
