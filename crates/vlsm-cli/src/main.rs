@@ -5,7 +5,9 @@ mod classify_cmd;
 mod eval_cmd;
 mod imgproc_cmd;
 mod prompts_cmd;
+mod segment_batch;
 mod segment_cmd;
+mod segment_volume;
 mod serve_cmd;
 mod train_cmd;
 

@@ -10,9 +10,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use vlsm::io;
 use vlsm::pipeline::{self, Segmenter};
 
+use crate::segment_volume::{segment_volume, volume_outputs, VolumeOpts};
+
 #[derive(Args, Debug)]
+#[command(after_long_help = SEGMENT_HELP)]
 pub struct SegmentArgs {
-    /// Images to segment (PNG, JPEG, TIFF, BMP).
+    /// Images, volumes or folders to segment: PNG, JPEG, TIFF, BMP, DICOM (one image), NIfTI
+    /// (.nii, .nii.gz: every slice of the volume). A folder is a batch run (see below).
     pub images: Vec<PathBuf>,
     /// A text prompt; repeat for several. The empty prompt "" is valid.
     #[arg(long = "prompt", short = 'p')]
@@ -40,19 +44,95 @@ pub struct SegmentArgs {
     /// Write the raw logits at model resolution as float32 .npy [H, W] (one image, one prompt).
     #[arg(long)]
     pub logits: Option<PathBuf>,
-    /// Images per batch through the image encoder.
+    /// Images (or volume slices) per batch through the image encoder.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    /// Intensity window for single-channel data (CT in HU, MR, 16-bit): a preset `soft`
+    /// (W400/L40), `lung` (W1500/L-600), `bone` (W1800/L400), `brain` (W80/L40); `W,L` (width,
+    /// level); `auto` (the DICOM window when the file has one, else percentiles 0.5-99.5 of the
+    /// image, or of the whole volume); `minmax`; `pLOW,HIGH` (percentiles).
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+    pub window: String,
+    /// Volumes: the voxel axis slices are cut along (0, 1 or 2; default the last, 2).
+    #[arg(long)]
+    pub axis: Option<usize>,
+    /// Volumes: also write the probabilities as `<stem>.probs.nii.gz` (float32).
+    #[arg(long)]
+    pub probs: bool,
+    /// Volumes larger than this many voxels (of one 3-D volume) are refused from the header.
+    #[arg(long, default_value_t = io::DEFAULT_MAX_VOXELS)]
+    pub max_voxels: u64,
+    /// Folders: walk sub-folders too (the tree is mirrored under --out).
+    #[arg(long)]
+    pub recursive: bool,
+    /// A JSON list of per-image prompts, `[{"image": "a.nii.gz", "prompts": ["liver"]}]`
+    /// (relative images: from the jobs file's folder; no "prompts": the --prompt list).
+    #[arg(long)]
+    pub jobs: Option<PathBuf>,
+    /// Batch runs: take every N-th input from the I-th (0 <= I < N), for job arrays.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
-/// One conditioning: the suffix its output files get (".k" when there are several prompts).
-struct Condition {
-    name: String,
+const SEGMENT_HELP: &str = "\
+Outputs, in --out:
+  2-D images: <stem>.mask.png (0/255) and <stem>.overlay.png; with several prompts
+    <stem>.<k>.mask.png for prompt k (0, 1, ...).
+  NIfTI volumes: <stem>.mask.nii.gz (uint8 0/1 in the source's dimensions, affine, sform/qform
+    codes and pixdim) and with --probs <stem>.probs.nii.gz (float32); with several prompts
+    <stem>.<prompt-slug>.mask.nii.gz, the slug being the prompt in lowercase letters, digits
+    and '-' (\"Liver tumour\" -> liver-tumour). A 4-D file gives the masks of its first volume.
+Batch runs (a folder as input, or --jobs): the input tree is mirrored under --out; inputs whose
+  outputs all exist are skipped, so a killed run resumes; a bad file is recorded and the run goes
+  on; --out/summary.json (summary.I-of-N.json with --shard) lists done, skipped and failed
+  inputs with the reason; the exit code is non-zero when any failed.";
+
+/// One conditioning: the suffix its output files get (".k" for images, ".<slug>" for volumes,
+/// when there are several prompts).
+pub(crate) struct Condition {
+    pub name: String,
+    pub volume_name: String,
+}
+
+/// The condition tensor and names for `prompts` (each mixed with the image prompt when there is
+/// one), or for the image prompt alone when `prompts` is empty.
+fn conditions(
+    seg: &Segmenter,
+    prompts: &[String],
+    image_cond: Option<&candle_core::Tensor>,
+    mix: f64,
+) -> Result<(candle_core::Tensor, Vec<Condition>)> {
+    if prompts.is_empty() {
+        let c = image_cond.cloned().ok_or_else(|| anyhow::anyhow!("no prompt"))?;
+        return Ok((c, vec![Condition { name: String::new(), volume_name: String::new() }]));
+    }
+    // In chunks: a text encoder's activations grow with the prompts it runs at once.
+    let parts: Vec<candle_core::Tensor> =
+        prompts.chunks(TEXT_BATCH).map(|c| seg.text_conditional(c)).collect::<Result<_>>()?;
+    let text = candle_core::Tensor::cat(&parts, 0)?;
+    let cond = match image_cond {
+        Some(ic) => pipeline::mix_conditionals(&text, ic, mix)?,
+        None => text,
+    };
+    let many = prompts.len() > 1;
+    let slugs = crate::segment_volume::slugs(prompts);
+    let conds = slugs
+        .into_iter()
+        .enumerate()
+        .map(|(i, sl)| Condition {
+            name: if many { format!(".{i}") } else { String::new() },
+            volume_name: if many { format!(".{sl}") } else { String::new() },
+        })
+        .collect();
+    Ok((cond, conds))
 }
 
 pub fn run(mut a: SegmentArgs) -> Result<()> {
-    if a.images.is_empty() {
+    if a.images.is_empty() && a.jobs.is_none() {
         bail!("no images given");
+    }
+    if a.jobs.is_some() && !a.images.is_empty() {
+        bail!("give either --jobs FILE or images, not both");
     }
     if a.prompt_image.is_some() && a.prompt_mask.is_none() {
         bail!("--prompt-image needs --prompt-mask");
@@ -65,15 +145,40 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    for p in &a.images {
-        check_image_header(p)?;
+    if let Some(ax) = a.axis {
+        if ax > 2 {
+            bail!("--axis must be 0, 1 or 2 (a voxel axis), got {ax}");
+        }
     }
+    let windowing = io::parse_window(&a.window)?;
+    let shard = a.shard.as_deref().map(crate::segment_batch::parse_shard).transpose()?;
+    // Folders, --jobs and --shard make a batch run: items are checked as they come.
+    let batch_run = a.jobs.is_some() || shard.is_some() || a.images.iter().any(|p| p.is_dir());
+    let items = if batch_run {
+        if a.logits.is_some() {
+            bail!("--logits needs exactly one image and one prompt, not a batch run");
+        }
+        let items = crate::segment_batch::collect(&a.images, a.jobs.as_deref(), a.recursive, &a.out, output_stem)?;
+        if items.is_empty() {
+            bail!(
+                "no images found (PNG, JPEG, TIFF, BMP, DICOM, NIfTI){}",
+                if a.recursive { "" } else { "; --recursive walks sub-folders" }
+            );
+        }
+        items
+    } else {
+        for p in &a.images {
+            check_image_header(p, a.max_voxels)?;
+        }
+        Vec::new()
+    };
     let model_dir = match &a.model {
         Some(m) => vlsm::hub::resolve(m)?,
         None => pipeline::default_model_dir()?,
     };
     let seg = Segmenter::load(&model_dir)?;
-    if a.prompts.is_empty() && a.prompt_image.is_none() {
+    let every_job_has_prompts = !items.is_empty() && items.iter().all(|it| it.prompts.is_some());
+    if a.prompts.is_empty() && a.prompt_image.is_none() && !every_job_has_prompts {
         if seg.uses_text() {
             bail!("give at least one --prompt TEXT or --prompt-image IMG --prompt-mask MASK");
         }
@@ -104,27 +209,18 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         }
         _ => None,
     };
-    let (cond, conds) = if a.prompts.is_empty() {
-        let c = image_cond.clone().expect("checked above");
-        (c, vec![Condition { name: String::new() }])
+    let global = if a.prompts.is_empty() && image_cond.is_none() {
+        None
     } else {
-        // In chunks: a text encoder's activations grow with the prompts it runs at once.
-        let parts: Vec<candle_core::Tensor> =
-            a.prompts.chunks(TEXT_BATCH).map(|c| seg.text_conditional(c)).collect::<Result<_>>()?;
-        let text = candle_core::Tensor::cat(&parts, 0)?;
-        let cond = match &image_cond {
-            Some(ic) => pipeline::mix_conditionals(&text, ic, a.mix)?,
-            None => text,
-        };
-        let many = a.prompts.len() > 1;
-        let conds = a
-            .prompts
-            .iter()
-            .enumerate()
-            .map(|(i, _)| Condition { name: if many { format!(".{i}") } else { String::new() } })
-            .collect();
-        (cond, conds)
+        Some(conditions(&seg, &a.prompts, image_cond.as_ref(), a.mix)?)
     };
+    let threshold = a.threshold.unwrap_or(seg.default_threshold());
+    let vopts =
+        VolumeOpts { axis: a.axis, windowing, batch: a.batch, threshold, probs: a.probs, max_voxels: a.max_voxels };
+    if batch_run {
+        return run_batch(&a, &seg, items, shard, global, image_cond.as_ref(), &vopts);
+    }
+    let (cond, conds) = global.expect("prompts checked above");
     if a.logits.is_some() && (a.images.len() != 1 || conds.len() != 1) {
         bail!("--logits needs exactly one image and one prompt");
     }
@@ -135,18 +231,23 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create output directory", a.out.display()))?;
     clean_stale_temp_files(&a.out);
 
-    let threshold = a.threshold.unwrap_or(seg.default_threshold());
-    let bar = progress(a.images.len() as u64);
+    let (volumes, images): (Vec<PathBuf>, Vec<PathBuf>) =
+        a.images.iter().cloned().partition(|p| matches!(io::file_kind(p), Ok(io::FileKind::Nifti)));
+    if a.logits.is_some() && !volumes.is_empty() {
+        bail!("--logits is for a 2-D image, not a volume");
+    }
+    let opts = io::ReadOptions { windowing, slice: None };
+    let bar = progress(images.len() as u64, "images");
     // Decode and preprocess the next batch while the model runs on this one.
     let (tx, rx) = mpsc::sync_channel::<Result<(Vec<(PathBuf, RgbImage)>, candle_core::Tensor)>>(1);
-    let batches: Vec<Vec<PathBuf>> = a.images.chunks(a.batch).map(|c| c.to_vec()).collect();
+    let batches: Vec<Vec<PathBuf>> = images.chunks(a.batch).map(|c| c.to_vec()).collect();
     std::thread::scope(|s| -> Result<()> {
         let seg_ref = &seg;
         s.spawn(move || {
             for batch in batches {
                 let item = (|| {
                     let imgs: Vec<(PathBuf, RgbImage)> =
-                        batch.iter().map(|p| Ok((p.clone(), io::read_rgb(p)?))).collect::<Result<_>>()?;
+                        batch.iter().map(|p| Ok((p.clone(), io::read_image_any(p, &opts)?))).collect::<Result<_>>()?;
                     let refs: Vec<&RgbImage> = imgs.iter().map(|(_, i)| i).collect();
                     let pv = seg_ref.pixel_values(&refs)?;
                     Ok((imgs, pv))
@@ -172,7 +273,7 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
                             let (h, w) = l.dims2()?;
                             io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
                         }
-                        write_outputs(&a, path, img, &l, c, threshold)?;
+                        write_outputs(&a.out.join(output_stem(path)), img, &l, c, threshold)?;
                     }
                 }
                 bar.inc(1);
@@ -181,18 +282,100 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         Ok(())
     })?;
     bar.finish_and_clear();
+    for v in &volumes {
+        segment_volume(&seg, v, &a.out.join(output_stem(v)), &cond, &conds, &vopts)?;
+    }
     eprintln!("wrote {} image(s) x {} prompt(s) to {}", a.images.len(), conds.len(), a.out.display());
     Ok(())
 }
 
+/// A batch run: each item with its own prompts (--jobs) or the global ones.
+fn run_batch(
+    a: &SegmentArgs,
+    seg: &Segmenter,
+    items: Vec<crate::segment_batch::Item>,
+    shard: Option<(usize, usize)>,
+    global: Option<(candle_core::Tensor, Vec<Condition>)>,
+    image_cond: Option<&candle_core::Tensor>,
+    vopts: &VolumeOpts,
+) -> Result<()> {
+    use io::FileKind;
+    // Condition names only depend on the prompts; tensors are made when an item needs them.
+    let names = |it: &crate::segment_batch::Item| -> Vec<Condition> {
+        let prompts = it.prompts.as_deref().unwrap_or(&a.prompts);
+        let many = prompts.len() > 1;
+        if prompts.is_empty() {
+            return vec![Condition { name: String::new(), volume_name: String::new() }];
+        }
+        crate::segment_volume::slugs(prompts)
+            .into_iter()
+            .enumerate()
+            .map(|(i, sl)| Condition {
+                name: if many { format!(".{i}") } else { String::new() },
+                volume_name: if many { format!(".{sl}") } else { String::new() },
+            })
+            .collect()
+    };
+    let outputs = |it: &crate::segment_batch::Item, kind: FileKind| -> Vec<PathBuf> {
+        let conds = names(it);
+        match kind {
+            FileKind::Nifti => volume_outputs(&it.base, &conds, vopts.probs),
+            _ => conds
+                .iter()
+                .flat_map(|c| {
+                    let b = with_suffix(&it.base, &c.name);
+                    [with_suffix(&b, ".mask.png"), with_suffix(&b, ".overlay.png")]
+                })
+                .collect(),
+        }
+    };
+    let opts = io::ReadOptions { windowing: vopts.windowing, slice: None };
+    let process = |it: &crate::segment_batch::Item, kind: FileKind| -> Result<()> {
+        let own;
+        let (cond, conds) = match (&it.prompts, &global) {
+            (Some(p), _) => {
+                own = conditions(seg, p, image_cond, a.mix)?;
+                (&own.0, &own.1)
+            }
+            (None, Some(g)) => (&g.0, &g.1),
+            (None, None) => bail!("no prompts for this image (give --prompt or \"prompts\" in the jobs file)"),
+        };
+        match kind {
+            FileKind::Nifti => segment_volume(seg, &it.input, &it.base, cond, conds, vopts).map(|_| ()),
+            _ => {
+                let img = io::read_image_any(&it.input, &opts)?;
+                let pv = seg.pixel_values(&[&img])?;
+                let f = seg.encode_images(&pv)?.remove(0);
+                for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
+                    let logits = seg.decode(&f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?)?;
+                    for (k, c) in chunk.iter().enumerate() {
+                        write_outputs(&it.base, &img, &logits.get(k)?, c, vopts.threshold)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+        .map_err(|e| {
+            let msg = crate::segment_batch::one_line(&e);
+            let name = it.input.display().to_string();
+            if msg.contains(&name) {
+                e
+            } else {
+                anyhow::anyhow!("{name}: {msg}")
+            }
+        })
+    };
+    crate::segment_batch::run(items, shard, &a.out, outputs, process)
+}
+
 /// Prompts decoded at once for one image.
-const PROMPT_BATCH: usize = 16;
+pub(crate) const PROMPT_BATCH: usize = 16;
 /// Prompts encoded at once by the text encoder.
 const TEXT_BATCH: usize = 64;
 
+/// Mask and overlay of one image and condition, as `<base><name>.mask.png` and `.overlay.png`.
 fn write_outputs(
-    a: &SegmentArgs,
-    path: &Path,
+    base: &Path,
     img: &RgbImage,
     logits: &candle_core::Tensor,
     c: &Condition,
@@ -201,22 +384,27 @@ fn write_outputs(
     let (w, h) = img.dimensions();
     let probs = pipeline::probabilities_at(logits, w, h)?;
     let mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
-    let base = a.out.join(format!("{}{}", output_stem(path), c.name));
+    let base = with_suffix(base, &c.name);
     io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;
     let ov = pipeline::overlay(img, &mask);
     io::write_png_atomic(&with_suffix(&base, ".overlay.png"), &DynamicImage::ImageRgb8(ov))?;
     Ok(())
 }
 
-fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     let mut s = base.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
 }
 
-/// The stem output files are named after: the input's file stem (bytes that are not UTF-8
-/// become U+FFFD), or "image" when it has none.
+/// The stem output files are named after: the input's file stem, without `.nii` for a
+/// `.nii.gz` (bytes that are not UTF-8 become U+FFFD), or "image" when it has none.
 fn output_stem(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".nii.gz") && name.len() > 7 {
+        return name[..name.len() - 7].to_string();
+    }
     match path.file_stem() {
         Some(s) if !s.is_empty() => s.to_string_lossy().into_owned(),
         _ => "image".to_string(),
@@ -262,7 +450,7 @@ fn check_logits_path(path: &Path) -> Result<()> {
 
 /// Removes `.NAME.tmp.PID.N` files (left by `io::write_atomic` in a killed run) whose process
 /// is gone. Linux only (where a live PID shows in /proc); elsewhere such files stay.
-fn clean_stale_temp_files(dir: &Path) {
+pub(crate) fn clean_stale_temp_files(dir: &Path) {
     if !cfg!(target_os = "linux") || !Path::new("/proc/self").exists() {
         return;
     }
@@ -291,9 +479,25 @@ fn stale_temp_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Fail before any model work on a missing file or one that is not an image.
-fn check_image_header(p: &Path) -> Result<()> {
+/// Fail before any model work on a missing file or one that is not an image (NIfTI: the
+/// header and the voxel limit; DICOM: decoded).
+fn check_image_header(p: &Path, max_voxels: u64) -> Result<()> {
     crate::imgproc_cmd::check_input_file(p)?;
+    match io::file_kind(p)? {
+        io::FileKind::Nifti => {
+            let [nx, ny, nz] = io::volume_dimensions(p)?;
+            let n = nx as u128 * ny as u128 * nz as u128;
+            if n > max_voxels as u128 {
+                bail!(
+                    "{}: volume is {nx}x{ny}x{nz} = {n} voxels, more than the limit of {max_voxels} (--max-voxels)",
+                    p.display()
+                );
+            }
+            return Ok(());
+        }
+        io::FileKind::Dicom => return io::image_dimensions(p).map(|_| ()),
+        io::FileKind::Raster => {}
+    }
     let r = image::ImageReader::open(p).map_err(|e| anyhow::anyhow!("{}: cannot open: {e}", p.display()))?;
     let r = r.with_guessed_format().map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", p.display()))?;
     if r.format().is_none() {
@@ -305,14 +509,14 @@ fn check_image_header(p: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn progress(n: u64) -> ProgressBar {
+pub fn progress(n: u64, unit: &str) -> ProgressBar {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(n);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} images  {per_sec}  eta {eta}")
+        ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar

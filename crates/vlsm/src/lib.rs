@@ -21,5 +21,6 @@ pub mod preprocess;
 pub mod threads;
 pub mod tokenize;
 pub mod train;
+pub mod volume;
 pub mod weights;
 pub mod zero_shot;

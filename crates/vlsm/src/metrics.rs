@@ -233,3 +233,165 @@ fn dt1d(f: &[f64], out: &mut [f64], v: &mut [usize], z: &mut [f64]) {
         *o = dq * dq + f[p];
     }
 }
+
+/// [`hausdorff`] for volumes, in millimetres: masks of `dims` (x fastest), voxel `spacing` along
+/// x, y, z, as MONAI's `compute_hausdorff_distance(..., percentile, spacing=...)`: edges are the
+/// mask XOR its erosion by the 6-neighbour cross (zero outside), distances the exact Euclidean
+/// distance transform with the spacing. `None` when either mask is empty.
+pub fn hausdorff_3d(pred: &[u8], target: &[u8], dims: [usize; 3], spacing: [f64; 3], percentile: f64) -> Option<f64> {
+    let n = dims.iter().product::<usize>();
+    assert_eq!(pred.len(), n, "pred size is not the product of dims");
+    assert_eq!(target.len(), n, "target size is not the product of dims");
+    // Crop to the bounding box of both masks (distances between their edges do not change).
+    let [nx, ny, _] = dims;
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    for (i, (&p, &t)) in pred.iter().zip(target).enumerate() {
+        if p != 0 || t != 0 {
+            let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
+            for a in 0..3 {
+                lo[a] = lo[a].min(c[a]);
+                hi[a] = hi[a].max(c[a]);
+            }
+        }
+    }
+    if lo[0] == usize::MAX {
+        return None;
+    }
+    let cd = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
+    let crop = |m: &[u8]| -> Vec<u8> {
+        let mut v = Vec::with_capacity(cd[0] * cd[1] * cd[2]);
+        for z in lo[2]..=hi[2] {
+            for y in lo[1]..=hi[1] {
+                let s = lo[0] + nx * (y + ny * z);
+                v.extend_from_slice(&m[s..s + cd[0]]);
+            }
+        }
+        v
+    };
+    let ep = edges_3d(&crop(pred), cd);
+    let et = edges_3d(&crop(target), cd);
+    if !ep.iter().any(|&e| e) || !et.iter().any(|&e| e) {
+        return None;
+    }
+    let dt = sq_distance_to_3d(&et, cd, spacing);
+    let dp = sq_distance_to_3d(&ep, cd, spacing);
+    let dir = |from: &[bool], d: &[f64]| {
+        let mut v: Vec<f64> = from.iter().zip(d).filter(|(&e, _)| e).map(|(_, &d)| d.sqrt()).collect();
+        v.sort_unstable_by(f64::total_cmp);
+        quantile(&v, percentile / 100.0)
+    };
+    Some(dir(&ep, &dt).max(dir(&et, &dp)))
+}
+
+/// [`hausdorff_3d`] at the 95th percentile.
+pub fn hd95_3d(pred: &[u8], target: &[u8], dims: [usize; 3], spacing: [f64; 3]) -> Option<f64> {
+    hausdorff_3d(pred, target, dims, spacing, 95.0)
+}
+
+/// Mask XOR its erosion by the 3-D 6-neighbour cross, zero outside.
+fn edges_3d(m: &[u8], d: [usize; 3]) -> Vec<bool> {
+    let [w, h, n] = d;
+    let fg = |x: isize, y: isize, z: isize| {
+        x >= 0
+            && y >= 0
+            && z >= 0
+            && (x as usize) < w
+            && (y as usize) < h
+            && (z as usize) < n
+            && m[x as usize + w * (y as usize + h * z as usize)] != 0
+    };
+    let mut e = vec![false; w * h * n];
+    for z in 0..n as isize {
+        for y in 0..h as isize {
+            for x in 0..w as isize {
+                if fg(x, y, z)
+                    && !(fg(x - 1, y, z)
+                        && fg(x + 1, y, z)
+                        && fg(x, y - 1, z)
+                        && fg(x, y + 1, z)
+                        && fg(x, y, z - 1)
+                        && fg(x, y, z + 1))
+                {
+                    e[x as usize + w * (y as usize + h * z as usize)] = true;
+                }
+            }
+        }
+    }
+    e
+}
+
+/// Exact squared Euclidean distance (with voxel spacing) from every voxel to the nearest `true`
+/// voxel: the separable transform one axis at a time. Needs at least one `true`.
+fn sq_distance_to_3d(seeds: &[bool], d: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
+    const INF: f64 = 1e20;
+    let mut dist: Vec<f64> = seeds.iter().map(|&s| if s { 0.0 } else { INF }).collect();
+    let [w, h, n] = d;
+    let m = w.max(h).max(n);
+    let (mut f, mut out, mut v, mut z) = (vec![0.0; m], vec![0.0; m], vec![0usize; m], vec![0.0; m + 1]);
+    let strides = [1, w, w * h];
+    for axis in 0..3 {
+        let len = d[axis];
+        let s2 = spacing[axis] * spacing[axis];
+        let stride = strides[axis];
+        // Every line along `axis`: its start index runs over the other two axes.
+        let (a, b) = match axis {
+            0 => ((h, w), (n, w * h)),
+            1 => ((w, 1), (n, w * h)),
+            _ => ((w, 1), (h, w)),
+        };
+        for i in 0..a.0 {
+            for j in 0..b.0 {
+                let start = i * a.1 + j * b.1;
+                for q in 0..len {
+                    f[q] = dist[start + q * stride];
+                }
+                dt1d_spaced(&f[..len], &mut out[..len], &mut v, &mut z, s2);
+                for q in 0..len {
+                    dist[start + q * stride] = out[q];
+                }
+            }
+        }
+    }
+    dist
+}
+
+/// [`dt1d`] with grid spacing: parabolas s²·(q − p)² + f[p].
+fn dt1d_spaced(f: &[f64], out: &mut [f64], v: &mut [usize], z: &mut [f64], s2: f64) {
+    let n = f.len();
+    let mut k = 0;
+    v[0] = 0;
+    z[0] = f64::NEG_INFINITY;
+    z[1] = f64::INFINITY;
+    for q in 1..n {
+        let mut s;
+        loop {
+            let p = v[k];
+            let (qf, pf) = (q as f64, p as f64);
+            s = ((f[q] + s2 * qf * qf) - (f[p] + s2 * pf * pf)) / (2.0 * s2 * (qf - pf));
+            if s <= z[k] && k > 0 {
+                k -= 1;
+            } else {
+                break;
+            }
+        }
+        if s <= z[k] {
+            v[0] = q;
+            z[0] = f64::NEG_INFINITY;
+            z[1] = f64::INFINITY;
+            continue;
+        }
+        k += 1;
+        v[k] = q;
+        z[k] = s;
+        z[k + 1] = f64::INFINITY;
+    }
+    k = 0;
+    for (q, o) in out.iter_mut().enumerate() {
+        while z[k + 1] < q as f64 {
+            k += 1;
+        }
+        let p = v[k];
+        let dq = q as f64 - p as f64;
+        *o = s2 * dq * dq + f[p];
+    }
+}

@@ -11,3 +11,4 @@ mod segment_cli;
 mod support;
 mod train_cli;
 mod unet_vit_cli;
+mod volume_cli;

@@ -18,10 +18,15 @@ mod window;
 mod write;
 
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
+pub use nifti::{
+    put_slice, read_volume, take_slice, volume_dimensions, write_like, NiftiHeader, OutputData, SliceData, Volume,
+    VoxelData, DEFAULT_MAX_VOXELS,
+};
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use read::{
-    image_dimensions, read_image_any, read_mask, read_mask_any, read_raster, read_rgb, read_scalar, MAX_FILE_BYTES,
+    file_kind, image_dimensions, read_image_any, read_mask, read_mask_any, read_raster, read_rgb, read_scalar,
+    FileKind, MAX_FILE_BYTES,
 };
 pub use types::{inflated_bytes, ReadOptions, ScalarImage, Window, Windowing, MAX_PIXELS};
-pub use window::window_to_u8;
+pub use window::{parse_window, resolve_window, window_to_u8, WindowMap, WINDOW_PRESETS};
 pub use write::{write_atomic, write_atomic_with, write_png_atomic, write_safetensors_atomic};

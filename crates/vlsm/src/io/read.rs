@@ -164,3 +164,22 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
         Format::Dicom => dicom::dimensions(&read_bytes(path)?).map_err(|e| anyhow!("{}: {e}", path.display())),
     }
 }
+
+/// What kind of file a path holds, by name, else by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Nifti,
+    Dicom,
+    /// Anything else: PNG, JPEG, TIFF, BMP, or not an image.
+    Raster,
+}
+
+/// The [`FileKind`] of `path` (errors when it is not a readable regular file).
+pub fn file_kind(path: &Path) -> Result<FileKind> {
+    let head = read_head(path)?;
+    Ok(match sniff(path, &head) {
+        Format::Nifti => FileKind::Nifti,
+        Format::Dicom => FileKind::Dicom,
+        Format::Raster => FileKind::Raster,
+    })
+}
