@@ -42,11 +42,17 @@ pub struct SegmentArgs {
     /// Images per batch through the image encoder.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    /// Print one JSON record per image and prompt on stdout: image, prompt, mask (its path),
+    /// area (mask pixels), presence (in [0, 1]) and present.
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// One conditioning: the suffix its output files get (".k" when there are several prompts).
+/// One conditioning: the suffix its output files get (".k" when there are several prompts),
+/// and its text prompt (none for an image prompt alone).
 struct Condition {
     name: String,
+    prompt: Option<String>,
 }
 
 pub fn run(mut a: SegmentArgs) -> Result<()> {
@@ -105,7 +111,7 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     };
     let (cond, conds) = if a.prompts.is_empty() {
         let c = image_cond.clone().expect("checked above");
-        (c, vec![Condition { name: String::new() }])
+        (c, vec![Condition { name: String::new(), prompt: None }])
     } else {
         // In chunks: a text encoder's activations grow with the prompts it runs at once.
         let parts: Vec<candle_core::Tensor> =
@@ -120,7 +126,7 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
             .prompts
             .iter()
             .enumerate()
-            .map(|(i, _)| Condition { name: if many { format!(".{i}") } else { String::new() } })
+            .map(|(i, p)| Condition { name: if many { format!(".{i}") } else { String::new() }, prompt: Some(p.clone()) })
             .collect();
         (cond, conds)
     };
@@ -163,7 +169,8 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
                 // A bounded number of prompts at a time, written as they come: the decoder's
                 // activations grow with the prompts it runs at once.
                 for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
-                    let logits = seg.decode(f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?)?; // [n, h, w]
+                    let part = cond.narrow(0, b * PROMPT_BATCH, chunk.len())?;
+                    let (logits, presence) = seg.decode_with_presence(f, &part, threshold)?; // [n, h, w]
                     for (k, c) in chunk.iter().enumerate() {
                         let l = logits.get(k)?;
                         // Logits first: a failure there leaves no masks behind.
@@ -171,7 +178,18 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
                             let (h, w) = l.dims2()?;
                             io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
                         }
-                        write_outputs(&a, path, img, &l, c, threshold)?;
+                        let (mask, area) = write_outputs(&a, path, img, &l, c, threshold, presence[k].present)?;
+                        if a.json {
+                            let rec = serde_json::json!({
+                                "image": path.display().to_string(),
+                                "prompt": c.prompt,
+                                "mask": mask.display().to_string(),
+                                "area": area,
+                                "presence": presence[k].presence,
+                                "present": presence[k].present,
+                            });
+                            println!("{rec}");
+                        }
                     }
                 }
                 bar.inc(1);
@@ -189,6 +207,8 @@ const PROMPT_BATCH: usize = 16;
 /// Prompts encoded at once by the text encoder.
 const TEXT_BATCH: usize = 64;
 
+/// Writes the mask (empty when the target is not `present`) and overlay; returns the mask's
+/// path and its area in pixels.
 fn write_outputs(
     a: &SegmentArgs,
     path: &Path,
@@ -196,15 +216,21 @@ fn write_outputs(
     logits: &candle_core::Tensor,
     c: &Condition,
     threshold: f32,
-) -> Result<()> {
+    present: bool,
+) -> Result<(PathBuf, u64)> {
     let (w, h) = img.dimensions();
     let probs = pipeline::probabilities_at(logits, w, h)?;
-    let mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
+    let mut mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
+    if !present {
+        mask.fill(0);
+    }
+    let area = mask.as_raw().iter().filter(|&&v| v > 0).count() as u64;
     let base = a.out.join(format!("{}{}", output_stem(path), c.name));
-    io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;
+    let mask_path = with_suffix(&base, ".mask.png");
+    io::write_png_atomic(&mask_path, &DynamicImage::ImageLuma8(mask.clone()))?;
     let ov = pipeline::overlay(img, &mask);
     io::write_png_atomic(&with_suffix(&base, ".overlay.png"), &DynamicImage::ImageRgb8(ov))?;
-    Ok(())
+    Ok((mask_path, area))
 }
 
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {

@@ -107,6 +107,46 @@ impl Segmenter {
     pub fn decode(&self, features: &ImageFeatures, cond: &Tensor) -> Result<Tensor> {
         self.model.decode(&features.activations, cond)
     }
+
+    /// Whether the model has a trained presence head (else presence comes from the map).
+    pub fn has_presence_head(&self) -> bool {
+        self.model.has_presence_head()
+    }
+
+    /// [`decode`](Self::decode), and for each condition whether its target is in the image (see
+    /// [`Presence`]); `threshold` is the mask threshold in use.
+    pub fn decode_with_presence(
+        &self,
+        features: &ImageFeatures,
+        cond: &Tensor,
+        threshold: f32,
+    ) -> Result<(Tensor, Vec<Presence>)> {
+        let (logits, head) = self.model.decode_with_presence(&features.activations, cond)?;
+        let presence = match head {
+            Some(h) => {
+                let t = self.model.presence_threshold();
+                let p = candle_nn::ops::sigmoid(&h)?.to_vec1::<f32>()?;
+                p.into_iter().map(|p| Presence { presence: p, present: p >= t }).collect()
+            }
+            None => {
+                let n = logits.dim(0)?;
+                let max = candle_nn::ops::sigmoid(&logits.reshape((n, ()))?.max(1)?)?.to_vec1::<f32>()?;
+                max.into_iter().map(|p| Presence { presence: p, present: p > threshold }).collect()
+            }
+        };
+        Ok((logits, presence))
+    }
+}
+
+/// Whether a prompt's target is in the image. With a presence head (`TextUNet` trained with
+/// `model.presence`): `presence` is the head's probability and `present` is `presence >=` the
+/// model's `presence_threshold`. Without one: `presence` is the largest pixel probability of the
+/// map (at model resolution) and `present` is `presence >` the mask threshold, i.e. whether the
+/// mask would have any pixel. An absent target's mask is empty.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Presence {
+    pub presence: f32,
+    pub present: bool,
 }
 
 /// Blend text and image conditions: `(1 - mix) · text + mix · image`.

@@ -299,4 +299,16 @@ impl SegModel for WithTokenizer<TextUNet, ClipTokenizer> {
     fn decode(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<Tensor> {
         Ok(self.model.decode(features, cond)?)
     }
+
+    fn has_presence_head(&self) -> bool {
+        self.model.has_presence()
+    }
+
+    fn decode_with_presence(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<(Tensor, Option<Tensor>)> {
+        Ok(self.model.decode_with_presence(features, cond)?)
+    }
+
+    fn presence_threshold(&self) -> f32 {
+        self.model.config.presence_threshold
+    }
 }
