@@ -62,6 +62,10 @@ pub struct ImageResult {
     pub hd95: Option<f64>,
     pub dice_model_res: f64,
     pub iou_model_res: f64,
+    /// Whether the model says the target is in the image (see `pipeline::Presence`); an
+    /// absent target's predicted mask is empty.
+    pub presence: f32,
+    pub present: bool,
     /// Where its predicted mask was written, relative to the output directory.
     pub mask_file: String,
     #[serde(skip)]
@@ -82,6 +86,8 @@ pub struct Summary {
     pub hd95_undefined: usize,
     pub dice_model_res: f64,
     pub iou_model_res: f64,
+    /// Share of images where the model says the target is present.
+    pub present_rate: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,6 +120,7 @@ pub fn summarize(rs: &[&ImageResult]) -> Summary {
         hd95_undefined: undefined,
         dice_model_res: rs.iter().map(|r| r.dice_model_res).sum::<f64>() / n,
         iou_model_res: rs.iter().map(|r| r.iou_model_res).sum::<f64>() / n,
+        present_rate: rs.iter().filter(|r| r.present).count() as f64 / n,
     }
 }
 
@@ -252,7 +259,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                     rows.push(memo[t].clone());
                 }
                 let cond = candle_core::Tensor::cat(&rows, 0)?;
-                let logits = seg.decode(f, &cond)?;
+                let (logits, presence) = seg.decode_with_presence(f, &cond, opts.threshold)?;
                 let target = crate::io::read_mask(&rec.mask_path)?;
                 let (w, h) = img.dimensions();
                 if target.dimensions() != (w, h) {
@@ -264,9 +271,17 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                 for (ki, (k, text)) in keys.iter().zip(&texts).enumerate() {
                     let l = logits.get(ki)?;
                     let probs = pipeline::probabilities_at(&l, w, h)?;
-                    let pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
+                    let mut pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
+                    let present = presence[ki].present;
+                    if !present {
+                        pred.fill(0);
+                    }
                     let s = metrics::score_masks(&pred, &target)?;
-                    let pm = metrics::binarize(&pipeline::probabilities_at(&l, mw as u32, mh as u32)?, opts.threshold);
+                    let mut pm =
+                        metrics::binarize(&pipeline::probabilities_at(&l, mw as u32, mh as u32)?, opts.threshold);
+                    if !present {
+                        pm.fill(0);
+                    }
                     let c = metrics::counts(&pm, target_model.as_raw());
                     let rel = if per_key_dirs {
                         format!("masks/{k}/{}/{name}", ds.name)
@@ -285,6 +300,8 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                         hd95: s.hd95,
                         dice_model_res: metrics::dice_from(c),
                         iou_model_res: metrics::iou_from(c),
+                        presence: presence[ki].presence,
+                        present,
                         mask_file: rel,
                         image_path: rec.image_path.clone(),
                         mask_path: rec.mask_path.clone(),
