@@ -46,6 +46,14 @@ pub struct SegmentArgs {
     /// area (mask pixels), presence (in [0, 1]) and present.
     #[arg(long)]
     pub json: bool,
+    /// Test-time augmentation: none, or flip (the mean over four flips, each prompt's position
+    /// words flipped too; four times the model's work). Text prompts only.
+    #[arg(long, default_value = "none")]
+    pub tta: pipeline::Tta,
+    /// Mask post-processing: a comma-separated list of lcc (keep the largest connected
+    /// component) and fill (fill holes), or none.
+    #[arg(long, default_value = "none")]
+    pub post: pipeline::PostProcess,
 }
 
 /// One conditioning: the suffix its output files get (".k" when there are several prompts),
@@ -69,6 +77,9 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     }
     if a.batch == 0 {
         bail!("--batch must be at least 1");
+    }
+    if a.tta != pipeline::Tta::None && a.prompt_image.is_some() {
+        bail!("--tta flip: text prompts only (no --prompt-image)");
     }
     for p in &a.images {
         check_image_header(p)?;
@@ -164,13 +175,22 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         });
         for item in rx {
             let (imgs, pv) = item?;
-            let feats = seg.encode_images(&pv)?;
-            for ((path, img), f) in imgs.iter().zip(&feats) {
+            // Under --tta the image is encoded per flip inside `segment_image`.
+            let feats = if a.tta == pipeline::Tta::None { seg.encode_images(&pv)? } else { Vec::new() };
+            for (j, (path, img)) in imgs.iter().enumerate() {
                 // A bounded number of prompts at a time, written as they come: the decoder's
                 // activations grow with the prompts it runs at once.
                 for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
-                    let part = cond.narrow(0, b * PROMPT_BATCH, chunk.len())?;
-                    let (logits, presence) = seg.decode_with_presence(f, &part, threshold)?; // [n, h, w]
+                    let (logits, presence) = match feats.get(j) {
+                        Some(f) => {
+                            let part = cond.narrow(0, b * PROMPT_BATCH, chunk.len())?;
+                            seg.decode_with_presence(f, &part, threshold)? // [n, h, w]
+                        }
+                        None => {
+                            let texts: Vec<String> = chunk.iter().map(|c| c.prompt.clone().unwrap_or_default()).collect();
+                            seg.segment_image(img, &texts, threshold, a.tta)?
+                        }
+                    };
                     for (k, c) in chunk.iter().enumerate() {
                         let l = logits.get(k)?;
                         // Logits first: a failure there leaves no masks behind.
@@ -224,6 +244,7 @@ fn write_outputs(
     if !present {
         mask.fill(0);
     }
+    a.post.apply(&mut mask);
     let area = mask.as_raw().iter().filter(|&&v| v > 0).count() as u64;
     let base = a.out.join(format!("{}{}", output_stem(path), c.name));
     let mask_path = with_suffix(&base, ".mask.png");
