@@ -326,3 +326,63 @@ fn new_keys_are_validated_with_one_line_naming_the_key() {
         }
     }
 }
+
+#[test]
+fn tta_flip_is_flip_equivariant_and_none_is_plain_decoding() {
+    use vlsm::pipeline::Tta;
+    let seg = Segmenter::load(&crate::support::repo_root().join("models/default")).unwrap();
+    // At the model's input size, so the resize is the identity and flips commute with it.
+    let src = image::open(crate::support::repo_root().join("examples/clinicdb_382.png")).unwrap().to_rgb8();
+    let img = image::imageops::resize(&src, 160, 160, image::imageops::FilterType::Triangle);
+    let prompts = vec!["polyp, located in left of the image".to_string(), "polyp".to_string()];
+    let (plain, p0) = seg.segment_image(&img, &prompts, 0.5, Tta::None).unwrap();
+    let f = seg.encode_images(&seg.pixel_values(&[&img]).unwrap()).unwrap();
+    let (l, p1) = seg.decode_with_presence(&f[0], &seg.text_conditional(&prompts).unwrap(), 0.5).unwrap();
+    assert_eq!(plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(), l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(p0, p1);
+
+    let (tta, _) = seg.segment_image(&img, &prompts, 0.5, Tta::Flip).unwrap();
+    let diff = (&tta - &plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff > 1e-3, "TTA changed nothing");
+    // The mirrored image with the mirrored prompt gives the mirrored answer.
+    let mirrored = image::imageops::flip_horizontal(&img);
+    let mp = vec!["polyp, located in right of the image".to_string(), "polyp".to_string()];
+    let (m, _) = seg.segment_image(&mirrored, &mp, 0.5, Tta::Flip).unwrap();
+    let idx = candle_core::Tensor::from_vec((0..160u32).rev().collect::<Vec<_>>(), 160, &candle_core::Device::Cpu).unwrap();
+    let back = m.index_select(&idx, 2).unwrap();
+    let diff = (&back - &tta).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff < 1e-3, "not flip-equivariant: {diff}");
+}
+
+#[test]
+fn post_processing_keeps_the_largest_component_and_fills_holes() {
+    use vlsm::pipeline::PostProcess;
+    // A 6x6 ring (hole in the middle) and a 2x2 blob; background touching the border stays.
+    let mut m = image::GrayImage::new(12, 8);
+    for y in 1..7 {
+        for x in 1..7 {
+            if !(3..5).contains(&x) || !(3..5).contains(&y) {
+                m.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+    }
+    for (x, y) in [(9, 2), (10, 2), (9, 3), (10, 3)] {
+        m.put_pixel(x, y, image::Luma([255]));
+    }
+    let count = |m: &image::GrayImage| m.pixels().filter(|p| p[0] > 0).count();
+    assert_eq!(count(&m), 32 + 4);
+    let mut a = m.clone();
+    "lcc".parse::<PostProcess>().unwrap().apply(&mut a);
+    assert_eq!(count(&a), 32);
+    assert_eq!(a.get_pixel(9, 2)[0], 0);
+    let mut b = m.clone();
+    "fill".parse::<PostProcess>().unwrap().apply(&mut b);
+    assert_eq!(count(&b), 36 + 4);
+    let mut c = m.clone();
+    "lcc,fill".parse::<PostProcess>().unwrap().apply(&mut c);
+    assert_eq!(count(&c), 36);
+    assert!("none".parse::<PostProcess>().unwrap().is_none());
+    let e = "lcc,blur".parse::<PostProcess>().unwrap_err();
+    assert!(e.contains("blur"), "{e}");
+    assert!("rotate".parse::<vlsm::pipeline::Tta>().unwrap_err().contains("--tta"));
+}
