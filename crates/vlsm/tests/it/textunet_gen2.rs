@@ -160,15 +160,15 @@ fn init_from_starts_from_a_trained_model_and_names_mismatches() {
 
     // A shape mismatch names the key; so does a tensor the model lacks; another kind names it.
     let mut bad = weights.clone();
-    let w = bad["film.0.lin.weight"].clone();
-    bad.insert("film.0.lin.weight".into(), w.narrow(0, 0, 2).unwrap());
+    let w = bad["film.0.weight"].clone();
+    bad.insert("film.0.weight".into(), w.narrow(0, 0, 2).unwrap());
     let bad_dir = tmp.path().join("bad");
     std::fs::create_dir_all(&bad_dir).unwrap();
     std::fs::copy(dir.join("config.json"), bad_dir.join("config.json")).unwrap();
     candle_core::safetensors::save(&bad, bad_dir.join("model.safetensors")).unwrap();
     std::fs::write(&p, text.replace(&dir.display().to_string(), &bad_dir.display().to_string())).unwrap();
     let e = TextUNetTask::new(&TrainConfig::load(&p).unwrap(), &bpe()).err().unwrap().to_string();
-    assert!(e.contains("film.0.lin.weight") && e.contains("shape"), "{e}");
+    assert!(e.contains("film.0.weight") && e.contains("shape"), "{e}");
     let mut extra = weights.clone();
     extra.insert("decoder.extra".into(), w);
     candle_core::safetensors::save(&extra, bad_dir.join("model.safetensors")).unwrap();
