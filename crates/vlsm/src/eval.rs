@@ -57,7 +57,8 @@ pub struct EvalOptions {
 
 /// Does the text matter? Mean Dice (original size) of one dataset under the first prompt key
 /// evaluated, with the prompt as it is (`own`), the empty prompt, the same key's prompt of a
-/// record of another dataset of the pool (`other`; none with one dataset) and the prompt's words
+/// record of another dataset of the pool (`other`: the next one sharing no prompt string with
+/// this one, else the next one; none with one dataset; named in `other_dataset`) and the prompt's words
 /// shuffled (`shuffled`, seeded). `present_*`: the share of images where the model says the
 /// target is present under each.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -67,6 +68,7 @@ pub struct Ablation {
     pub own: f64,
     pub empty: f64,
     pub other: Option<f64>,
+    pub other_dataset: Option<String>,
     pub shuffled: f64,
     pub present_own: f64,
     pub present_empty: f64,
@@ -394,10 +396,31 @@ fn ablate(
     let mut out = BTreeMap::new();
     for (di, (ds, keys)) in pool.datasets.iter().zip(keys_of).enumerate() {
         let Some(key) = keys.first() else { continue };
-        // Another dataset of the pool that has this key.
-        let other = (1..pool.datasets.len())
+        // Another dataset of the pool that has this key: the next one sharing no non-empty
+        // prompt string with this one (another modality: kvasir and clinicdb share "polyp"),
+        // else the next one.
+        let texts_of = |d: &data::Dataset| -> std::collections::BTreeSet<String> {
+            let mut t = std::collections::BTreeSet::new();
+            for r in &d.records {
+                for p in r.prompts.values() {
+                    match p {
+                        data::Prompt::One(s) => t.insert(s.trim().to_string()),
+                        data::Prompt::Many(v) => {
+                            t.extend(v.iter().map(|s| s.trim().to_string()));
+                            true
+                        }
+                    };
+                }
+            }
+            t.remove("");
+            t
+        };
+        let mine = texts_of(ds);
+        let candidates: Vec<&data::Dataset> = (1..pool.datasets.len())
             .map(|o| &pool.datasets[(di + o) % pool.datasets.len()])
-            .find(|o| o.records.iter().all(|r| r.prompts.contains_key(key)));
+            .filter(|o| o.records.iter().all(|r| r.prompts.contains_key(key)))
+            .collect();
+        let other = candidates.iter().find(|o| mine.is_disjoint(&texts_of(o))).or(candidates.first()).copied();
         let mut sums = [0f64; 4];
         let mut present = [0usize; 4];
         for (i, rec) in ds.records.iter().enumerate() {
@@ -432,6 +455,7 @@ fn ablate(
                 own: sums[0] / n,
                 empty: sums[1] / n,
                 other: has_other.then(|| sums[2] / n),
+                other_dataset: other.map(|o| o.name.clone()),
                 shuffled: sums[3] / n,
                 present_own: present[0] as f64 / n,
                 present_empty: present[1] as f64 / n,
