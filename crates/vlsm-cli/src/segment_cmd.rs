@@ -137,7 +137,10 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
             .prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| Condition { name: if many { format!(".{i}") } else { String::new() }, prompt: Some(p.clone()) })
+            .map(|(i, p)| Condition {
+                name: if many { format!(".{i}") } else { String::new() },
+                prompt: Some(p.clone()),
+            })
             .collect();
         (cond, conds)
     };
@@ -187,7 +190,8 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
                             seg.decode_with_presence(f, &part, threshold)? // [n, h, w]
                         }
                         None => {
-                            let texts: Vec<String> = chunk.iter().map(|c| c.prompt.clone().unwrap_or_default()).collect();
+                            let texts: Vec<String> =
+                                chunk.iter().map(|c| c.prompt.clone().unwrap_or_default()).collect();
                             seg.segment_image(img, &texts, threshold, a.tta)?
                         }
                     };

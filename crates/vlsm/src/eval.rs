@@ -270,8 +270,11 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
             let imgs: Vec<RgbImage> =
                 chunk.par_iter().map(|r| crate::io::read_rgb(&r.image_path)).collect::<Result<_>>()?;
             let refs: Vec<&RgbImage> = imgs.iter().collect();
-            let feats =
-                if opts.tta == pipeline::Tta::None { seg.encode_images(&seg.pixel_values(&refs)?)? } else { Vec::new() };
+            let feats = if opts.tta == pipeline::Tta::None {
+                seg.encode_images(&seg.pixel_values(&refs)?)?
+            } else {
+                Vec::new()
+            };
             for (ri, (rec, img)) in chunk.iter().zip(&imgs).enumerate() {
                 let name = &names[ci * opts.batch.max(1) + ri];
                 let mut texts = Vec::with_capacity(keys.len());
@@ -360,11 +363,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         }
         prompts.insert(k.clone(), PromptSummary { datasets, pooled: summarize(&of_key) });
     }
-    let ablation = if opts.ablation && seg.uses_text() {
-        Some(ablate(seg, opts, &pool, &keys_of)?)
-    } else {
-        None
-    };
+    let ablation = if opts.ablation && seg.uses_text() { Some(ablate(seg, opts, &pool, &keys_of)?) } else { None };
     Ok(EvalReport {
         model: opts.model.clone(),
         split: opts.split.clone(),

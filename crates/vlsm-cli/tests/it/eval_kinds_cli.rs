@@ -81,7 +81,8 @@ fn eval_ablation_tta_and_post_processing() {
     let args = ["eval", "--model", &m, "--data", &da, &db, "--prompt", "p1", "--out", &o];
     let (ok, _, err) = vlsm(&[&args[..], &["--ablation", "--tta", "flip", "--post", "lcc,fill"]].concat());
     assert!(ok, "{err}");
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     for ds in ["synth", "other"] {
         let ab = &j["ablation"][ds];
         assert_eq!(ab["n"], 3, "{j}");
@@ -97,8 +98,7 @@ fn eval_ablation_tta_and_post_processing() {
     let seg = Segmenter::load(&dir).unwrap();
     let img = vlsm::io::read_rgb(&a.join("images/im0.png")).unwrap();
     let t = seg.default_threshold();
-    let (l, pres) =
-        seg.segment_image(&img, &["a small polyp".to_string()], t, pipeline::Tta::Flip).unwrap();
+    let (l, pres) = seg.segment_image(&img, &["a small polyp".to_string()], t, pipeline::Tta::Flip).unwrap();
     let probs = pipeline::probabilities_at(&l.get(0).unwrap(), 48, 36).unwrap();
     let mut want = pipeline::threshold_mask(&probs, 48, 36, t).unwrap();
     if !pres[0].present {

@@ -238,8 +238,20 @@ fn json_prints_one_record_per_image_and_prompt_with_presence() {
     let clinic = ex.join("clinicdb_382.png");
     let model = crate::support::repo_root().join("models/default");
     let tumour = "Tumor in the breast ultrasound image.";
-    let (ok, stdout, err) =
-        vlsm(&["segment", s(&busi), s(&clinic), "-p", tumour, "-p", "polyp", "--model", s(&model), "--out", s(&out), "--json"]);
+    let (ok, stdout, err) = vlsm(&[
+        "segment",
+        s(&busi),
+        s(&clinic),
+        "-p",
+        tumour,
+        "-p",
+        "polyp",
+        "--model",
+        s(&model),
+        "--out",
+        s(&out),
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let recs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(recs.len(), 4, "{stdout}");

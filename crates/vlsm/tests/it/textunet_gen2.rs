@@ -64,7 +64,10 @@ fn augmentation_moves_image_and_mask_together_and_keeps_val_untouched() {
     let (va, vt) = task.batch(Split::Val, &idx, &mut r1).unwrap();
     let (pa, pt) = plain_task.batch(Split::Val, &idx, &mut r2).unwrap();
     assert_eq!(vt.to_vec3::<f32>().unwrap(), pt.to_vec3::<f32>().unwrap());
-    assert_eq!(va.pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap(), pa.pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(
+        va.pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        pa.pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
     // Training batches: the target is where the named shape's colour is. The square is red
     // (R > B), the disc blue (B > R): inside the warped target, the colour must still be the
     // shape's (bilinear borders aside), and the target must have moved away from the original.
@@ -84,7 +87,11 @@ fn augmentation_moves_image_and_mask_together_and_keeps_val_untouched() {
                 .iter()
                 .filter(|&&(y, x)| if square { px[0][y][x] > px[2][y][x] } else { px[2][y][x] > px[0][y][x] })
                 .count();
-            assert!(agree * 10 >= inside.len() * 8, "seed {seed} sample {b}: {agree}/{} target pixels have the shape's colour", inside.len());
+            assert!(
+                agree * 10 >= inside.len() * 8,
+                "seed {seed} sample {b}: {agree}/{} target pixels have the shape's colour",
+                inside.len()
+            );
             if t[b] != orig[b] {
                 moved += 1;
             }
@@ -153,7 +160,8 @@ fn init_from_starts_from_a_trained_model_and_names_mismatches() {
     let vars = task.vars();
     for (k, t) in &weights {
         let (_, v) = vars.iter().find(|(n, _)| n == k).unwrap();
-        let (a, b) = (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let (a, b) =
+            (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert_eq!(a, b, "{k} not loaded from init_from");
     }
     assert!(vars.iter().any(|(n, _)| n == "presence.weight") && !weights.contains_key("presence.weight"));
@@ -200,9 +208,11 @@ fn unet_init_from_loads_the_weights() {
         std::fs::write(&p, text).unwrap();
         TrainConfig::load(&p).unwrap()
     };
-    let s = vlsm::train::tasks::unet::train(&cfg("u", "channels = [4, 8]"), &RunOptions::quiet(), Hooks::none()).unwrap();
+    let s =
+        vlsm::train::tasks::unet::train(&cfg("u", "channels = [4, 8]"), &RunOptions::quiet(), Hooks::none()).unwrap();
     let dir = s.run_dir.join("best");
-    let task = vlsm::train::tasks::unet::UNetTask::new(&cfg("v", &format!("init_from = \"{}\"", dir.display())), None).unwrap();
+    let task = vlsm::train::tasks::unet::UNetTask::new(&cfg("v", &format!("init_from = \"{}\"", dir.display())), None)
+        .unwrap();
     assert_eq!(task.model.config.channels, vec![4, 8]);
     let w = candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
     for (k, v) in task.vars() {
@@ -283,7 +293,10 @@ fn without_a_head_presence_is_the_largest_probability() {
     let cond = seg.text_conditional(&prompts).unwrap();
     let logits = seg.decode(&f[0], &cond).unwrap();
     let (l2, pres) = seg.decode_with_presence(&f[0], &cond, 0.5).unwrap();
-    assert_eq!(logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), l2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(
+        logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        l2.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
     for (k, p) in pres.iter().enumerate() {
         let max = logits.get(k).unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         let want = 1.0 / (1.0 + (-max).exp());
@@ -338,7 +351,10 @@ fn tta_flip_is_flip_equivariant_and_none_is_plain_decoding() {
     let (plain, p0) = seg.segment_image(&img, &prompts, 0.5, Tta::None).unwrap();
     let f = seg.encode_images(&seg.pixel_values(&[&img]).unwrap()).unwrap();
     let (l, p1) = seg.decode_with_presence(&f[0], &seg.text_conditional(&prompts).unwrap(), 0.5).unwrap();
-    assert_eq!(plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(), l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(
+        plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        l.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
     assert_eq!(p0, p1);
 
     let (tta, _) = seg.segment_image(&img, &prompts, 0.5, Tta::Flip).unwrap();
@@ -348,7 +364,8 @@ fn tta_flip_is_flip_equivariant_and_none_is_plain_decoding() {
     let mirrored = image::imageops::flip_horizontal(&img);
     let mp = vec!["polyp, located in right of the image".to_string(), "polyp".to_string()];
     let (m, _) = seg.segment_image(&mirrored, &mp, 0.5, Tta::Flip).unwrap();
-    let idx = candle_core::Tensor::from_vec((0..160u32).rev().collect::<Vec<_>>(), 160, &candle_core::Device::Cpu).unwrap();
+    let idx =
+        candle_core::Tensor::from_vec((0..160u32).rev().collect::<Vec<_>>(), 160, &candle_core::Device::Cpu).unwrap();
     let back = m.index_select(&idx, 2).unwrap();
     let diff = (&back - &tta).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(diff < 1e-3, "not flip-equivariant: {diff}");

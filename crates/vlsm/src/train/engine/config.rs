@@ -195,7 +195,14 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        AugmentConfig { scale: [1.0, 1.0], rotate: 0.0, translate: 0.0, brightness: 0.0, contrast: 0.0, saturation: 0.0 }
+        AugmentConfig {
+            scale: [1.0, 1.0],
+            rotate: 0.0,
+            translate: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+        }
     }
 }
 
@@ -566,7 +573,11 @@ impl TrainConfig {
         if !(0.0..0.5).contains(&a.translate) {
             bail!("augment.translate: must be in [0, 0.5) (got {})", a.translate);
         }
-        for (key, v) in [("augment.brightness", a.brightness), ("augment.contrast", a.contrast), ("augment.saturation", a.saturation)] {
+        for (key, v) in [
+            ("augment.brightness", a.brightness),
+            ("augment.contrast", a.contrast),
+            ("augment.saturation", a.saturation),
+        ] {
             if !(0.0..1.0).contains(&v) {
                 bail!("{key}: must be in [0, 1) (got {v})");
             }

@@ -326,10 +326,8 @@ pub(crate) fn augmented_pixels_and_targets(
             continue;
         };
         // The flipped sample in [0, 1], then warped.
-        let mut rgb: Vec<[f32; 3]> = src
-            .iter()
-            .map(|&p| [0, 1, 2].map(|c| smp.image[p * 3 + c] as f32 / 255.0))
-            .collect();
+        let mut rgb: Vec<[f32; 3]> =
+            src.iter().map(|&p| [0, 1, 2].map(|c| smp.image[p * 3 + c] as f32 / 255.0)).collect();
         let mut mask: Vec<f32> = src.iter().map(|&p| if smp.mask[p] > 127 { 1f32 } else { 0.0 }).collect();
         if w.is_geometric() {
             let (rgb0, mask0) = (rgb, mask);
@@ -407,7 +405,11 @@ pub(crate) fn init_config<C: serde::de::DeserializeOwned>(dir: &Path, kind: &str
 /// Sets `vars` from the weights of the `init_from` directory `dir`. Every tensor there must be
 /// a variable of the same shape; variables it lacks keep their seeded init only when `fresh`
 /// says they are new parts (e.g. a presence head); any other mismatch names the key.
-pub(crate) fn load_init_weights(dir: &Path, vars: &[(String, candle_core::Var)], fresh: impl Fn(&str) -> bool) -> Result<()> {
+pub(crate) fn load_init_weights(
+    dir: &Path,
+    vars: &[(String, candle_core::Var)],
+    fresh: impl Fn(&str) -> bool,
+) -> Result<()> {
     let path = crate::weights::find_weights(dir)?;
     let t = candle_core::safetensors::load(&path, &Device::Cpu)
         .map_err(|e| anyhow::anyhow!("{}: cannot read weights: {e}", path.display()))?;
