@@ -40,6 +40,16 @@ pub struct EvalArgs {
     /// Worst cases shown in report.html.
     #[arg(long, default_value_t = 12)]
     pub worst: usize,
+    /// Test-time augmentation: none, or flip (mean over four flips, position words flipped).
+    #[arg(long, default_value = "none")]
+    pub tta: vlsm::pipeline::Tta,
+    /// Mask post-processing before scoring: a comma-separated list of lcc and fill, or none.
+    #[arg(long, default_value = "none")]
+    pub post: vlsm::pipeline::PostProcess,
+    /// Also score each dataset under its own, the empty, another dataset's and a word-shuffled
+    /// prompt (metrics.json "ablation", a table in report.html).
+    #[arg(long)]
+    pub ablation: bool,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -73,6 +83,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         batch: a.batch,
         progress: true,
         worst: a.worst,
+        tta: a.tta,
+        post: a.post,
+        ablation: a.ablation,
     };
     let report = eval::evaluate(&seg, &opts)?;
     eval::write_outputs(&report, &opts)?;

@@ -72,6 +72,18 @@ pub struct SegmentArgs {
     /// Batch runs: take every N-th input from the I-th (0 <= I < N), for job arrays.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// Print one JSON record per image and prompt on stdout: image, prompt, mask (its path),
+    /// area (mask pixels), presence (in [0, 1]) and present.
+    #[arg(long)]
+    pub json: bool,
+    /// Test-time augmentation: none, or flip (the mean over four flips, each prompt's position
+    /// words flipped too; four times the model's work). Text prompts only.
+    #[arg(long, default_value = "none")]
+    pub tta: pipeline::Tta,
+    /// Mask post-processing: a comma-separated list of lcc (keep the largest connected
+    /// component) and fill (fill holes), or none.
+    #[arg(long, default_value = "none")]
+    pub post: pipeline::PostProcess,
 }
 
 const SEGMENT_HELP: &str = "\
@@ -92,6 +104,8 @@ Batch runs (a folder as input, or --jobs): the input tree is mirrored under --ou
 pub(crate) struct Condition {
     pub name: String,
     pub volume_name: String,
+    /// The text prompt (none for an image prompt alone).
+    pub prompt: Option<String>,
 }
 
 /// The condition tensor and names for `prompts` (each mixed with the image prompt when there is
@@ -104,7 +118,7 @@ fn conditions(
 ) -> Result<(candle_core::Tensor, Vec<Condition>)> {
     if prompts.is_empty() {
         let c = image_cond.cloned().ok_or_else(|| anyhow::anyhow!("no prompt"))?;
-        return Ok((c, vec![Condition { name: String::new(), volume_name: String::new() }]));
+        return Ok((c, vec![Condition { name: String::new(), volume_name: String::new(), prompt: None }]));
     }
     // In chunks: a text encoder's activations grow with the prompts it runs at once.
     let parts: Vec<candle_core::Tensor> =
@@ -118,10 +132,12 @@ fn conditions(
     let slugs = crate::segment_volume::slugs(prompts);
     let conds = slugs
         .into_iter()
+        .zip(prompts)
         .enumerate()
-        .map(|(i, sl)| Condition {
+        .map(|(i, (sl, p))| Condition {
             name: if many { format!(".{i}") } else { String::new() },
             volume_name: if many { format!(".{sl}") } else { String::new() },
+            prompt: Some(p.clone()),
         })
         .collect();
     Ok((cond, conds))
@@ -149,6 +165,9 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         if ax > 2 {
             bail!("--axis must be 0, 1 or 2 (a voxel axis), got {ax}");
         }
+    }
+    if a.tta != pipeline::Tta::None && a.prompt_image.is_some() {
+        bail!("--tta flip: text prompts only (no --prompt-image)");
     }
     let windowing = io::parse_window(&a.window)?;
     let shard = a.shard.as_deref().map(crate::segment_batch::parse_shard).transpose()?;
@@ -236,6 +255,9 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     if a.logits.is_some() && !volumes.is_empty() {
         bail!("--logits is for a 2-D image, not a volume");
     }
+    if let Some(v) = volumes.first() {
+        check_volume_options(&a, v)?;
+    }
     let opts = io::ReadOptions { windowing, slice: None };
     let bar = progress(images.len() as u64, "images");
     // Decode and preprocess the next batch while the model runs on this one.
@@ -260,12 +282,23 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         });
         for item in rx {
             let (imgs, pv) = item?;
-            let feats = seg.encode_images(&pv)?;
-            for ((path, img), f) in imgs.iter().zip(&feats) {
+            // Under --tta the image is encoded per flip inside `segment_image`.
+            let feats = if a.tta == pipeline::Tta::None { seg.encode_images(&pv)? } else { Vec::new() };
+            for (j, (path, img)) in imgs.iter().enumerate() {
                 // A bounded number of prompts at a time, written as they come: the decoder's
                 // activations grow with the prompts it runs at once.
                 for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
-                    let logits = seg.decode(f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?)?; // [n, h, w]
+                    let (logits, presence) = match feats.get(j) {
+                        Some(f) => {
+                            let part = cond.narrow(0, b * PROMPT_BATCH, chunk.len())?;
+                            seg.decode_with_presence(f, &part, threshold)? // [n, h, w]
+                        }
+                        None => {
+                            let texts: Vec<String> =
+                                chunk.iter().map(|c| c.prompt.clone().unwrap_or_default()).collect();
+                            seg.segment_image(img, &texts, threshold, a.tta)?
+                        }
+                    };
                     for (k, c) in chunk.iter().enumerate() {
                         let l = logits.get(k)?;
                         // Logits first: a failure there leaves no masks behind.
@@ -273,7 +306,26 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
                             let (h, w) = l.dims2()?;
                             io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
                         }
-                        write_outputs(&a.out.join(output_stem(path)), img, &l, c, threshold)?;
+                        let (mask, area) = write_outputs(
+                            &a.out.join(output_stem(path)),
+                            img,
+                            &l,
+                            c,
+                            threshold,
+                            presence[k].present,
+                            &a.post,
+                        )?;
+                        if a.json {
+                            let rec = serde_json::json!({
+                                "image": path.display().to_string(),
+                                "prompt": c.prompt,
+                                "mask": mask.display().to_string(),
+                                "area": area,
+                                "presence": presence[k].presence,
+                                "present": presence[k].present,
+                            });
+                            println!("{rec}");
+                        }
                     }
                 }
                 bar.inc(1);
@@ -305,14 +357,16 @@ fn run_batch(
         let prompts = it.prompts.as_deref().unwrap_or(&a.prompts);
         let many = prompts.len() > 1;
         if prompts.is_empty() {
-            return vec![Condition { name: String::new(), volume_name: String::new() }];
+            return vec![Condition { name: String::new(), volume_name: String::new(), prompt: None }];
         }
         crate::segment_volume::slugs(prompts)
             .into_iter()
+            .zip(prompts)
             .enumerate()
-            .map(|(i, sl)| Condition {
+            .map(|(i, (sl, p))| Condition {
                 name: if many { format!(".{i}") } else { String::new() },
                 volume_name: if many { format!(".{sl}") } else { String::new() },
+                prompt: Some(p.clone()),
             })
             .collect()
     };
@@ -341,15 +395,22 @@ fn run_batch(
             (None, None) => bail!("no prompts for this image (give --prompt or \"prompts\" in the jobs file)"),
         };
         match kind {
-            FileKind::Nifti => segment_volume(seg, &it.input, &it.base, cond, conds, vopts).map(|_| ()),
+            FileKind::Nifti => check_volume_options(a, &it.input)
+                .and_then(|()| segment_volume(seg, &it.input, &it.base, cond, conds, vopts).map(|_| ())),
             _ => {
                 let img = io::read_image_any(&it.input, &opts)?;
                 let pv = seg.pixel_values(&[&img])?;
                 let f = seg.encode_images(&pv)?.remove(0);
                 for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
-                    let logits = seg.decode(&f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?)?;
+                    let (logits, presence) = if a.tta == pipeline::Tta::None {
+                        seg.decode_with_presence(&f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?, vopts.threshold)?
+                    } else {
+                        let texts: Vec<String> = chunk.iter().map(|c| c.prompt.clone().unwrap_or_default()).collect();
+                        seg.segment_image(&img, &texts, vopts.threshold, a.tta)?
+                    };
                     for (k, c) in chunk.iter().enumerate() {
-                        write_outputs(&it.base, &img, &logits.get(k)?, c, vopts.threshold)?;
+                        let l = logits.get(k)?;
+                        write_outputs(&it.base, &img, &l, c, vopts.threshold, presence[k].present, &a.post)?;
                     }
                 }
                 Ok(())
@@ -368,27 +429,44 @@ fn run_batch(
     crate::segment_batch::run(items, shard, &a.out, outputs, process)
 }
 
+/// --tta, --post and --json are per 2-D image; a volume refuses them rather than ignore them.
+fn check_volume_options(a: &SegmentArgs, volume: &Path) -> Result<()> {
+    if a.tta != pipeline::Tta::None || !a.post.is_none() || a.json {
+        bail!("{}: --tta, --post and --json are for 2-D images, not volumes", volume.display());
+    }
+    Ok(())
+}
+
 /// Prompts decoded at once for one image.
 pub(crate) const PROMPT_BATCH: usize = 16;
 /// Prompts encoded at once by the text encoder.
 const TEXT_BATCH: usize = 64;
 
-/// Mask and overlay of one image and condition, as `<base><name>.mask.png` and `.overlay.png`.
+/// Writes the mask (empty when the target is not `present`) and overlay; returns the mask's
+/// path and its area in pixels.
 fn write_outputs(
     base: &Path,
     img: &RgbImage,
     logits: &candle_core::Tensor,
     c: &Condition,
     threshold: f32,
-) -> Result<()> {
+    present: bool,
+    post: &pipeline::PostProcess,
+) -> Result<(PathBuf, u64)> {
     let (w, h) = img.dimensions();
     let probs = pipeline::probabilities_at(logits, w, h)?;
-    let mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
+    let mut mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
+    if !present {
+        mask.fill(0);
+    }
+    post.apply(&mut mask);
+    let area = mask.as_raw().iter().filter(|&&v| v > 0).count() as u64;
     let base = with_suffix(base, &c.name);
-    io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;
+    let mask_path = with_suffix(&base, ".mask.png");
+    io::write_png_atomic(&mask_path, &DynamicImage::ImageLuma8(mask.clone()))?;
     let ov = pipeline::overlay(img, &mask);
     io::write_png_atomic(&with_suffix(&base, ".overlay.png"), &DynamicImage::ImageRgb8(ov))?;
-    Ok(())
+    Ok((mask_path, area))
 }
 
 pub(crate) fn with_suffix(base: &Path, suffix: &str) -> PathBuf {

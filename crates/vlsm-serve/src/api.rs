@@ -368,7 +368,7 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
         };
         let t_encode = t1.elapsed();
         let cond = seg.text_conditional(&prompts).map_err(model_error)?;
-        let logits = seg.decode(&entry.features, &cond).map_err(model_error)?;
+        let (logits, presence) = seg.decode_with_presence(&entry.features, &cond, threshold).map_err(model_error)?;
         if !st2.model_delay.is_zero() {
             std::thread::sleep(st2.model_delay);
         }
@@ -387,13 +387,19 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
         for (i, prompt) in prompts.iter().enumerate() {
             let l = logits.get(i).map_err(|e| model_error(e.into()))?;
             let probs = pipeline::probabilities_at(&l, w, h).map_err(model_error)?;
-            let mask = pipeline::threshold_mask(&probs, w, h, threshold).map_err(model_error)?;
+            let mut mask = pipeline::threshold_mask(&probs, w, h, threshold).map_err(model_error)?;
+            // An absent target (see `pipeline::Presence`) gets an empty mask.
+            if !presence[i].present {
+                mask.fill(0);
+            }
             let area = mask.pixels().filter(|p| p[0] > 0).count();
             let p8: Vec<u8> = probs.iter().map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
             let p8 = GrayImage::from_raw(w, h, p8).expect("size matches");
             results.push(json!({
                 "prompt": prompt,
                 "area": area,
+                "presence": presence[i].presence,
+                "present": presence[i].present,
                 "mask_png": b64(&png(DynamicImage::ImageLuma8(mask.clone()))?),
                 "probs_png": b64(&png(DynamicImage::ImageLuma8(p8))?),
                 "rle": rle(&mask),

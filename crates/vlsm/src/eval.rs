@@ -47,6 +47,33 @@ pub struct EvalOptions {
     pub progress: bool,
     /// Worst cases shown in the report.
     pub worst: usize,
+    /// Test-time augmentation.
+    pub tta: pipeline::Tta,
+    /// Post-processing of the masks at the original size (before scoring).
+    pub post: pipeline::PostProcess,
+    /// Also score each dataset under altered prompts (see [`Ablation`]).
+    pub ablation: bool,
+}
+
+/// Does the text matter? Mean Dice (original size) of one dataset under the first prompt key
+/// evaluated, with the prompt as it is (`own`), the empty prompt, the same key's prompt of a
+/// record of another dataset of the pool (`other`: the next one sharing no prompt string with
+/// this one, else the next one; none with one dataset; named in `other_dataset`) and the prompt's words
+/// shuffled (`shuffled`, seeded). `present_*`: the share of images where the model says the
+/// target is present under each.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ablation {
+    pub prompt_key: String,
+    pub n: usize,
+    pub own: f64,
+    pub empty: f64,
+    pub other: Option<f64>,
+    pub other_dataset: Option<String>,
+    pub shuffled: f64,
+    pub present_own: f64,
+    pub present_empty: f64,
+    pub present_other: Option<f64>,
+    pub present_shuffled: f64,
 }
 
 /// Scores of one image under one prompt.
@@ -62,6 +89,10 @@ pub struct ImageResult {
     pub hd95: Option<f64>,
     pub dice_model_res: f64,
     pub iou_model_res: f64,
+    /// Whether the model says the target is in the image (see `pipeline::Presence`); an
+    /// absent target's predicted mask is empty.
+    pub presence: f32,
+    pub present: bool,
     /// Where its predicted mask was written, relative to the output directory.
     pub mask_file: String,
     #[serde(skip)]
@@ -82,6 +113,8 @@ pub struct Summary {
     pub hd95_undefined: usize,
     pub dice_model_res: f64,
     pub iou_model_res: f64,
+    /// Share of images where the model says the target is present.
+    pub present_rate: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +130,9 @@ pub struct EvalReport {
     pub threshold: f32,
     /// Per prompt key, in numeric key order.
     pub prompts: BTreeMap<String, PromptSummary>,
+    /// Per dataset, with `--ablation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ablation: Option<BTreeMap<String, Ablation>>,
     #[serde(skip)]
     pub results: Vec<ImageResult>,
     #[serde(skip)]
@@ -114,6 +150,7 @@ pub fn summarize(rs: &[&ImageResult]) -> Summary {
         hd95_undefined: undefined,
         dice_model_res: rs.iter().map(|r| r.dice_model_res).sum::<f64>() / n,
         iou_model_res: rs.iter().map(|r| r.iou_model_res).sum::<f64>() / n,
+        present_rate: rs.iter().filter(|r| r.present).count() as f64 / n,
     }
 }
 
@@ -233,8 +270,12 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
             let imgs: Vec<RgbImage> =
                 chunk.par_iter().map(|r| crate::io::read_rgb(&r.image_path)).collect::<Result<_>>()?;
             let refs: Vec<&RgbImage> = imgs.iter().collect();
-            let feats = seg.encode_images(&seg.pixel_values(&refs)?)?;
-            for (ri, ((rec, img), f)) in chunk.iter().zip(&imgs).zip(&feats).enumerate() {
+            let feats = if opts.tta == pipeline::Tta::None {
+                seg.encode_images(&seg.pixel_values(&refs)?)?
+            } else {
+                Vec::new()
+            };
+            for (ri, (rec, img)) in chunk.iter().zip(&imgs).enumerate() {
                 let name = &names[ci * opts.batch.max(1) + ri];
                 let mut texts = Vec::with_capacity(keys.len());
                 for k in keys {
@@ -251,8 +292,10 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                     }
                     rows.push(memo[t].clone());
                 }
-                let cond = candle_core::Tensor::cat(&rows, 0)?;
-                let logits = seg.decode(f, &cond)?;
+                let (logits, presence) = match feats.get(ri) {
+                    Some(f) => seg.decode_with_presence(f, &candle_core::Tensor::cat(&rows, 0)?, opts.threshold)?,
+                    None => seg.segment_image(img, &texts, opts.threshold, opts.tta)?,
+                };
                 let target = crate::io::read_mask(&rec.mask_path)?;
                 let (w, h) = img.dimensions();
                 if target.dimensions() != (w, h) {
@@ -264,9 +307,18 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                 for (ki, (k, text)) in keys.iter().zip(&texts).enumerate() {
                     let l = logits.get(ki)?;
                     let probs = pipeline::probabilities_at(&l, w, h)?;
-                    let pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
+                    let mut pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
+                    let present = presence[ki].present;
+                    if !present {
+                        pred.fill(0);
+                    }
+                    opts.post.apply(&mut pred);
                     let s = metrics::score_masks(&pred, &target)?;
-                    let pm = metrics::binarize(&pipeline::probabilities_at(&l, mw as u32, mh as u32)?, opts.threshold);
+                    let mut pm =
+                        metrics::binarize(&pipeline::probabilities_at(&l, mw as u32, mh as u32)?, opts.threshold);
+                    if !present {
+                        pm.fill(0);
+                    }
                     let c = metrics::counts(&pm, target_model.as_raw());
                     let rel = if per_key_dirs {
                         format!("masks/{k}/{}/{name}", ds.name)
@@ -285,6 +337,8 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                         hd95: s.hd95,
                         dice_model_res: metrics::dice_from(c),
                         iou_model_res: metrics::iou_from(c),
+                        presence: presence[ki].presence,
+                        present,
                         mask_file: rel,
                         image_path: rec.image_path.clone(),
                         mask_path: rec.mask_path.clone(),
@@ -309,14 +363,107 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         }
         prompts.insert(k.clone(), PromptSummary { datasets, pooled: summarize(&of_key) });
     }
+    let ablation = if opts.ablation && seg.uses_text() { Some(ablate(seg, opts, &pool, &keys_of)?) } else { None };
     Ok(EvalReport {
         model: opts.model.clone(),
         split: opts.split.clone(),
         threshold: opts.threshold,
         prompts,
+        ablation,
         results,
         key_order,
     })
+}
+
+/// The words of `text` in a seeded random order.
+pub fn shuffle_words(text: &str, rng: &mut ChaCha8Rng) -> String {
+    use rand::seq::SliceRandom;
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    words.shuffle(rng);
+    words.join(" ")
+}
+
+/// [`Ablation`] of every dataset under its first prompt key (an RNG seeded with `seed + 1`, so
+/// the main results are not disturbed).
+fn ablate(
+    seg: &Segmenter,
+    opts: &EvalOptions,
+    pool: &Pool,
+    keys_of: &[Vec<String>],
+) -> Result<BTreeMap<String, Ablation>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add(1));
+    let mut out = BTreeMap::new();
+    for (di, (ds, keys)) in pool.datasets.iter().zip(keys_of).enumerate() {
+        let Some(key) = keys.first() else { continue };
+        // Another dataset of the pool that has this key: the next one sharing no non-empty
+        // prompt string with this one (another modality: kvasir and clinicdb share "polyp"),
+        // else the next one.
+        let texts_of = |d: &data::Dataset| -> std::collections::BTreeSet<String> {
+            let mut t = std::collections::BTreeSet::new();
+            for r in &d.records {
+                for p in r.prompts.values() {
+                    match p {
+                        data::Prompt::One(s) => t.insert(s.trim().to_string()),
+                        data::Prompt::Many(v) => {
+                            t.extend(v.iter().map(|s| s.trim().to_string()));
+                            true
+                        }
+                    };
+                }
+            }
+            t.remove("");
+            t
+        };
+        let mine = texts_of(ds);
+        let candidates: Vec<&data::Dataset> = (1..pool.datasets.len())
+            .map(|o| &pool.datasets[(di + o) % pool.datasets.len()])
+            .filter(|o| o.records.iter().all(|r| r.prompts.contains_key(key)))
+            .collect();
+        let other = candidates.iter().find(|o| mine.is_disjoint(&texts_of(o))).or(candidates.first()).copied();
+        let mut sums = [0f64; 4];
+        let mut present = [0usize; 4];
+        for (i, rec) in ds.records.iter().enumerate() {
+            let own = data::prompt(rec, key, &mut rng)?.to_string();
+            let mut texts = vec![own.clone(), String::new(), shuffle_words(&own, &mut rng)];
+            if let Some(o) = other {
+                texts.push(data::prompt(&o.records[i % o.records.len()], key, &mut rng)?.to_string());
+            }
+            let img = crate::io::read_rgb(&rec.image_path)?;
+            let target = crate::io::read_mask(&rec.mask_path)?;
+            let (w, h) = img.dimensions();
+            let (logits, pres) = seg.segment_image(&img, &texts, opts.threshold, opts.tta)?;
+            // Slots: own, empty, other, shuffled.
+            for (ti, slot) in [0usize, 1, 3, 2].into_iter().enumerate().take(texts.len()) {
+                let probs = pipeline::probabilities_at(&logits.get(ti)?, w, h)?;
+                let mut pred = pipeline::threshold_mask(&probs, w, h, opts.threshold)?;
+                if !pres[ti].present {
+                    pred.fill(0);
+                }
+                opts.post.apply(&mut pred);
+                sums[slot] += metrics::score_masks(&pred, &target)?.dice;
+                present[slot] += pres[ti].present as usize;
+            }
+        }
+        let n = ds.records.len().max(1) as f64;
+        let has_other = other.is_some();
+        out.insert(
+            ds.name.clone(),
+            Ablation {
+                prompt_key: key.clone(),
+                n: ds.records.len(),
+                own: sums[0] / n,
+                empty: sums[1] / n,
+                other: has_other.then(|| sums[2] / n),
+                other_dataset: other.map(|o| o.name.clone()),
+                shuffled: sums[3] / n,
+                present_own: present[0] as f64 / n,
+                present_empty: present[1] as f64 / n,
+                present_other: has_other.then(|| present[2] as f64 / n),
+                present_shuffled: present[3] as f64 / n,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn anns_path(ds: &data::Dataset, split: &str) -> PathBuf {

@@ -107,6 +107,247 @@ impl Segmenter {
     pub fn decode(&self, features: &ImageFeatures, cond: &Tensor) -> Result<Tensor> {
         self.model.decode(&features.activations, cond)
     }
+
+    /// Whether the model has a trained presence head (else presence comes from the map).
+    pub fn has_presence_head(&self) -> bool {
+        self.model.has_presence_head()
+    }
+
+    /// [`decode`](Self::decode), and for each condition whether its target is in the image (see
+    /// [`Presence`]); `threshold` is the mask threshold in use.
+    pub fn decode_with_presence(
+        &self,
+        features: &ImageFeatures,
+        cond: &Tensor,
+        threshold: f32,
+    ) -> Result<(Tensor, Vec<Presence>)> {
+        let (logits, head) = self.model.decode_with_presence(&features.activations, cond)?;
+        let presence = match head {
+            Some(h) => {
+                let t = self.model.presence_threshold();
+                let p = candle_nn::ops::sigmoid(&h)?.to_vec1::<f32>()?;
+                p.into_iter().map(|p| Presence { presence: p, present: p >= t }).collect()
+            }
+            None => {
+                let n = logits.dim(0)?;
+                let max = candle_nn::ops::sigmoid(&logits.reshape((n, ()))?.max(1)?)?.to_vec1::<f32>()?;
+                max.into_iter().map(|p| Presence { presence: p, present: p > threshold }).collect()
+            }
+        };
+        Ok((logits, presence))
+    }
+
+    /// Logits [N, h, w] and presence for one image and N text prompts under `tta`: with
+    /// [`Tta::Flip`], the mean of the logits over the four flips, each image flipped, encoded,
+    /// decoded with its prompts' position words flipped too (as training's flips rewrite them)
+    /// and flipped back. Presence: the mean head probability, or without a head the rule of
+    /// [`decode_with_presence`](Self::decode_with_presence) on the mean logits.
+    pub fn segment_image(
+        &self,
+        image: &RgbImage,
+        prompts: &[String],
+        threshold: f32,
+        tta: Tta,
+    ) -> Result<(Tensor, Vec<Presence>)> {
+        use crate::train::tasks::common::Flip;
+        let flips: &[Flip] = match tta {
+            Tta::None => &[Flip { h: false, v: false }],
+            Tta::Flip => &[
+                Flip { h: false, v: false },
+                Flip { h: true, v: false },
+                Flip { h: false, v: true },
+                Flip { h: true, v: true },
+            ],
+        };
+        let mut sum: Option<Tensor> = None;
+        let mut head: Vec<f32> = vec![0.0; prompts.len()];
+        for &f in flips {
+            let mut img = image.clone();
+            if f.h {
+                image::imageops::flip_horizontal_in_place(&mut img);
+            }
+            if f.v {
+                image::imageops::flip_vertical_in_place(&mut img);
+            }
+            let feats = self.encode_images(&self.pixel_values(&[&img])?)?;
+            let texts: Vec<String> = prompts.iter().map(|p| f.prompt(p)).collect();
+            let cond = self.text_conditional(&texts)?;
+            let (mut l, p) = self.decode_with_presence(&feats[0], &cond, threshold)?;
+            let (_, hh, ww) = l.dims3()?;
+            if f.h {
+                let idx = Tensor::from_vec((0..ww as u32).rev().collect::<Vec<_>>(), ww, l.device())?;
+                l = l.index_select(&idx, 2)?;
+            }
+            if f.v {
+                let idx = Tensor::from_vec((0..hh as u32).rev().collect::<Vec<_>>(), hh, l.device())?;
+                l = l.index_select(&idx, 1)?;
+            }
+            for (a, q) in head.iter_mut().zip(&p) {
+                *a += q.presence;
+            }
+            sum = Some(match sum {
+                None => l,
+                Some(s) => (s + l)?,
+            });
+        }
+        let n = flips.len() as f64;
+        let logits = (sum.expect("at least one flip") / n)?;
+        let presence = if self.has_presence_head() {
+            let t = self.model.presence_threshold();
+            head.iter().map(|&p| p / n as f32).map(|p| Presence { presence: p, present: p >= t }).collect()
+        } else {
+            let k = logits.dim(0)?;
+            let max = candle_nn::ops::sigmoid(&logits.reshape((k, ()))?.max(1)?)?.to_vec1::<f32>()?;
+            max.into_iter().map(|p| Presence { presence: p, present: p > threshold }).collect()
+        };
+        Ok((logits, presence))
+    }
+}
+
+/// Test-time augmentation (`--tta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tta {
+    #[default]
+    None,
+    /// The mean of the logits under the identity, a left-right, a top-bottom and both flips
+    /// (each flipped back), the prompt's position words rewritten with each flip.
+    Flip,
+}
+
+impl std::str::FromStr for Tta {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(Tta::None),
+            "flip" => Ok(Tta::Flip),
+            _ => Err(format!("--tta: unknown '{s}' (expected none or flip)")),
+        }
+    }
+}
+
+/// Mask post-processing (`--post`), applied at the original size after thresholding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PostProcess {
+    /// Keep only the largest 8-connected component.
+    pub largest_component: bool,
+    /// Fill holes: background not 4-connected to the border becomes foreground.
+    pub fill_holes: bool,
+}
+
+impl std::str::FromStr for PostProcess {
+    type Err = String;
+    /// A comma-separated list of `lcc` and `fill` (or `none`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut p = PostProcess::default();
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "lcc" => p.largest_component = true,
+                "fill" => p.fill_holes = true,
+                "none" | "" => {}
+                _ => return Err(format!("--post: unknown '{part}' (expected a list of lcc, fill, or none)")),
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl PostProcess {
+    pub fn is_none(&self) -> bool {
+        *self == PostProcess::default()
+    }
+
+    /// Applies the steps to a 0/255 mask (holes first, then the largest component).
+    pub fn apply(&self, mask: &mut GrayImage) {
+        if self.fill_holes {
+            fill_holes(mask);
+        }
+        if self.largest_component {
+            keep_largest_component(mask);
+        }
+    }
+}
+
+/// Labels of the foreground (or background) pixels' components, by flood fill.
+fn components(mask: &GrayImage, fg: bool, eight: bool) -> (Vec<u32>, Vec<usize>) {
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let raw = mask.as_raw();
+    let is = |i: usize| (raw[i] > 0) == fg;
+    let mut label = vec![0u32; w * h];
+    let mut sizes = vec![0usize];
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if !is(start) || label[start] != 0 {
+            continue;
+        }
+        let id = sizes.len() as u32;
+        sizes.push(0);
+        label[start] = id;
+        stack.push(start);
+        while let Some(i) = stack.pop() {
+            sizes[id as usize] += 1;
+            let (x, y) = ((i % w) as isize, (i / w) as isize);
+            for dy in -1isize..=1 {
+                for dx in -1isize..=1 {
+                    if (dx == 0 && dy == 0) || (!eight && dx != 0 && dy != 0) {
+                        continue;
+                    }
+                    let (nx, ny) = (x + dx, y + dy);
+                    if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
+                        continue;
+                    }
+                    let j = ny as usize * w + nx as usize;
+                    if is(j) && label[j] == 0 {
+                        label[j] = id;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+    }
+    (label, sizes)
+}
+
+/// Keeps the largest 8-connected foreground component of a 0/255 mask (the first on a tie).
+pub fn keep_largest_component(mask: &mut GrayImage) {
+    let (label, sizes) = components(mask, true, true);
+    let Some(best) = (1..sizes.len()).max_by_key(|&i| (sizes[i], std::cmp::Reverse(i))) else { return };
+    for (v, &l) in mask.iter_mut().zip(&label) {
+        if l != best as u32 {
+            *v = 0;
+        }
+    }
+}
+
+/// Fills the holes of a 0/255 mask: background components (4-connected) that do not touch the
+/// border become foreground.
+pub fn fill_holes(mask: &mut GrayImage) {
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let (label, sizes) = components(mask, false, false);
+    let mut outside = vec![false; sizes.len()];
+    for x in 0..w {
+        outside[label[x] as usize] = true;
+        outside[label[(h - 1) * w + x] as usize] = true;
+    }
+    for y in 0..h {
+        outside[label[y * w] as usize] = true;
+        outside[label[y * w + w - 1] as usize] = true;
+    }
+    for (v, &l) in mask.iter_mut().zip(&label) {
+        if l != 0 && !outside[l as usize] {
+            *v = 255;
+        }
+    }
+}
+
+/// Whether a prompt's target is in the image. With a presence head (`TextUNet` trained with
+/// `model.presence`): `presence` is the head's probability and `present` is `presence >=` the
+/// model's `presence_threshold`. Without one: `presence` is the largest pixel probability of the
+/// map (at model resolution) and `present` is `presence >` the mask threshold, i.e. whether the
+/// mask would have any pixel. An absent target's mask is empty.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Presence {
+    pub presence: f32,
+    pub present: bool,
 }
 
 /// Blend text and image conditions: `(1 - mix) · text + mix · image`.

@@ -157,7 +157,29 @@ pub fn html(r: &EvalReport, opts: &EvalOptions) -> Result<String> {
             );
         }
     }
-    s.push_str("</table><h2>Dice per prompt</h2>");
+    s.push_str("</table>");
+    if let Some(ab) = &r.ablation {
+        s.push_str("<h2>Does the text matter?</h2><p>Dice (and share of images called present) under the dataset's own prompt, the empty prompt, another dataset's prompt and the own prompt's words shuffled.</p><table><tr><th>dataset</th><th>key</th><th>n</th><th>own</th><th>empty</th><th>other dataset's</th><th>shuffled</th></tr>");
+        let cell = |d: Option<f64>, p: Option<f64>| match (d, p) {
+            (Some(d), Some(p)) => format!("{d:.4} ({:.0} %)", p * 100.0),
+            _ => "-".into(),
+        };
+        for (name, a) in ab {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                esc(&a.prompt_key),
+                a.n,
+                cell(Some(a.own), Some(a.present_own)),
+                cell(Some(a.empty), Some(a.present_empty)),
+                cell(a.other, a.present_other),
+                cell(Some(a.shuffled), Some(a.present_shuffled))
+            );
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("<h2>Dice per prompt</h2>");
     s.push_str(&dice_per_prompt_svg(r));
     s.push_str("<h2>Dice histogram (all images and prompts)</h2>");
     s.push_str(&histogram_svg(&r.results));

@@ -65,3 +65,49 @@ fn eval_textunet() {
     let t = Segmenter::load(&dir).unwrap().default_threshold();
     eval_and_compare(&dir, t);
 }
+
+#[test]
+fn eval_ablation_tta_and_post_processing() {
+    let dir = repo_root().join("models/default");
+    let tmp = tempfile::tempdir().unwrap();
+    let a = dataset(tmp.path());
+    let b = squares(3, 40, 40, 50)
+        .names("b", "")
+        .prompts(serde_json::json!({"p0": "", "p1": "a benign tumor in the breast"}))
+        .write(&tmp.path().join("other"));
+    let out = tmp.path().join("out");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (m, da, db, o) = (s(&dir), s(&a), s(&b), s(&out));
+    let args = ["eval", "--model", &m, "--data", &da, &db, "--prompt", "p1", "--out", &o];
+    let (ok, _, err) = vlsm(&[&args[..], &["--ablation", "--tta", "flip", "--post", "lcc,fill"]].concat());
+    assert!(ok, "{err}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for ds in ["synth", "other"] {
+        let ab = &j["ablation"][ds];
+        assert_eq!(ab["n"], 3, "{j}");
+        for k in ["own", "empty", "other", "shuffled", "present_own", "present_other"] {
+            let v = ab[k].as_f64().unwrap_or_else(|| panic!("{ds}.{k} in {ab}"));
+            assert!((0.0..=1.0).contains(&v), "{ds}.{k} = {v}");
+        }
+        assert!(j["prompts"]["p1"]["datasets"][ds]["present_rate"].as_f64().is_some());
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Does the text matter?"));
+    // The masks are the library's TTA masks, post-processed.
+    let seg = Segmenter::load(&dir).unwrap();
+    let img = vlsm::io::read_rgb(&a.join("images/im0.png")).unwrap();
+    let t = seg.default_threshold();
+    let (l, pres) = seg.segment_image(&img, &["a small polyp".to_string()], t, pipeline::Tta::Flip).unwrap();
+    let probs = pipeline::probabilities_at(&l.get(0).unwrap(), 48, 36).unwrap();
+    let mut want = pipeline::threshold_mask(&probs, 48, 36, t).unwrap();
+    if !pres[0].present {
+        want.fill(0);
+    }
+    "lcc,fill".parse::<pipeline::PostProcess>().unwrap().apply(&mut want);
+    let got = vlsm::io::read_mask(&out.join("masks/synth/im0.png")).unwrap();
+    assert_eq!(got.as_raw(), want.as_raw());
+    // A bad option value is one line naming it.
+    let (ok, _, err) = vlsm(&[&args[..], &["--post", "blur"]].concat());
+    assert!(!ok && err.contains("blur"), "{err}");
+}

@@ -228,3 +228,48 @@ fn many_prompts_in_chunks_equal_one_prompt_runs() {
     // The prompts give different masks, so a prompt written under another's index would show.
     assert_eq!(seen.len(), 6);
 }
+
+#[test]
+fn json_prints_one_record_per_image_and_prompt_with_presence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let ex = crate::support::repo_root().join("examples");
+    let busi = ex.join("busi_20_benign.jpg");
+    let clinic = ex.join("clinicdb_382.png");
+    let model = crate::support::repo_root().join("models/default");
+    let tumour = "Tumor in the breast ultrasound image.";
+    let (ok, stdout, err) = vlsm(&[
+        "segment",
+        s(&busi),
+        s(&clinic),
+        "-p",
+        tumour,
+        "-p",
+        "polyp",
+        "--model",
+        s(&model),
+        "--out",
+        s(&out),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let recs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(recs.len(), 4, "{stdout}");
+    for r in &recs {
+        let mask = image::open(r["mask"].as_str().unwrap()).unwrap().to_luma8();
+        let area = mask.pixels().filter(|p| p[0] > 0).count() as u64;
+        assert_eq!(r["area"].as_u64(), Some(area), "{r}");
+        let p = r["presence"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{r}");
+        // The first-generation model has no head: present is "the mask has a pixel".
+        assert_eq!(r["present"].as_bool(), Some(area > 0), "{r}");
+    }
+    let find = |img: &str, prompt: &str| {
+        recs.iter().find(|r| r["image"].as_str().unwrap().ends_with(img) && r["prompt"] == prompt).unwrap().clone()
+    };
+    assert_eq!(find("busi_20_benign.jpg", tumour)["present"], true);
+    assert_eq!(find("busi_20_benign.jpg", "polyp")["present"], false);
+    assert_eq!(find("clinicdb_382.png", "polyp")["present"], true);
+    assert_eq!(find("clinicdb_382.png", tumour)["present"], false);
+    assert_eq!(find("clinicdb_382.png", "polyp")["mask"].as_str().unwrap(), s(&out.join("clinicdb_382.1.mask.png")));
+}

@@ -73,6 +73,14 @@ async fn segment_returns_masks_rle_and_probabilities() {
         assert!(mask.pixels().all(|p| p[0] == 0 || p[0] == 255));
         let area = mask.pixels().filter(|p| p[0] == 255).count() as u64;
         assert_eq!(res["area"].as_u64(), Some(area));
+        let presence = res["presence"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&presence), "{res}");
+        // No presence head: present is "the largest probability exceeds the threshold", and an
+        // absent target's mask is empty.
+        assert_eq!(res["present"].as_bool(), Some(presence > 0.5), "{res}");
+        if res["present"] == false {
+            assert_eq!(area, 0);
+        }
         let counts: Vec<u64> = res["rle"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         assert_eq!(counts.iter().sum::<u64>(), 75 * 50);
         assert_eq!(counts.iter().skip(1).step_by(2).sum::<u64>(), area);

@@ -108,6 +108,21 @@ pub trait SegModel: Send + Sync {
 
     /// Logits [N, h, w] at model resolution for one image's features and N conditions.
     fn decode(&self, features: &[Tensor], cond: &Tensor) -> Result<Tensor>;
+
+    /// Whether the model has a trained presence head.
+    fn has_presence_head(&self) -> bool {
+        false
+    }
+
+    /// `decode`, and the presence head's logits [N] when the model has one.
+    fn decode_with_presence(&self, features: &[Tensor], cond: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.decode(features, cond)?, None))
+    }
+
+    /// The presence probability at or above which the target counts as present (head models).
+    fn presence_threshold(&self) -> f32 {
+        0.5
+    }
 }
 
 /// A network and the tokenizer its prompts go through.

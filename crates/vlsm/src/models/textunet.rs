@@ -49,6 +49,9 @@ fn d_std() -> [f32; 3] {
 fn d_threshold() -> f32 {
     0.5
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 /// `config.json` of a TextUNet directory (`model_type: "textunet"`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +84,14 @@ pub struct TextUNetConfig {
     pub image_std: [f32; 3],
     #[serde(default = "d_threshold")]
     pub threshold: f32,
+    /// A presence head (`presence.weight`, `presence.bias`): a logit that the prompt's target is
+    /// in the image, from the text-conditioned bottleneck (mean and max pooled). Models without
+    /// one (generation 1) take presence from the probability map.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub presence: bool,
+    /// `present` is `presence >= presence_threshold`.
+    #[serde(default = "d_threshold")]
+    pub presence_threshold: f32,
 }
 
 impl TextUNetConfig {
@@ -93,6 +104,9 @@ impl TextUNetConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         validate_levels(self.image_size, &self.channels, self.groups)?;
         super::unet::validate_threshold(self.threshold)?;
+        if !(self.presence_threshold > 0.0 && self.presence_threshold < 1.0) {
+            return Err(format!("presence_threshold must be in (0, 1) (got {})", self.presence_threshold));
+        }
         if !self.text_dim.is_multiple_of(self.text_heads) {
             return Err(format!("text_dim {} is not divisible by text_heads {}", self.text_dim, self.text_heads));
         }
@@ -189,6 +203,7 @@ pub struct TextUNet {
     pub text: TextEncoder,
     body: UNetBody,
     film: Vec<Film>,
+    presence: Option<Linear>,
     pub config: TextUNetConfig,
 }
 
@@ -207,8 +222,31 @@ impl TextUNet {
             text: TextEncoder::new(vb.pp("text"), c)?,
             body: UNetBody::new(&vb, ch, c.groups)?,
             film,
+            presence: if c.presence { Some(linear(2 * ch[n - 1], 1, vb.pp("presence"))?) } else { None },
             config: c.clone(),
         })
+    }
+
+    /// Whether the model has a presence head.
+    pub fn has_presence(&self) -> bool {
+        self.presence.is_some()
+    }
+
+    /// [`decode`](Self::decode), and the presence logits [B] when the model has a head: a linear
+    /// map of the FiLM-conditioned bottleneck's channel means and maxima.
+    pub fn decode_with_presence(&self, feats: &[Tensor], text: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let Some(head) = &self.presence else { return Ok((self.decode(feats, text)?, None)) };
+        let pooled = std::cell::RefCell::new(None);
+        let logits = self.body.decode(feats, text.dim(0)?, |k, h| {
+            let h = self.film[k].forward(&h, text)?;
+            if k == 0 {
+                let flat = h.flatten_from(2)?;
+                *pooled.borrow_mut() = Some(Tensor::cat(&[flat.mean(2)?, flat.max(2)?], 1)?);
+            }
+            Ok(h)
+        })?;
+        let p = pooled.into_inner().expect("bottleneck visited");
+        Ok((logits, Some(head.forward(&p)?.squeeze(1)?)))
     }
 
     /// The prompt-independent half: feature maps of every level, shallow to deep.
@@ -260,5 +298,17 @@ impl SegModel for WithTokenizer<TextUNet, ClipTokenizer> {
 
     fn decode(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<Tensor> {
         Ok(self.model.decode(features, cond)?)
+    }
+
+    fn has_presence_head(&self) -> bool {
+        self.model.has_presence()
+    }
+
+    fn decode_with_presence(&self, features: &[Tensor], cond: &Tensor) -> anyhow::Result<(Tensor, Option<Tensor>)> {
+        Ok(self.model.decode_with_presence(features, cond)?)
+    }
+
+    fn presence_threshold(&self) -> f32 {
+        self.model.config.presence_threshold
     }
 }

@@ -21,6 +21,7 @@ mod preprocess_parity;
 mod segmenter_kinds;
 mod support;
 mod swin_parity;
+mod textunet_gen2;
 mod textunet_train;
 mod tokenizer_parity;
 mod train_loop;

@@ -14,7 +14,7 @@ fn write_dataset(root: &Path, n: usize) {
     write_dataset_with(root, n, ["red square", "blue disc"]);
 }
 
-fn write_dataset_with(root: &Path, n: usize, [square_prompt, disc_prompt]: [&str; 2]) {
+pub(crate) fn write_dataset_with(root: &Path, n: usize, [square_prompt, disc_prompt]: [&str; 2]) {
     // (in the square, in the disc) at (x, y) of image i; odd images are flipped.
     let shapes = |i: u32, x: u32, y: u32| {
         let (sx, dx) = if i % 2 == 1 { (20, 4) } else { (4, 20) };

@@ -121,6 +121,9 @@ fn unet_learns_deterministically_and_evaluates_without_prompts() {
             batch: 3,
             progress: false,
             worst: 2,
+            tta: Default::default(),
+            post: Default::default(),
+            ablation: false,
         };
         let r = eval::evaluate(&seg, &opts).unwrap();
         assert_eq!(r.prompts.keys().collect::<Vec<_>>(), vec![key]);

@@ -11,7 +11,12 @@
 //!                                     # Hugging Face Hub id org/name[@revision] when no such path);
 //!                                     # textunet and unet train from scratch and take no dir
 //! freeze = ["vision", "text"]         # default ["vision", "text"]; parts kept fixed: vision | text | decoder
-//! channels = [16, 32, 64, 128, 256]   # unet only; level widths, shallow to deep (the default)
+//! channels = [16, 32, 64, 128, 256]   # unet and textunet; level widths, shallow to deep (the default)
+//! init_from = "models/default"        # textunet and unet; start from a trained model directory of the same
+//!                                     #   kind ("default" = the built-in model): its architecture (config.json)
+//!                                     #   and weights; data.image_size still sets the input size
+//! presence = false                    # textunet only; add a presence head (is the prompt's target in the
+//!                                     #   image?), trained on the empty targets of negative prompts / crops
 //!                                     # vit_classify: dir is a ViT directory, weights optional;
 //!                                     # "vision" in freeze trains only the new head
 //! decoder_from = "models/clipseg"     # optional; CLIPSeg dir/file (or Hub id) whose decoder.* start the decoder (BiomedCLIPSeg-D)
@@ -27,6 +32,14 @@
 //! flips = false                       # default false; textunet only: random horizontal/vertical flips of
 //!                                     #   training samples, the prompt's position words flipped with them
 //!
+//! [augment]                           # textunet only; each off by default; drawn per training sample
+//! scale = [0.75, 1.25]                # random zoom about a jittered centre (1 = none; > 1 zooms in)
+//! rotate = 15.0                       # random rotation in degrees, uniform in [-rotate, rotate]
+//! translate = 0.06                    # random shift of the centre, a fraction of the side
+//! brightness = 0.2                    # colour jitter: factors uniform in [1 - x, 1 + x]
+//! contrast = 0.2
+//! saturation = 0.2
+//!
 //! [train]
 //! epochs = 1000                       # default 1000 (medvlsm max_epochs)
 //! min_epochs = 10                     # default 10; early stopping cannot end the run before this
@@ -36,8 +49,14 @@
 //! betas = [0.9, 0.999]                # default [0.9, 0.999]
 //! eps = 1e-8                          # default 1e-8
 //! grad_clip = 0.5                     # default 0.5; max total L2 gradient norm, 0 = off
+//! ema = 0.0                           # default 0 = off; decay of an exponential moving average of the
+//!                                     #   weights (e.g. 0.999), updated every step; validation, best/ and
+//!                                     #   the exported model use the average
 //!
-//! [scheduler]                         # ReduceLROnPlateau on val loss, stepped each epoch
+//! [scheduler]
+//! kind = "plateau"                    # default "plateau": ReduceLROnPlateau on val loss, stepped each epoch;
+//!                                     #   "cosine": linear warmup, then cosine decay to min_lr, every step
+//! warmup_epochs = 0                   # cosine only; default 0
 //! factor = 0.1                        # default 0.1; in (0, 1)
 //! patience = 5                        # default 5
 //! threshold = 1e-4                    # default 1e-4; relative improvement needed
@@ -48,6 +67,7 @@
 //! kind = "dice_bce"                   # default "dice_bce"; dice | bce | dice_bce | contrastive (cris)
 //! dice_weight = 1.0                   # default 1.0 (dice_bce only)
 //! bce_weight = 0.2                    # default 0.2 (dice_bce only)
+//! presence_weight = 0.5               # default 0.5; weight of the presence head's BCE (model.presence)
 //!
 //! [early_stopping]                    # on val Dice, higher is better
 //! patience = 20                       # default 20; 0 = never stop early
@@ -155,6 +175,52 @@ pub struct TrainConfig {
     pub loss: LossConfig,
     #[serde(default)]
     pub early_stopping: EarlyStoppingConfig,
+    #[serde(default, skip_serializing_if = "AugmentConfig::is_off")]
+    pub augment: AugmentConfig,
+}
+
+/// `[augment]`: geometric and colour augmentation of training samples (textunet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Zoom range [min, max]; > 1 zooms in.
+    pub scale: [f64; 2],
+    /// Maximum rotation in degrees.
+    pub rotate: f64,
+    /// Maximum shift of the centre, as a fraction of the side.
+    pub translate: f64,
+    pub brightness: f64,
+    pub contrast: f64,
+    pub saturation: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            scale: [1.0, 1.0],
+            rotate: 0.0,
+            translate: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+        }
+    }
+}
+
+impl AugmentConfig {
+    pub fn is_off(&self) -> bool {
+        *self == AugmentConfig::default()
+    }
+
+    /// Whether any geometric augmentation is on.
+    pub fn geometric(&self) -> bool {
+        self.scale != [1.0, 1.0] || self.rotate != 0.0 || self.translate != 0.0
+    }
+
+    /// Whether any colour augmentation is on.
+    pub fn colour(&self) -> bool {
+        self.brightness != 0.0 || self.contrast != 0.0 || self.saturation != 0.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +238,13 @@ pub struct ModelConfig {
     /// UNet level widths, shallow to deep (default [16, 32, 64, 128, 256]); unet only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<usize>>,
+    /// A trained model directory of the same kind whose architecture and weights start the run
+    /// (`"default"`: the built-in model); textunet and unet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
+    /// TextUNet: a presence head.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presence: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +281,13 @@ pub struct TrainParams {
     pub betas: [f64; 2],
     pub eps: f64,
     pub grad_clip: f64,
+    /// Decay of the weights' exponential moving average; 0 = off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ema: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for TrainParams {
@@ -221,6 +301,7 @@ impl Default for TrainParams {
             betas: [0.9, 0.999],
             eps: 1e-8,
             grad_clip: 0.5,
+            ema: 0.0,
         }
     }
 }
@@ -228,6 +309,10 @@ impl Default for TrainParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
+    pub kind: SchedulerKind,
+    /// Cosine only: epochs of linear warmup from 0.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub warmup_epochs: usize,
     pub factor: f64,
     pub patience: usize,
     pub threshold: f64,
@@ -237,8 +322,30 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { factor: 0.1, patience: 5, threshold: 1e-4, cooldown: 0, min_lr: 0.0 }
+        SchedulerConfig {
+            kind: SchedulerKind::Plateau,
+            warmup_epochs: 0,
+            factor: 0.1,
+            patience: 5,
+            threshold: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+        }
     }
+}
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerKind {
+    /// ReduceLROnPlateau on val loss, stepped each epoch.
+    Plateau,
+    /// Linear warmup over `warmup_epochs`, then cosine decay to `min_lr` at the last epoch's end,
+    /// set every optimizer step.
+    Cosine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,11 +365,13 @@ pub struct LossConfig {
     pub kind: LossName,
     pub dice_weight: f64,
     pub bce_weight: f64,
+    /// Weight of the presence head's BCE (`model.presence`).
+    pub presence_weight: f64,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { kind: LossName::DiceBce, dice_weight: 1.0, bce_weight: 0.2 }
+        LossConfig { kind: LossName::DiceBce, dice_weight: 1.0, bce_weight: 0.2, presence_weight: 0.5 }
     }
 }
 
@@ -358,6 +467,9 @@ impl TrainConfig {
         if let Some(d) = self.model.decoder_from.as_mut() {
             fix(d);
         }
+        if let Some(d) = self.model.init_from.as_mut().filter(|d| d.as_os_str() != "default") {
+            fix(d);
+        }
     }
 
     /// Checks every value; errors name the key.
@@ -446,8 +558,58 @@ impl TrainConfig {
         if l.kind == LossName::Contrastive && seg != Some(Cris) {
             bail!("loss.kind: 'contrastive' is CRIS's loss (model.kind = \"cris\")");
         }
-        if self.model.channels.is_some() && seg != Some(UNet) {
-            bail!("model.channels: only for unet");
+        if self.model.channels.is_some() && !matches!(seg, Some(UNet | TextUNet)) {
+            bail!("model.channels: only for unet and textunet");
+        }
+        if let Some(d) = &self.model.init_from {
+            if !matches!(seg, Some(UNet | TextUNet)) {
+                bail!("model.init_from: only for unet and textunet (model.kind is '{}')", self.model.kind);
+            }
+            if d.as_os_str().is_empty() {
+                bail!("model.init_from: must not be empty (a model directory or \"default\")");
+            }
+            if self.model.channels.is_some() {
+                bail!("model.channels: not with model.init_from (the architecture is that model's)");
+            }
+        }
+        if self.model.presence && seg != Some(TextUNet) {
+            bail!("model.presence: only for textunet (model.kind is '{}')", self.model.kind);
+        }
+        nonneg("loss.presence_weight", l.presence_weight)?;
+        nonneg("train.ema", t.ema)?;
+        if t.ema >= 1.0 {
+            bail!("train.ema: must be in [0, 1) (got {})", t.ema);
+        }
+        if s.kind == SchedulerKind::Plateau && s.warmup_epochs > 0 {
+            bail!("scheduler.warmup_epochs: only with scheduler.kind = \"cosine\"");
+        }
+        if s.kind == SchedulerKind::Cosine && s.warmup_epochs >= t.epochs {
+            bail!("scheduler.warmup_epochs: {} is not less than train.epochs ({})", s.warmup_epochs, t.epochs);
+        }
+        if s.min_lr > t.lr {
+            bail!("scheduler.min_lr: {} is more than train.lr ({})", s.min_lr, t.lr);
+        }
+        let a = &self.augment;
+        if !(a.scale[0].is_finite() && a.scale[0] > 0.0 && a.scale[1].is_finite() && a.scale[0] <= a.scale[1]) {
+            bail!("augment.scale: must be [min, max] with 0 < min <= max (got {:?})", a.scale);
+        }
+        if !(0.0..=180.0).contains(&a.rotate) {
+            bail!("augment.rotate: must be in [0, 180] degrees (got {})", a.rotate);
+        }
+        if !(0.0..0.5).contains(&a.translate) {
+            bail!("augment.translate: must be in [0, 0.5) (got {})", a.translate);
+        }
+        for (key, v) in [
+            ("augment.brightness", a.brightness),
+            ("augment.contrast", a.contrast),
+            ("augment.saturation", a.saturation),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                bail!("{key}: must be in [0, 1) (got {v})");
+            }
+        }
+        if !a.is_off() && seg != Some(TextUNet) {
+            bail!("augment: only the textunet model trains with it (model.kind is '{}')", self.model.kind);
         }
         if self.model.decoder_from.is_some() && !matches!(seg, Some(ClipSeg | BiomedClipSeg)) {
             bail!("model.decoder_from: only for clipseg and biomedclipseg (a CLIPSeg decoder)");

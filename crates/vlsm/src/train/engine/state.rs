@@ -24,6 +24,8 @@ use super::sched::{EarlyStopping, ReduceLrOnPlateau};
 pub const WEIGHTS: &str = "weights.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 pub const STATE: &str = "state.json";
+/// The weights' exponential moving average (`train.ema`), same names as `WEIGHTS`.
+pub const EMA: &str = "ema.safetensors";
 
 /// A ChaCha8 generator's exact position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +113,17 @@ fn named(vars: &[(String, Var)]) -> HashMap<String, Tensor> {
 
 /// Writes `<run>/<name>/` atomically.
 pub fn save(run_dir: &Path, name: &str, opt: &AdamW, state: &TrainState) -> Result<()> {
+    save_with_ema(run_dir, name, opt, state, None)
+}
+
+/// [`save`], with the weights' moving average as `EMA` when given.
+pub fn save_with_ema(
+    run_dir: &Path,
+    name: &str,
+    opt: &AdamW,
+    state: &TrainState,
+    ema: Option<&HashMap<String, Tensor>>,
+) -> Result<()> {
     let tmp = run_dir.join(format!(".{name}.tmp"));
     let old = run_dir.join(format!(".{name}.old"));
     let dst = run_dir.join(name);
@@ -122,6 +135,11 @@ pub fn save(run_dir: &Path, name: &str, opt: &AdamW, state: &TrainState) -> Resu
     let w = tmp.join(WEIGHTS);
     candle_core::safetensors::save(&named(opt.vars()), &w).map_err(|e| ctx(&w, &e))?;
     opt.save(&tmp.join(OPTIMIZER))?;
+    if let Some(ema) = ema {
+        let e = tmp.join(EMA);
+        candle_core::safetensors::save(ema, &e).map_err(|x| ctx(&e, &x))?;
+        sync_file(&e)?;
+    }
     let json = serde_json::to_vec_pretty(state)?;
     fs::write(tmp.join(STATE), json).map_err(|e| ctx(&tmp.join(STATE), &e))?;
     for f in [WEIGHTS, OPTIMIZER, STATE] {
@@ -168,6 +186,25 @@ pub fn load_weights(path: &Path, vars: &[(String, Var)]) -> Result<()> {
         v.set(&t[n].to_dtype(DType::F32)?)?;
     }
     Ok(())
+}
+
+/// The moving average saved in a checkpoint directory, if any; its names and shapes must be
+/// `vars`'.
+pub fn load_ema(dir: &Path, vars: &[(String, Var)]) -> Result<Option<HashMap<String, Tensor>>> {
+    let path = dir.join(EMA);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let t = candle_core::safetensors::load(&path, &candle_core::Device::Cpu)
+        .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+    for (n, v) in vars {
+        match t.get(n) {
+            Some(x) if x.dims() == v.dims() => {}
+            Some(x) => bail!("{}: '{n}' has shape {:?}, the model expects {:?}", path.display(), x.dims(), v.dims()),
+            None => bail!("{}: no tensor '{n}'", path.display()),
+        }
+    }
+    Ok(Some(t))
 }
 
 /// Restores weights and optimizer from a checkpoint directory and returns its state.

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::config::TrainConfig;
+use super::config::{SchedulerKind, TrainConfig};
 use super::log::{self, EpochRecord};
 use super::loss::{dice_per_image_at, LossKind};
 use super::optim::{clip_grad_norm, AdamW};
@@ -228,11 +228,13 @@ where
 
 /// A `keep_best` for [`train`]: when `RUN/best` holds weights but no `config.json` yet (a new
 /// best checkpoint replaces the whole directory), `export(weights, RUN/best)` writes the rest
-/// of the model directory, `config.json` last.
+/// of the model directory, `config.json` last. The weights are the moving average
+/// (`ema.safetensors`) when the run keeps one.
 pub fn export_new_best(export: impl Fn(&Path, &Path) -> Result<()>) -> impl Fn(&Path) -> Result<()> {
     move |run_dir| {
         let best = run_dir.join("best");
-        let w = best.join(state::WEIGHTS);
+        let ema = best.join(state::EMA);
+        let w = if ema.is_file() { ema } else { best.join(state::WEIGHTS) };
         if w.is_file() && !best.join("config.json").is_file() {
             export(&w, &best)?;
         }
@@ -275,6 +277,57 @@ fn validate<T: Trainable>(task: &mut T, cfg: &TrainConfig, loss: &LossKind) -> R
     Ok((loss_sum / n as f64, dice.iter().sum::<f64>() / n as f64))
 }
 
+/// The learning rate of optimizer step `step` (0-based) under `scheduler.kind = "cosine"`: linear
+/// warmup from `peak / warmup_steps` to `peak`, then half a cosine down to `min_lr` at `total`.
+pub fn cosine_lr(step: u64, total: u64, warmup: u64, peak: f64, min_lr: f64) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1) as f64;
+    let t = ((step - warmup) as f64 / span).min(1.0);
+    min_lr + 0.5 * (peak - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// The exponential moving average of the trainable weights (`train.ema`).
+struct Ema {
+    decay: f64,
+    avg: std::collections::HashMap<String, Tensor>,
+}
+
+impl Ema {
+    fn of(vars: &[(String, Var)], decay: f64) -> Result<Self> {
+        let avg = vars.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?))).collect::<Result<_>>()?;
+        Ok(Ema { decay, avg })
+    }
+
+    fn update(&mut self, vars: &[(String, Var)]) -> Result<()> {
+        for (n, v) in vars {
+            let a = &self.avg[n];
+            let next = ((a * self.decay)? + (v.as_tensor().detach() * (1.0 - self.decay))?)?;
+            self.avg.insert(n.clone(), next);
+        }
+        Ok(())
+    }
+
+    /// Puts the average into `vars`, returning the weights it replaced.
+    fn swap_in(&self, vars: &[(String, Var)]) -> Result<Vec<Tensor>> {
+        vars.iter()
+            .map(|(n, v)| {
+                let old = v.as_tensor().detach().copy()?;
+                v.set(&self.avg[n])?;
+                Ok(old)
+            })
+            .collect()
+    }
+
+    fn restore(vars: &[(String, Var)], old: Vec<Tensor>) -> Result<()> {
+        for ((_, v), t) in vars.iter().zip(old) {
+            v.set(&t)?;
+        }
+        Ok(())
+    }
+}
+
 /// Trains `task` as `cfg` says, in `cfg.output_dir`.
 pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut hooks: Hooks) -> Result<RunSummary> {
     cfg.validate()?;
@@ -294,11 +347,22 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
     }
     let mut opt = AdamW::new(vars, cfg.adamw())?;
     let (mut st, mut rng) = fresh_state(cfg);
+    let mut ema = if cfg.train.ema > 0.0 { Some(Ema::of(opt.vars(), cfg.train.ema)?) } else { None };
+    let cosine = cfg.scheduler.kind == SchedulerKind::Cosine;
+    if cosine && opts.lr.is_some() {
+        bail!("--lr: not with scheduler.kind = \"cosine\" (its peak is train.lr in the config)");
+    }
     if opts.resume {
         let dir = state::resolve_resume(&run_dir).ok_or_else(|| {
             anyhow!("{}: no checkpoint to resume (expected last/{})", run_dir.display(), state::STATE)
         })?;
         st = state::load(&dir, &mut opt)?;
+        if let (Some(e), Some(avg)) = (ema.as_mut(), state::load_ema(&dir, opt.vars())?) {
+            e.avg = avg;
+        } else if let Some(e) = ema.as_mut() {
+            // A run that kept no average until now starts it from the current weights.
+            *e = Ema::of(opt.vars(), cfg.train.ema)?;
+        }
         rng = st.rng.restore().map_err(|e| anyhow!("{}: {e}", dir.join(state::STATE).display()))?;
         if st.finished {
             return Ok(summary(&run_dir, &st, cfg));
@@ -319,9 +383,15 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
     let mut tb = EventWriter::create(&run_dir)?;
     let var_list: Vec<Var> = opt.vars().iter().map(|(_, v)| v.clone()).collect();
     let n_batches = n_train.div_ceil(cfg.train.batch_size);
+    let (total_steps, warmup_steps) =
+        ((cfg.train.epochs * n_batches) as u64, (cfg.scheduler.warmup_epochs * n_batches) as u64);
+    let sched_lr = |step: u64| cosine_lr(step, total_steps, warmup_steps, cfg.train.lr, cfg.scheduler.min_lr);
 
     for epoch in st.epoch + 1..=cfg.train.epochs {
         let t0 = Instant::now();
+        if cosine {
+            opt.set_lr(sched_lr(st.global_step));
+        }
         let lr = opt.lr();
         // One seed per epoch from the master RNG: shuffling and prompt sampling use it.
         let mut erng = ChaCha8Rng::seed_from_u64(rng.next_u64());
@@ -338,11 +408,17 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
             if !lv.is_finite() {
                 bail!("epoch {epoch}, batch {}: loss is {lv}; lower train.lr or check the data", b + 1);
             }
+            if cosine {
+                opt.set_lr(sched_lr(st.global_step));
+            }
             let mut grads = loss.backward()?;
             if cfg.train.grad_clip > 0.0 {
                 clip_grad_norm(&mut grads, &var_list, cfg.train.grad_clip)?;
             }
             opt.step(&grads)?;
+            if let Some(e) = ema.as_mut() {
+                e.update(opt.vars())?;
+            }
             st.global_step += 1;
             loss_sum += lv * chunk.len() as f64;
             let mean = loss_sum / ((b * cfg.train.batch_size + chunk.len()) as f64);
@@ -352,8 +428,16 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
         }
         pb.finish_and_clear();
         let train_loss = loss_sum / n_train as f64;
-        let (val_loss, val_dice) = validate(task, cfg, &loss_kind)?;
-        let next_lr = st.scheduler.step(val_loss, lr);
+        let (val_loss, val_dice) = match &ema {
+            Some(e) => {
+                let raw = e.swap_in(opt.vars())?;
+                let r = validate(task, cfg, &loss_kind);
+                Ema::restore(opt.vars(), raw)?;
+                r?
+            }
+            None => validate(task, cfg, &loss_kind)?,
+        };
+        let next_lr = if cosine { sched_lr(st.global_step) } else { st.scheduler.step(val_loss, lr) };
         opt.set_lr(next_lr);
         let stop = st.early_stopping.step(val_dice);
         let rec = EpochRecord { epoch, train_loss, val_loss, val_dice, lr, seconds: t0.elapsed().as_secs_f64() };
@@ -368,9 +452,9 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
         }
         st.finished = epoch == cfg.train.epochs || (stop && epoch >= cfg.train.min_epochs);
         if improved {
-            state::save(&run_dir, "best", &opt, &st)?;
+            state::save_with_ema(&run_dir, "best", &opt, &st, ema.as_ref().map(|e| &e.avg))?;
         }
-        state::save(&run_dir, "last", &opt, &st)?;
+        state::save_with_ema(&run_dir, "last", &opt, &st, ema.as_ref().map(|e| &e.avg))?;
         log::write_csv(&run_dir.join(METRICS_CSV), &st.history)?;
         for (tag, v) in [("train/loss", train_loss), ("val/loss", val_loss), ("val/dice", val_dice), ("lr", lr)] {
             tb.scalar(tag, epoch as i64, v as f32)?;

@@ -238,6 +238,78 @@ pub(crate) fn pixels_and_targets(
     std: [f32; 3],
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
+    augmented_pixels_and_targets(set, idx, flips, &[], size, mean, std, device)
+}
+
+/// A training sample's geometric and colour augmentation (`[augment]`), applied after its flips.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Warp {
+    /// Zoom (> 1 zooms in).
+    pub scale: f32,
+    /// Rotation in radians.
+    pub angle: f32,
+    /// Shift of the centre, in pixels of the output.
+    pub dx: f32,
+    pub dy: f32,
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+}
+
+impl Default for Warp {
+    fn default() -> Self {
+        Warp { scale: 1.0, angle: 0.0, dx: 0.0, dy: 0.0, brightness: 1.0, contrast: 1.0, saturation: 1.0 }
+    }
+}
+
+impl Warp {
+    /// One draw from `aug` for an S x S input. The draws are made in a fixed order (all seven,
+    /// whichever are on), so a run repeats exactly.
+    pub fn draw(aug: &crate::train::engine::config::AugmentConfig, size: usize, rng: &mut ChaCha8Rng) -> Self {
+        let mut u = |lo: f64, hi: f64| -> f32 {
+            let r: f64 = rng.random();
+            (lo + (hi - lo) * r) as f32
+        };
+        let (ls0, ls1) = (aug.scale[0].ln(), aug.scale[1].ln());
+        let scale = u(ls0, ls1).exp();
+        let angle = u(-aug.rotate, aug.rotate).to_radians();
+        let t = aug.translate * size as f64;
+        let (dx, dy) = (u(-t, t), u(-t, t));
+        let brightness = u(1.0 - aug.brightness, 1.0 + aug.brightness);
+        let contrast = u(1.0 - aug.contrast, 1.0 + aug.contrast);
+        let saturation = u(1.0 - aug.saturation, 1.0 + aug.saturation);
+        Warp { scale, angle, dx, dy, brightness, contrast, saturation }
+    }
+
+    fn is_geometric(&self) -> bool {
+        self.scale != 1.0 || self.angle != 0.0 || self.dx != 0.0 || self.dy != 0.0
+    }
+
+    /// The source point (x, y) of output pixel (x, y): the inverse of zooming by `scale` and
+    /// rotating by `angle` about the centre, then shifting by (dx, dy).
+    fn source(&self, x: f32, y: f32, size: usize) -> (f32, f32) {
+        let c = (size as f32 - 1.0) / 2.0;
+        let (px, py) = (x - c - self.dx, y - c - self.dy);
+        let (sn, cs) = self.angle.sin_cos();
+        let (rx, ry) = ((cs * px + sn * py) / self.scale, (-sn * px + cs * py) / self.scale);
+        (rx + c, ry + c)
+    }
+}
+
+/// [`pixels_and_targets`] with each sample also warped by its entry of `warps` (none where
+/// `warps` is shorter): image bilinear, mask nearest, zero (black, background) outside; then
+/// brightness, contrast (about the image's mean grey) and saturation.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn augmented_pixels_and_targets(
+    set: &[Sample],
+    idx: &[usize],
+    flips: &[Flip],
+    warps: &[Warp],
+    size: usize,
+    mean: [f32; 3],
+    std: [f32; 3],
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let hw = size * size;
     let mut px = Vec::with_capacity(idx.len() * 3 * hw);
     let mut tg = Vec::with_capacity(idx.len() * hw);
@@ -245,14 +317,123 @@ pub(crate) fn pixels_and_targets(
         let smp = &set[i];
         let f = flips.get(k).copied().unwrap_or_default();
         let src: Vec<usize> = (0..hw).map(|p| f.source(p / size, p % size, size)).collect();
+        let Some(w) = warps.get(k).filter(|w| **w != Warp::default()) else {
+            for c in 0..3 {
+                let (m, sd) = (mean[c], std[c]);
+                px.extend(src.iter().map(|&p| (smp.image[p * 3 + c] as f32 / 255.0 - m) / sd));
+            }
+            tg.extend(src.iter().map(|&p| if smp.mask[p] > 127 { 1f32 } else { 0.0 }));
+            continue;
+        };
+        // The flipped sample in [0, 1], then warped.
+        let mut rgb: Vec<[f32; 3]> =
+            src.iter().map(|&p| [0, 1, 2].map(|c| smp.image[p * 3 + c] as f32 / 255.0)).collect();
+        let mut mask: Vec<f32> = src.iter().map(|&p| if smp.mask[p] > 127 { 1f32 } else { 0.0 }).collect();
+        if w.is_geometric() {
+            let (rgb0, mask0) = (rgb, mask);
+            let s = size as isize;
+            let at = |x: isize, y: isize| -> Option<usize> {
+                (x >= 0 && y >= 0 && x < s && y < s).then(|| (y * s + x) as usize)
+            };
+            rgb = Vec::with_capacity(hw);
+            mask = Vec::with_capacity(hw);
+            for p in 0..hw {
+                let (sx, sy) = w.source((p % size) as f32, (p / size) as f32, size);
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = (sx - x0, sy - y0);
+                let (x0, y0) = (x0 as isize, y0 as isize);
+                let mut v = [0f32; 3];
+                for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
+                    for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
+                        if let Some(q) = at(x0 + dx, y0 + dy) {
+                            for c in 0..3 {
+                                v[c] += wx * wy * rgb0[q][c];
+                            }
+                        }
+                    }
+                }
+                rgb.push(v);
+                mask.push(at(sx.round() as isize, sy.round() as isize).map_or(0.0, |q| mask0[q]));
+            }
+        }
+        if (w.brightness, w.contrast, w.saturation) != (1.0, 1.0, 1.0) {
+            let grey = |v: &[f32; 3]| 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2];
+            let mean_grey = rgb.iter().map(grey).sum::<f32>() / hw as f32;
+            for v in rgb.iter_mut() {
+                let g = grey(v);
+                for c in v.iter_mut() {
+                    let mut x = *c * w.brightness;
+                    x = (x - mean_grey * w.brightness) * w.contrast + mean_grey * w.brightness;
+                    let gx = ((g * w.brightness) - mean_grey * w.brightness) * w.contrast + mean_grey * w.brightness;
+                    x = gx + (x - gx) * w.saturation;
+                    *c = x.clamp(0.0, 1.0);
+                }
+            }
+        }
         for c in 0..3 {
             let (m, sd) = (mean[c], std[c]);
-            px.extend(src.iter().map(|&p| (smp.image[p * 3 + c] as f32 / 255.0 - m) / sd));
+            px.extend(rgb.iter().map(|v| (v[c] - m) / sd));
         }
-        tg.extend(src.iter().map(|&p| if smp.mask[p] > 127 { 1f32 } else { 0.0 }));
+        tg.extend(mask);
     }
     let b = idx.len();
     Ok((Tensor::from_vec(px, (b, 3, size, size), device)?, Tensor::from_vec(tg, (b, size, size), device)?))
+}
+
+/// The model directory `model.init_from` names (`"default"`: the built-in model).
+pub(crate) fn init_dir(p: &Path) -> Result<std::path::PathBuf> {
+    if p.as_os_str() == "default" {
+        return crate::default_model::default_model_dir();
+    }
+    if !p.is_dir() {
+        bail!("model.init_from: {}: not a model directory", p.display());
+    }
+    Ok(p.to_path_buf())
+}
+
+/// `config.json` of an `init_from` directory, which must be a `kind` model.
+pub(crate) fn init_config<C: serde::de::DeserializeOwned>(dir: &Path, kind: &str) -> Result<C> {
+    let path = dir.join("config.json");
+    let v: serde_json::Value = crate::weights::read_json(&path)?;
+    let t = v.get("model_type").and_then(|t| t.as_str()).unwrap_or("");
+    if t != kind {
+        bail!("model.init_from: {}: model_type '{t}', expected {kind}", path.display());
+    }
+    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Sets `vars` from the weights of the `init_from` directory `dir`. Every tensor there must be
+/// a variable of the same shape; variables it lacks keep their seeded init only when `fresh`
+/// says they are new parts (e.g. a presence head); any other mismatch names the key.
+pub(crate) fn load_init_weights(
+    dir: &Path,
+    vars: &[(String, candle_core::Var)],
+    fresh: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let path = crate::weights::find_weights(dir)?;
+    let t = candle_core::safetensors::load(&path, &Device::Cpu)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read weights: {e}", path.display()))?;
+    for (k, x) in &t {
+        match vars.iter().find(|(n, _)| n == k) {
+            None => bail!("model.init_from: {}: tensor '{k}' is not in the model", path.display()),
+            Some((_, v)) if v.dims() != x.dims() => bail!(
+                "model.init_from: {}: '{k}' has shape {:?}, the model expects {:?}",
+                path.display(),
+                x.dims(),
+                v.dims()
+            ),
+            _ => {}
+        }
+    }
+    if let Some((n, _)) = vars.iter().find(|(n, _)| !t.contains_key(n) && !fresh(n)) {
+        bail!("model.init_from: {}: no tensor '{n}'", path.display());
+    }
+    for (n, v) in vars {
+        if let Some(x) = t.get(n) {
+            v.set(&x.to_dtype(candle_core::DType::F32)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints what opening the feature store did, when showing progress.

@@ -17,11 +17,15 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::common::{load_split, pixels_and_targets, seeded_init, write_model_dir, Flip, Sample};
+use super::common::{
+    augmented_pixels_and_targets, init_config, init_dir, load_init_weights, load_split, seeded_init, write_model_dir,
+    Flip, Sample, Warp,
+};
 use crate::data::Pool;
 use crate::models::textunet::{TextUNet, TextUNetConfig};
 use crate::tokenize::{find_bpe, ClipTokenizer};
-use crate::train::engine::config::TrainConfig;
+use crate::train::engine::config::{AugmentConfig, TrainConfig};
+use crate::train::engine::loss::{bce_with_logits, LossKind};
 use crate::train::engine::trainer::{self, export_new_best, Hooks, RunOptions, RunSummary, Split, Trainable};
 
 /// The [`Trainable`] for TextUNet.
@@ -36,6 +40,10 @@ pub struct TextUNetTask {
     negatives: f64,
     /// `data.flips`.
     flips: bool,
+    /// `[augment]`.
+    augment: AugmentConfig,
+    /// `loss.presence_weight` (used when the model has a presence head).
+    presence_weight: f64,
     /// For each dataset, the datasets whose (non-empty) prompts it shares none of: the only ones
     /// negatives come from (kvasir and clinicdb share "polyp", so a polyp never negates a polyp).
     foreign: HashMap<String, Vec<String>>,
@@ -70,12 +78,25 @@ impl TextUNetTask {
                 }
             }
         }
-        let mut mcfg = TextUNetConfig::new(vocab.into_iter().collect());
+        // From `model.init_from`: that model's architecture and token table (tokens it lacks
+        // share its UNK row), at data.image_size.
+        let init = cfg.model.init_from.as_deref().map(init_dir).transpose()?;
+        let mut mcfg = match &init {
+            Some(dir) => init_config::<TextUNetConfig>(dir, "textunet")?,
+            None => TextUNetConfig::new(vocab.into_iter().collect()),
+        };
+        if let Some(c) = &cfg.model.channels {
+            mcfg.channels = c.clone();
+        }
         mcfg.image_size = size;
-        mcfg.validate().map_err(|e| anyhow!("data.image_size: {e}"))?;
+        mcfg.presence = cfg.model.presence;
+        mcfg.validate().map_err(|e| anyhow!("model.channels / data.image_size: {e}"))?;
         let varmap = VarMap::new();
         let model = TextUNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?;
         seeded_init(&varmap, cfg.seed)?;
+        if let Some(dir) = &init {
+            load_init_weights(dir, &trainer::sorted_vars(&varmap), |n| n.starts_with("presence."))?;
+        }
         let (mean, std) = (mcfg.image_mean, mcfg.image_std);
         let (negatives, flips) = (cfg.data.negative_prompts, cfg.data.flips);
         let mut texts: HashMap<String, BTreeSet<&str>> = HashMap::new();
@@ -100,6 +121,8 @@ impl TextUNetTask {
             token_memo: RefCell::default(),
             negatives,
             flips,
+            augment: cfg.augment.clone(),
+            presence_weight: cfg.loss.presence_weight,
             foreign,
             size,
             mean,
@@ -154,7 +177,14 @@ impl Trainable for TextUNetTask {
         } else {
             Vec::new()
         };
-        let (pixels, mut targets) = pixels_and_targets(set, idx, &flips, self.size, self.mean, self.std, &self.device)?;
+        // Likewise the warps: drawn only when [augment] is on.
+        let warps: Vec<Warp> = if split == Split::Train && !self.augment.is_off() {
+            idx.iter().map(|_| Warp::draw(&self.augment, self.size, rng)).collect()
+        } else {
+            Vec::new()
+        };
+        let (pixels, mut targets) =
+            augmented_pixels_and_targets(set, idx, &flips, &warps, self.size, self.mean, self.std, &self.device)?;
         let pick = |smp: &Sample, rng: &mut ChaCha8Rng| {
             let variants = &smp.prompts[rng.random_range(0..smp.prompts.len())];
             variants[rng.random_range(0..variants.len())].clone()
@@ -195,6 +225,22 @@ impl Trainable for TextUNetTask {
     fn forward(&self, input: &UNetInput) -> Result<Tensor> {
         let t = self.model.text.forward(&input.ids)?;
         Ok(self.model.forward(&input.pixels, &t)?)
+    }
+
+    /// The segmentation loss, plus `loss.presence_weight` times the presence head's BCE against
+    /// "the target has a pixel" (negatives and crops that lose the target are absent).
+    fn loss(&self, input: &UNetInput, targets: &Tensor, loss: &LossKind) -> Result<Tensor> {
+        let t = self.model.text.forward(&input.ids)?;
+        let feats = self.model.encode(&input.pixels)?;
+        let (logits, presence) = self.model.decode_with_presence(&feats, &t)?;
+        let seg = loss.compute(&logits, targets)?;
+        match presence {
+            None => Ok(seg),
+            Some(p) => {
+                let present = targets.flatten_from(1)?.max(1)?;
+                Ok((seg + (bce_with_logits(&p, &present)? * self.presence_weight)?)?)
+            }
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use super::common::{load_split, pixels_and_targets, seeded_init, write_model_dir, Sample};
+use super::common::{
+    init_config, init_dir, load_init_weights, load_split, pixels_and_targets, seeded_init, write_model_dir, Sample,
+};
 use crate::data::Pool;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::train::engine::config::TrainConfig;
@@ -29,7 +31,12 @@ impl UNetTask {
     pub fn new(cfg: &TrainConfig, channels: Option<Vec<usize>>) -> Result<Self> {
         let device = Device::Cpu;
         let size = cfg.data.image_size;
-        let mut mcfg = UNetConfig { image_size: size, ..UNetConfig::default() };
+        // From `model.init_from`: that model's architecture, at data.image_size.
+        let init = cfg.model.init_from.as_deref().map(init_dir).transpose()?;
+        let mut mcfg = match &init {
+            Some(dir) => UNetConfig { image_size: size, ..init_config::<UNetConfig>(dir, "unet")? },
+            None => UNetConfig { image_size: size, ..UNetConfig::default() },
+        };
         if let Some(c) = channels.or_else(|| cfg.model.channels.clone()) {
             mcfg.channels = c;
         }
@@ -39,6 +46,9 @@ impl UNetTask {
         let varmap = VarMap::new();
         let model = UNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?;
         seeded_init(&varmap, cfg.seed)?;
+        if let Some(dir) = &init {
+            load_init_weights(dir, &trainer::sorted_vars(&varmap), |_| false)?;
+        }
         Ok(Self { model, varmap, train, val, device })
     }
 }
