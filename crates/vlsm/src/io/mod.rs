@@ -5,6 +5,7 @@
 //! Every error is one line that names the file and the problem; bad input never panics.
 
 mod dicom;
+mod dicom_codecs;
 mod hash;
 mod nifti;
 mod npy;
@@ -15,6 +16,7 @@ mod types;
 mod window;
 mod write;
 
+pub use dicom::{read_dicom_pixels, DicomPixels};
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use read::{

@@ -1,0 +1,174 @@
+//! DICOM transfer syntaxes against pydicom's decoded arrays (tests/fixtures/dicom/pydicom_corpus.json,
+//! written by tools/dicom_corpus_summary.py), series reading and bad input.
+
+use std::path::Path;
+
+use serde_json::Value;
+use vlsm::io::{read_dicom_pixels, DicomPixels};
+
+/// Largest difference allowed on lossy syntaxes (decoders differ in IDCT rounding and
+/// chroma upsampling), per sample and on the mean.
+const LOSSY_SAMPLE_TOL: i64 = 12;
+const LOSSY_MEAN_TOL: f64 = 1.0;
+
+fn corpus() -> Value {
+    let p = crate::support::fx("dicom/pydicom_corpus.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Compares vlsm's decode with pydicom's summary; Err says how they differ.
+fn compare(px: &DicomPixels, e: &Value) -> Result<(), String> {
+    let mut shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    // pydicom drops axes of length 1 (frames, samples).
+    let mut ours = vec![px.frames, px.rows, px.cols, px.samples];
+    ours.retain(|&d| d != 1);
+    shape.retain(|&d| d != 1);
+    if ours != shape {
+        return Err(format!("shape {ours:?}, pydicom {shape:?}"));
+    }
+    let v = &px.values;
+    let idx: Vec<usize> = e["sample_index"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect();
+    let sample: Vec<i64> = e["sample"].as_array().unwrap().iter().map(|i| i.as_i64().unwrap()).collect();
+    if e["lossy"].as_bool().unwrap() {
+        let worst = idx.iter().zip(&sample).map(|(&i, &s)| (v[i] - s).abs()).max().unwrap_or(0);
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let pmean = e["sum"].as_i64().unwrap() as f64 / v.len() as f64;
+        if worst > LOSSY_SAMPLE_TOL || (mean - pmean).abs() > LOSSY_MEAN_TOL {
+            return Err(format!("lossy: worst sample difference {worst}, mean {mean:.3} vs {pmean:.3}"));
+        }
+        return Ok(());
+    }
+    let sum: i128 = v.iter().map(|&x| x as i128).sum();
+    let wsum: i128 = v.iter().enumerate().map(|(i, &x)| x as i128 * ((i % 1009) as i128 + 1)).sum();
+    let (psum, pwsum) = (e["sum"].as_i64().unwrap() as i128, e["wsum"].as_i64().unwrap() as i128);
+    if sum != psum || wsum != pwsum {
+        let first = idx.iter().zip(&sample).find(|(&i, &s)| v[i] != s);
+        return Err(format!("values differ: sum {sum} vs {psum}, weighted {wsum} vs {pwsum}, first sample {first:?}"));
+    }
+    Ok(())
+}
+
+/// Runs the comparison over the files found in `dir`; returns (decoded the same, differing,
+/// refused by vlsm, refused by pydicom, not present) with one line per file.
+fn run_corpus(dir: &Path) -> (Vec<String>, Vec<String>, Vec<String>, usize, usize) {
+    let (mut same, mut differ, mut refused, mut pyd_refused, mut absent) = (vec![], vec![], vec![], 0, 0);
+    for e in corpus()["files"].as_array().unwrap() {
+        let name = e["file"].as_str().unwrap();
+        let path = dir.join(name);
+        if !path.exists() {
+            absent += 1;
+            continue;
+        }
+        if e["pydicom"] != "decoded" {
+            pyd_refused += 1;
+            continue;
+        }
+        let ts = e["transfer_syntax"].as_str().unwrap();
+        match read_dicom_pixels(&path) {
+            Ok(px) => match compare(&px, e) {
+                Ok(()) => same.push(format!("{name} [{ts}]")),
+                Err(m) => differ.push(format!("{name} [{ts}]: {m}")),
+            },
+            Err(err) => refused.push(format!("{name} [{ts}]: {err}")),
+        }
+    }
+    (same, differ, refused, pyd_refused, absent)
+}
+
+#[test]
+fn committed_corpus_files_match_pydicom() {
+    let dir = crate::support::fx("dicom/corpus");
+    let (same, differ, refused, _, absent) = run_corpus(&dir);
+    assert!(differ.is_empty(), "{differ:#?}");
+    // Only JPEG-LS is refused among the committed files.
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert!(refused[0].contains("JPEG-LS is not supported") && refused[0].contains("MR_small_jpeg_ls_lossless.dcm"));
+    assert_eq!(same.len(), 11, "{same:#?}");
+    assert_eq!(absent + same.len() + refused.len(), corpus()["files"].as_array().unwrap().len());
+    for want in [
+        "[1.2.840.10008.1.2]",
+        "[1.2.840.10008.1.2.1]",
+        "[1.2.840.10008.1.2.2]",
+        "[1.2.840.10008.1.2.1.99]",
+        "[1.2.840.10008.1.2.5]",
+        "[1.2.840.10008.1.2.4.50]",
+    ] {
+        assert!(same.iter().any(|s| s.contains(want)), "no file of {want} decoded: {same:#?}");
+    }
+}
+
+/// A Part-10 file without its preamble, and a bare data set without meta information, decode
+/// to the same values (pydicom reads both with force=True).
+#[test]
+fn no_preamble_and_no_meta() {
+    let src = crate::support::fx("dicom/corpus/MR_small.dcm");
+    let bytes = std::fs::read(&src).unwrap();
+    let want = read_dicom_pixels(&src).unwrap().values;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("nopreamble.dcm");
+    std::fs::write(&p, &bytes[128..]).unwrap();
+    assert_eq!(read_dicom_pixels(&p).unwrap().values, want);
+    // The meta group ends where group 0002 does (explicit VR LE: tag, VR, length).
+    let mut at = 132;
+    while u16::from_le_bytes([bytes[at], bytes[at + 1]]) == 2 {
+        let long = matches!(&bytes[at + 4..at + 6], b"OB" | b"UN" | b"SQ" | b"UT");
+        at += if long {
+            12 + u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize
+        } else {
+            8 + u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]) as usize
+        };
+    }
+    let p = d.path().join("nometa.dcm");
+    std::fs::write(&p, &bytes[at..]).unwrap();
+    let px = read_dicom_pixels(&p).unwrap();
+    assert_eq!(px.values, want);
+    assert_eq!(px.transfer_syntax, "1.2.840.10008.1.2.1");
+}
+
+/// Broken files: one line naming the file.
+#[test]
+fn bad_dicom_is_one_line_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = {
+        let rle = std::fs::read(crate::support::fx("dicom/corpus/MR_small_RLE.dcm")).unwrap();
+        let jpg = std::fs::read(crate::support::fx("dicom/corpus/SC_rgb_small_odd_jpeg.dcm")).unwrap();
+        let mr = std::fs::read(crate::support::fx("dicom/corpus/MR_small.dcm")).unwrap();
+        vec![
+            ("rle_cut.dcm", rle[..rle.len() - 500].to_vec(), "encapsulated pixel data ends early"),
+            ("jpeg_cut.dcm", jpg[..jpg.len() - 300].to_vec(), "encapsulated pixel data ends early"),
+            ("mr_cut.dcm", mr[..mr.len() - 3000].to_vec(), "truncated"),
+            ("text.dcm", b"just some text, not DICOM at all".to_vec(), "not a DICOM file"),
+        ]
+    };
+    for (name, bytes, want) in cases {
+        let p = d.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let e = match read_dicom_pixels(&p) {
+            Ok(_) => panic!("{name} decoded"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(!e.contains('\n') && e.contains(name) && e.contains(want), "{e}");
+    }
+}
+
+/// The whole corpus as installed with pydicom (dev run: set VLSM_PYDICOM_TEST_FILES to
+/// pydicom/data/test_files); prints the table.
+#[test]
+#[ignore]
+fn full_pydicom_corpus() {
+    let dir = std::env::var("VLSM_PYDICOM_TEST_FILES").expect("set VLSM_PYDICOM_TEST_FILES");
+    let (same, differ, refused, pyd, absent) = run_corpus(Path::new(&dir));
+    println!("same values: {}", same.len());
+    for s in &same {
+        println!("  {s}");
+    }
+    println!("different values: {}", differ.len());
+    for s in &differ {
+        println!("  {s}");
+    }
+    println!("refused by vlsm: {}", refused.len());
+    for s in &refused {
+        println!("  {s}");
+    }
+    println!("refused by pydicom: {pyd}, absent: {absent}");
+}
