@@ -6,6 +6,7 @@
 
 mod dicom;
 mod dicom_codecs;
+mod dicom_series;
 mod hash;
 mod nifti;
 mod npy;
@@ -17,6 +18,7 @@ mod window;
 mod write;
 
 pub use dicom::{read_dicom_pixels, DicomPixels};
+pub use dicom_series::{read_dicom_series, DicomSeries, SliceSource, MAX_SERIES_VOXELS};
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use read::{

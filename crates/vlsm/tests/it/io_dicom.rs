@@ -172,3 +172,106 @@ fn full_pydicom_corpus() {
     }
     println!("refused by pydicom: {pyd}, absent: {absent}");
 }
+
+// ---- series (tests/fixtures/dicom/series, written by tools/make_dicom_series_fixtures.py) ----
+
+fn series_fx(rel: &str) -> std::path::PathBuf {
+    crate::support::fx("dicom/series").join(rel)
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(series_fx("expected.json")).unwrap()).unwrap()
+}
+
+fn check_geometry(s: &vlsm::io::DicomSeries, e: &Value) {
+    let dims: Vec<usize> = e["dims"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    assert_eq!(s.dims.to_vec(), dims);
+    for (a, b) in s.spacing.iter().zip(e["spacing"].as_array().unwrap()) {
+        assert!((a - b.as_f64().unwrap()).abs() < 1e-5, "spacing {:?}", s.spacing);
+    }
+    let want = e["affine_lps"].as_array().unwrap();
+    let got = s.affine_lps();
+    for r in 0..4 {
+        for c in 0..4 {
+            let w = want[r][c].as_f64().unwrap();
+            // Positions and orientations are written with 6 decimals.
+            assert!((got[r][c] - w).abs() < 1e-4, "affine[{r}][{c}] = {} vs {w}: {got:?}", got[r][c]);
+        }
+    }
+    let ras = s.affine_ras();
+    assert_eq!((ras[0][3], ras[1][3], ras[2][3]), (-got[0][3], -got[1][3], got[2][3]));
+    let values: Vec<f32> = e["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(s.values, values);
+}
+
+#[test]
+fn series_sorted_by_position_with_rescale_and_oblique_affine() {
+    let e = expected();
+    let s = vlsm::io::read_dicom_series(&series_fx("good")).unwrap();
+    check_geometry(&s, &e);
+    let sops: Vec<&str> = s.sources.iter().map(|x| x.sop_instance_uid.as_str()).collect();
+    let want: Vec<&str> = e["sop_order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(sops, want);
+    let files: Vec<String> =
+        s.sources.iter().map(|x| x.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let want: Vec<&str> = e["good_files"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(files, want);
+    assert!(s.sources.iter().all(|x| x.frame.is_none() && x.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"));
+    assert_eq!(s.frame_of_reference_uid, "1.2.826.0.1.3680043.10.1187.3");
+    assert_eq!(s.study_instance_uid, "1.2.826.0.1.3680043.10.1187.1");
+    assert_eq!(s.window.map(|w| (w.center, w.width)), Some((40.0, 400.0)));
+    assert!(s.patient_study.iter().any(|(t, v)| *t == 0x0010_0020 && v == "VLSM22"));
+    // The structured report in notes/ is skipped, with a note naming it.
+    assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+    assert!(s.notes[0].contains("report.dcm"), "{:?}", s.notes);
+}
+
+#[test]
+fn enhanced_multiframe_series() {
+    let e = expected();
+    let s = vlsm::io::read_dicom_series(&series_fx("enhanced")).unwrap();
+    check_geometry(&s, &e);
+    // Slice k comes from the frame written k-th in the shuffled order.
+    let order: Vec<usize> =
+        e["enhanced_frame_order"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let frames: Vec<usize> = s.sources.iter().map(|x| x.frame.unwrap()).collect();
+    for (k, f) in frames.iter().enumerate() {
+        assert_eq!(order[*f], k, "{frames:?}");
+    }
+}
+
+#[test]
+fn inconsistent_series_name_the_files() {
+    let cases = [
+        ("missing", vec!["1 slice(s) missing", "IM0001_1", "IM0000_3"]),
+        ("duplicate", vec!["two slices at one position", "IM0000_3", "IM_copy_of_3"]),
+        ("mixed_size", vec!["mixed sizes", "IM0008_2"]),
+        ("mixed_orient", vec!["mixed orientations", "IM0001_1"]),
+        ("two_series", vec!["holds 2 series", "1.2.826.0.1.3680043.10.1187.5"]),
+    ];
+    for (dir, wants) in cases {
+        let e = format!("{:#}", vlsm::io::read_dicom_series(&series_fx(dir)).unwrap_err());
+        assert!(!e.contains('\n'), "{e}");
+        for w in wants {
+            assert!(e.contains(w), "{dir}: {e}");
+        }
+    }
+    // A truncated slice: the error names it.
+    let d = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(series_fx("good")).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let cut = d.path().join("IM0004_4");
+    let b = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &b[..b.len() - 20]).unwrap();
+    let e = format!("{:#}", vlsm::io::read_dicom_series(d.path()).unwrap_err());
+    assert!(e.contains("IM0004_4") && !e.contains('\n'), "{e}");
+    // A folder with no DICOM image.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("readme.txt"), "not an image").unwrap();
+    let e = format!("{:#}", vlsm::io::read_dicom_series(d.path()).unwrap_err());
+    assert!(e.contains("no DICOM images"), "{e}");
+}
