@@ -6,6 +6,7 @@
 
 mod dicom;
 mod dicom_codecs;
+mod dicom_seg;
 mod dicom_series;
 mod hash;
 mod nifti;
@@ -18,6 +19,7 @@ mod window;
 mod write;
 
 pub use dicom::{read_dicom_pixels, DicomPixels};
+pub use dicom_seg::{dicom_seg_bytes, write_dicom_seg, SegOptions};
 pub use dicom_series::{read_dicom_series, DicomSeries, SliceSource, MAX_SERIES_VOXELS};
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use npy::{read_npy_f32, write_npy_f32};
