@@ -62,8 +62,31 @@ def main():
         assert np.array_equal(got, want[name]), name
     vol = seg.get_volume(combine_segments=False)
     assert vol.spatial_shape == (nz, ny, nx), vol.spatial_shape
+    check_enhanced(exp, want)
     print(f"OK: {path}: {ds.NumberOfFrames} frames, segments {labels}, {len(srcs)} source instances referenced;"
           f" highdicom {hd.__version__} reads masks equal to the expected ones; volume {vol.spatial_shape}")
+
+
+def check_enhanced(exp, want):
+    """enhanced.seg.dcm: the SEG over series/enhanced/enhanced.dcm (frames in shuffled order)."""
+    nx, ny, nz = exp["dims"]
+    path = os.path.join(FX, "seg", "enhanced.seg.dcm")
+    src = pydicom.dcmread(os.path.join(FX, "series", "enhanced", "enhanced.dcm"))
+    seg = hd.seg.segread(path)
+    ds = pydicom.dcmread(path)
+    assert ds.FrameOfReferenceUID == src.FrameOfReferenceUID
+    refd = ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    assert [r.ReferencedSOPInstanceUID for r in refd] == [src.SOPInstanceUID]
+    order = exp["enhanced_frame_order"]  # source frame f (0-based) holds slice order[f]
+    px = seg.get_pixels_by_source_frame(
+        source_sop_instance_uid=src.SOPInstanceUID,
+        source_frame_numbers=list(range(1, nz + 1)),
+        segment_numbers=[1, 2],
+    )
+    for s, name in enumerate(["bright", "left columns"]):
+        for f in range(nz):
+            assert np.array_equal(px[f, ..., s], want[name][order[f]]), (name, f)
+    print(f"OK: {path}: masks by source frame number equal the expected ones")
 
 
 if __name__ == "__main__":

@@ -323,10 +323,13 @@ impl Reader<'_> {
     }
 }
 
+/// Where the Pixel Data value starts, its length and its VR.
+type PixelHeader = (usize, u32, [u8; 2]);
+
 /// Collects the top-level attributes from `r.pos` on; stops at the Pixel Data header and returns
 /// where its value starts, its length and its VR, or `None` at the end of the bytes. `r.mark` is
 /// left at the start of the element being read, where a scan of a longer buffer can resume.
-fn scan(r: &mut Reader, a: &mut Attrs) -> Result<Option<(usize, u32, [u8; 2])>> {
+fn scan(r: &mut Reader, a: &mut Attrs) -> Result<Option<PixelHeader>> {
     while r.pos < r.b.len() {
         r.mark = r.pos;
         let (tag, vr, len) = r.header()?;
@@ -468,7 +471,7 @@ fn layout(a: &Attrs) -> Result<Layout> {
 
 /// The attributes and where the Pixel Data element starts, from the data set; a deflated one is
 /// inflated only that far, and never past [`MAX_HEADER_BYTES`].
-fn attributes(body: &mut Body<'_>) -> Result<(Attrs, Option<(usize, u32, [u8; 2])>)> {
+fn attributes(body: &mut Body<'_>) -> Result<(Attrs, Option<PixelHeader>)> {
     let mut a = Attrs::default();
     match body {
         Body::Plain { bytes, explicit, big } => {

@@ -72,11 +72,11 @@ impl DicomSeries {
     /// Voxel index (i, j, k, 1) to LPS millimetres.
     pub fn affine_lps(&self) -> [[f64; 4]; 4] {
         let mut a = [[0.0; 4]; 4];
-        for r in 0..3 {
-            for c in 0..3 {
-                a[r][c] = self.directions[c][r] * self.spacing[c];
+        for (r, row) in a.iter_mut().enumerate().take(3) {
+            for (c, (dir, sp)) in self.directions.iter().zip(self.spacing).enumerate() {
+                row[c] = dir[r] * sp;
             }
-            a[r][3] = self.origin[r];
+            row[3] = self.origin[r];
         }
         a[3][3] = 1.0;
         a
@@ -84,9 +84,10 @@ impl DicomSeries {
     /// Voxel index to RAS millimetres (a NIfTI sform).
     pub fn affine_ras(&self) -> [[f64; 4]; 4] {
         let mut a = self.affine_lps();
-        for c in 0..4 {
-            a[0][c] = -a[0][c];
-            a[1][c] = -a[1][c];
+        for row in a.iter_mut().take(2) {
+            for v in row.iter_mut() {
+                *v = -*v;
+            }
         }
         a
     }
@@ -122,7 +123,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
     Ok(())
 }
 
-fn seq_item<'a>(item: &'a Item, tag: u32) -> Option<&'a Item> {
+fn seq_item(item: &Item, tag: u32) -> Option<&Item> {
     item.iter().find(|e| e.0 == tag).and_then(|e| match &e.1 {
         Value::Seq(items) => items.first(),
         Value::Bytes(_) => None,

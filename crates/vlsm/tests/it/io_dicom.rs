@@ -314,3 +314,23 @@ fn dicom_seg_matches_golden_and_reads_back() {
     let short = [&masks[0][..10]];
     assert!(vlsm::io::dicom_seg_bytes(&s, &labels[..1], &short, &opts).is_err());
 }
+
+/// The SEG of the enhanced (multi-frame) series references its frames by number; golden
+/// checked by tools/check_dicom_seg.py like the single-frame one.
+#[test]
+fn dicom_seg_of_multiframe_source_matches_golden() {
+    let s = vlsm::io::read_dicom_series(&series_fx("enhanced")).unwrap();
+    let (labels, masks) = seg_masks(&s);
+    let refs: Vec<&[u8]> = masks.iter().map(|m| m.as_slice()).collect();
+    let opts = vlsm::io::SegOptions { uid_seed: Some(22), ..Default::default() };
+    let golden = crate::support::fx("dicom/seg/enhanced.seg.dcm");
+    if std::env::var_os("VLSM_WRITE_SEG_GOLDEN").is_some() {
+        vlsm::io::write_dicom_seg(&golden, &s, &labels, &refs, &opts).unwrap();
+    }
+    let bytes = vlsm::io::dicom_seg_bytes(&s, &labels, &refs, &opts).unwrap();
+    assert_eq!(
+        bytes,
+        std::fs::read(&golden).unwrap(),
+        "SEG differs from the golden (checked by tools/check_dicom_seg.py)"
+    );
+}
