@@ -123,6 +123,13 @@ fn no_preamble_and_no_meta() {
     let px = read_dicom_pixels(&p).unwrap();
     assert_eq!(px.values, want);
     assert_eq!(px.transfer_syntax, "1.2.840.10008.1.2.1");
+    // Found by its bytes without a .dcm name, by the readers every command uses.
+    for (name, b) in [("nopre", &bytes[128..]), ("nometa", &bytes[at..])] {
+        let p = d.path().join(name);
+        std::fs::write(&p, b).unwrap();
+        let img = vlsm::io::read_image_any(&p, &Default::default()).unwrap();
+        assert_eq!(img.dimensions(), (64, 64), "{name}");
+    }
 }
 
 /// Broken files: one line naming the file.
