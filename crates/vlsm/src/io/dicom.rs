@@ -1,5 +1,9 @@
-//! Single-frame, uncompressed DICOM (Part 10 files): implicit or explicit VR little endian,
-//! and deflated explicit VR little endian. Compressed transfer syntaxes are refused by name.
+//! DICOM files: Part 10 with or without the 128-byte preamble, or a bare data set without meta
+//! information (the VR guessed from the first element, as pydicom's `force=True`). Transfer
+//! syntaxes: implicit and explicit VR little endian, explicit VR big endian, deflated explicit
+//! VR little endian, and the encapsulated ones `dicom_codecs` decodes (RLE Lossless, JPEG
+//! baseline/extended 8-bit/lossless); JPEG-LS and JPEG 2000 are refused by name. Single- and
+//! multi-frame; 1, 8, 16 or 32 bits allocated; 1 or 3 samples.
 //!
 //! A deflated data set is inflated as it is parsed: the header at most [`MAX_HEADER_BYTES`],
 //! then exactly the pixel bytes that Rows x Columns x frames x samples x Bits Allocated need,
