@@ -424,6 +424,8 @@ struct Layout {
 
 /// Most frames a multi-frame object may claim.
 const MAX_FRAMES: u64 = 1 << 16;
+/// Most samples (all frames) an object may hold: 2^28, as a NIfTI volume (1 GiB as f32).
+const MAX_OBJECT_SAMPLES: u64 = 1 << 28;
 
 fn layout(a: &Attrs) -> Result<Layout> {
     let rows = a.rows.ok_or_else(|| anyhow!("no Rows (0028,0010)"))? as usize;
@@ -443,6 +445,13 @@ fn layout(a: &Attrs) -> Result<Layout> {
     let samples = a.samples.unwrap_or(1) as u64;
     if samples != 1 && samples != 3 {
         bail!("{samples} samples per pixel is not supported (1 or 3)");
+    }
+    // All frames together, before a byte of them is read or inflated (a multi-frame bomb).
+    if n * frames * samples > MAX_OBJECT_SAMPLES {
+        bail!(
+            "{frames} frames of {cols}x{rows}x{samples} = {} samples, more than the limit of {MAX_OBJECT_SAMPLES}",
+            n * frames * samples
+        );
     }
     let alloc = a.bits_alloc.ok_or_else(|| anyhow!("no Bits Allocated (0028,0100)"))? as u64;
     if !matches!(alloc, 1 | 8 | 16 | 32) {
