@@ -39,6 +39,7 @@ SMALL = [
     "SC_rgb_dcmtk_+eb+cr.dcm",  # JPEG baseline, RGB with Adobe APP14 (no colour transform)
     "SC_jpeg_no_color_transform.dcm",  # JPEG baseline, RGB without markers
     "liver_expb_1frame.dcm",  # 1 bit allocated, big endian
+    "SC_ybr_full_422_uncompressed.dcm",  # native YBR_FULL_422, converted to RGB
     "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS: refused (no decoder)
 ]
 

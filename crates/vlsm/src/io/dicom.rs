@@ -671,6 +671,20 @@ pub(crate) fn read_object(bytes: &[u8]) -> Result<Object> {
             out
         }
     };
+    let mut data = data;
+    if len != UNDEFINED
+        && photometric == "YBR_FULL_422"
+        && l.samples == 3
+        && l.alloc == 8
+        && l.cols % 2 == 0
+        && (data.len() as u64) < l.bytes
+        && (data.len() as u64) >= l.bytes / 3 * 2
+    {
+        // Native 4:2:2 (Y0 Y1 Cb Cr for two pixels), expanded to full YBR as pydicom does.
+        let pairs = (l.bytes / 6) as usize;
+        data = data[..pairs * 4].chunks_exact(4).flat_map(|c| [c[0], c[2], c[3], c[1], c[2], c[3]]).collect();
+        photometric = "YBR_FULL".into();
+    }
     if (data.len() as u64) < l.bytes {
         let what = if l.frames > 1 { format!("{} frames (multi-frame)", l.frames) } else { "the image".into() };
         bail!(
@@ -683,7 +697,6 @@ pub(crate) fn read_object(bytes: &[u8]) -> Result<Object> {
             l.bytes
         );
     }
-    let mut data = data;
     data.truncate(l.bytes as usize);
     let mut l = l;
     if l.alloc == 1 {
@@ -708,6 +721,10 @@ pub(crate) fn read_object(bytes: &[u8]) -> Result<Object> {
             }
         }
     }
+    if photometric == "YBR_FULL" && l.samples == 3 && l.alloc == 8 {
+        ybr_full_to_rgb(&mut data);
+        photometric = "RGB".into();
+    }
     let stored = a.bits_stored.map(|s| s as usize).unwrap_or(l.alloc).min(l.alloc);
     if stored == 0 {
         bail!("unsupported bit depth: {} allocated, {stored} stored", l.alloc);
@@ -725,6 +742,23 @@ pub(crate) fn read_object(bytes: &[u8]) -> Result<Object> {
         transfer_syntax: ts,
         attrs: a,
     })
+}
+
+/// YBR_FULL to RGB in place, with pydicom's float32 arithmetic (DICOM PS3.3 C.7.6.3.1.2):
+/// rounded half up and clipped to 0..=255.
+fn ybr_full_to_rgb(px: &mut [u8]) {
+    let m: [[f32; 3]; 3] = [
+        [1.0, 1.0, 1.0],
+        [0.0, (-0.114f64 * 1.772 / 0.587) as f32, 1.772],
+        [1.402, (-0.299f64 * 1.402 / 0.587) as f32, 0.0],
+    ];
+    for p in px.chunks_exact_mut(3) {
+        let v = [p[0] as f32, p[1] as f32 - 128.0, p[2] as f32 - 128.0];
+        for c in 0..3 {
+            let x = v[0] * m[0][c] + v[1] * m[1][c] + v[2] * m[2][c];
+            p[c] = (x + 0.5).floor().clamp(0.0, 255.0) as u8;
+        }
+    }
 }
 
 fn l_geom(l: &Layout, a: &Attrs) -> super::dicom_codecs::Geometry {

@@ -83,7 +83,7 @@ fn committed_corpus_files_match_pydicom() {
     // Only JPEG-LS is refused among the committed files.
     assert_eq!(refused.len(), 1, "{refused:#?}");
     assert!(refused[0].contains("JPEG-LS is not supported") && refused[0].contains("MR_small_jpeg_ls_lossless.dcm"));
-    assert_eq!(same.len(), 11, "{same:#?}");
+    assert_eq!(same.len(), 12, "{same:#?}");
     assert_eq!(absent + same.len() + refused.len(), corpus()["files"].as_array().unwrap().len());
     for want in [
         "[1.2.840.10008.1.2]",
