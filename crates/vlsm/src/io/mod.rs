@@ -6,6 +6,9 @@
 //! Every error is one line that names the file and the problem; bad input never panics.
 
 mod dicom;
+mod dicom_codecs;
+mod dicom_seg;
+mod dicom_series;
 mod hash;
 mod jpeg;
 mod nifti;
@@ -17,6 +20,9 @@ mod types;
 mod window;
 mod write;
 
+pub use dicom::{read_dicom_pixels, DicomPixels};
+pub use dicom_seg::{dicom_seg_bytes, write_dicom_seg, SegOptions};
+pub use dicom_series::{read_dicom_series, DicomSeries, SliceSource, MAX_SERIES_VOXELS};
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use nifti::{
     put_slice, read_volume, take_slice, volume_dimensions, write_like, NiftiHeader, OutputData, SliceData, Volume,

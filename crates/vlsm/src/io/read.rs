@@ -44,7 +44,7 @@ pub fn read_raster(path: &Path) -> Result<DynamicImage> {
 fn decode_medical(path: &Path, bytes: &[u8], format: Format, slice: Option<usize>) -> Result<Decoded> {
     let d = match format {
         Format::Nifti => nifti::decode(bytes, slice),
-        Format::Dicom => dicom::decode(bytes),
+        Format::Dicom => dicom::decode(bytes, slice),
         Format::Raster => unreachable!("rasters are not medical formats"),
     }
     .map_err(|e| anyhow!("{}: {e}", path.display()))?;

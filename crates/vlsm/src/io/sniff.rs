@@ -26,7 +26,11 @@ pub(crate) fn sniff(path: &Path, head: &[u8]) -> Format {
     if name.ends_with(".dcm") || name.ends_with(".dicom") {
         return Format::Dicom;
     }
-    if head.get(128..132) == Some(b"DICM") {
+    if head.get(128..132) == Some(b"DICM") || head.starts_with(b"DICM") {
+        return Format::Dicom;
+    }
+    // A DICOM data set without preamble or meta: group 0002 or 0008 first, a small element.
+    if head.len() >= 8 && matches!(head[..2], [2, 0] | [8, 0]) && head[3] == 0 {
         return Format::Dicom;
     }
     if head.get(344..348) == Some(b"n+1\0") || head.starts_with(&[0x1f, 0x8b]) {

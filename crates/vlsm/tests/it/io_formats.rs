@@ -429,6 +429,11 @@ fn dicom_16bit_windowing() {
     std::fs::write(&p, dicom(&Dcm { frames: Some("3"), ..base.clone() })).unwrap();
     let e = err_of(read_image_any(&p, &ReadOptions::default()));
     assert!(e.contains("multi.dcm") && e.contains("multi-frame"), "{e}");
+    // Frames x pixels past the object limit: refused from the header (the file is tiny).
+    let p = d.path().join("manyframes.dcm");
+    std::fs::write(&p, dicom(&Dcm { frames: Some("100"), cols: 2000, rows: 2000, ..base.clone() })).unwrap();
+    let e = err_of(read_image_any(&p, &ReadOptions::default()));
+    assert!(e.contains("manyframes.dcm") && e.contains("100 frames") && e.contains("more than the limit"), "{e}");
     let p = d.path().join("short.dcm");
     let full = dicom(&base);
     std::fs::write(&p, &full[..full.len() - 3]).unwrap();

@@ -10,6 +10,7 @@ mod data_dataset;
 mod data_hostile;
 mod data_prompts;
 mod fuzz_props;
+mod io_dicom;
 mod io_formats;
 mod io_hostile;
 mod io_volume;

@@ -1,0 +1,156 @@
+//! Decoders for encapsulated DICOM pixel data, one frame at a time: RLE Lossless (PackBits
+//! segments, written here) and JPEG baseline, extended (8-bit) and lossless (process 14,
+//! selection value 1 and others) through `jpeg-decoder`. JPEG-LS and JPEG 2000 are named and
+//! refused: no decoder for them is built in.
+
+use anyhow::{anyhow, bail, Result};
+
+/// The codec of an encapsulated transfer syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codec {
+    Rle,
+    Jpeg,
+    JpegLs,
+    Jpeg2000,
+}
+
+impl Codec {
+    /// The codec of an encapsulated transfer syntax; an error for native and unknown ones.
+    pub(crate) fn of(ts: &str) -> Result<Codec> {
+        Ok(match ts {
+            "1.2.840.10008.1.2.5" => Codec::Rle,
+            "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.57"
+            | "1.2.840.10008.1.2.4.70" => Codec::Jpeg,
+            "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => Codec::JpegLs,
+            "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => Codec::Jpeg2000,
+            t => bail!("transfer syntax {t} is not supported"),
+        })
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Codec::Rle => "RLE Lossless",
+            Codec::Jpeg => "JPEG",
+            Codec::JpegLs => "JPEG-LS",
+            Codec::Jpeg2000 => "JPEG 2000",
+        }
+    }
+
+    /// Whether a fragment starts a new frame's codestream (for objects without an offset table).
+    pub(crate) fn starts_frame(self, frag: &[u8]) -> bool {
+        match self {
+            Codec::Jpeg | Codec::JpegLs => frag.starts_with(&[0xFF, 0xD8]),
+            Codec::Jpeg2000 => frag.starts_with(&[0xFF, 0x4F]) || frag.get(4..8) == Some(b"jP  "),
+            Codec::Rle => true,
+        }
+    }
+}
+
+/// What the data set says a frame holds.
+pub(crate) struct Geometry {
+    pub rows: usize,
+    pub cols: usize,
+    pub samples: usize,
+    pub alloc: usize,
+    pub photometric: String,
+}
+
+/// A decoded frame: little-endian samples of Bits Allocated, interleaved by pixel.
+pub(crate) struct Frame {
+    pub bytes: Vec<u8>,
+    /// The photometric interpretation after decoding, when it changed (JPEG colour is RGB).
+    pub photometric: Option<String>,
+}
+
+pub(crate) fn decode_frame(codec: Codec, data: &[u8], g: &Geometry) -> Result<Frame> {
+    match codec {
+        Codec::Rle => rle(data, g).map(|bytes| Frame { bytes, photometric: None }),
+        Codec::Jpeg => jpeg(data, g),
+        Codec::JpegLs | Codec::Jpeg2000 => {
+            bail!("{} is not supported (no decoder built in)", codec.name())
+        }
+    }
+}
+
+/// One PackBits segment, into exactly `n` bytes (a longer one is cut, as pydicom does).
+fn packbits(src: &[u8], n: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < src.len() && out.len() < n {
+        let h = src[i] as i8;
+        i += 1;
+        if h >= 0 {
+            let k = h as usize + 1;
+            let end = (i + k).min(src.len());
+            out.extend_from_slice(&src[i..end]);
+            i = end;
+        } else if h != -128 {
+            let Some(&b) = src.get(i) else { break };
+            i += 1;
+            out.extend(std::iter::repeat_n(b, (1 - h as isize) as usize));
+        }
+    }
+    if out.len() < n {
+        bail!("an RLE segment decodes to {} bytes, the frame needs {n}", out.len());
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+fn rle(data: &[u8], g: &Geometry) -> Result<Vec<u8>> {
+    if data.len() < 64 {
+        bail!("RLE header is cut ({} bytes, 64 needed)", data.len());
+    }
+    let word = |i: usize| u32::from_le_bytes([data[i * 4], data[i * 4 + 1], data[i * 4 + 2], data[i * 4 + 3]]) as usize;
+    let nseg = word(0);
+    let bpp = g.alloc / 8;
+    if nseg != g.samples * bpp {
+        bail!("RLE frame has {nseg} segments, {} samples of {} bits need {}", g.samples, g.alloc, g.samples * bpp);
+    }
+    let offs: Vec<usize> = (1..=nseg).map(word).collect();
+    let n = g.rows * g.cols;
+    let mut out = vec![0u8; n * g.samples * bpp];
+    for s in 0..nseg {
+        let (a, b) = (offs[s], if s + 1 < nseg { offs[s + 1] } else { data.len() });
+        if a < 64 || a > b || b > data.len() {
+            bail!("RLE segment {s} has a bad offset {a}");
+        }
+        let seg = packbits(&data[a..b], n)?;
+        // Segment order: per sample, most significant byte first; out is little endian.
+        let (c, byte) = (s / bpp, bpp - 1 - s % bpp);
+        for (p, v) in seg.into_iter().enumerate() {
+            out[(p * g.samples + c) * bpp + byte] = v;
+        }
+    }
+    Ok(out)
+}
+
+fn jpeg(data: &[u8], g: &Geometry) -> Result<Frame> {
+    use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
+    let mut d = Decoder::new(data);
+    // The colour transform follows the codestream's markers (Adobe APP14, JFIF, component ids)
+    // as libjpeg under Pillow does; a codestream with neither marker in an RGB data set holds
+    // RGB (as pydicom returns it).
+    let marked = |m: u8| data.windows(2).take(4096).any(|w| w == [0xFF, m]);
+    if g.samples == 3 && g.photometric == "RGB" && !marked(0xEE) && !marked(0xE0) {
+        d.set_color_transform(ColorTransform::RGB);
+    }
+    d.set_max_decoding_buffer_size(g.rows * g.cols * g.samples * 2 + 1024);
+    let px = d.decode().map_err(|e| anyhow!("{e}"))?;
+    let info = d.info().ok_or_else(|| anyhow!("no frame header"))?;
+    if info.width as usize != g.cols || info.height as usize != g.rows {
+        bail!("codestream is {}x{}, the data set says {}x{}", info.width, info.height, g.cols, g.rows);
+    }
+    let (bytes, photometric) = match (info.pixel_format, g.samples, g.alloc) {
+        (PixelFormat::L8, 1, 8) => (px, None),
+        (PixelFormat::L8, 1, 16) => (px.iter().flat_map(|&v| [v, 0]).collect(), None),
+        (PixelFormat::L16, 1, 16) => {
+            (px.chunks_exact(2).flat_map(|c| u16::from_ne_bytes([c[0], c[1]]).to_le_bytes()).collect(), None)
+        }
+        (PixelFormat::RGB24, 3, 8) => (px, Some("RGB".to_string())),
+        (f, s, a) => bail!("codestream gives {f:?}, the data set says {s} samples of {a} bits"),
+    };
+    Ok(Frame { bytes, photometric })
+}
