@@ -98,11 +98,8 @@ fn sobel3_first(src: &Image<u8>, dx: bool, border: BorderType) -> Image<i16> {
             for x in [0, w - 1].into_iter().chain(if w < 3 { 0..w } else { 0..0 }) {
                 let xi = x as isize;
                 for k in 0..cn {
-                    let v = if dx {
-                        tv(xi + 1, k) - tv(xi - 1, k)
-                    } else {
-                        tv(xi - 1, k) + 2 * tv(xi, k) + tv(xi + 1, k)
-                    };
+                    let v =
+                        if dx { tv(xi + 1, k) - tv(xi - 1, k) } else { tv(xi - 1, k) + 2 * tv(xi, k) + tv(xi + 1, k) };
                     out[x * cn + k] = v as i16;
                 }
             }
@@ -330,8 +327,7 @@ mod tests {
 
     #[test]
     fn sobel3_fast_path_equals_separable_filter() {
-        let borders =
-            [BorderType::Reflect101, BorderType::Reflect, BorderType::Replicate, BorderType::Constant];
+        let borders = [BorderType::Reflect101, BorderType::Reflect, BorderType::Replicate, BorderType::Constant];
         for (w, h) in [(1, 1), (1, 5), (2, 3), (3, 2), (4, 1), (37, 29), (130, 67)] {
             for cn in 1..=4 {
                 let data: Vec<u8> = (0..w * h * cn).map(|i| ((i * 2654435761usize) >> 11) as u8).collect();
