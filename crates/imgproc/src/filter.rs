@@ -278,8 +278,12 @@ multiversion! {
                     *a += v * k;
                 }
             }
+            // `u8::from_f32` (round half to even, saturate, NaN to 0) in vector registers:
+            // adding 1.5 * 2^23 leaves the rounded value in the low mantissa bits. (`max`
+            // returns 0 for NaN, unlike `clamp`.)
+            #[allow(clippy::manual_clamp)]
             for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = u8::from_f32(a);
+                *o = (a.max(0.0).min(255.0) + 12_582_912.0).to_bits() as u8;
             }
         }
     }
@@ -623,8 +627,12 @@ multiversion! {
                     *a += v * ki;
                 }
             }
+            // `u8::from_f32` (round half to even, saturate, NaN to 0) in vector registers:
+            // adding 1.5 * 2^23 leaves the rounded value in the low mantissa bits. (`max`
+            // returns 0 for NaN, unlike `clamp`.)
+            #[allow(clippy::manual_clamp)]
             for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = u8::from_f32(a);
+                *o = (a.max(0.0).min(255.0) + 12_582_912.0).to_bits() as u8;
             }
         }
     }
