@@ -5,6 +5,7 @@ use crate::filter::{filter_2d, separable};
 use crate::image::{Image, Pixel};
 use crate::kernels8;
 use crate::parallel::par_rows;
+use std::mem::MaybeUninit;
 
 /// `cv::getDerivKernels` integer Sobel kernel of `order` for `ksize` (1 means 3 for order > 0).
 pub(crate) fn sobel_kernel(order: usize, ksize: usize) -> Vec<i32> {
@@ -82,36 +83,44 @@ pub fn sobel(src: &Image<u8>, dx: usize, dy: usize, ksize: usize, border: Border
 fn sobel3_first(src: &Image<u8>, dx: bool, border: BorderType) -> Image<i16> {
     let (w, h, cn) = (src.width(), src.height(), src.channels());
     let rl = w * cn;
-    let mut dst = Image::<i16>::new(w, h, cn).expect("valid channel count");
     let zero = vec![0u8; rl];
     // Source column of each of the two border columns on either side (None: constant 0).
     let col = |x: isize| border_interpolate(x, w, border);
-    par_rows(dst.data_mut(), rl, |y0, band| {
-        let mut t = vec![0i16; rl];
-        for (i, out) in band.chunks_mut(rl).enumerate() {
-            let y = (y0 + i) as isize;
-            let row = |yy: isize| border_interpolate(yy, h, border).map_or(zero.as_slice(), |r| src.row(r));
-            let (a, b, c) = (row(y - 1), row(y), row(y + 1));
-            sobel3_row(a, b, c, &mut t, out, cn, dx);
-            // Columns whose horizontal neighbours lie outside the row: from `t` through the border.
-            let tv = |x: isize, k: usize| col(x).map_or(0i32, |xx| t[xx * cn + k] as i32);
-            for x in [0, w - 1].into_iter().chain(if w < 3 { 0..w } else { 0..0 }) {
-                let xi = x as isize;
-                for k in 0..cn {
-                    let v =
-                        if dx { tv(xi + 1, k) - tv(xi - 1, k) } else { tv(xi - 1, k) + 2 * tv(xi, k) + tv(xi + 1, k) };
-                    out[x * cn + k] = v as i16;
+    let fill = |data: &mut [MaybeUninit<i16>]| {
+        par_rows(data, rl, |y0, band| {
+            let mut t = vec![0i16; rl];
+            for (i, out) in band.chunks_mut(rl).enumerate() {
+                let y = (y0 + i) as isize;
+                let row = |yy: isize| border_interpolate(yy, h, border).map_or(zero.as_slice(), |r| src.row(r));
+                let (a, b, c) = (row(y - 1), row(y), row(y + 1));
+                // columns 1..w-1 (when w >= 3)
+                sobel3_row(a, b, c, &mut t, out, cn, dx);
+                // Columns whose horizontal neighbours lie outside the row: from `t` through the
+                // border; with the call above every value of the row is written.
+                let tv = |x: isize, k: usize| col(x).map_or(0i32, |xx| t[xx * cn + k] as i32);
+                for x in [0, w - 1].into_iter().chain(if w < 3 { 0..w } else { 0..0 }) {
+                    let xi = x as isize;
+                    for k in 0..cn {
+                        let v = if dx {
+                            tv(xi + 1, k) - tv(xi - 1, k)
+                        } else {
+                            tv(xi - 1, k) + 2 * tv(xi, k) + tv(xi + 1, k)
+                        };
+                        out[x * cn + k] = MaybeUninit::new(v as i16);
+                    }
                 }
             }
-        }
-    });
-    dst
+        })
+    };
+    // SAFETY: `fill` writes every value: each row is one `out` above, whose columns 1..w-1
+    // `sobel3_row` writes and the loop after it the rest.
+    unsafe { Image::<i16>::from_fn_uninit(w, h, cn, fill) }.expect("valid channel count")
 }
 
 crate::simd::multiversion! {
     /// One output row of [`sobel3_first`] for the columns with both horizontal neighbours inside
     /// the row; `t` receives the vertical pass (`a + 2b + c` for d/dx, `c - a` for d/dy).
-    fn sobel3_row(a: &[u8], b: &[u8], c: &[u8], t: &mut [i16], out: &mut [i16], cn: usize, dx: bool) {
+    fn sobel3_row(a: &[u8], b: &[u8], c: &[u8], t: &mut [i16], out: &mut [MaybeUninit<i16>], cn: usize, dx: bool) {
         let n = t.len();
         let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
         if dx {
@@ -131,11 +140,11 @@ crate::simd::multiversion! {
         let o = &mut out[cn..cn + m];
         if dx {
             for i in 0..m {
-                o[i] = r[i] - l[i];
+                o[i] = MaybeUninit::new(r[i] - l[i]);
             }
         } else {
             for i in 0..m {
-                o[i] = l[i] + 2 * mid[i] + r[i];
+                o[i] = MaybeUninit::new(l[i] + 2 * mid[i] + r[i]);
             }
         }
     }
