@@ -4,6 +4,7 @@ mod classify_cli;
 mod eval_cli;
 mod eval_kinds_cli;
 mod hostile_cli;
+mod imgproc_cli;
 mod prompts_cli;
 mod segment_cli;
 mod support;
