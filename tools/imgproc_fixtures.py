@@ -2,6 +2,18 @@
 """Write golden fixtures for crates/imgproc from opencv-python (dev-only).
 
 Usage: python tools/imgproc_fixtures.py [--data /work/shared/data] [--out tests/fixtures/imgproc]
+Written with opencv-python 5.1.0.95 (tools/requirements.txt) on an x86-64 CPU with AVX-512.
+
+Two places where cv2's output depends on more than OpenCV's own code:
+- 8-bit warpAffine (nearest, bilinear; 1, 3, 4 channels): the opencv-python 5.1 wheels hand it to
+  Intel IPP (iwiWarpAffine, through the IPP HAL), whose coordinate rounding is not OpenCV's (it
+  moves nearest picks at .5 ties and bilinear values by 1). Those cases are written with
+  cv2.ipp.setUseIPP(False), i.e. OpenCV's own kernels; params["ipp_differs"] counts the values
+  the IPP path gives differently.
+- 8-bit HSV->RGB: OpenCV's vector loop truncates and its scalar tail rounds, so the result
+  depends on the SIMD width it dispatches to (32-pixel blocks with AVX2, 64 with AVX-512).
+  Both are stored: "output" from this process, params["output_avx2"] from a child process run
+  with OPENCV_CPU_DISABLE naming the AVX-512 features.
 
 Inputs are stored as .npy (RGB channel order for colour images); every case is one JSON line in
 cases.jsonl: {"name", "op", "input", "params", "output"} where output is an .npy file (or a scalar in
@@ -11,6 +23,9 @@ import argparse
 import gzip
 import json
 import os
+import subprocess
+import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -80,6 +95,22 @@ vals = np.array([0, 1, 2, 7, 31, 64, 100, 127, 128, 129, 200, 254, 255], np.uint
 grid = np.array(np.meshgrid(vals, vals, vals, indexing="ij")).reshape(3, -1).T
 add_input("cube", grid.reshape(13, 169, 3).copy())
 
+AVX512 = "AVX512F,AVX512-COMMON,AVX512-SKX,AVX512-CLX,AVX512-CNL,AVX512-ICL"
+
+
+def hsv2rgb_avx2(arrays):
+    """cv2's 8-bit HSV->RGB of each array with the AVX-512 kernels disabled (a child process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(src, *arrays)
+        code = ("import sys, cv2, numpy as np; a = np.load(sys.argv[1]); "
+                "np.savez(sys.argv[2], *[cv2.cvtColor(a[k], cv2.COLOR_HSV2RGB) for k in a.files])")
+        env = dict(os.environ, OPENCV_CPU_DISABLE=AVX512)
+        subprocess.run([sys.executable, "-c", code, src, dst], env=env, check=True)
+        out = np.load(dst)
+        return [out[f"arr_{i}"] for i in range(len(arrays))]
+
+
 COLOR = ["kv", "kv2", "cl", "noise", "px1", "row", "col", "s35", "syn", "cube"]
 GRAY = ["kv", "kv2", "cl", "noise", "px1", "row", "col", "s35", "syn"]
 
@@ -98,7 +129,9 @@ for n in COLOR:
     case("cvt_color", n, {"code": "lab2rgb"}, cv2.cvtColor(im, cv2.COLOR_Lab2RGB))
     case("cvt_color", n, {"code": "rgb2hsv"}, cv2.cvtColor(im, cv2.COLOR_RGB2HSV))
     case("cvt_color", n, {"code": "bgr2hsv"}, cv2.cvtColor(im, cv2.COLOR_BGR2HSV))
-    case("cvt_color", n, {"code": "hsv2rgb"}, cv2.cvtColor(im, cv2.COLOR_HSV2RGB))
+    avx2_name = f"hsv2rgb_avx2_{n}"
+    save(avx2_name, hsv2rgb_avx2([im])[0])
+    case("cvt_color", n, {"code": "hsv2rgb", "output_avx2": avx2_name}, cv2.cvtColor(im, cv2.COLOR_HSV2RGB))
     f = im.astype(np.float32) / 255.0
     case("cvt_color_f32", n, {"code": "rgb2lab"}, cv2.cvtColor(f, cv2.COLOR_RGB2Lab))
     case("cvt_color_f32", n, {"code": "rgb2hsv"}, cv2.cvtColor(f, cv2.COLOR_RGB2HSV))
@@ -152,6 +185,17 @@ for n in ["kv", "kv2", "noise", "px1", "row", "col", "s35", "q4"]:
         case("resize_f32", n, {"width": w * 2 // 3 + 1, "height": h * 3 // 2, "interp": k},
              cv2.resize(fim, (w * 2 // 3 + 1, h * 3 // 2), interpolation=code))
 
+
+
+def warp_native(im, M, size, ic, bc):
+    """warpAffine with OpenCV's own kernels (IPP off), and how many values the IPP path changes."""
+    cv2.ipp.setUseIPP(False)
+    o = cv2.warpAffine(im, M, size, flags=ic, borderMode=bc, borderValue=(0, 0, 0))
+    cv2.ipp.setUseIPP(True)
+    ipp = cv2.warpAffine(im, M, size, flags=ic, borderMode=bc, borderValue=(0, 0, 0))
+    return o, int((o != ipp).sum())
+
+
 for n in ["kv", "kv2", "noise", "s35", "px1", "q4"]:
     im = inputs[n]
     h, w = im.shape[:2]
@@ -160,14 +204,13 @@ for n in ["kv", "kv2", "noise", "s35", "px1", "q4"]:
         case("rotation_matrix", n, {"cx": (w - 1) / 2.0, "cy": (h - 1) / 2.0, "angle": angle, "scale": scale}, M)
         for interp, ic in (("linear", cv2.INTER_LINEAR), ("nearest", cv2.INTER_NEAREST), ("cubic", cv2.INTER_CUBIC)):
             for border, bc in (("constant", cv2.BORDER_CONSTANT), ("replicate", cv2.BORDER_REPLICATE)):
-                o = cv2.warpAffine(im, M, (w, h), flags=ic, borderMode=bc, borderValue=(0, 0, 0))
+                o, ipp = warp_native(im, M, (w, h), ic, bc)
                 case("warp_affine", n, {"m": M.flatten().tolist(), "width": w, "height": h, "interp": interp,
-                                        "border": border}, o)
+                                        "border": border, "ipp_differs": ipp}, o)
                 if n == "kv" and interp == "linear":
-                    g = gray(n)
+                    o, ipp = warp_native(gray(n), M, (w, h), ic, bc)
                     case("warp_affine", n, {"m": M.flatten().tolist(), "width": w, "height": h, "interp": interp,
-                                            "border": border, "gray": True},
-                         cv2.warpAffine(g, M, (w, h), flags=ic, borderMode=bc))
+                                            "border": border, "gray": True, "ipp_differs": ipp}, o)
 
 # ---------------------------------------------------------------- filters
 BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "reflect": cv2.BORDER_REFLECT, "replicate": cv2.BORDER_REPLICATE,
@@ -275,6 +318,35 @@ for n in ["kv", "kv2", "cl"]:
                                     3, cv2.KMEANS_PP_CENTERS)
             best = comp if best is None else min(best, comp)
         case("kmeans", n, {"k": k, "expect_inertia": float(best)}, None)
+
+# ---------------------------------------------------------------- CLI, colour input
+# `vlsm imgproc OP in.png out.png ARGS` on a colour PNG against cv2 on the same file (the ops are
+# per channel, so BGR or RGB order does not matter). crates/vlsm-cli/tests/it/imgproc_cli.rs.
+CLI = os.path.join(OUT, "cli")
+os.makedirs(CLI, exist_ok=True)
+for f in os.listdir(CLI):
+    os.remove(os.path.join(CLI, f))
+col = cv2.cvtColor(inputs["kv"], cv2.COLOR_RGB2BGR)
+col[::7, ::5] = (255, 0, 40)  # features that differ per channel
+cv2.imwrite(os.path.join(CLI, "in.png"), col)
+el5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+r3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+cli_cases = {
+    "erode": (["--ksize", "3"], cv2.erode(col, r3)),
+    "dilate": (["--ksize", "5", "--shape", "ellipse"], cv2.dilate(col, el5)),
+    "open": (["--ksize", "5", "--shape", "ellipse"], cv2.morphologyEx(col, cv2.MORPH_OPEN, el5)),
+    "close": (["--ksize", "3"], cv2.morphologyEx(col, cv2.MORPH_CLOSE, r3)),
+    "gradient": (["--ksize", "5", "--shape", "ellipse"], cv2.morphologyEx(col, cv2.MORPH_GRADIENT, el5)),
+    "blur": (["--ksize", "5"], cv2.blur(col, (5, 5))),
+    "gaussian": (["--ksize", "5"], cv2.GaussianBlur(col, (5, 5), 0)),
+    "median": (["--ksize", "3"], cv2.medianBlur(col, 3)),
+    "sobel": (["--dx", "1", "--dy", "0", "--ksize", "3"], cv2.convertScaleAbs(cv2.Sobel(col, cv2.CV_16S, 1, 0, ksize=3))),
+    "threshold": (["--value", "127", "--type", "binary"], cv2.threshold(col, 127, 255, cv2.THRESH_BINARY)[1]),
+}
+for op, (cli_args, out) in cli_cases.items():
+    cv2.imwrite(os.path.join(CLI, op + ".png"), out)
+with open(os.path.join(CLI, "cases.json"), "w") as fh:
+    json.dump({op: a for op, (a, _) in cli_cases.items()}, fh, indent=1)
 
 with open(os.path.join(OUT, "cases.jsonl"), "w") as fh:
     for c in cases:

@@ -34,9 +34,42 @@ pub const OPS: &[&str] = &[
     "sobel_dx",
     "canny",
     "equalize_hist",
+    "harris",
+    "kmeans4_quarter",
+    "filter2d_3x3",
+    "canny_100_200",
+    "lab_f32",
 ];
 
-fn run_op(op: &str, rgb: &Image<u8>, gray: &Image<u8>) -> Result<()> {
+/// The 3x3 float kernel of `filter2d_3x3` (a sharpening kernel; `tools/bench_imgproc.py` uses the
+/// same).
+const FILTER_3X3: [f32; 9] = [0.0, -1.0, 0.0, -1.0, 5.0, -1.0, 0.0, -1.0, 0.0];
+
+/// What the ops run on: the RGB image, its gray conversion, the RGB image as f32 in [0, 1]
+/// (`lab_f32`) and the RGB pixels of the image resized to a quarter of each side (area
+/// interpolation) as f32 samples (`kmeans4_quarter`).
+struct Inputs {
+    rgb: Image<u8>,
+    gray: Image<u8>,
+    rgb_f32: Image<f32>,
+    quarter: Vec<f32>,
+}
+
+impl Inputs {
+    fn new(rgb: &Image<u8>) -> Result<Self> {
+        let (w, h) = (rgb.width(), rgb.height());
+        let quarter = resize(rgb, ((w / 4).max(1), (h / 4).max(1)), Interpolation::Area)?;
+        Ok(Self {
+            rgb: rgb.clone(),
+            gray: cvt_color(rgb, ColorConversion::Rgb2Gray)?,
+            rgb_f32: rgb.map(|v| v as f32 / 255.0),
+            quarter: quarter.data().iter().map(|&v| v as f32).collect(),
+        })
+    }
+}
+
+fn run_op(op: &str, inp: &Inputs) -> Result<()> {
+    let (rgb, gray) = (&inp.rgb, &inp.gray);
     let (w, h) = (rgb.width(), rgb.height());
     let scaled = |f: f64| (((w as f64) * f).round() as usize, ((h as f64) * f).round() as usize);
     match op {
@@ -76,6 +109,12 @@ fn run_op(op: &str, rgb: &Image<u8>, gray: &Image<u8>) -> Result<()> {
         "sobel_dx" => drop(crate::edges::sobel(gray, 1, 0, 3, BorderType::Reflect101)?),
         "canny" => drop(crate::edges::canny(gray, 50.0, 150.0, 3, false)?),
         "equalize_hist" => drop(crate::hist::equalize_hist(gray)?),
+        "harris" => drop(crate::features::harris::corner_harris(gray, 2, 3, 0.04, BorderType::Reflect101)?),
+        // k-means++ seeding, one attempt, 10 iterations (OpenCV: MAX_ITER only, eps FLT_EPSILON).
+        "kmeans4_quarter" => drop(crate::segment::kmeans(&inp.quarter, 3, 4, 10, f32::EPSILON as f64, 1, 1)?),
+        "filter2d_3x3" => drop(crate::filter::filter_2d(rgb, &FILTER_3X3, 3, 3, 0.0, BorderType::Reflect101)?),
+        "canny_100_200" => drop(crate::edges::canny(gray, 100.0, 200.0, 3, false)?),
+        "lab_f32" => drop(cvt_color(&inp.rgb_f32, ColorConversion::Rgb2Lab)?),
         _ => {}
     }
     Ok(())
@@ -84,19 +123,32 @@ fn run_op(op: &str, rgb: &Image<u8>, gray: &Image<u8>) -> Result<()> {
 /// Median milliseconds over `reps` runs (after one warm-up) of every op in [`OPS`] on the RGB
 /// image `rgb` (single-channel ops use its gray conversion).
 pub fn run_image(rgb: &Image<u8>, reps: usize) -> Result<Vec<(String, f64)>> {
-    let gray = cvt_color(rgb, ColorConversion::Rgb2Gray)?;
-    let mut out = Vec::new();
     // IMGPROC_BENCH_ONLY=op1,op2 restricts the run (for profiling).
     let only = std::env::var("IMGPROC_BENCH_ONLY").ok();
+    let only: Option<Vec<&str>> = only.as_deref().map(|o| o.split(',').collect());
+    run_image_ops(rgb, reps, only.as_deref())
+}
+
+/// [`run_image`] on the ops named in `only` (all of [`OPS`] when `None`; unknown names are an
+/// error).
+pub fn run_image_ops(rgb: &Image<u8>, reps: usize, only: Option<&[&str]>) -> Result<Vec<(String, f64)>> {
+    if let Some(bad) = only.and_then(|o| o.iter().find(|n| !OPS.contains(n))) {
+        return Err(crate::error::Error::BadArg {
+            op: "bench",
+            msg: format!("unknown op {bad:?} (known: {})", OPS.join(", ")),
+        });
+    }
+    let inp = Inputs::new(rgb)?;
+    let mut out = Vec::new();
     for &op in OPS {
-        if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == op)) {
+        if only.is_some_and(|o| !o.contains(&op)) {
             continue;
         }
-        run_op(op, rgb, &gray)?;
+        run_op(op, &inp)?;
         let mut times: Vec<f64> = (0..reps.max(1))
             .map(|_| {
                 let t = Instant::now();
-                let _ = run_op(op, rgb, &gray);
+                let _ = run_op(op, &inp);
                 t.elapsed().as_secs_f64() * 1e3
             })
             .collect();
@@ -111,4 +163,9 @@ pub fn run(image_path: &std::path::Path, reps: usize) -> std::result::Result<Vec
     let img = image::open(image_path).map_err(|e| format!("{}: {e}", image_path.display()))?;
     let rgb = Image::<u8>::from(&img.to_rgb8());
     run_image(&rgb, reps).map_err(|e| e.to_string())
+}
+
+/// [`run_image_ops`] on an RGB image the caller decoded.
+pub fn run_rgb(rgb: &Image<u8>, reps: usize, only: Option<&[&str]>) -> std::result::Result<Vec<(String, f64)>, String> {
+    run_image_ops(rgb, reps, only).map_err(|e| e.to_string())
 }

@@ -665,8 +665,23 @@ fn hsv2rgb_f<T: Pixel>(s: &[T], d: &mut [T], bgr: bool) {
     }
 }
 
-/// Pixels per block of OpenCV's AVX2 `HSV2RGB_b` loop (4 vectors of 8 floats).
-const HSV_SIMD_BLOCK: usize = 32;
+/// Pixels per block of OpenCV's 8-bit `HSV2RGB_b` vector loop on this CPU: four vectors of f32,
+/// as wide as the widest SIMD OpenCV 5.1 dispatches `cvtColor` to here (AVX-512 SKX: 64, AVX2: 32,
+/// otherwise 16). Whole blocks truncate and the rest of the row rounds, so cv2's own 8-bit
+/// HSV->RGB output depends on the machine; ours follows the machine it runs on.
+pub fn hsv2rgb_block_width() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512cd") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+            return 64;
+        }
+        if has!("avx2") {
+            return 32;
+        }
+    }
+    16
+}
 
 /// HSV bytes to RGB in f32 as OpenCV 5's 8-bit path: `1 - s*h` is one fused multiply-add (its
 /// AVX2 build contracts it). `trunc` picks the vector loop's truncation, otherwise the scalar
@@ -694,12 +709,14 @@ fn hsv2rgb_px(p: &[u8], trunc: bool) -> [u8; 3] {
 }
 
 multiversion! {
-    /// Rows are split as OpenCV's AVX2 dispatch splits them: whole 32-pixel blocks truncate,
-    /// the remaining pixels round (the two disagree on a few values, and we follow both).
+    /// Rows are split as OpenCV's dispatch splits them: whole blocks of
+    /// [`hsv2rgb_block_width`] pixels truncate, the remaining pixels round (the two disagree on a
+    /// few values, and we follow both).
     fn hsv2rgb_u8(s: &[u8], d: &mut [u8], bgr: bool) {
         let (ri, gi, bi) = rgb_idx(bgr);
         let n = s.len() / 3;
-        let nb = n / HSV_SIMD_BLOCK * HSV_SIMD_BLOCK;
+        let block = hsv2rgb_block_width();
+        let nb = n / block * block;
         for (i, (o, p)) in d.chunks_exact_mut(3).zip(s.chunks_exact(3)).enumerate() {
             let rgb = hsv2rgb_px(p, i < nb);
             o[ri] = rgb[0];

@@ -1,10 +1,11 @@
 //! Derivatives (Sobel, Scharr, Laplacian) and the Canny edge detector.
-use crate::border::BorderType;
+use crate::border::{border_interpolate, BorderType};
 use crate::error::{bad, Result};
 use crate::filter::{filter_2d, separable};
 use crate::image::{Image, Pixel};
 use crate::kernels8;
 use crate::parallel::par_rows;
+use std::mem::MaybeUninit;
 
 /// `cv::getDerivKernels` integer Sobel kernel of `order` for `ksize` (1 means 3 for order > 0).
 pub(crate) fn sobel_kernel(order: usize, ksize: usize) -> Vec<i32> {
@@ -68,9 +69,85 @@ pub fn sobel(src: &Image<u8>, dx: usize, dy: usize, ksize: usize, border: Border
     if border == BorderType::Wrap {
         return Err(bad("sobel", "BORDER_WRAP is not supported"));
     }
+    if ksize == 3 && dx + dy == 1 {
+        return Ok(sobel3_first(src, dx == 1, border));
+    }
     let kx = sobel_kernel(dx, if ksize == 1 && dx == 0 { 1 } else { ksize });
     let ky = sobel_kernel(dy, if ksize == 1 && dy == 0 { 1 } else { ksize });
     Ok(sep_i16(src, &kx, &ky, border))
+}
+
+/// 3x3 first-order Sobel (`dx` true: d/dx, else d/dy) in 16-bit lanes: one pass per output row
+/// over the three source rows, no intermediate image. Same integers as [`sep_i16`] (the sums fit
+/// in i16: at most 4 * 255 in magnitude).
+fn sobel3_first(src: &Image<u8>, dx: bool, border: BorderType) -> Image<i16> {
+    let (w, h, cn) = (src.width(), src.height(), src.channels());
+    let rl = w * cn;
+    let zero = vec![0u8; rl];
+    // Source column of each of the two border columns on either side (None: constant 0).
+    let col = |x: isize| border_interpolate(x, w, border);
+    let fill = |data: &mut [MaybeUninit<i16>]| {
+        par_rows(data, rl, |y0, band| {
+            let mut t = vec![0i16; rl];
+            for (i, out) in band.chunks_mut(rl).enumerate() {
+                let y = (y0 + i) as isize;
+                let row = |yy: isize| border_interpolate(yy, h, border).map_or(zero.as_slice(), |r| src.row(r));
+                let (a, b, c) = (row(y - 1), row(y), row(y + 1));
+                // columns 1..w-1 (when w >= 3)
+                sobel3_row(a, b, c, &mut t, out, cn, dx);
+                // Columns whose horizontal neighbours lie outside the row: from `t` through the
+                // border; with the call above every value of the row is written.
+                let tv = |x: isize, k: usize| col(x).map_or(0i32, |xx| t[xx * cn + k] as i32);
+                for x in [0, w - 1].into_iter().chain(if w < 3 { 0..w } else { 0..0 }) {
+                    let xi = x as isize;
+                    for k in 0..cn {
+                        let v = if dx {
+                            tv(xi + 1, k) - tv(xi - 1, k)
+                        } else {
+                            tv(xi - 1, k) + 2 * tv(xi, k) + tv(xi + 1, k)
+                        };
+                        out[x * cn + k] = MaybeUninit::new(v as i16);
+                    }
+                }
+            }
+        })
+    };
+    // SAFETY: `fill` writes every value: each row is one `out` above, whose columns 1..w-1
+    // `sobel3_row` writes and the loop after it the rest.
+    unsafe { Image::<i16>::from_fn_uninit(w, h, cn, fill) }.expect("valid channel count")
+}
+
+crate::simd::multiversion! {
+    /// One output row of [`sobel3_first`] for the columns with both horizontal neighbours inside
+    /// the row; `t` receives the vertical pass (`a + 2b + c` for d/dx, `c - a` for d/dy).
+    fn sobel3_row(a: &[u8], b: &[u8], c: &[u8], t: &mut [i16], out: &mut [MaybeUninit<i16>], cn: usize, dx: bool) {
+        let n = t.len();
+        let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+        if dx {
+            for i in 0..n {
+                t[i] = a[i] as i16 + 2 * b[i] as i16 + c[i] as i16;
+            }
+        } else {
+            for i in 0..n {
+                t[i] = c[i] as i16 - a[i] as i16;
+            }
+        }
+        if n <= 2 * cn {
+            return;
+        }
+        let m = n - 2 * cn;
+        let (l, mid, r) = (&t[..m], &t[cn..cn + m], &t[2 * cn..]);
+        let o = &mut out[cn..cn + m];
+        if dx {
+            for i in 0..m {
+                o[i] = MaybeUninit::new(r[i] - l[i]);
+            }
+        } else {
+            for i in 0..m {
+                o[i] = MaybeUninit::new(l[i] + 2 * mid[i] + r[i]);
+            }
+        }
+    }
 }
 
 /// `cv::Sobel` into float with a `scale` (as used by corner detectors).
@@ -251,4 +328,34 @@ pub(crate) fn canny_generic(src: &Image<u8>, lo: i64, hi: i64, aperture: usize, 
         }
     }
     Image::from_vec(w, h, 1, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sobel3_fast_path_equals_separable_filter() {
+        let borders = [BorderType::Reflect101, BorderType::Reflect, BorderType::Replicate, BorderType::Constant];
+        for (w, h) in [(1, 1), (1, 5), (2, 3), (3, 2), (4, 1), (37, 29), (130, 67)] {
+            for cn in 1..=4 {
+                let data: Vec<u8> = (0..w * h * cn).map(|i| ((i * 2654435761usize) >> 11) as u8).collect();
+                let img = Image::from_vec(w, h, cn, data).unwrap();
+                for border in borders {
+                    for dx in [true, false] {
+                        let (kx, ky) = if dx {
+                            (sobel_kernel(1, 3), sobel_kernel(0, 3))
+                        } else {
+                            (sobel_kernel(0, 3), sobel_kernel(1, 3))
+                        };
+                        assert_eq!(
+                            sobel3_first(&img, dx, border).data(),
+                            sep_i16(&img, &kx, &ky, border).data(),
+                            "{w}x{h}x{cn} {border:?} dx {dx}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -188,6 +188,9 @@ pub fn filter_2d<T: Pixel>(
         .flat_map(|i| (0..kw).map(move |j| (i, j)))
         .filter_map(|(i, j)| (kernel[i * kw + j] != 0.0).then_some((i, j, kernel[i * kw + j])))
         .collect();
+    if let Some(s8) = as_u8(src) {
+        return Ok(from_u8(filter_2d_u8(s8, &taps, kh, ay, delta, border, &padder)));
+    }
     let mut dst = Image::<T>::new(w, h, cn)?;
     let rl = w * cn;
     par_rows(dst.data_mut(), rl, |y0, band| {
@@ -215,6 +218,75 @@ pub fn filter_2d<T: Pixel>(
         }
     });
     Ok(dst)
+}
+
+/// [`filter_2d`] of an 8-bit image: the same float sums per pixel (`delta`, then `+= v * k` in
+/// tap order), with each padded source row converted to f32 once and kept in a ring of `kh`
+/// rows, and the row kernel compiled for the CPU's vector width.
+fn filter_2d_u8(
+    src: &Image<u8>,
+    taps: &[(usize, usize, f32)],
+    kh: usize,
+    ay: usize,
+    delta: f32,
+    border: BorderType,
+    padder: &RowPadder,
+) -> Image<u8> {
+    let (w, h, cn) = (src.width(), src.height(), src.channels());
+    let rl = w * cn;
+    let mut dst = Image::<u8>::new(w, h, cn).expect("valid channel count");
+    par_rows(dst.data_mut(), rl, |y0, band| {
+        let rows_out = band.len() / rl;
+        let mut tmp = vec![0u8; padder.len()];
+        let mut ring: Vec<Vec<f32>> = (0..kh).map(|_| vec![0f32; padder.len()]).collect();
+        let first = y0 as isize - ay as isize;
+        for r in 0..rows_out + kh - 1 {
+            let sy = border_interpolate(first + r as isize, h, border);
+            padder.fill(sy.map(|s| src.row(s)), 0u8, &mut tmp);
+            u8_to_f32(&tmp, &mut ring[r % kh]);
+            if r + 1 >= kh {
+                let y = r + 1 - kh;
+                let rows: Vec<&[f32]> = (0..kh).map(|i| ring[(y + i) % kh].as_slice()).collect();
+                filter_row_u8(&rows, taps, cn, delta, &mut band[y * rl..(y + 1) * rl]);
+            }
+        }
+    });
+    dst
+}
+
+multiversion! {
+    fn u8_to_f32(s: &[u8], d: &mut [f32]) {
+        for (d, &s) in d.iter_mut().zip(s) {
+            *d = s as f32;
+        }
+    }
+}
+
+multiversion! {
+    /// One output row of [`filter_2d_u8`] from its `kh` padded f32 source rows.
+    fn filter_row_u8(rows: &[&[f32]], taps: &[(usize, usize, f32)], cn: usize, delta: f32, out: &mut [u8]) {
+        const B: usize = 512;
+        let mut acc = [0f32; B];
+        let n = out.len();
+        for x0 in (0..n).step_by(B) {
+            let len = (n - x0).min(B);
+            let acc = &mut acc[..len];
+            acc.fill(delta);
+            for &(i, j, k) in taps {
+                let s = &rows[i][j * cn + x0..j * cn + x0 + len];
+                for (a, &v) in acc.iter_mut().zip(s) {
+                    *a += v * k;
+                }
+            }
+            // `u8::from_f32` (round half to even, saturate, NaN to 0) in vector registers:
+            // adding 1.5 * 2^23 leaves the rounded value in the low mantissa bits. (`max`
+            // returns 0 for NaN, unlike `clamp`.)
+            #[allow(clippy::manual_clamp)]
+            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
+                *o = (a.max(0.0).min(255.0) + 12_582_912.0).to_bits() as u8;
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -555,8 +627,12 @@ multiversion! {
                     *a += v * ki;
                 }
             }
+            // `u8::from_f32` (round half to even, saturate, NaN to 0) in vector registers:
+            // adding 1.5 * 2^23 leaves the rounded value in the low mantissa bits. (`max`
+            // returns 0 for NaN, unlike `clamp`.)
+            #[allow(clippy::manual_clamp)]
             for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = u8::from_f32(a);
+                *o = (a.max(0.0).min(255.0) + 12_582_912.0).to_bits() as u8;
             }
         }
     }
@@ -773,6 +849,25 @@ pub(crate) fn from_u8<T: Pixel>(img: Image<u8>) -> Image<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_2d_u8_path_equals_float_path() {
+        let k: Vec<f32> = (0..15).map(|i| (i as f32 - 6.0) / 11.0).collect();
+        for (w, h) in [(1, 1), (2, 7), (37, 29), (600, 5)] {
+            for cn in 1..=4 {
+                let data: Vec<u8> = (0..w * h * cn).map(|i| ((i * 2654435761usize) >> 9) as u8).collect();
+                let img = Image::from_vec(w, h, cn, data).unwrap();
+                let f = img.map(|v| v as f32);
+                for border in [BorderType::Reflect101, BorderType::Constant, BorderType::Replicate] {
+                    for (kw, kh) in [(5, 3), (3, 5), (1, 1)] {
+                        let got = filter_2d(&img, &k[..kw * kh], kw, kh, 0.5, border).unwrap();
+                        let want = filter_2d(&f, &k[..kw * kh], kw, kh, 0.5, border).unwrap().map(u8::from_f32);
+                        assert_eq!(got.data(), want.data(), "{w}x{h}x{cn} {border:?} {kw}x{kh}");
+                    }
+                }
+            }
+        }
+    }
     fn noise(w: usize, h: usize, cn: usize, seed: u64) -> Image<u8> {
         let mut state = seed;
         let data = (0..w * h * cn)

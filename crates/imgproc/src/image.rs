@@ -141,6 +141,30 @@ impl<T: Pixel> Image<T> {
         Self::filled(width, height, channels, T::default())
     }
 
+    /// An image whose values `fill` writes, without zeroing the buffer first (for outputs every
+    /// value of which a kernel writes anyway: a zeroing pass costs as much as a fast kernel).
+    ///
+    /// # Safety
+    /// `fill` must write every element of the slice it gets before returning normally.
+    pub(crate) unsafe fn from_fn_uninit(
+        width: usize,
+        height: usize,
+        channels: usize,
+        fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>]),
+    ) -> Result<Self> {
+        check_channels(channels)?;
+        let n = width * height * channels;
+        let mut v: Vec<std::mem::MaybeUninit<T>> = Vec::with_capacity(n);
+        // SAFETY: `MaybeUninit` values need no initialisation; the capacity is `n`.
+        unsafe { v.set_len(n) };
+        fill(&mut v);
+        let mut v = std::mem::ManuallyDrop::new(v);
+        // SAFETY: `fill` wrote every element (the caller's contract) and `MaybeUninit<T>` has
+        // the layout of `T`; pointer, length and capacity come from a live Vec of that layout.
+        let data = unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut T, v.len(), v.capacity()) };
+        Ok(Self { width, height, channels, data })
+    }
+
     pub fn filled(width: usize, height: usize, channels: usize, value: T) -> Result<Self> {
         check_channels(channels)?;
         Ok(Self { width, height, channels, data: vec![value; width * height * channels] })

@@ -25,7 +25,8 @@ pub enum BenchCommand {
     Vit(crate::classify_cmd::ClassifierBenchArgs),
     /// Swin-T classifier (random weights): seconds per image.
     Swin(crate::classify_cmd::ClassifierBenchArgs),
-    /// The imgproc operations on one image, median milliseconds each.
+    /// The imgproc operations on one image, median milliseconds each (tools/bench_imgproc.py
+    /// times the same list in OpenCV).
     Imgproc {
         /// The image (the reference figures use a 1920x1072 Kvasir image).
         #[arg(long)]
@@ -33,6 +34,12 @@ pub enum BenchCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Timed runs of each op (after one warm-up); the median is reported.
+        #[arg(long, default_value_t = 15)]
+        reps: usize,
+        /// Only these ops (comma-separated names from the default list).
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
     },
 }
 
@@ -61,7 +68,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Biomedclipseg(b) => iters_bench("biomedclipseg", b, vlsm::models::biomedclipseg::bench),
         BenchCommand::Vit(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::VitB16, b),
         BenchCommand::Swin(b) => crate::classify_cmd::run_bench(vlsm::classify::BenchModel::SwinT, b),
-        BenchCommand::Imgproc { image, json } => crate::imgproc_cmd::bench(&image, json),
+        BenchCommand::Imgproc { image, json, reps, ops } => crate::imgproc_cmd::bench(&image, json, reps, &ops),
     }
 }
 

@@ -5,24 +5,45 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// RGB to gray (cv2.COLOR_RGB2GRAY).
     Gray,
+    /// RGB to 8-bit L*a*b* (colour input only).
     Lab,
+    /// Fixed threshold per channel as cv2.threshold; with --otsu/--triangle on the gray
+    /// conversion (OpenCV defines those on one channel only).
     Threshold,
+    /// Gray only (cv2.adaptiveThreshold takes one channel): colour input is converted to gray.
     Adaptive,
+    /// Per channel (cv2.resize).
     Resize,
+    /// Rotation about the centre, per channel (cv2.warpAffine, bilinear).
     Rotate,
+    /// Per channel (cv2.blur).
     Blur,
+    /// Per channel (cv2.GaussianBlur).
     Gaussian,
+    /// Per channel (cv2.medianBlur).
     Median,
+    /// Per channel (cv2.erode).
     Erode,
+    /// Per channel (cv2.dilate).
     Dilate,
+    /// Per channel (cv2.morphologyEx MORPH_OPEN).
     Open,
+    /// Per channel (cv2.morphologyEx MORPH_CLOSE).
     Close,
+    /// Per channel (cv2.morphologyEx MORPH_GRADIENT).
     Gradient,
+    /// Per channel (cv2.Sobel to 16 bits, then cv2.convertScaleAbs).
     Sobel,
+    /// Gray only here: colour input is converted to gray first (cv2.Canny on colour, which takes
+    /// the strongest channel's gradient, is not implemented).
     Canny,
+    /// Gray only (cv2.cornerHarris takes one channel): colour input is converted to gray; writes .npy.
     Harris,
+    /// k-means on the pixel values of all channels; each pixel painted with its centre.
     Kmeans,
+    /// Gray only (SIFT detects on gray): colour input is converted to gray; writes .json.
     Sift,
 }
 
@@ -194,7 +215,9 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
                 (_, true) => threshold::ThresholdMethod::Triangle,
                 _ => threshold::ThresholdMethod::Fixed,
             };
-            let (t, img) = threshold(&gray(&src)?, a.value, a.maxval, ty, method).map_err(ctx)?;
+            // A fixed threshold works per channel as cv2's; Otsu and triangle need one channel.
+            let src = if method == threshold::ThresholdMethod::Fixed { src } else { gray(&src)? };
+            let (t, img) = threshold(&src, a.value, a.maxval, ty, method).map_err(ctx)?;
             if method != threshold::ThresholdMethod::Fixed {
                 eprintln!("threshold: {t}");
             }
@@ -241,10 +264,11 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
                 Op::Close => MorphOp::Close,
                 _ => MorphOp::Gradient,
             };
-            morphology_ex(&gray(&src)?, op, &k, 1).map_err(ctx)?
+            // per channel, as cv2.morphologyEx on a colour image
+            morphology_ex(&src, op, &k, 1).map_err(ctx)?
         }
         Op::Sobel => {
-            let d = sobel(&gray(&src)?, a.dx, a.dy, a.ksize, BorderType::Reflect101).map_err(ctx)?;
+            let d = sobel(&src, a.dx, a.dy, a.ksize, BorderType::Reflect101).map_err(ctx)?;
             convert_scale_abs(&d, 1.0, 0.0).map_err(ctx)?
         }
         Op::Canny => canny(&gray(&src)?, a.low, a.high, 3, a.l2).map_err(ctx)?,
@@ -283,9 +307,19 @@ pub fn run(a: ImgprocArgs) -> Result<()> {
     save_image(out, &img)
 }
 
-/// `vlsm bench imgproc --image IMG [--json]`.
-pub fn bench(image: &Path, json: bool) -> Result<()> {
-    let rows = imgproc::bench::run(image, 15).map_err(|e| anyhow!(e))?;
+/// `vlsm bench imgproc --image IMG [--json] [--reps N] [--ops a,b]`.
+pub fn bench(image: &Path, json: bool, reps: usize, ops: &[String]) -> Result<()> {
+    if reps == 0 {
+        bail!("--reps must be >= 1");
+    }
+    if let Some(o) = ops.iter().find(|o| !imgproc::bench::OPS.contains(&o.as_str())) {
+        bail!("--ops: unknown op {o:?} (known: {})", imgproc::bench::OPS.join(", "));
+    }
+    check_input_file(image)?;
+    let rgb = Image::<u8>::from(&vlsm::io::read_rgb(image)?);
+    let only: Vec<&str> = ops.iter().map(|s| s.as_str()).collect();
+    let only = (!only.is_empty()).then_some(only.as_slice());
+    let rows = imgproc::bench::run_rgb(&rgb, reps, only).map_err(|e| anyhow!("{}: {e}", image.display()))?;
     if json {
         let map: serde_json::Map<String, serde_json::Value> =
             rows.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();

@@ -6,6 +6,7 @@ mod eval_cli;
 mod eval_kinds_cli;
 mod hostile_cli;
 mod hub_cli;
+mod imgproc_cli;
 mod prompts_cli;
 mod segment_cli;
 mod support;
