@@ -11,4 +11,5 @@ mod segment_cli;
 mod support;
 mod train_cli;
 mod unet_vit_cli;
+mod series_cli;
 mod volume_cli;
