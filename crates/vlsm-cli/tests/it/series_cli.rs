@@ -120,3 +120,21 @@ fn dicom_seg_on_nifti_is_refused() {
     assert!(!e.contains('\n') && e.contains("geom_oblique.nii.gz") && e.contains("--series"), "{e}");
     assert_eq!(count_files(&out), 0);
 }
+
+/// Under `--window auto` a series is windowed by its own Window Center/Width (40/400 in the
+/// fixture): the masks equal those of `--window 400,40` and differ from percentile windowing.
+#[test]
+fn series_window_is_the_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mask = |w: &str| -> Vec<f32> {
+        let out = tmp.path().join(w.replace(',', "_"));
+        let (ok, err) = segment(&series("good"), &out, &["--window", w]);
+        assert!(ok, "{err}");
+        let v = read_volume(&out.join("good.bright-tissue.mask.nii.gz"), DEFAULT_MAX_VOXELS).unwrap();
+        let VoxelData::Scalar(m) = v.data else { panic!("a mask is scalar") };
+        m
+    };
+    let auto = mask("auto");
+    assert_eq!(auto, mask("400,40"));
+    assert_ne!(auto, mask("p0.5,99.5"));
+}
