@@ -56,6 +56,7 @@ pub(crate) fn series_volume(s: &mut DicomSeries) -> Result<Volume> {
 /// Segments the series `s` read from `dir` and writes its outputs under `base`. The window
 /// under `--window auto` is the series' own (Window Center/Width of its first slice) when it
 /// has one, else percentiles over the volume. Returns the slice count.
+#[allow(clippy::too_many_arguments)] // the volume path's arguments, plus the series and the format
 pub(crate) fn segment_series(
     seg: &Segmenter,
     dir: &Path,
