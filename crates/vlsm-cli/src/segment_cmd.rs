@@ -376,13 +376,8 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     for (d, s) in a.series.iter().zip(series) {
         segment_series(&seg, d, s, &a.out.join(series_stem(d)), &cond, &conds, &vopts, a.format)?;
     }
-    eprintln!(
-        "wrote {} image(s) and {} series x {} prompt(s) to {}",
-        a.images.len(),
-        a.series.len(),
-        conds.len(),
-        a.out.display()
-    );
+    let series_note = if a.series.is_empty() { String::new() } else { format!(" and {} series", a.series.len()) };
+    eprintln!("wrote {} image(s){series_note} x {} prompt(s) to {}", a.images.len(), conds.len(), a.out.display());
     Ok(())
 }
 
