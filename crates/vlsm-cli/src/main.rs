@@ -7,6 +7,7 @@ mod imgproc_cmd;
 mod prompts_cmd;
 mod segment_batch;
 mod segment_cmd;
+mod segment_series;
 mod segment_volume;
 mod serve_cmd;
 mod train_cmd;

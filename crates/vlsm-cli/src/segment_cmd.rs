@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use vlsm::io;
 use vlsm::pipeline::{self, Segmenter};
 
+use crate::segment_series::{read_series, segment_series, series_stem, OutputFormat};
 use crate::segment_volume::{segment_volume, volume_outputs, VolumeOpts};
 
 #[derive(Args, Debug)]
@@ -18,6 +19,14 @@ pub struct SegmentArgs {
     /// Images, volumes or folders to segment: PNG, JPEG, TIFF, BMP, DICOM (one image), NIfTI
     /// (.nii, .nii.gz: every slice of the volume). A folder is a batch run (see below).
     pub images: Vec<PathBuf>,
+    /// A folder holding ONE DICOM series (searched recursively), segmented as one volume; repeat
+    /// for several. Unlike a folder given as an image, it is not a batch run.
+    #[arg(long = "series", value_name = "DIR")]
+    pub series: Vec<PathBuf>,
+    /// Output format of volumes: nifti (masks as .nii.gz), or dicom-seg (a --series only: one
+    /// DICOM Segmentation `<folder>.seg.dcm`, one segment per prompt, labelled with it).
+    #[arg(long, value_enum, default_value = "nifti")]
+    pub format: OutputFormat,
     /// A text prompt; repeat for several. The empty prompt "" is valid.
     #[arg(long = "prompt", short = 'p')]
     pub prompts: Vec<String>,
@@ -94,6 +103,11 @@ Outputs, in --out:
     codes and pixdim) and with --probs <stem>.probs.nii.gz (float32); with several prompts
     <stem>.<prompt-slug>.mask.nii.gz, the slug being the prompt in lowercase letters, digits
     and '-' (\"Liver tumour\" -> liver-tumour). A 4-D file gives the masks of its first volume.
+  DICOM series (--series DIR, one series per folder): named after the folder, <dir>.mask.nii.gz
+    as for NIfTI volumes (sform = the series' patient coordinates in RAS, pixdim = its
+    spacing); with --format dicom-seg one <dir>.seg.dcm instead, a binary DICOM SEG with one
+    segment per prompt (label = the prompt) referencing the series' instances and Frame of
+    Reference. --window auto uses the series' Window Center/Width when it has one.
 Batch runs (a folder as input, or --jobs): the input tree is mirrored under --out; inputs whose
   outputs all exist are skipped, so a killed run resumes; a bad file is recorded and the run goes
   on; --out/summary.json (summary.I-of-N.json with --shard) lists done, skipped and failed
@@ -144,8 +158,19 @@ fn conditions(
 }
 
 pub fn run(mut a: SegmentArgs) -> Result<()> {
-    if a.images.is_empty() && a.jobs.is_none() {
+    if a.images.is_empty() && a.jobs.is_none() && a.series.is_empty() {
         bail!("no images given");
+    }
+    if a.format == OutputFormat::DicomSeg {
+        if let Some(p) = a.images.first() {
+            bail!("{}: --format dicom-seg is for a DICOM series given with --series DIR, not for an image or a NIfTI volume", p.display());
+        }
+        if a.jobs.is_some() {
+            bail!("--format dicom-seg is for a DICOM series given with --series DIR, not for --jobs");
+        }
+        if a.probs {
+            bail!("--probs writes NIfTI; it cannot go with --format dicom-seg");
+        }
     }
     if a.jobs.is_some() && !a.images.is_empty() {
         bail!("give either --jobs FILE or images, not both");
@@ -173,6 +198,9 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     let shard = a.shard.as_deref().map(crate::segment_batch::parse_shard).transpose()?;
     // Folders, --jobs and --shard make a batch run: items are checked as they come.
     let batch_run = a.jobs.is_some() || shard.is_some() || a.images.iter().any(|p| p.is_dir());
+    if batch_run && !a.series.is_empty() {
+        bail!("--series DIR segments one DICOM series; it does not go with a batch run (a folder as input, --jobs or --shard)");
+    }
     let items = if batch_run {
         if a.logits.is_some() {
             bail!("--logits needs exactly one image and one prompt, not a batch run");
@@ -191,6 +219,14 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         }
         Vec::new()
     };
+    // Every series is read (and refused) before any model work or output.
+    let mut series = Vec::new();
+    for d in &a.series {
+        if a.tta != pipeline::Tta::None || !a.post.is_none() || a.json || a.logits.is_some() {
+            bail!("{}: --tta, --post, --json and --logits are for 2-D images, not volumes", d.display());
+        }
+        series.push(read_series(d, a.max_voxels)?);
+    }
     let model_dir = match &a.model {
         Some(m) => vlsm::hub::resolve(m)?,
         None => pipeline::default_model_dir()?,
@@ -243,7 +279,7 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     if a.logits.is_some() && (a.images.len() != 1 || conds.len() != 1) {
         bail!("--logits needs exactly one image and one prompt");
     }
-    check_unique_stems(&a.images)?;
+    check_unique_stems(&a.images, &a.series)?;
     if let Some(npy) = &a.logits {
         check_logits_path(npy)?;
     }
@@ -337,7 +373,11 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     for v in &volumes {
         segment_volume(&seg, v, &a.out.join(output_stem(v)), &cond, &conds, &vopts)?;
     }
-    eprintln!("wrote {} image(s) x {} prompt(s) to {}", a.images.len(), conds.len(), a.out.display());
+    for (d, s) in a.series.iter().zip(series) {
+        segment_series(&seg, d, s, &a.out.join(series_stem(d)), &cond, &conds, &vopts, a.format)?;
+    }
+    let series_note = if a.series.is_empty() { String::new() } else { format!(" and {} series", a.series.len()) };
+    eprintln!("wrote {} image(s){series_note} x {} prompt(s) to {}", a.images.len(), conds.len(), a.out.display());
     Ok(())
 }
 
@@ -491,10 +531,10 @@ fn output_stem(path: &Path) -> String {
 
 /// Outputs are named by stem, so two inputs with one output stem would overwrite each other;
 /// the check is on the names as they will be written (after the non-UTF-8 replacement).
-fn check_unique_stems(images: &[PathBuf]) -> Result<()> {
+fn check_unique_stems(images: &[PathBuf], series: &[PathBuf]) -> Result<()> {
     let mut seen = std::collections::HashMap::new();
-    for p in images {
-        let stem = output_stem(p);
+    let named = images.iter().map(|p| (p, output_stem(p))).chain(series.iter().map(|d| (d, series_stem(d))));
+    for (p, stem) in named {
         if let Some(prev) = seen.insert(stem.clone(), p) {
             bail!(
                 "{} and {} would both be written as {stem}.mask.png, so their outputs would collide; rename one",

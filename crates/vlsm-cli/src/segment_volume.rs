@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 use candle_core::Tensor;
-use vlsm::io::{self, OutputData, Windowing};
+use vlsm::io::{self, NiftiHeader, OutputData, Volume, Windowing};
 use vlsm::pipeline::Segmenter;
 use vlsm::volume;
 
 use crate::segment_cmd::{progress, with_suffix, Condition};
 
+#[derive(Clone, Copy)]
 pub(crate) struct VolumeOpts {
     /// Voxel axis the slices are cut along; `None` = the last (2).
     pub axis: Option<usize>,
@@ -51,6 +52,20 @@ pub(crate) fn segment_volume(
     for n in &vol.notes {
         eprintln!("note: {p}: {n}");
     }
+    let pred = run_volume(seg, &vol, &p.to_string(), cond, o)?;
+    write_nifti_outputs(base, &vol.header, conds, &pred, o.probs)?;
+    Ok(vol.slice_dims(o.axis.unwrap_or(2)).2)
+}
+
+/// `vlsm::volume::segment_volume` with a progress bar over slices and the speed on stderr;
+/// errors name `name`.
+pub(crate) fn run_volume(
+    seg: &Segmenter,
+    vol: &Volume,
+    name: &str,
+    cond: &Tensor,
+    o: &VolumeOpts,
+) -> Result<volume::VolumePrediction> {
     let opts = volume::VolumeOptions {
         axis: o.axis.unwrap_or(2),
         windowing: o.windowing,
@@ -61,19 +76,30 @@ pub(crate) fn segment_volume(
     let (_, _, n) = vol.slice_dims(opts.axis);
     let bar = progress(n as u64, "slices");
     let t = std::time::Instant::now();
-    let pred = volume::segment_volume(seg, &vol, cond, &opts, || bar.inc(1)).map_err(|e| anyhow!("{p}: {e}"))?;
+    let pred = volume::segment_volume(seg, vol, cond, &opts, || bar.inc(1)).map_err(|e| anyhow!("{name}: {e}"))?;
     bar.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
-    eprintln!("{p}: {n} slices in {secs:.1} s ({:.2} slices/s)", n as f64 / secs.max(1e-9));
+    eprintln!("{name}: {n} slices in {secs:.1} s ({:.2} slices/s)", n as f64 / secs.max(1e-9));
+    Ok(pred)
+}
+
+/// Writes the files of [`volume_outputs`] in `header`'s geometry.
+pub(crate) fn write_nifti_outputs(
+    base: &Path,
+    header: &NiftiHeader,
+    conds: &[Condition],
+    pred: &volume::VolumePrediction,
+    probs: bool,
+) -> Result<()> {
     for (c, cnd) in conds.iter().enumerate() {
         let b = with_suffix(base, &cnd.volume_name);
-        if o.probs {
-            io::write_like(&with_suffix(&b, ".probs.nii.gz"), &vol.header, OutputData::F32(&pred.probs[c]))?;
+        if probs {
+            io::write_like(&with_suffix(&b, ".probs.nii.gz"), header, OutputData::F32(&pred.probs[c]))?;
         }
         // The mask last: a run killed before it is redone on resume.
-        io::write_like(&with_suffix(&b, ".mask.nii.gz"), &vol.header, OutputData::U8(&pred.masks[c]))?;
+        io::write_like(&with_suffix(&b, ".mask.nii.gz"), header, OutputData::U8(&pred.masks[c]))?;
     }
-    Ok(n)
+    Ok(())
 }
 
 /// A file-name part for a prompt: lowercase ASCII letters and digits, other runs as one '-',

@@ -9,6 +9,7 @@ mod hub_cli;
 mod imgproc_cli;
 mod prompts_cli;
 mod segment_cli;
+mod series_cli;
 mod support;
 mod train_cli;
 mod unet_vit_cli;

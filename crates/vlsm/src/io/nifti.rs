@@ -731,8 +731,7 @@ pub(crate) fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
 /// small file claims (a decompression bomb).
 pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
     let gz = bytes.starts_with(&[0x1f, 0x8b]);
-    let mut r: Box<dyn Read + '_> =
-        if gz { Box::new(inflate(bytes)) } else { Box::new(bytes) };
+    let mut r: Box<dyn Read + '_> = if gz { Box::new(inflate(bytes)) } else { Box::new(bytes) };
     let h = read_header(&mut r, gz)?;
     let [nx, ny, nz] = h.shape()?;
     let k = match slice {
@@ -751,5 +750,47 @@ pub(crate) fn decode(bytes: &[u8], slice: Option<usize>) -> Result<Decoded> {
         VoxelData::Scalar(values) => {
             Ok(Decoded::Gray { width: nx as u32, height: ny as u32, values, file_window: None, invert: false })
         }
+    }
+}
+
+impl NiftiHeader {
+    /// A NIfTI-1 header (float32, little endian) for a `dims` volume whose voxel-to-world
+    /// affine is `affine` (RAS mm; sform_code 1, scanner), pixdim from `spacing`, units mm:
+    /// the geometry of a volume that did not come from a NIfTI file (a DICOM series, with its
+    /// `affine_ras`). The qform is left unset (code 0). Sizes past NIfTI-1's 32767 are refused.
+    pub fn for_grid(dims: [usize; 3], spacing: [f64; 3], affine: [[f64; 4]; 4]) -> Result<NiftiHeader> {
+        let mut b = vec![0u8; 348];
+        b[0..4].copy_from_slice(&348i32.to_le_bytes());
+        let mut dim = [1i16; 8];
+        dim[0] = 3;
+        for (i, &d) in dims.iter().enumerate() {
+            dim[i + 1] = match i16::try_from(d) {
+                Ok(v) if v > 0 => v,
+                _ => bail!("dimension {d} does not fit a NIfTI-1 header (1..=32767)"),
+            };
+        }
+        for (i, d) in dim.iter().enumerate() {
+            b[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        b[70..72].copy_from_slice(&16i16.to_le_bytes()); // float32
+        b[72..74].copy_from_slice(&32i16.to_le_bytes());
+        let mut pixdim = [1f32; 8];
+        for i in 0..3 {
+            pixdim[i + 1] = spacing[i] as f32;
+        }
+        for (i, v) in pixdim.iter().enumerate() {
+            b[76 + 4 * i..80 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        b[108..112].copy_from_slice(&352f32.to_le_bytes());
+        b[112..116].copy_from_slice(&1f32.to_le_bytes());
+        b[123] = 2; // mm
+        b[254..256].copy_from_slice(&1i16.to_le_bytes()); // sform_code: scanner
+        for (r, row) in affine.iter().take(3).enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                b[280 + 16 * r + 4 * c..284 + 16 * r + 4 * c].copy_from_slice(&(*v as f32).to_le_bytes());
+            }
+        }
+        b[344..348].copy_from_slice(b"n+1\0");
+        Self::parse(&b)
     }
 }
