@@ -141,13 +141,13 @@ def main():
     case("text.png", "image", "segment imgproc eval", "", b"this is not an image\n")
     case("gif.gif", "image", "segment imgproc eval", "", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
 
-    # NIfTI (segment and imgproc take rasters only: see the as_raster cases; eval reads a record's
-    # image as a raster too, its mask in any format, so bad data past the header are masks here).
+    # NIfTI (imgproc takes rasters only: see the as_raster cases; segment and eval read 2-D NIfTI
+    # and DICOM too; a 4-D file gives its first volume, so eval then finds the mask's size wrong).
     case("nifti_dim_negative.nii", "image", "eval", "negative", nifti([-64, 72, 1]))
     case("nifti_zero_dim.nii", "image", "eval", "zero size", nifti([0, 72, 1]))
     case("nifti_bad_sizeof.nii", "image", "eval", "sizeof_hdr", nifti([4, 4, 1], sizeof_hdr=123))
     case("nifti_vox_offset_huge.nii", "image", "eval", "vox_offset", nifti([4, 4, 1], vox_offset=1e30))
-    case("nifti_4d.nii", "image", "eval", "not supported", nifti([4, 4, 3, 2], data=bytes(96)))
+    case("nifti_4d.nii", "image", "eval", "is 4x4", nifti([4, 4, 3, 2], data=bytes(96)))
     case("nifti_bad_datatype.nii", "image", "eval", "datatype", nifti([4, 4, 1], datatype=9999, data=bytes(16)))
     case("nifti_truncated.nii", "mask", "segment eval", "truncated", nifti([48, 32, 1], data=bytes(100)))
     case("nifti_huge_plane.nii.gz", "image", "eval", "limit", gz(nifti([20000, 20000, 21]) + bytes(4096)))
@@ -156,16 +156,16 @@ def main():
     # DICOM.
     case("dicom_nan_rescale.dcm", "mask", "segment eval", "not a finite number", dicom(slope=b"NaN"))
     case("dicom_inf_rescale.dcm", "mask", "segment eval", "not a finite number", dicom(slope=b"inf"))
-    case("dicom_jpeg_ts.dcm", "image", "eval", "not supported", dicom(ts=b"1.2.840.10008.1.2.4.50"))
+    case("dicom_jpeg_ts.dcm", "image", "eval", "encapsulated", dicom(ts=b"1.2.840.10008.1.2.4.50"))
     case("dicom_no_pixels.dcm", "image", "eval", "no pixel data", dicom(pixels=False))
     case("dicom_zero_rows.dcm", "image", "eval", "zero size", dicom(rows=0))
     case("dicom_deflate_cut.dcm", "image", "eval", "deflated data set ends early", dicom(deflate=True, cut=60))
     case("dicom_truncated.dcm", "mask", "segment eval", "truncated", dicom()[:-5])
     case("dicom_no_marker.dcm", "image", "eval", "DICM", bytes(200))
 
-    # Medical files where segment and imgproc expect a raster: refused by name, one line.
-    case("nifti_as_raster.nii", "image", "segment imgproc", "PNG, JPEG, TIFF or BMP", nifti([48, 32, 1], data=bytes(48 * 32)))
-    case("dicom_as_raster.dcm", "image", "segment imgproc", "PNG, JPEG, TIFF or BMP", dicom())
+    # Medical files where imgproc expects a raster: refused by name, one line (segment reads them).
+    case("nifti_as_raster.nii", "image", "imgproc", "PNG, JPEG, TIFF or BMP", nifti([48, 32, 1], data=bytes(48 * 32)))
+    case("dicom_as_raster.dcm", "image", "imgproc", "PNG, JPEG, TIFF or BMP", dicom())
 
     # Masks (segment --prompt-mask, eval's mask), with a good image.
     case("mask_cut.png", "mask", "segment eval", "", png_bytes(Image.new("L", (48, 32), 255))[:40])

@@ -207,8 +207,18 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         }
         let items = crate::segment_batch::collect(&a.images, a.jobs.as_deref(), a.recursive, &a.out, output_stem)?;
         if items.is_empty() {
+            let given: Vec<String> = match &a.jobs {
+                Some(j) => vec![j.display().to_string()],
+                None => a.images.iter().map(|p| p.display().to_string()).collect(),
+            };
+            let what = if a.jobs.is_none() && a.images.iter().all(|p| p.is_dir()) {
+                "is a directory with no images in it"
+            } else {
+                "no images found"
+            };
             bail!(
-                "no images found (PNG, JPEG, TIFF, BMP, DICOM, NIfTI){}",
+                "{}: {what} (PNG, JPEG, TIFF, BMP, DICOM, NIfTI){}",
+                given.join(", "),
                 if a.recursive { "" } else { "; --recursive walks sub-folders" }
             );
         }

@@ -267,8 +267,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     let mut results = Vec::new();
     for ((ds, keys), names) in pool.datasets.iter().zip(&keys_of).zip(&names_of) {
         for (ci, chunk) in ds.records.chunks(opts.batch.max(1)).enumerate() {
-            let imgs: Vec<RgbImage> =
-                chunk.par_iter().map(|r| crate::io::read_rgb(&r.image_path)).collect::<Result<_>>()?;
+            let imgs: Vec<RgbImage> = chunk.par_iter().map(|r| read_image(&r.image_path)).collect::<Result<_>>()?;
             let refs: Vec<&RgbImage> = imgs.iter().collect();
             let feats = if opts.tta == pipeline::Tta::None {
                 seg.encode_images(&seg.pixel_values(&refs)?)?
@@ -428,7 +427,7 @@ fn ablate(
             if let Some(o) = other {
                 texts.push(data::prompt(&o.records[i % o.records.len()], key, &mut rng)?.to_string());
             }
-            let img = crate::io::read_rgb(&rec.image_path)?;
+            let img = read_image(&rec.image_path)?;
             let target = crate::io::read_mask(&rec.mask_path)?;
             let (w, h) = img.dimensions();
             let (logits, pres) = seg.segment_image(&img, &texts, opts.threshold, opts.tta)?;
@@ -620,4 +619,10 @@ pub fn case_image(image: &RgbImage, pred: &GrayImage, target: &GrayImage, max_w:
         out = image::imageops::resize(&out, max_w, nh, image::imageops::FilterType::Triangle);
     }
     out
+}
+
+/// A record's image, read as `vlsm segment` reads it (rasters, 2-D DICOM and NIfTI, the default
+/// window), so eval's masks are the ones segment would write.
+fn read_image(path: &std::path::Path) -> Result<image::RgbImage> {
+    crate::io::read_image_any(path, &crate::io::ReadOptions::default())
 }

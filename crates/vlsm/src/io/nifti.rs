@@ -722,6 +722,11 @@ pub(crate) fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
         read_header(&mut { bytes }, false)?
     };
     let [nx, ny, _] = h.shape()?;
+    // The pixel limit the raster headers get, so a header check refuses what decoding would.
+    let plane = (nx as u64).saturating_mul(ny as u64);
+    if plane > MAX_PIXELS {
+        bail!("slice is {nx}x{ny} = {plane} pixels, more than the limit of {}", MAX_PIXELS);
+    }
     Ok((nx as u32, ny as u32))
 }
 
