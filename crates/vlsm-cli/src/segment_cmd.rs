@@ -107,10 +107,7 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         let c = image_cond.clone().expect("checked above");
         (c, vec![Condition { name: String::new() }])
     } else {
-        // In chunks: a text encoder's activations grow with the prompts it runs at once.
-        let parts: Vec<candle_core::Tensor> =
-            a.prompts.chunks(TEXT_BATCH).map(|c| seg.text_conditional(c)).collect::<Result<_>>()?;
-        let text = candle_core::Tensor::cat(&parts, 0)?;
+        let text = seg.text_conditionals(&a.prompts)?;
         let cond = match &image_cond {
             Some(ic) => pipeline::mix_conditionals(&text, ic, a.mix)?,
             None => text,
@@ -160,20 +157,15 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
             let (imgs, pv) = item?;
             let feats = seg.encode_images(&pv)?;
             for ((path, img), f) in imgs.iter().zip(&feats) {
-                // A bounded number of prompts at a time, written as they come: the decoder's
-                // activations grow with the prompts it runs at once.
-                for (b, chunk) in conds.chunks(PROMPT_BATCH).enumerate() {
-                    let logits = seg.decode(f, &cond.narrow(0, b * PROMPT_BATCH, chunk.len())?)?; // [n, h, w]
-                    for (k, c) in chunk.iter().enumerate() {
-                        let l = logits.get(k)?;
-                        // Logits first: a failure there leaves no masks behind.
-                        if let Some(npy) = &a.logits {
-                            let (h, w) = l.dims2()?;
-                            io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
-                        }
-                        write_outputs(&a, path, img, &l, c, threshold)?;
+                // A bounded number of prompts at a time, written as they come.
+                seg.decode_each(f, &cond, |k, l| {
+                    // Logits first: a failure there leaves no masks behind.
+                    if let Some(npy) = &a.logits {
+                        let (h, w) = l.dims2()?;
+                        io::write_npy_f32(npy, &[h, w], &l.flatten_all()?.to_vec1::<f32>()?)?;
                     }
-                }
+                    write_outputs(&a, path, img, l, &conds[k], threshold)
+                })?;
                 bar.inc(1);
             }
         }
@@ -184,11 +176,6 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prompts decoded at once for one image.
-const PROMPT_BATCH: usize = 16;
-/// Prompts encoded at once by the text encoder.
-const TEXT_BATCH: usize = 64;
-
 fn write_outputs(
     a: &SegmentArgs,
     path: &Path,
@@ -198,8 +185,7 @@ fn write_outputs(
     threshold: f32,
 ) -> Result<()> {
     let (w, h) = img.dimensions();
-    let probs = pipeline::probabilities_at(logits, w, h)?;
-    let mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
+    let (_, mask) = pipeline::probabilities_and_mask(logits, w, h, threshold)?;
     let base = a.out.join(format!("{}{}", output_stem(path), c.name));
     io::write_png_atomic(&with_suffix(&base, ".mask.png"), &DynamicImage::ImageLuma8(mask.clone()))?;
     let ov = pipeline::overlay(img, &mask);
