@@ -1,6 +1,7 @@
 """Type stubs of the native module ``vlsm._vlsm`` (re-exported by ``vlsm``)."""
 
 import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -58,7 +59,7 @@ class Segmenter:
     ) -> List[SegmentResult]:
         """Segments several images with the same prompts, four at a time through the encoder."""
     @property
-    def model_dir(self) -> str: ...
+    def model_dir(self) -> Path: ...
     @property
     def kind(self) -> str:
         """The architecture: textunet, unet, clipseg, biomedclipseg or cris."""
@@ -104,7 +105,7 @@ def prompts(
     """``vlsm prompts DATASET --class NAME``: writes anns/{train,val,test}.json with prompts
     p0–p9; returns the records per split."""
 
-def default_model_dir() -> str:
+def default_model_dir() -> Path:
     """The built-in model's directory."""
 
 def write_mask(path: PathLike, mask: npt.NDArray[Any]) -> None:
