@@ -337,6 +337,9 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
         let mut loss_sum = 0.0;
         for (b, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
             if hooks.stop.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                if st.epoch == 0 {
+                    bail!("interrupted in epoch {epoch}, before any checkpoint");
+                }
                 bail!(
                     "interrupted in epoch {epoch}; the checkpoint of epoch {} is intact (resume continues)",
                     st.epoch
