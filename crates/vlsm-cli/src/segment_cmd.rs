@@ -134,10 +134,7 @@ fn conditions(
         let c = image_cond.cloned().ok_or_else(|| anyhow::anyhow!("no prompt"))?;
         return Ok((c, vec![Condition { name: String::new(), volume_name: String::new(), prompt: None }]));
     }
-    // In chunks: a text encoder's activations grow with the prompts it runs at once.
-    let parts: Vec<candle_core::Tensor> =
-        prompts.chunks(TEXT_BATCH).map(|c| seg.text_conditional(c)).collect::<Result<_>>()?;
-    let text = candle_core::Tensor::cat(&parts, 0)?;
+    let text = seg.text_conditionals(prompts)?;
     let cond = match image_cond {
         Some(ic) => pipeline::mix_conditionals(&text, ic, mix)?,
         None => text,
@@ -487,10 +484,7 @@ fn check_volume_options(a: &SegmentArgs, volume: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Prompts decoded at once for one image.
-pub(crate) const PROMPT_BATCH: usize = 16;
-/// Prompts encoded at once by the text encoder.
-const TEXT_BATCH: usize = 64;
+pub(crate) use pipeline::PROMPT_BATCH;
 
 /// Writes the mask (empty when the target is not `present`) and overlay; returns the mask's
 /// path and its area in pixels.

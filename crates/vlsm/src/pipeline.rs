@@ -108,6 +108,32 @@ impl Segmenter {
         self.model.decode(&features.activations, cond)
     }
 
+    /// [`Self::text_conditional`] for any number of prompts, [`TEXT_BATCH`] at a time (a text
+    /// encoder's activations grow with the prompts it runs at once).
+    pub fn text_conditionals(&self, prompts: &[String]) -> Result<Tensor> {
+        let parts: Vec<Tensor> = prompts.chunks(TEXT_BATCH).map(|c| self.text_conditional(c)).collect::<Result<_>>()?;
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Logits [h, w] for each row of `cond`, in order, decoded [`PROMPT_BATCH`] at a time (the
+    /// decoder's activations grow with the prompts it runs at once): `each(k, logits_k)`.
+    pub fn decode_each(
+        &self,
+        features: &ImageFeatures,
+        cond: &Tensor,
+        mut each: impl FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let n = cond.dim(0)?;
+        for start in (0..n).step_by(PROMPT_BATCH) {
+            let len = PROMPT_BATCH.min(n - start);
+            let logits = self.decode(features, &cond.narrow(0, start, len)?)?; // [len, h, w]
+            for k in 0..len {
+                each(start + k, &logits.get(k)?)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the model has a trained presence head (else presence comes from the map).
     pub fn has_presence_head(&self) -> bool {
         self.model.has_presence_head()
@@ -348,6 +374,24 @@ pub fn fill_holes(mask: &mut GrayImage) {
 pub struct Presence {
     pub presence: f32,
     pub present: bool,
+}
+
+/// Prompts encoded at once by the text encoder.
+pub const TEXT_BATCH: usize = 64;
+/// Prompts decoded at once for one image.
+pub const PROMPT_BATCH: usize = 16;
+
+/// What `vlsm segment` makes of one prompt's logits [h, w] for a `width`×`height` image:
+/// probabilities at the image size ([`probabilities_at`]) and the 0/255 mask above `threshold`.
+pub fn probabilities_and_mask(
+    logits: &Tensor,
+    width: u32,
+    height: u32,
+    threshold: f32,
+) -> Result<(Vec<f32>, GrayImage)> {
+    let probs = probabilities_at(logits, width, height)?;
+    let mask = threshold_mask(&probs, width, height, threshold)?;
+    Ok((probs, mask))
 }
 
 /// Blend text and image conditions: `(1 - mix) · text + mix · image`.

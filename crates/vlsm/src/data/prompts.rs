@@ -369,6 +369,29 @@ pub struct SplitCounts {
     pub test: usize,
 }
 
+/// `--split` "80/10/10" → [80, 10, 10] (`vlsm prompts`).
+pub fn parse_split(s: &str) -> Result<[u32; 3]> {
+    let bad = || anyhow!("--split: expected three whole numbers like 80/10/10, got '{s}'");
+    let parts: Vec<u32> = s
+        .split('/')
+        .map(|p| {
+            let p = p.trim();
+            p.parse::<u32>().map_err(|_| {
+                if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+                    anyhow!("--split: ratio {p} is larger than {} in '{s}'", u32::MAX)
+                } else {
+                    bad()
+                }
+            })
+        })
+        .collect::<Result<_>>()?;
+    let arr: [u32; 3] = parts.try_into().map_err(|_| bad())?;
+    if arr.iter().all(|&v| v == 0) {
+        return Err(anyhow!("--split: the ratios must not all be zero, got '{s}'"));
+    }
+    Ok(arr)
+}
+
 /// Writes `anns/{train,val,test}.json` for `dataset_dir` (with `images/` and `masks/`, a mask
 /// per image with the same stem): shuffles the images with `seed`, splits them by the
 /// `split` ratios (e.g. `[80, 10, 10]`; rounded, test gets the rest), and fills p0-p9.

@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -104,18 +105,21 @@ pub struct Hooks<'a> {
     /// Called after each epoch, once its checkpoint is on disk; returning false stops the run
     /// there, unfinished, as if the process had been killed.
     pub on_epoch: Option<EpochHook<'a>>,
+    /// Checked before each training step: once set, the run ends with an "interrupted" error
+    /// there, its last epoch's checkpoint intact (as a run killed by Ctrl-C).
+    pub stop: Option<&'a AtomicBool>,
 }
 
 impl<'a> Hooks<'a> {
     /// No callbacks.
     pub fn none() -> Self {
-        Hooks { on_epoch: None }
+        Hooks { on_epoch: None, stop: None }
     }
 
     /// Calls `f` after each epoch, once its checkpoint is on disk; `f` returning false stops
     /// the run there, unfinished.
     pub fn on_epoch(f: impl FnMut(&EpochRecord) -> bool + 'a) -> Self {
-        Hooks { on_epoch: Some(Box::new(f)) }
+        Hooks { on_epoch: Some(Box::new(f)), stop: None }
     }
 
     /// Stops the run, unfinished, after epoch `n` (a run killed there).
@@ -402,6 +406,15 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
         let mut plain = log::PlainProgress::new(opts.progress, Duration::from_secs(60));
         let mut loss_sum = 0.0;
         for (b, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
+            if hooks.stop.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                if st.epoch == 0 {
+                    bail!("interrupted in epoch {epoch}, before any checkpoint");
+                }
+                bail!(
+                    "interrupted in epoch {epoch}; the checkpoint of epoch {} is intact (resume continues)",
+                    st.epoch
+                );
+            }
             let (input, targets) = task.batch(Split::Train, chunk, &mut erng)?;
             let loss = task.loss(&input, &targets, &loss_kind)?;
             let lv = loss.to_scalar::<f32>()? as f64;

@@ -1,0 +1,135 @@
+"""vlsm.prompts, vlsm.eval and vlsm.train against `vlsm prompts`, `vlsm eval` and `vlsm train`:
+the same files and figures; their errors; Ctrl-C during training."""
+
+import _thread
+import csv
+import json
+import shutil
+import threading
+
+import pytest
+
+import vlsm
+from conftest import TINY_CLIPSEG
+
+
+def copy(ds, tmp_path, name):
+    dst = tmp_path / name
+    shutil.copytree(ds, dst)
+    return dst
+
+
+def test_prompts_writes_the_clis_anns(squares, cli, tmp_path):
+    a, b = copy(squares, tmp_path, "a"), copy(squares, tmp_path, "b")
+    counts = vlsm.prompts(a, "square", split="60/20/20", seed=3)
+    assert counts == {"train": 6, "val": 2, "test": 2}
+    cli("prompts", b, "--class", "square", "--split", "60/20/20", "--seed", "3")
+    for s in ("train", "val", "test"):
+        assert (a / "anns" / f"{s}.json").read_bytes() == (b / "anns" / f"{s}.json").read_bytes()
+    assert vlsm.prompts(a, "square", split=(60, 20, 20), seed=3) == counts
+
+
+def test_prompts_errors(squares, cli, tmp_path):
+    with pytest.raises(ValueError) as e:
+        vlsm.prompts(squares, "square", split="80/20")
+    r = cli("prompts", squares, "--class", "square", "--split", "80/20", check=False)
+    assert r.stderr.strip() == f"error: {e.value}"
+    with pytest.raises(FileNotFoundError):
+        vlsm.prompts(tmp_path / "none", "square")
+    with pytest.raises(TypeError, match="split"):
+        vlsm.prompts(squares, "square", split=3)
+
+
+@pytest.fixture(scope="module")
+def prompted(squares, tmp_path_factory):
+    ds = tmp_path_factory.mktemp("prompted") / "squares"
+    shutil.copytree(squares, ds)
+    vlsm.prompts(ds, "square", split="60/20/20", seed=3)
+    return ds
+
+
+def test_eval_returns_the_clis_metrics(prompted, cli, tmp_path):
+    got = vlsm.eval(prompted, tmp_path / "py", model=TINY_CLIPSEG, split="test", prompts=["p1", "p3"])
+    cli("eval", "--model", TINY_CLIPSEG, "--data", prompted, "--split", "test", "--prompt", "p1", "--prompt", "p3",
+        "--out", tmp_path / "cli")
+    want = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert got == want
+    assert json.loads((tmp_path / "py" / "metrics.json").read_text()) == want
+    assert (tmp_path / "py" / "per_image.csv").read_bytes() == (tmp_path / "cli" / "per_image.csv").read_bytes()
+    assert set(got["prompts"]) == {"p1", "p3"} and got["prompts"]["p1"]["pooled"]["n"] == 2
+
+
+def test_eval_errors(prompted, tmp_path):
+    with pytest.raises(ValueError, match="all_prompts"):
+        vlsm.eval(prompted, tmp_path, model=TINY_CLIPSEG)
+    with pytest.raises(FileNotFoundError):
+        vlsm.eval(tmp_path / "none", tmp_path, model=TINY_CLIPSEG, prompts="p1")
+    with pytest.raises(ValueError, match="threshold"):
+        vlsm.eval(prompted, tmp_path, model=TINY_CLIPSEG, prompts="p1", threshold=2.0)
+
+
+def config(tmp_path, ds, out, epochs):
+    p = tmp_path / f"{out}.toml"
+    p.write_text(
+        f'output_dir = "{tmp_path / out}"\n[model]\nkind = "clipseg"\ndir = "{TINY_CLIPSEG}"\n'
+        f'[data]\ndatasets = ["{ds}"]\nprompts = ["p1"]\nimage_size = 32\n'
+        f"[train]\nepochs = {epochs}\nmin_epochs = {epochs}\nbatch_size = 3\nlr = 1e-2\n"
+    )
+    return p
+
+
+def figures(run):
+    """metrics.csv without the seconds column."""
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    return [{k: v for k, v in r.items() if "second" not in k and k != "time"} for r in rows]
+
+
+def test_train_is_the_clis_run(prompted, cli, tmp_path):
+    s = vlsm.train(config(tmp_path, prompted, "py", 2))
+    cli("train", "--config", config(tmp_path, prompted, "cli", 2))
+    assert s["finished"] and len(s["history"]) == 2 and s["run_dir"] == str(tmp_path / "py")
+    assert figures(tmp_path / "py") == figures(tmp_path / "cli")
+    assert (tmp_path / "py/best/model.safetensors").is_file()
+    assert s["best_val_dice"] == max(h["val_dice"] for h in s["history"])
+    r = vlsm.Segmenter(tmp_path / "py/best").segment(prompted / "images/0.png", "square")
+    assert r.masks.shape == (1, 30, 40)
+    # Errors of the run itself (here: a run already in output_dir) are RuntimeErrors.
+    with pytest.raises(RuntimeError, match="resume"):
+        vlsm.train(config(tmp_path, prompted, "py", 2))
+
+
+def test_train_errors(prompted, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        vlsm.train(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config(tmp_path, prompted, "x", 2).read_text() + "bogus_key = 1\n")
+    with pytest.raises(ValueError, match="bogus_key"):
+        vlsm.train(bad)
+    with pytest.raises(ValueError, match="lr"):
+        vlsm.train(config(tmp_path, prompted, "y", 2), lr=-1.0)
+
+
+def test_ctrl_c_stops_training_with_the_checkpoint_intact(prompted, tmp_path):
+    cfg = config(tmp_path, prompted, "run", 400)
+    run = tmp_path / "run"
+
+    def interrupt_after_first_epoch():
+        # Wait for a finished epoch's checkpoint, then press Ctrl-C.
+        for _ in range(6000):
+            if (run / "last").is_dir():
+                break
+            threading.Event().wait(0.05)
+        _thread.interrupt_main()
+
+    t = threading.Thread(target=interrupt_after_first_epoch)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        vlsm.train(cfg)
+    t.join()
+    done = len(figures(run))
+    assert 1 <= done < 400
+    # The checkpoint loads and the run continues from it.
+    text = cfg.read_text().replace("epochs = 400\nmin_epochs = 400", f"epochs = {done + 1}\nmin_epochs = {done + 1}")
+    cfg.write_text(text)
+    s = vlsm.train(cfg, resume=True)
+    assert s["finished"] and len(s["history"]) == done + 1
