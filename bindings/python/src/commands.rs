@@ -52,7 +52,7 @@ fn is_classifier(dir: &Path) -> bool {
 /// `data`: a dataset folder in the medvlsm layout, or a list (pooled). `prompts`: a prompt key
 /// (`"p1"`) or a list of keys; needed unless `all_prompts` or the model is text-free.
 #[pyfunction(name = "eval")]
-#[pyo3(signature = (data, out, *, model=None, split="test".to_string(), prompts=None, all_prompts=false, threshold=None, seed=42, batch=4, worst=12))]
+#[pyo3(signature = (data, out, *, model=None, split="test".to_string(), prompts=None, all_prompts=false, threshold=None, seed=42, batch=4, worst=12, tta="none".to_string(), post="none".to_string(), ablation=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate<'py>(
     py: Python<'py>,
@@ -66,8 +66,14 @@ pub fn evaluate<'py>(
     seed: u64,
     batch: usize,
     worst: usize,
+    tta: String,
+    post: String,
+    ablation: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let data = paths(data, "data")?;
+    let tta: vlsm::pipeline::Tta = tta.parse().map_err(|e: String| value_error(e.replacen("--tta", "tta", 1)))?;
+    let post: vlsm::pipeline::PostProcess =
+        post.parse().map_err(|e: String| value_error(e.replacen("--post", "post", 1)))?;
     let prompts = match prompts {
         Some(p) => strings(p, "prompts")?,
         None => vec![],
@@ -111,6 +117,9 @@ pub fn evaluate<'py>(
             batch,
             progress: true,
             worst,
+            tta,
+            post,
+            ablation,
         };
         let missing: Vec<&Path> = data.iter().map(PathBuf::as_path).collect();
         guarded(|| {

@@ -83,10 +83,14 @@ def eval(
     seed: int = 42,
     batch: int = 4,
     worst: int = 12,
+    tta: str = "none",
+    post: str = "none",
+    ablation: bool = False,
 ) -> Dict[str, Any]:
     """``vlsm eval``: writes metrics.json, per_image.csv, masks and report.html into ``out`` and
     returns metrics.json's content (``prompts`` per key: pooled and per-dataset Dice, IoU, HD95;
-    ``results`` per image)."""
+    ``results`` per image). ``tta`` ("none" or "flip"), ``post`` ("none" or a comma-separated list
+    of "lcc", "fill") and ``ablation`` are ``vlsm eval``'s ``--tta``, ``--post`` and ``--ablation``."""
 
 def train(
     config_path: PathLike, resume: bool = False, *, lr: Optional[float] = None, random_decoder: bool = False
