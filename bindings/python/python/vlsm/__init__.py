@@ -1,0 +1,4 @@
+"""vlsm: language-guided medical image segmentation, from Python."""
+from . import imgproc
+
+__all__ = ["imgproc"]
