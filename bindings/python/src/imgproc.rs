@@ -101,7 +101,7 @@ impl Img {
 }
 
 fn as_array<'py>(obj: &Bound<'py, PyAny>, op: &str, name: &str) -> PyResult<Bound<'py, PyUntypedArray>> {
-    obj.cast::<PyUntypedArray>().map(|a| a.clone()).map_err(|_| {
+    obj.cast::<PyUntypedArray>().cloned().map_err(|_| {
         let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         PyTypeError::new_err(format!("{op}: {name} must be a numpy array, got {ty}"))
     })
