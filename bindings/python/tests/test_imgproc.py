@@ -848,3 +848,25 @@ def test_nan_is_refused():
 def test_kernel_limit_is_an_error_not_a_hang():
     with pytest.raises(ValueError, match="limit"):
         vi.blur(U8, (1001, 3))
+
+
+def test_seed_notes_snippets():
+    """The cv2 lines of the project's seed notes, with vlsm.imgproc swapped in."""
+    img = make((401, 333, 3), np.uint8, seed=21)
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    for m in (vi, cv2):
+        assert m.COLOR_BGR2GRAY == cv2.COLOR_BGR2GRAY
+    same(vi.convertScaleAbs(img, alpha=2.5, beta=10), cv2.convertScaleAbs(img, alpha=2.5, beta=10))
+    _, a = vi.threshold(gray, 127, 255, vi.THRESH_BINARY)
+    _, b = cv2.threshold(gray, 127, 255, cv2.THRESH_BINARY)
+    same(a, b)
+    same(vi.resize(img, (166, 200), interpolation=vi.INTER_AREA), cv2.resize(img, (166, 200), interpolation=cv2.INTER_AREA))
+    kernel = np.ones((5, 5), np.float32) / 25
+    same(vi.filter2D(img, -1, kernel), cv2.filter2D(img, -1, kernel))
+    gk, wgk = vi.getGaussianKernel(ksize=3, sigma=10), cv2.getGaussianKernel(ksize=3, sigma=10)
+    np.testing.assert_allclose(np.dot(gk, gk.T), np.dot(wgk, wgk.T), rtol=1e-12)
+    k8 = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
+    same(vi.filter2D(gray, -1, k8), cv2.filter2D(gray, -1, k8))
+    same(vi.Canny(gray, 100, 200), cv2.Canny(gray, 100, 200))
+    m = vi.getRotationMatrix2D((166, 200), 45, 1)
+    check_warp(vi.warpAffine(gray, m, (333, 401)), cv2.warpAffine(gray, m, (333, 401)), 1, np.uint8)
