@@ -42,5 +42,7 @@ pub use hist::{calc_hist, convert_scale_abs, equalize_hist, lut};
 pub use image::{Image, Pixel};
 pub use limits::{MAX_KERNEL_SIZE, MAX_PIXELS};
 pub use morphology::{dilate, erode, get_structuring_element, morphology_ex, MorphOp, MorphShape};
-pub use segment::{connected_components_with_stats, kmeans, split_merge, Components, KmeansResult};
+pub use segment::{
+    connected_components_with_stats, kmeans, kmeans_with, split_merge, Components, KmeansInit, KmeansResult,
+};
 pub use threshold::{adaptive_threshold, threshold, AdaptiveMethod, ThresholdType};

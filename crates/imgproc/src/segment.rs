@@ -43,6 +43,34 @@ pub fn kmeans(
     attempts: usize,
     seed: u64,
 ) -> Result<KmeansResult> {
+    kmeans_with(data, dims, k, KmeansInit::PlusPlus, max_iter, eps, attempts, seed)
+}
+
+/// How [`kmeans_with`] picks the first centres of each attempt (`cv::KmeansFlags`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KmeansInit {
+    /// k-means++ seeding (`KMEANS_PP_CENTERS`).
+    PlusPlus,
+    /// Uniform in the data's bounding box widened by `1/dims` of its size on each side, as
+    /// OpenCV's `KMEANS_RANDOM_CENTERS`.
+    Random,
+    /// The means of these labels (one per sample, each `< k`) for the first attempt, as
+    /// `KMEANS_USE_INITIAL_LABELS`; later attempts use k-means++.
+    Labels(Vec<usize>),
+}
+
+/// [`kmeans`] with a choice of initial centres.
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_with(
+    data: &[f32],
+    dims: usize,
+    k: usize,
+    init: KmeansInit,
+    max_iter: usize,
+    eps: f64,
+    attempts: usize,
+    seed: u64,
+) -> Result<KmeansResult> {
     if dims == 0 || data.is_empty() || !data.len().is_multiple_of(dims) {
         return Err(bad("kmeans", "data must hold a positive whole number of samples"));
     }
@@ -56,30 +84,81 @@ pub fn kmeans(
     let sample = |i: usize| &data[i * dims..(i + 1) * dims];
     let mut rng = Rng(seed);
     let mut best: Option<KmeansResult> = None;
-    for _ in 0..attempts.max(1) {
-        // k-means++ seeding
-        let mut centers: Vec<Vec<f32>> = vec![sample((rng.next_u64() % n as u64) as usize).to_vec()];
-        let mut d: Vec<f64> = (0..n).map(|i| dist2(sample(i), &centers[0])).collect();
-        while centers.len() < k {
-            let total: f64 = d.iter().sum();
-            let mut pick = n - 1;
-            if total > 0.0 {
-                let mut r = rng.uniform() * total;
-                for (i, &di) in d.iter().enumerate() {
-                    r -= di;
-                    if r <= 0.0 {
-                        pick = i;
-                        break;
+    if let KmeansInit::Labels(l) = &init {
+        if l.len() != n || l.iter().any(|&x| x >= k) {
+            return Err(bad("kmeans", format!("initial labels must be {n} values in 0..{k}")));
+        }
+    }
+    for attempt in 0..attempts.max(1) {
+        let mut centers = match &init {
+            KmeansInit::Labels(l) if attempt == 0 => {
+                let mut sums = vec![vec![0f64; dims]; k];
+                let mut counts = vec![0usize; k];
+                for (i, &c) in l.iter().enumerate() {
+                    counts[c] += 1;
+                    for (s, &v) in sums[c].iter_mut().zip(sample(i)) {
+                        *s += v as f64;
                     }
                 }
-            } else {
-                pick = (rng.next_u64() % n as u64) as usize;
+                // An empty cluster starts at a random sample.
+                (0..k)
+                    .map(|j| {
+                        if counts[j] == 0 {
+                            sample((rng.next_u64() % n as u64) as usize).to_vec()
+                        } else {
+                            sums[j].iter().map(|&s| (s / counts[j] as f64) as f32).collect()
+                        }
+                    })
+                    .collect()
             }
-            let c = sample(pick).to_vec();
-            for (i, di) in d.iter_mut().enumerate() {
-                *di = di.min(dist2(sample(i), &c));
+            KmeansInit::Random => {
+                let mut lo = vec![f32::MAX; dims];
+                let mut hi = vec![f32::MIN; dims];
+                for i in 0..n {
+                    for (j, &v) in sample(i).iter().enumerate() {
+                        lo[j] = lo[j].min(v);
+                        hi[j] = hi[j].max(v);
+                    }
+                }
+                let margin = 1.0 / dims as f64;
+                (0..k)
+                    .map(|_| {
+                        (0..dims)
+                            .map(|j| {
+                                let r = rng.uniform() * (1.0 + 2.0 * margin) - margin;
+                                (lo[j] as f64 + (hi[j] as f64 - lo[j] as f64) * r) as f32
+                            })
+                            .collect()
+                    })
+                    .collect()
             }
-            centers.push(c);
+            _ => Vec::new(),
+        };
+        if centers.is_empty() {
+            // k-means++ seeding
+            centers.push(sample((rng.next_u64() % n as u64) as usize).to_vec());
+            let mut d: Vec<f64> = (0..n).map(|i| dist2(sample(i), &centers[0])).collect();
+            while centers.len() < k {
+                let total: f64 = d.iter().sum();
+                let mut pick = n - 1;
+                if total > 0.0 {
+                    let mut r = rng.uniform() * total;
+                    for (i, &di) in d.iter().enumerate() {
+                        r -= di;
+                        if r <= 0.0 {
+                            pick = i;
+                            break;
+                        }
+                    }
+                } else {
+                    pick = (rng.next_u64() % n as u64) as usize;
+                }
+                let c = sample(pick).to_vec();
+                for (i, di) in d.iter_mut().enumerate() {
+                    *di = di.min(dist2(sample(i), &c));
+                }
+                centers.push(c);
+            }
         }
         let mut labels = vec![0usize; n];
         for _ in 0..max_iter.max(1) {

@@ -95,3 +95,38 @@ proptest! {
         prop_assert!(canny(&im, 20.0, 60.0, 3, true).is_ok());
     }
 }
+
+/// Three well-separated 2-D blobs, 40 samples each, in order.
+fn three_blobs() -> Vec<f32> {
+    let centres = [(10.0f32, 10.0f32), (200.0, 40.0), (90.0, 220.0)];
+    let mut state = 3u64;
+    let mut noise = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 20.0
+    };
+    centres.iter().flat_map(|&(x, y)| (0..40).flat_map(|_| [x + noise(), y + noise()]).collect::<Vec<_>>()).collect()
+}
+
+#[test]
+fn kmeans_with_initial_labels_random_and_pp_find_the_blobs() {
+    let data = three_blobs();
+    // Initial labels: the true ones with every fifth sample moved to the next cluster.
+    let labels: Vec<usize> = (0..120).map(|i| (i / 40 + usize::from(i % 5 == 0)) % 3).collect();
+    let truth: Vec<usize> = (0..120).map(|i| i / 40).collect();
+    let r = kmeans_with(&data, 2, 3, KmeansInit::Labels(labels), 100, 1e-4, 1, 0).unwrap();
+    assert_eq!(r.labels, truth, "cluster j keeps the samples initially labelled j");
+    let best = r.compactness;
+    for init in [KmeansInit::Random, KmeansInit::PlusPlus] {
+        let r = kmeans_with(&data, 2, 3, init.clone(), 100, 1e-4, 5, 7).unwrap();
+        assert!((r.compactness - best).abs() <= 1e-6 * best, "{init:?}: {} vs {best}", r.compactness);
+        // The same partition, whatever the cluster numbers.
+        for i in 0..120 {
+            for j in 0..120 {
+                assert_eq!(r.labels[i] == r.labels[j], truth[i] == truth[j]);
+            }
+        }
+    }
+    // Bad initial labels are errors, not panics.
+    assert!(kmeans_with(&data, 2, 3, KmeansInit::Labels(vec![0; 119]), 10, 0.1, 1, 0).is_err());
+    assert!(kmeans_with(&data, 2, 3, KmeansInit::Labels(vec![3; 120]), 10, 0.1, 1, 0).is_err());
+}
