@@ -68,14 +68,23 @@ pub(crate) fn pad_batch(seqs: Vec<Vec<u32>>, len: usize, pad_id: u32) -> IdsAndM
 pub const BPE_FILE: &str = "bpe_simple_vocab_16e6.txt.gz";
 
 /// Where the CLIP BPE file is looked for: `VLSM_BPE`, then `models/default` and
-/// `../shared/vocab` beside the source tree.
+/// `../shared/vocab` beside the source tree, then the built-in model's copy (beside the binary,
+/// or unpacked from the binary), so a binary moved away from its checkout still finds one.
 pub fn find_bpe() -> anyhow::Result<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("VLSM_BPE") {
         return Ok(std::path::PathBuf::from(p));
     }
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    [here.join("../../models/default").join(BPE_FILE), here.join("../../../shared/vocab").join(BPE_FILE)]
-        .into_iter()
-        .find(|c| c.is_file())
+    if let Some(p) =
+        [here.join("../../models/default").join(BPE_FILE), here.join("../../../shared/vocab").join(BPE_FILE)]
+            .into_iter()
+            .find(|c| c.is_file())
+    {
+        return Ok(p);
+    }
+    crate::default_model::default_model_dir()
+        .map(|d| d.join(BPE_FILE))
+        .ok()
+        .filter(|p| p.is_file())
         .ok_or_else(|| anyhow::anyhow!("{BPE_FILE} not found (set VLSM_BPE to its path)"))
 }
