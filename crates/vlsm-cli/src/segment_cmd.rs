@@ -132,16 +132,23 @@ fn conditions(
 ) -> Result<(candle_core::Tensor, Vec<Condition>)> {
     if prompts.is_empty() {
         let c = image_cond.cloned().ok_or_else(|| anyhow::anyhow!("no prompt"))?;
-        return Ok((c, vec![Condition { name: String::new(), volume_name: String::new(), prompt: None }]));
+        return Ok((c, condition_names(prompts)));
     }
     let text = seg.text_conditionals(prompts)?;
     let cond = match image_cond {
         Some(ic) => pipeline::mix_conditionals(&text, ic, mix)?,
         None => text,
     };
+    Ok((cond, condition_names(prompts)))
+}
+
+/// The output names of `prompts` (one nameless condition for an image prompt alone).
+fn condition_names(prompts: &[String]) -> Vec<Condition> {
+    if prompts.is_empty() {
+        return vec![Condition { name: String::new(), volume_name: String::new(), prompt: None }];
+    }
     let many = prompts.len() > 1;
-    let slugs = crate::segment_volume::slugs(prompts);
-    let conds = slugs
+    crate::segment_volume::slugs(prompts)
         .into_iter()
         .zip(prompts)
         .enumerate()
@@ -150,8 +157,7 @@ fn conditions(
             volume_name: if many { format!(".{sl}") } else { String::new() },
             prompt: Some(p.clone()),
         })
-        .collect();
-    Ok((cond, conds))
+        .collect()
 }
 
 pub fn run(mut a: SegmentArgs) -> Result<()> {
@@ -400,23 +406,7 @@ fn run_batch(
 ) -> Result<()> {
     use io::FileKind;
     // Condition names only depend on the prompts; tensors are made when an item needs them.
-    let names = |it: &crate::segment_batch::Item| -> Vec<Condition> {
-        let prompts = it.prompts.as_deref().unwrap_or(&a.prompts);
-        let many = prompts.len() > 1;
-        if prompts.is_empty() {
-            return vec![Condition { name: String::new(), volume_name: String::new(), prompt: None }];
-        }
-        crate::segment_volume::slugs(prompts)
-            .into_iter()
-            .zip(prompts)
-            .enumerate()
-            .map(|(i, (sl, p))| Condition {
-                name: if many { format!(".{i}") } else { String::new() },
-                volume_name: if many { format!(".{sl}") } else { String::new() },
-                prompt: Some(p.clone()),
-            })
-            .collect()
-    };
+    let names = |it: &crate::segment_batch::Item| condition_names(it.prompts.as_deref().unwrap_or(&a.prompts));
     let outputs = |it: &crate::segment_batch::Item, kind: FileKind| -> Vec<PathBuf> {
         let conds = names(it);
         match kind {
