@@ -673,7 +673,9 @@ pub fn hsv2rgb_block_width() -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512cd") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+        // The same switch as the kernels' AVX-512 build (`IMGPROC_NO_AVX512=1` gives AVX2's width,
+        // to match an OpenCV started with OPENCV_CPU_DISABLE=AVX512_SKX).
+        if crate::simd::has_avx512() {
             return 64;
         }
         if has!("avx2") {
