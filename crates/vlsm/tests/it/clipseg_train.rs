@@ -1,6 +1,7 @@
 //! CLIPSeg decoder training on the tiny random CLIPSeg over a 20-image subset of ../shared/data:
 //! learning, exact resume, the exported model directory, and errors before training.
 
+use crate::support::shared_data;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -16,16 +17,6 @@ use crate::support::{tiny_clipseg, Synth};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shared_data() -> Option<PathBuf> {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if d.join("clinicdb_polyp/anns/train.json").is_file() {
-        Some(d)
-    } else {
-        eprintln!("skipped: {} not found", d.display());
-        None
-    }
 }
 
 /// `clinicdb_polyp` with its first 16 train and 4 val records (images and masks linked).

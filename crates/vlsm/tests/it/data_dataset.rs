@@ -1,21 +1,12 @@
 //! data: opening medvlsm datasets, validation errors, prompt sampling, pooling.
 
-use std::path::{Path, PathBuf};
+use crate::support::shared_data;
+use std::path::Path;
 
 use image::{GrayImage, RgbImage};
 use rand::{rngs::StdRng, SeedableRng};
 use serde_json::json;
 use vlsm::data::*;
-
-fn shared_data() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipping: shared data not found at {} (tests read a few of its files)", p.display());
-        None
-    }
-}
 
 #[test]
 fn shared_kvasir_and_busi_open() {

@@ -1,23 +1,14 @@
 //! data::prompts: mask words against medvlsm's shipped anns, and generating anns for a new
 //! dataset.
 
-use std::path::{Path, PathBuf};
+use crate::support::shared_data;
+use std::path::Path;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use rayon::prelude::*;
 use serde_json::Value;
 use vlsm::data::prompts::*;
 use vlsm::data::{Dataset, Prompt};
-
-fn shared_data() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipping: shared data not found at {}", p.display());
-        None
-    }
-}
 
 fn one(p: &Prompt) -> &str {
     match p {

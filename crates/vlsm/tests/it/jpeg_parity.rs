@@ -3,6 +3,7 @@
 //! greyscale, restart markers, CMYK and YCCK; the example JPEGs and the shared test splits by
 //! checksum; corrupt JPEGs give one-line errors.
 
+use crate::support::shared_data;
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
@@ -74,19 +75,6 @@ fn crc32(bytes: &[u8]) -> u32 {
     let mut c = flate2::Crc::new();
     c.update(bytes);
     c.sum()
-}
-
-/// ../shared/data next to the repository ($VLSM_SHARED_DATA if set), as the other tests find it.
-fn shared_data() -> Option<PathBuf> {
-    let p = std::env::var_os("VLSM_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipping the shared-data checksums: {} not found", p.display());
-        None
-    }
 }
 
 #[test]

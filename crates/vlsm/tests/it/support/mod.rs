@@ -33,6 +33,26 @@ pub fn fx(rel: &str) -> std::path::PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
 
+/// `../shared/data` beside the repository (`$VLSM_SHARED_DATA` if set), whose few real files some
+/// tests read. Missing, it fails the test: a silent skip would let CI pass without the check.
+/// `VLSM_SKIP_SHARED_DATA=1` (a checkout without the data) turns those tests into skips.
+pub fn shared_data() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("VLSM_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    if p.join("kvasir_polyp").is_dir() {
+        return Some(p);
+    }
+    if std::env::var_os("VLSM_SKIP_SHARED_DATA").is_some_and(|v| v == "1") {
+        eprintln!("skipped: shared data not found at {} (VLSM_SKIP_SHARED_DATA=1)", p.display());
+        return None;
+    }
+    panic!(
+        "shared data not found at {} (set VLSM_SHARED_DATA to its path, or VLSM_SKIP_SHARED_DATA=1 to skip)",
+        p.display()
+    );
+}
+
 pub mod alloc_probe;
 pub mod bombs;
 mod dataset;
