@@ -196,14 +196,14 @@ fn hausdorff_grid(
     if !ep.iter().any(|&e| e) || !et.iter().any(|&e| e) {
         return None;
     }
-    let dt = sq_distance_to_3d(&et, cd, spacing);
-    let dp = sq_distance_to_3d(&ep, cd, spacing);
-    let dir = |from: &[bool], d: &[f64]| {
-        let mut v: Vec<f64> = from.iter().zip(d).filter(|(&e, _)| e).map(|(_, &d)| d.sqrt()).collect();
+    // One distance map at a time (8 bytes per voxel of the crop).
+    let dir = |from: &[bool], to: &[bool]| {
+        let d = sq_distance_to_3d(to, cd, spacing);
+        let mut v: Vec<f64> = from.iter().zip(&d).filter(|(&e, _)| e).map(|(_, &d)| d.sqrt()).collect();
         v.sort_unstable_by(f64::total_cmp);
         quantile(&v, percentile / 100.0)
     };
-    Some(dir(&ep, &dt).max(dir(&et, &dp)))
+    Some(dir(&ep, &et).max(dir(&et, &ep)))
 }
 
 /// The scores of one volume (masks of `dims`, x fastest; voxel `spacing` in mm).
