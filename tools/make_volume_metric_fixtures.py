@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Writes MONAI's 3-D Dice, IoU and HD95 (in mm, with voxel spacing) for small random volumes:
+"""Writes MONAI's 3-D Dice, IoU and HD95 (in mm, with voxel spacing) for small random volumes,
+and the per-slice Dice along the last axis (MONAI `compute_dice(ignore_empty=False)` on each
+slice as a 2-D image: empty target and prediction give 1):
 tests/fixtures/metrics/monai_3d.json, checked by crates/vlsm/tests/it/metrics_3d.rs.
 
 Dev-only (numpy, torch, monai==1.5.1, scipy); tests read the committed JSON.
@@ -43,6 +45,9 @@ for k in range(12):
     p = torch.from_numpy(pred[None, None].astype(np.float32))
     t = torch.from_numpy(target[None, None].astype(np.float32))
     hd = compute_hausdorff_distance(p, t, percentile=95, spacing=spacing).item()
+    # Slices along the last axis as a batch of 2-D images.
+    ps, ts = p[0].permute(3, 0, 1, 2), t[0].permute(3, 0, 1, 2)
+    slice_dice = [float(v) for v in compute_dice(ps, ts, ignore_empty=False).flatten()]
     cases.append({
         "shape": list(shape),  # x, y, z; data below x fastest
         "spacing": spacing,
@@ -51,6 +56,7 @@ for k in range(12):
         "dice": compute_dice(p, t, ignore_empty=False).item(),
         "iou": compute_iou(p, t, ignore_empty=False).item(),
         "hd95": None if not np.isfinite(hd) else hd,
+        "slice_dice": slice_dice,
     })
 os.makedirs(os.path.join(ROOT, "tests", "fixtures", "metrics"), exist_ok=True)
 with open(os.path.join(ROOT, "tests", "fixtures", "metrics", "monai_3d.json"), "w") as f:

@@ -1,7 +1,12 @@
-//! `vlsm segment DIR` and `--jobs FILE.json`: batch runs over folders (2-D images and volumes)
-//! that mirror the input tree under `--out`, skip inputs whose outputs all exist (a killed run
-//! resumes), take every N-th input with `--shard I/N`, go on past bad files and end with a
-//! `summary.json`.
+//! `vlsm segment DIR` and `--jobs FILE.json`: batch runs over folders (2-D images, volumes and
+//! DICOM series) that mirror the input tree under `--out`, skip inputs whose outputs all exist (a
+//! killed run resumes), take every N-th input with `--shard I/N`, go on past bad files and end
+//! with a `summary.json`.
+//!
+//! A folder whose own files hold two or more DICOM images (any file name; found by their magic
+//! bytes), all of one Series Instance UID, is one input: the series, read as `--series` reads it
+//! (sub-folders included) and named after the folder. Files of several series in one folder are
+//! taken one by one as 2-D images (those with an image extension).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,15 @@ pub(crate) struct Item {
     pub input: PathBuf,
     pub base: PathBuf,
     pub prompts: Option<Vec<String>>,
+    /// `input` is a folder holding one DICOM series.
+    pub series: bool,
+}
+
+/// What a folder walk finds.
+enum Found {
+    File(PathBuf),
+    /// A folder holding one DICOM series.
+    Series(PathBuf),
 }
 
 #[derive(Deserialize)]
@@ -33,12 +47,55 @@ fn wanted(name: &str) -> bool {
     !n.starts_with('.') && EXTENSIONS.iter().any(|e| n.ends_with(e))
 }
 
-/// Files under `dir` (sorted by name; into sub-folders with `recursive`; hidden entries and
-/// symbolic links to folders skipped).
-fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+/// A file that may be DICOM: a `.dcm`/`.dicom` name, or one without an image extension (series
+/// files are often named `IM0001` or by their UID).
+fn may_be_dicom(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    !n.starts_with('.') && (n.ends_with(".dcm") || n.ends_with(".dicom") || !wanted(&n))
+}
+
+/// Whether `files` (one folder's own files) hold one DICOM series: two or more DICOM images, all
+/// of one non-empty Series Instance UID. Non-image DICOM (a DICOMDIR, a report) does not count;
+/// an unreadable DICOM file does not either (reading the series names it).
+fn one_series(files: &[PathBuf]) -> bool {
+    let mut uid: Option<String> = None;
+    let mut images = 0;
+    for p in files {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !may_be_dicom(&name) || !matches!(io::file_kind(p), Ok(FileKind::Dicom)) {
+            continue;
+        }
+        match io::dicom_series_uid(p) {
+            Ok(Some(u)) if u.is_empty() => return false,
+            Ok(Some(u)) => {
+                if uid.as_ref().is_some_and(|v| *v != u) {
+                    return false;
+                }
+                uid = Some(u);
+                images += 1;
+            }
+            Ok(None) | Err(_) => {}
+        }
+    }
+    images >= 2
+}
+
+/// Files and series folders under `dir` (sorted by name; into sub-folders with `recursive`;
+/// hidden entries and symbolic links to folders skipped). A series folder is taken whole: its
+/// sub-folders are not walked.
+fn walk(dir: &Path, recursive: bool, out: &mut Vec<Found>) -> Result<()> {
     let rd = std::fs::read_dir(dir).map_err(|e| anyhow!("{}: cannot list: {e}", dir.display()))?;
     let mut entries: Vec<_> = rd.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
+    let files: Vec<PathBuf> = entries
+        .iter()
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()) && e.path().is_file())
+        .map(|e| e.path())
+        .collect();
+    if one_series(&files) {
+        out.push(Found::Series(dir.to_path_buf()));
+        return Ok(());
+    }
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         let Ok(ft) = e.file_type() else { continue };
@@ -47,7 +104,7 @@ fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()> {
                 walk(&e.path(), recursive, out)?;
             }
         } else if wanted(&name) && e.path().is_file() {
-            out.push(e.path());
+            out.push(Found::File(e.path()));
         }
     }
     Ok(())
@@ -79,21 +136,28 @@ pub(crate) fn collect(
             if matches!(&job.prompts, Some(v) if v.is_empty()) {
                 bail!("{p}: image {:?} has an empty prompt list", job.image);
             }
-            let base = out.join(rel_dir).join(stem(&input));
-            items.push(Item { input, base, prompts: job.prompts });
+            // A folder is a DICOM series, named after the folder.
+            let series = input.is_dir();
+            let name = if series { crate::segment_series::series_stem(&input) } else { stem(&input) };
+            let base = out.join(rel_dir).join(name);
+            items.push(Item { input, base, prompts: job.prompts, series });
         }
     } else {
         for i in inputs {
             if i.is_dir() {
-                let mut files = Vec::new();
-                walk(i, recursive, &mut files)?;
-                for f in files {
+                let mut found = Vec::new();
+                walk(i, recursive, &mut found)?;
+                for f in found {
+                    let (f, series) = match f {
+                        Found::File(f) => (f, false),
+                        Found::Series(d) => (d, true),
+                    };
                     let rel = f.strip_prefix(i).map(parent_of).unwrap_or_default();
-                    let base = out.join(rel).join(stem(&f));
-                    items.push(Item { input: f, base, prompts: None });
+                    let name = if series { crate::segment_series::series_stem(&f) } else { stem(&f) };
+                    items.push(Item { base: out.join(rel).join(name), input: f, prompts: None, series });
                 }
             } else {
-                items.push(Item { input: i.clone(), base: out.join(stem(i)), prompts: None });
+                items.push(Item { input: i.clone(), base: out.join(stem(i)), prompts: None, series: false });
             }
         }
     }
@@ -184,7 +248,7 @@ pub(crate) fn run(
     let n = mine.len();
     for (k, it) in mine.iter().enumerate() {
         let name = it.input.display().to_string();
-        let kind = io::file_kind(&it.input);
+        let kind = if it.series { Ok(FileKind::Dicom) } else { io::file_kind(&it.input) };
         let result = kind.and_then(|kind| {
             let outs = outputs(it, kind);
             if !outs.is_empty() && outs.iter().all(|o| o.is_file()) {

@@ -23,7 +23,7 @@ pub struct SegmentArgs {
     /// for several. Unlike a folder given as an image, it is not a batch run.
     #[arg(long = "series", value_name = "DIR")]
     pub series: Vec<PathBuf>,
-    /// Output format of volumes: nifti (masks as .nii.gz), or dicom-seg (a --series only: one
+    /// Output format of volumes: nifti (masks as .nii.gz), or dicom-seg (DICOM series only: one
     /// DICOM Segmentation `<folder>.seg.dcm`, one segment per prompt, labelled with it).
     #[arg(long, value_enum, default_value = "nifti")]
     pub format: OutputFormat,
@@ -111,7 +111,10 @@ Outputs, in --out:
 Batch runs (a folder as input, or --jobs): the input tree is mirrored under --out; inputs whose
   outputs all exist are skipped, so a killed run resumes; a bad file is recorded and the run goes
   on; --out/summary.json (summary.I-of-N.json with --shard) lists done, skipped and failed
-  inputs with the reason; the exit code is non-zero when any failed.";
+  inputs with the reason; the exit code is non-zero when any failed. A folder whose own files
+  are two or more DICOM images of one Series Instance UID (any file names) is one input, the
+  series, written as for --series (<folder>.mask.nii.gz, or <folder>.seg.dcm with --format
+  dicom-seg); a --jobs entry may name such a folder.";
 
 /// One conditioning: the suffix its output files get (".k" for images, ".<slug>" for volumes,
 /// when there are several prompts).
@@ -165,11 +168,9 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         bail!("no images given");
     }
     if a.format == OutputFormat::DicomSeg {
-        if let Some(p) = a.images.first() {
-            bail!("{}: --format dicom-seg is for a DICOM series given with --series DIR, not for an image or a NIfTI volume", p.display());
-        }
-        if a.jobs.is_some() {
-            bail!("--format dicom-seg is for a DICOM series given with --series DIR, not for --jobs");
+        // Folders and --jobs may hold series (a batch run refuses dicom-seg per input that is not one).
+        if let Some(p) = a.images.iter().find(|p| !p.is_dir()) {
+            bail!("{}: --format dicom-seg is for a DICOM series (--series DIR, or series folders in a batch run), not for an image or a NIfTI volume", p.display());
         }
         if a.probs {
             bail!("--probs writes NIfTI; it cannot go with --format dicom-seg");
@@ -410,6 +411,9 @@ fn run_batch(
     let outputs = |it: &crate::segment_batch::Item, kind: FileKind| -> Vec<PathBuf> {
         let conds = names(it);
         match kind {
+            _ if it.series && a.format == OutputFormat::DicomSeg => vec![with_suffix(&it.base, ".seg.dcm")],
+            _ if a.format == OutputFormat::DicomSeg => Vec::new(),
+            _ if it.series => volume_outputs(&it.base, &conds, vopts.probs),
             FileKind::Nifti => volume_outputs(&it.base, &conds, vopts.probs),
             _ => conds
                 .iter()
@@ -432,6 +436,12 @@ fn run_batch(
             (None, None) => bail!("no prompts for this image (give --prompt or \"prompts\" in the jobs file)"),
         };
         match kind {
+            _ if it.series => check_volume_options(a, &it.input)
+                .and_then(|()| read_series(&it.input, vopts.max_voxels))
+                .and_then(|s| segment_series(seg, &it.input, s, &it.base, cond, conds, vopts, a.format).map(|_| ())),
+            _ if a.format == OutputFormat::DicomSeg => {
+                bail!("--format dicom-seg is for DICOM series folders; this is not one")
+            }
             FileKind::Nifti => check_volume_options(a, &it.input)
                 .and_then(|()| segment_volume(seg, &it.input, &it.base, cond, conds, vopts).map(|_| ())),
             _ => {

@@ -7,6 +7,15 @@
 //! are over images; HD95 skips images where it is undefined and counts them.
 //!
 //! A list prompt is drawn per image from one RNG seeded with `seed`, so runs repeat exactly.
+//!
+//! Volume datasets (`images/` and `masks/` holding 3-D NIfTI volumes, same anns): each volume is
+//! segmented slice by slice along its last voxel axis as `vlsm segment` does (one window per
+//! volume, no presence gating), the predicted mask written as `masks/.../<mask stem>.nii.gz` in
+//! the volume's geometry, and scored per volume: 3-D Dice and IoU, HD95 in millimetres with the
+//! voxel spacing (|pixdim|, as MONAI `compute_hausdorff_distance(spacing=...)`), Dice and IoU at
+//! model resolution (counts pooled over the slices, each slice's target resized with PIL
+//! nearest), and the mean per-slice Dice over all slices, where a slice whose target and
+//! prediction are both empty scores 1 (MONAI `ignore_empty=False`, the rule of the 2-D Dice).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -95,6 +104,15 @@ pub struct ImageResult {
     pub present: bool,
     /// Where its predicted mask was written, relative to the output directory.
     pub mask_file: String,
+    /// Volumes: the mean per-slice Dice (empty target and prediction score 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slice_dice: Option<f64>,
+    /// Volumes: the slice count along the evaluated axis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slices: Option<usize>,
+    /// Volumes: the slices with the most wrong voxels, most first (at most 3), for the report.
+    #[serde(skip)]
+    pub worst_slices: Vec<usize>,
     #[serde(skip)]
     pub image_path: PathBuf,
     #[serde(skip)]
@@ -115,6 +133,9 @@ pub struct Summary {
     pub iou_model_res: f64,
     /// Share of images where the model says the target is present.
     pub present_rate: f64,
+    /// Volumes: the mean over volumes of their mean per-slice Dice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slice_dice: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +149,8 @@ pub struct EvalReport {
     pub model: String,
     pub split: String,
     pub threshold: f32,
+    /// Unit of every HD95: "px" for 2-D images, "mm" for volumes.
+    pub hd95_unit: &'static str,
     /// Per prompt key, in numeric key order.
     pub prompts: BTreeMap<String, PromptSummary>,
     /// Per dataset, with `--ablation`.
@@ -151,6 +174,7 @@ pub fn summarize(rs: &[&ImageResult]) -> Summary {
         dice_model_res: rs.iter().map(|r| r.dice_model_res).sum::<f64>() / n,
         iou_model_res: rs.iter().map(|r| r.iou_model_res).sum::<f64>() / n,
         present_rate: rs.iter().filter(|r| r.present).count() as f64 / n,
+        slice_dice: metrics::mean_defined(&rs.iter().map(|r| r.slice_dice).collect::<Vec<_>>()).0,
     }
 }
 
@@ -176,6 +200,51 @@ fn mask_file_name(mask_name: &str) -> Result<String> {
     Ok(plain_mask_file_name(&name))
 }
 
+/// A volume's predicted mask file name: the target's name with `.nii.gz` for its extension.
+fn volume_mask_file_name(mask_name: &str) -> Result<String> {
+    let name = data::safe_relative(mask_name)?.to_string_lossy().into_owned();
+    let lower = name.to_lowercase();
+    let stem = [".nii.gz", ".nii"]
+        .iter()
+        .find(|e| lower.ends_with(*e))
+        .map(|e| name[..name.len() - e.len()].to_string())
+        .unwrap_or_else(|| Path::new(&name).with_extension("").to_string_lossy().into_owned());
+    Ok(format!("{stem}.nii.gz"))
+}
+
+/// Whether `ds` holds volumes: any record whose image is a NIfTI file with more than one slice
+/// makes it a volume dataset, and then every image and mask must be NIfTI.
+fn is_volume_dataset(ds: &data::Dataset) -> Result<bool> {
+    use crate::io::FileKind;
+    let mut first_volume = None;
+    for r in &ds.records {
+        if crate::io::file_kind(&r.image_path)? == FileKind::Nifti
+            && crate::io::volume_dimensions(&r.image_path)?[2] > 1
+        {
+            first_volume = Some(r);
+            break;
+        }
+    }
+    let Some(v) = first_volume else { return Ok(false) };
+    for r in &ds.records {
+        if crate::io::file_kind(&r.image_path)? != FileKind::Nifti {
+            bail!(
+                "{}: a 2-D image in a dataset of volumes (such as {}); evaluate volumes and images as separate datasets",
+                r.image_path.display(),
+                v.image_path.display()
+            );
+        }
+        if crate::io::file_kind(&r.mask_path)? != FileKind::Nifti {
+            bail!(
+                "{}: the mask of volume {} must be a NIfTI volume of the same shape",
+                r.mask_path.display(),
+                r.image_path.display()
+            );
+        }
+    }
+    Ok(true)
+}
+
 fn plain_mask_file_name(mask_name: &str) -> String {
     let p = Path::new(mask_name);
     match p.extension().and_then(|e| e.to_str()) {
@@ -198,6 +267,25 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                 anns_path(ds, &opts.split).display(),
                 opts.split
             );
+        }
+    }
+    let volume_of: Vec<bool> = pool.datasets.iter().map(is_volume_dataset).collect::<Result<_>>()?;
+    let volumes = volume_of.iter().any(|&v| v);
+    if volumes {
+        let vi = volume_of.iter().position(|&v| v).expect("a volume dataset");
+        if let Some(ii) = volume_of.iter().position(|&v| !v) {
+            bail!(
+                "{}: a dataset of volumes cannot be pooled with {}, a dataset of 2-D images (HD95 is in mm for one, pixels for the other); evaluate them in separate runs",
+                pool.datasets[vi].root.display(),
+                pool.datasets[ii].root.display()
+            );
+        }
+        let root = pool.datasets[vi].root.display();
+        if opts.tta != pipeline::Tta::None || !opts.post.is_none() {
+            bail!("{root}: --tta and --post are for 2-D images, not volumes");
+        }
+        if opts.ablation {
+            bail!("{root}: --ablation is for 2-D images, not volumes");
         }
     }
     // Keys per dataset, checked before any model work.
@@ -228,7 +316,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     // Output names, checked before any model work: each stays under `out/masks/` and no two
     // records write the same file (which would overwrite one prediction with another).
     let mut names_of: Vec<Vec<String>> = Vec::new();
-    for (ds, keys) in pool.datasets.iter().zip(&keys_of) {
+    for ((ds, keys), &is_vol) in pool.datasets.iter().zip(&keys_of).zip(&volume_of) {
         let anns = anns_path(ds, &opts.split);
         if per_key_dirs {
             for k in keys {
@@ -239,7 +327,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut names = Vec::with_capacity(ds.len());
         for (i, rec) in ds.records.iter().enumerate() {
-            let name = mask_file_name(&rec.mask_name)
+            let name = if is_vol { volume_mask_file_name(&rec.mask_name) } else { mask_file_name(&rec.mask_name) }
                 .map_err(|e| anyhow!("{}: record {i} ({}): mask_name: {e}", anns.display(), rec.img_name))?;
             if let Some(j) = seen.insert(name.to_lowercase(), i) {
                 bail!(
@@ -265,7 +353,58 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut memo: HashMap<String, candle_core::Tensor> = HashMap::new();
     let mut results = Vec::new();
-    for ((ds, keys), names) in pool.datasets.iter().zip(&keys_of).zip(&names_of) {
+    for (((ds, keys), names), &is_vol) in pool.datasets.iter().zip(&keys_of).zip(&names_of).zip(&volume_of) {
+        if is_vol {
+            for (rec, name) in ds.records.iter().zip(names) {
+                let mut texts = Vec::with_capacity(keys.len());
+                for k in keys {
+                    texts.push(if seg.uses_text() {
+                        data::prompt(rec, k, &mut rng)?.to_string()
+                    } else {
+                        String::new()
+                    });
+                }
+                let mut rows = Vec::with_capacity(texts.len());
+                for t in &texts {
+                    if !memo.contains_key(t) {
+                        memo.insert(t.clone(), seg.text_conditional(std::slice::from_ref(t))?);
+                    }
+                    rows.push(memo[t].clone());
+                }
+                let cond = candle_core::Tensor::cat(&rows, 0)?;
+                let (vol, scores) = score_volume(seg, opts, rec, &cond)?;
+                for ((k, text), sc) in keys.iter().zip(&texts).zip(scores) {
+                    let rel = if per_key_dirs {
+                        format!("masks/{k}/{}/{name}", ds.name)
+                    } else {
+                        format!("masks/{}/{name}", ds.name)
+                    };
+                    staging.write_nifti(&rel, &vol.header, &sc.pred)?;
+                    results.push(ImageResult {
+                        dataset: ds.name.clone(),
+                        image: rec.img_name.clone(),
+                        mask_name: rec.mask_name.clone(),
+                        prompt_key: k.clone(),
+                        prompt: text.clone(),
+                        dice: sc.scores.dice,
+                        iou: sc.scores.iou,
+                        hd95: sc.scores.hd95,
+                        dice_model_res: sc.dice_model_res,
+                        iou_model_res: sc.iou_model_res,
+                        presence: sc.presence,
+                        present: sc.present,
+                        mask_file: rel,
+                        slice_dice: Some(sc.scores.mean_slice_dice()),
+                        slices: Some(sc.scores.slice_dice.len()),
+                        worst_slices: sc.scores.worst_slices.clone(),
+                        image_path: rec.image_path.clone(),
+                        mask_path: rec.mask_path.clone(),
+                    });
+                }
+                bar.inc(1);
+            }
+            continue;
+        }
         for (ci, chunk) in ds.records.chunks(opts.batch.max(1)).enumerate() {
             let imgs: Vec<RgbImage> = chunk.par_iter().map(|r| read_image(&r.image_path)).collect::<Result<_>>()?;
             let refs: Vec<&RgbImage> = imgs.iter().collect();
@@ -339,6 +478,9 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
                         presence: presence[ki].presence,
                         present,
                         mask_file: rel,
+                        slice_dice: None,
+                        slices: None,
+                        worst_slices: Vec::new(),
                         image_path: rec.image_path.clone(),
                         mask_path: rec.mask_path.clone(),
                     });
@@ -367,6 +509,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
         model: opts.model.clone(),
         split: opts.split.clone(),
         threshold: opts.threshold,
+        hd95_unit: if volumes { "mm" } else { "px" },
         prompts,
         ablation,
         results,
@@ -465,6 +608,100 @@ fn ablate(
     Ok(out)
 }
 
+/// The scores of one volume under one condition, and its predicted 0/1 mask.
+struct VolumeResult {
+    scores: metrics::VolumeScores,
+    dice_model_res: f64,
+    iou_model_res: f64,
+    presence: f32,
+    present: bool,
+    pred: Vec<u8>,
+}
+
+/// The axis volumes are cut along: the last voxel axis (`vlsm segment`'s default).
+pub const VOLUME_AXIS: usize = 2;
+
+/// A volume's mask as 0/1: any non-zero, non-NaN value (RGB: any non-black voxel) is foreground.
+pub fn volume_mask(v: &crate::io::Volume) -> Vec<u8> {
+    match &v.data {
+        crate::io::VoxelData::Scalar(x) => x.iter().map(|&x| u8::from(x != 0.0 && !x.is_nan())).collect(),
+        crate::io::VoxelData::Rgb(x) => x.chunks(3).map(|p| u8::from(p != [0, 0, 0])).collect(),
+    }
+}
+
+/// Segments the volume of `rec` under each row of `cond` and scores it against its mask.
+fn score_volume(
+    seg: &Segmenter,
+    opts: &EvalOptions,
+    rec: &data::Record,
+    cond: &candle_core::Tensor,
+) -> Result<(crate::io::Volume, Vec<VolumeResult>)> {
+    use crate::io::{self, put_slice, take_slice};
+    let vol = io::read_volume(&rec.image_path, io::DEFAULT_MAX_VOXELS)?;
+    let tv = io::read_volume(&rec.mask_path, io::DEFAULT_MAX_VOXELS)?;
+    if tv.dims != vol.dims {
+        let ([a, b, c], [d, e, f]) = (tv.dims, vol.dims);
+        bail!(
+            "{}: mask is {a}x{b}x{c} but its volume {} is {d}x{e}x{f}",
+            rec.mask_path.display(),
+            rec.image_path.display()
+        );
+    }
+    for n in &vol.notes {
+        eprintln!("note: {}: {n}", rec.image_path.display());
+    }
+    let target = volume_mask(&tv);
+    drop(tv);
+    let (dims, axis) = (vol.dims, VOLUME_AXIS);
+    let (w, h, _) = vol.slice_dims(axis);
+    let nc = cond.dim(0)?;
+    let vo = crate::volume::VolumeOptions {
+        axis,
+        windowing: io::Windowing::Auto,
+        batch: opts.batch.max(1),
+        threshold: opts.threshold,
+        probs: false,
+    };
+    let nvox = dims.iter().product::<usize>();
+    let mut preds: Vec<Vec<u8>> = (0..nc).map(|_| vec![0u8; nvox]).collect();
+    let mut max_prob = vec![0f32; nc];
+    let mut model_counts = vec![metrics::Counts::default(); nc];
+    // The current slice's target at model resolution (PIL nearest, as the 2-D path).
+    let mut target_model: Option<(usize, Vec<u8>)> = None;
+    crate::volume::volume_logits(seg, &vol, cond, &vo, |k, c, logits| {
+        let pr = pipeline::probabilities_at(logits, w as u32, h as u32)?;
+        max_prob[c] = pr.iter().copied().fold(max_prob[c], f32::max);
+        put_slice(&mut preds[c], dims, axis, k, &metrics::binarize(&pr, opts.threshold));
+        let (mh, mw) = logits.dims2()?;
+        if target_model.as_ref().map(|t| t.0) != Some(k) {
+            let t: Vec<u8> = take_slice(&target, dims, axis, k, 1).iter().map(|&v| v * 255).collect();
+            let g = GrayImage::from_raw(w as u32, h as u32, t).expect("slice size");
+            target_model = Some((k, pil_resize_gray(&g, mw as u32, mh as u32, Filter::Nearest).into_raw()));
+        }
+        let pm = metrics::binarize(&pipeline::probabilities_at(logits, mw as u32, mh as u32)?, opts.threshold);
+        let cm = metrics::counts(&pm, &target_model.as_ref().expect("set above").1);
+        let acc = &mut model_counts[c];
+        acc.pred += cm.pred;
+        acc.target += cm.target;
+        acc.intersection += cm.intersection;
+        Ok(())
+    })
+    .map_err(|e| anyhow!("{}: {e}", rec.image_path.display()))?;
+    let spacing = vol.header.spacing();
+    let mut out = Vec::with_capacity(nc);
+    for (c, pred) in preds.into_iter().enumerate() {
+        out.push(VolumeResult {
+            scores: metrics::score_volume(&pred, &target, dims, spacing, axis),
+            dice_model_res: metrics::dice_from(model_counts[c]),
+            iou_model_res: metrics::iou_from(model_counts[c]),
+            presence: max_prob[c],
+            present: pred.iter().any(|&v| v != 0),
+            pred,
+        });
+    }
+    Ok((vol, out))
+}
+
 fn anns_path(ds: &data::Dataset, split: &str) -> PathBuf {
     ds.root.join("anns").join(format!("{split}.json"))
 }
@@ -501,6 +738,20 @@ impl Staging {
     fn write_png(&self, rel: &str, img: &DynamicImage) -> Result<()> {
         let rel_path = data::safe_relative(rel)?;
         crate::io::write_png_atomic(&self.dir.join(&rel_path), img)
+            .map_err(|e| anyhow!("{}: {e}", self.out.join(&rel_path).display()))?;
+        self.files.lock().expect("not poisoned").push(rel.to_string());
+        Ok(())
+    }
+
+    /// Writes the 0/1 mask volume `mask` in `like`'s geometry as `rel` (gzipped NIfTI).
+    fn write_nifti(&self, rel: &str, like: &crate::io::NiftiHeader, mask: &[u8]) -> Result<()> {
+        let rel_path = data::safe_relative(rel)?;
+        let path = self.dir.join(&rel_path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| anyhow!("{}: cannot create directory: {e}", self.out.join(&rel_path).display()))?;
+        }
+        crate::io::write_like(&path, like, crate::io::OutputData::U8(mask))
             .map_err(|e| anyhow!("{}: {e}", self.out.join(&rel_path).display()))?;
         self.files.lock().expect("not poisoned").push(rel.to_string());
         Ok(())
@@ -549,12 +800,20 @@ pub fn table(r: &EvalReport) -> String {
         "{:<6} {:<20} {:>5} {:>7} {:>7} {:>8} {:>6} {:>9} {:>9}\n",
         "prompt", "dataset", "n", "dice", "iou", "hd95", "no_hd", "dice@mdl", "iou@mdl"
     );
+    if r.hd95_unit == "mm" {
+        s.insert_str(s.len() - 1, &format!(" {:>9}", "sliceDice"));
+        s.insert_str(0, "(volumes: 3-D Dice and IoU, HD95 in mm, sliceDice = mean per-slice Dice)\n");
+    }
     let row = |s: &mut String, k: &str, name: &str, m: &Summary| {
         let hd = m.hd95.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
         s.push_str(&format!(
-            "{k:<6} {name:<20} {:>5} {:>7.4} {:>7.4} {hd:>8} {:>6} {:>9.4} {:>9.4}\n",
+            "{k:<6} {name:<20} {:>5} {:>7.4} {:>7.4} {hd:>8} {:>6} {:>9.4} {:>9.4}",
             m.n, m.dice, m.iou, m.hd95_undefined, m.dice_model_res, m.iou_model_res
         ));
+        if let Some(sd) = m.slice_dice {
+            s.push_str(&format!(" {sd:>9.4}"));
+        }
+        s.push('\n');
     };
     for k in &r.key_order {
         let p = &r.prompts[k];
@@ -576,17 +835,26 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// One row per image (volume) and prompt key; volumes add `hd95_mm` (empty when undefined),
+/// `slice_dice` and `slices`.
 pub fn per_image_csv(r: &EvalReport) -> String {
-    let mut s = String::from("dataset,image,prompt,dice,iou\n");
+    let volumes = r.hd95_unit == "mm";
+    let mut s = String::from("dataset,image,prompt,dice,iou");
+    s.push_str(if volumes { ",hd95_mm,slice_dice,slices\n" } else { "\n" });
     for x in &r.results {
         s.push_str(&format!(
-            "{},{},{},{:.6},{:.6}\n",
+            "{},{},{},{:.6},{:.6}",
             csv_field(&x.dataset),
             csv_field(&x.image),
             csv_field(&x.prompt_key),
             x.dice,
             x.iou
         ));
+        if volumes {
+            let hd = x.hd95.map(|v| format!("{v:.6}")).unwrap_or_default();
+            s.push_str(&format!(",{hd},{:.6},{}", x.slice_dice.unwrap_or(f64::NAN), x.slices.unwrap_or(0)));
+        }
+        s.push('\n');
     }
     s
 }

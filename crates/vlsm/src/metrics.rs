@@ -104,19 +104,7 @@ pub fn hd95(pred: &[u8], target: &[u8], width: usize, height: usize) -> Option<f
 pub fn hausdorff(pred: &[u8], target: &[u8], width: usize, height: usize, percentile: f64) -> Option<f64> {
     assert_eq!(pred.len(), width * height, "pred size is not width * height");
     assert_eq!(target.len(), width * height, "target size is not width * height");
-    let ep = edges(pred, width, height);
-    let et = edges(target, width, height);
-    if !ep.iter().any(|&e| e) || !et.iter().any(|&e| e) {
-        return None;
-    }
-    let dt = sq_distance_to(&et, width, height);
-    let dp = sq_distance_to(&ep, width, height);
-    let dir = |from: &[bool], d: &[f64]| {
-        let mut v: Vec<f64> = from.iter().zip(d).filter(|(&e, _)| e).map(|(_, &d)| d.sqrt()).collect();
-        v.sort_unstable_by(f64::total_cmp);
-        quantile(&v, percentile / 100.0)
-    };
-    Some(dir(&ep, &dt).max(dir(&et, &dp)))
+    hausdorff_grid(pred, target, [width, height, 1], [1.0; 3], percentile, false)
 }
 
 /// Scores for a predicted 0/255 mask against a target mask of the same size.
@@ -153,87 +141,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[i] + (sorted[j] - sorted[i]) * (pos - i as f64)
 }
 
-/// Mask XOR its erosion by a 3x3 cross with zero outside the image (scipy `binary_erosion`).
-fn edges(m: &[u8], w: usize, h: usize) -> Vec<bool> {
-    let fg = |x: isize, y: isize| {
-        x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && m[y as usize * w + x as usize] != 0
-    };
-    let mut e = vec![false; w * h];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            if fg(x, y) && !(fg(x - 1, y) && fg(x + 1, y) && fg(x, y - 1) && fg(x, y + 1)) {
-                e[y as usize * w + x as usize] = true;
-            }
-        }
-    }
-    e
-}
-
-/// Exact squared Euclidean distance from every pixel to the nearest `true` pixel
-/// (Felzenszwalb & Huttenlocher's separable transform). Needs at least one `true`.
-fn sq_distance_to(seeds: &[bool], w: usize, h: usize) -> Vec<f64> {
-    const INF: f64 = 1e20;
-    let mut d: Vec<f64> = seeds.iter().map(|&s| if s { 0.0 } else { INF }).collect();
-    let n = w.max(h);
-    let (mut f, mut out, mut v, mut z) = (vec![0.0; n], vec![0.0; n], vec![0usize; n], vec![0.0; n + 1]);
-    for x in 0..w {
-        for y in 0..h {
-            f[y] = d[y * w + x];
-        }
-        dt1d(&f[..h], &mut out[..h], &mut v, &mut z);
-        for y in 0..h {
-            d[y * w + x] = out[y];
-        }
-    }
-    for y in 0..h {
-        f[..w].copy_from_slice(&d[y * w..(y + 1) * w]);
-        dt1d(&f[..w], &mut out[..w], &mut v, &mut z);
-        d[y * w..(y + 1) * w].copy_from_slice(&out[..w]);
-    }
-    d
-}
-
-/// 1-D squared distance transform: lower envelope of parabolas rooted at (q, f[q]).
-fn dt1d(f: &[f64], out: &mut [f64], v: &mut [usize], z: &mut [f64]) {
-    let n = f.len();
-    let mut k = 0;
-    v[0] = 0;
-    z[0] = f64::NEG_INFINITY;
-    z[1] = f64::INFINITY;
-    for q in 1..n {
-        let mut s;
-        loop {
-            let p = v[k];
-            s = ((f[q] + (q * q) as f64) - (f[p] + (p * p) as f64)) / (2.0 * q as f64 - 2.0 * p as f64);
-            if s <= z[k] && k > 0 {
-                k -= 1;
-            } else {
-                break;
-            }
-        }
-        if s <= z[k] {
-            // k == 0: the new parabola is below the first everywhere.
-            v[0] = q;
-            z[0] = f64::NEG_INFINITY;
-            z[1] = f64::INFINITY;
-            continue;
-        }
-        k += 1;
-        v[k] = q;
-        z[k] = s;
-        z[k + 1] = f64::INFINITY;
-    }
-    k = 0;
-    for (q, o) in out.iter_mut().enumerate() {
-        while z[k + 1] < q as f64 {
-            k += 1;
-        }
-        let p = v[k];
-        let dq = q as f64 - p as f64;
-        *o = dq * dq + f[p];
-    }
-}
-
 /// [`hausdorff`] for volumes, in millimetres: masks of `dims` (x fastest), voxel `spacing` along
 /// x, y, z, as MONAI's `compute_hausdorff_distance(..., percentile, spacing=...)`: edges are the
 /// mask XOR its erosion by the 6-neighbour cross (zero outside), distances the exact Euclidean
@@ -242,7 +149,23 @@ pub fn hausdorff_3d(pred: &[u8], target: &[u8], dims: [usize; 3], spacing: [f64;
     let n = dims.iter().product::<usize>();
     assert_eq!(pred.len(), n, "pred size is not the product of dims");
     assert_eq!(target.len(), n, "target size is not the product of dims");
-    // Crop to the bounding box of both masks (distances between their edges do not change).
+    hausdorff_grid(pred, target, dims, spacing, percentile, true)
+}
+
+/// The one Hausdorff implementation of [`hausdorff`] (2-D: `dims[2] == 1`, `use_z` false, unit
+/// spacing) and [`hausdorff_3d`]: masks cropped to the bounding box of both (distances between
+/// their edges do not change, and the crop holds every foreground voxel, so edges do not
+/// either), edges = mask XOR its erosion by the cross of the axes in use (z only when
+/// `use_z`; zero outside), exact Euclidean distance transforms with `spacing`, then the
+/// percentile of each direction and the larger. `None` when either mask is empty.
+fn hausdorff_grid(
+    pred: &[u8],
+    target: &[u8],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    percentile: f64,
+    use_z: bool,
+) -> Option<f64> {
     let [nx, ny, _] = dims;
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
     for (i, (&p, &t)) in pred.iter().zip(target).enumerate() {
@@ -268,19 +191,70 @@ pub fn hausdorff_3d(pred: &[u8], target: &[u8], dims: [usize; 3], spacing: [f64;
         }
         v
     };
-    let ep = edges_3d(&crop(pred), cd);
-    let et = edges_3d(&crop(target), cd);
+    let ep = edges_3d(&crop(pred), cd, use_z);
+    let et = edges_3d(&crop(target), cd, use_z);
     if !ep.iter().any(|&e| e) || !et.iter().any(|&e| e) {
         return None;
     }
-    let dt = sq_distance_to_3d(&et, cd, spacing);
-    let dp = sq_distance_to_3d(&ep, cd, spacing);
-    let dir = |from: &[bool], d: &[f64]| {
-        let mut v: Vec<f64> = from.iter().zip(d).filter(|(&e, _)| e).map(|(_, &d)| d.sqrt()).collect();
+    // One distance map at a time (8 bytes per voxel of the crop).
+    let dir = |from: &[bool], to: &[bool]| {
+        let d = sq_distance_to_3d(to, cd, spacing);
+        let mut v: Vec<f64> = from.iter().zip(&d).filter(|(&e, _)| e).map(|(_, &d)| d.sqrt()).collect();
         v.sort_unstable_by(f64::total_cmp);
         quantile(&v, percentile / 100.0)
     };
-    Some(dir(&ep, &dt).max(dir(&et, &dp)))
+    Some(dir(&ep, &et).max(dir(&et, &ep)))
+}
+
+/// The scores of one volume (masks of `dims`, x fastest; voxel `spacing` in mm).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeScores {
+    /// Over all voxels ([`dice_from`], [`iou_from`]).
+    pub dice: f64,
+    pub iou: f64,
+    /// [`hd95_3d`] in mm; `None` when either mask is empty.
+    pub hd95: Option<f64>,
+    /// Dice of each slice along the scored axis; a slice whose target and prediction are both
+    /// empty scores 1, one with only one of them empty 0 (MONAI `ignore_empty=False`).
+    pub slice_dice: Vec<f64>,
+    /// Up to 3 slices with the most wrong voxels (most first; ties: more target voxels, then
+    /// the lower index).
+    pub worst_slices: Vec<usize>,
+}
+
+impl VolumeScores {
+    /// The mean of [`VolumeScores::slice_dice`] (0 slices: 0).
+    pub fn mean_slice_dice(&self) -> f64 {
+        self.slice_dice.iter().sum::<f64>() / self.slice_dice.len().max(1) as f64
+    }
+}
+
+/// [`VolumeScores`] of a predicted volume against its target, slices cut along `axis` (0..=2;
+/// as [`crate::io::take_slice`]).
+///
+/// # Panics
+/// If a mask's length is not the product of `dims`, or `axis > 2`.
+pub fn score_volume(pred: &[u8], target: &[u8], dims: [usize; 3], spacing: [f64; 3], axis: usize) -> VolumeScores {
+    assert!(axis < 3, "axis must be 0, 1 or 2");
+    let c = counts(pred, target);
+    let n = dims[axis];
+    let mut slice_dice = Vec::with_capacity(n);
+    // (wrong voxels, target voxels, slice)
+    let mut errors: Vec<(u64, u64, usize)> = Vec::with_capacity(n);
+    for k in 0..n {
+        let (p, t) = (crate::io::take_slice(pred, dims, axis, k, 1), crate::io::take_slice(target, dims, axis, k, 1));
+        let sc = counts(&p, &t);
+        slice_dice.push(dice_from(sc));
+        errors.push((sc.pred + sc.target - 2 * sc.intersection, sc.target, k));
+    }
+    errors.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    VolumeScores {
+        dice: dice_from(c),
+        iou: iou_from(c),
+        hd95: hd95_3d(pred, target, dims, spacing),
+        slice_dice,
+        worst_slices: errors.iter().take(3).map(|e| e.2).collect(),
+    }
 }
 
 /// [`hausdorff_3d`] at the 95th percentile.
@@ -288,8 +262,9 @@ pub fn hd95_3d(pred: &[u8], target: &[u8], dims: [usize; 3], spacing: [f64; 3]) 
     hausdorff_3d(pred, target, dims, spacing, 95.0)
 }
 
-/// Mask XOR its erosion by the 3-D 6-neighbour cross, zero outside.
-fn edges_3d(m: &[u8], d: [usize; 3]) -> Vec<bool> {
+/// Mask XOR its erosion by the 6-neighbour cross (`use_z`; else the 4-neighbour cross of each
+/// x-y plane, scipy's 2-D `binary_erosion`), zero outside.
+fn edges_3d(m: &[u8], d: [usize; 3], use_z: bool) -> Vec<bool> {
     let [w, h, n] = d;
     let fg = |x: isize, y: isize, z: isize| {
         x >= 0
@@ -309,8 +284,7 @@ fn edges_3d(m: &[u8], d: [usize; 3]) -> Vec<bool> {
                         && fg(x + 1, y, z)
                         && fg(x, y - 1, z)
                         && fg(x, y + 1, z)
-                        && fg(x, y, z - 1)
-                        && fg(x, y, z + 1))
+                        && (!use_z || (fg(x, y, z - 1) && fg(x, y, z + 1))))
                 {
                     e[x as usize + w * (y as usize + h * z as usize)] = true;
                 }

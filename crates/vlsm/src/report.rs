@@ -144,15 +144,25 @@ pub fn html(r: &EvalReport, opts: &EvalOptions) -> Result<String> {
         esc(&r.split),
         r.threshold
     );
-    s.push_str("<h2>Metrics</h2><table><tr><th>prompt</th><th>dataset</th><th>n</th><th>Dice</th><th>IoU</th><th>HD95</th><th>HD95 undefined</th><th>Dice (model res)</th><th>IoU (model res)</th></tr>");
+    let volumes = r.hd95_unit == "mm";
+    if volumes {
+        s.push_str("<p>Volumes: Dice and IoU over all voxels, HD95 in mm (voxel spacing), slice Dice = the mean over slices of the per-slice Dice (a slice with empty target and prediction scores 1).</p>");
+    }
+    let _ = write!(
+        s,
+        "<h2>Metrics</h2><table><tr><th>prompt</th><th>dataset</th><th>n</th><th>Dice</th><th>IoU</th><th>HD95 ({})</th><th>HD95 undefined</th><th>Dice (model res)</th><th>IoU (model res)</th>{}</tr>",
+        r.hd95_unit,
+        if volumes { "<th>slice Dice</th>" } else { "" }
+    );
     for k in &r.key_order {
         let p = &r.prompts[k];
         let rows = p.datasets.iter().map(|(n, m)| (n.as_str(), m)).chain(std::iter::once(("(pooled)", &p.pooled)));
         for (name, m) in rows {
             let hd = m.hd95.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+            let sd = m.slice_dice.map(|v| format!("<td>{v:.4}</td>")).unwrap_or_default();
             let _ = write!(
                 s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{hd}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{hd}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td>{sd}</tr>",
                 esc(k), esc(name), m.n, m.dice, m.iou, m.hd95_undefined, m.dice_model_res, m.iou_model_res
             );
         }
@@ -186,6 +196,18 @@ pub fn html(r: &EvalReport, opts: &EvalOptions) -> Result<String> {
     let mut worst: Vec<&ImageResult> = r.results.iter().collect();
     worst.sort_by(|a, b| a.dice.total_cmp(&b.dice));
     worst.truncate(opts.worst);
+    if volumes {
+        let _ = write!(
+            s,
+            "<h2>Worst {} volumes</h2><p>per volume the slices (along the last voxel axis) with the most wrong voxels; prediction green, target outline red</p>",
+            worst.len()
+        );
+        for c in worst {
+            s.push_str(&volume_figures(c, opts)?);
+        }
+        s.push_str("</body></html>\n");
+        return Ok(s);
+    }
     let _ = write!(s, "<h2>Worst {} cases</h2><p>prediction green, target outline red</p>", worst.len());
     for c in worst {
         let img = crate::io::read_rgb(&c.image_path);
@@ -206,6 +228,47 @@ pub fn html(r: &EvalReport, opts: &EvalOptions) -> Result<String> {
         );
     }
     s.push_str("</body></html>\n");
+    Ok(s)
+}
+
+/// The worst slices of one volume as figures (nothing when a file cannot be read back).
+fn volume_figures(c: &ImageResult, opts: &EvalOptions) -> Result<String> {
+    use crate::io::{read_volume, take_slice, DEFAULT_MAX_VOXELS};
+    use image::GrayImage;
+    let axis = super::VOLUME_AXIS;
+    let (Ok(vol), Ok(tgt), Ok(pred)) = (
+        read_volume(&c.image_path, DEFAULT_MAX_VOXELS),
+        read_volume(&c.mask_path, DEFAULT_MAX_VOXELS),
+        read_volume(&opts.out.join(&c.mask_file), DEFAULT_MAX_VOXELS),
+    ) else {
+        return Ok(String::new());
+    };
+    if tgt.dims != vol.dims || pred.dims != vol.dims {
+        return Ok(String::new());
+    }
+    let map = crate::volume::volume_window(&vol, crate::io::Windowing::Auto)?;
+    let (tm, pm) = (super::volume_mask(&tgt), super::volume_mask(&pred));
+    let (w, h, _) = vol.slice_dims(axis);
+    let gray = |m: &[u8], k: usize| {
+        let v = take_slice(m, vol.dims, axis, k, 1).into_iter().map(|x| x * 255).collect();
+        GrayImage::from_raw(w as u32, h as u32, v).expect("slice size")
+    };
+    let mut s = String::new();
+    for &k in &c.worst_slices {
+        let img = crate::volume::slice_image(&vol, axis, k, map.as_ref())?;
+        let (p, t) = (gray(&pm, k), gray(&tm, k));
+        let d = crate::metrics::dice(p.as_raw(), t.as_raw());
+        let uri = png_data_uri(DynamicImage::ImageRgb8(case_image(&img, &p, &t, 320)))?;
+        let _ = write!(
+            s,
+            "<figure><img src=\"{uri}\" width=\"320\"><figcaption>{} / {} — {} “{}” — Dice {:.3} (volume), slice {k}: Dice {d:.3}</figcaption></figure>",
+            esc(&c.dataset),
+            esc(&c.image),
+            esc(&c.prompt_key),
+            esc(&c.prompt),
+            c.dice
+        );
+    }
     Ok(s)
 }
 

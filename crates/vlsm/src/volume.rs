@@ -66,6 +66,38 @@ pub fn segment_volume(
     o: &VolumeOptions,
     mut on_slice: impl FnMut(),
 ) -> Result<VolumePrediction> {
+    let nc = cond.dim(0)?;
+    let nvox = vol.dims.iter().product::<usize>();
+    let (w, h, _) = vol.slice_dims(o.axis.min(2));
+    let mut masks: Vec<Vec<u8>> = (0..nc).map(|_| vec![0u8; nvox]).collect();
+    let mut probs: Vec<Vec<f32>> = if o.probs { (0..nc).map(|_| vec![0f32; nvox]).collect() } else { Vec::new() };
+    volume_logits(seg, vol, cond, o, |k, c, logits| {
+        let pr = pipeline::probabilities_at(logits, w as u32, h as u32)?;
+        let m: Vec<u8> = pr.iter().map(|&p| u8::from(p > o.threshold)).collect();
+        io::put_slice(&mut masks[c], vol.dims, o.axis, k, &m);
+        if o.probs {
+            io::put_slice(&mut probs[c], vol.dims, o.axis, k, &pr);
+        }
+        if c + 1 == nc {
+            on_slice();
+        }
+        Ok(())
+    })?;
+    Ok(VolumePrediction { masks, probs })
+}
+
+/// Runs every slice of `vol` along `o.axis` through the model under the `n` conditions of
+/// `cond` ([n, ...]): `each(k, c, logits)` gets the logits [h', w'] (the model's resolution) of
+/// slice `k` under condition `c`, slice by slice, conditions in order. Slices are cut, windowed
+/// and preprocessed on a second thread while the model runs on the previous batch. The one
+/// slice loop of [`segment_volume`] and `vlsm eval` on volumes.
+pub fn volume_logits(
+    seg: &Segmenter,
+    vol: &Volume,
+    cond: &Tensor,
+    o: &VolumeOptions,
+    mut each: impl FnMut(usize, usize, &Tensor) -> Result<()>,
+) -> Result<()> {
     if o.axis > 2 {
         bail!("--axis must be 0, 1 or 2 (a voxel axis), got {}", o.axis);
     }
@@ -79,9 +111,6 @@ pub fn segment_volume(
     }
     let map = volume_window(vol, o.windowing)?;
     let nc = cond.dim(0)?;
-    let nvox = vol.dims.iter().product::<usize>();
-    let mut masks: Vec<Vec<u8>> = (0..nc).map(|_| vec![0u8; nvox]).collect();
-    let mut probs: Vec<Vec<f32>> = if o.probs { (0..nc).map(|_| vec![0f32; nvox]).collect() } else { Vec::new() };
     let (tx, rx) = mpsc::sync_channel::<Result<(Vec<usize>, Tensor)>>(1);
     std::thread::scope(|s| -> Result<()> {
         let map_ref = map.as_ref();
@@ -108,19 +137,11 @@ pub fn segment_volume(
                     let len = PROMPT_BATCH.min(nc - start);
                     let logits = seg.decode(f, &cond.narrow(0, start, len)?)?; // [len, h, w]
                     for j in 0..len {
-                        let c = start + j;
-                        let pr = pipeline::probabilities_at(&logits.get(j)?, w as u32, h as u32)?;
-                        let m: Vec<u8> = pr.iter().map(|&p| u8::from(p > o.threshold)).collect();
-                        io::put_slice(&mut masks[c], vol.dims, axis, k, &m);
-                        if o.probs {
-                            io::put_slice(&mut probs[c], vol.dims, axis, k, &pr);
-                        }
+                        each(k, start + j, &logits.get(j)?)?;
                     }
                 }
-                on_slice();
             }
         }
         Ok(())
-    })?;
-    Ok(VolumePrediction { masks, probs })
+    })
 }

@@ -4,6 +4,7 @@ mod bad_inputs;
 mod classify_cli;
 mod eval_cli;
 mod eval_kinds_cli;
+mod eval_volume_cli;
 mod hostile_cli;
 mod hub_cli;
 mod imgproc_cli;

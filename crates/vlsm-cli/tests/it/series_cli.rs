@@ -138,3 +138,107 @@ fn series_window_is_the_default() {
     assert_eq!(auto, mask("400,40"));
     assert_ne!(auto, mask("p0.5,99.5"));
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn mask_bits(p: &Path) -> Vec<f32> {
+    let v = read_volume(p, DEFAULT_MAX_VOXELS).unwrap_or_else(|e| panic!("{e}"));
+    let VoxelData::Scalar(m) = v.data else { panic!("a mask is scalar") };
+    m
+}
+
+fn summary_of(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+fn names(v: &serde_json::Value, root: &Path) -> Vec<String> {
+    let mut x: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Path::new(s.as_str().unwrap()).strip_prefix(root).unwrap().to_string_lossy().into_owned())
+        .collect();
+    x.sort();
+    x
+}
+
+/// A batch run over a tree holding an image and two series folders (files without extensions,
+/// one with a non-image DICOM in a sub-folder; a folder mixing two series is no series): each
+/// series is one input, its mask mirrored under --out as `<folder>.mask.nii.gz` and equal to the
+/// mask of `--series`; a second run skips everything; --jobs may name a series folder;
+/// --format dicom-seg writes a SEG per series and fails the image.
+#[test]
+fn batch_runs_take_series_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(fx("nifti/stack/s0.png"), d.join("a.png")).unwrap();
+    copy_dir(&series("good"), &d.join("pt1/ct"));
+    copy_dir(&series("two_series/b"), &d.join("pt2/scan"));
+    copy_dir(&series("two_series/a"), &d.join("mixed"));
+    std::fs::copy(series("two_series/b/IM0001_1"), d.join("mixed/other_series_IM0001")).unwrap();
+    let model = crate::support::tiny_clipseg();
+    let out = tmp.path().join("out");
+    let run = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["segment", s(&d), "--recursive", "--model", s(&model), "-p", "bright tissue", "--out", s(out)];
+        a.extend(extra);
+        vlsm(&a)
+    };
+    let (ok, _, err) = run(&out, &[]);
+    assert!(ok, "{err}");
+    let sm = summary_of(&out);
+    assert_eq!(names(&sm["done"], &d), ["a.png", "pt1/ct", "pt2/scan"], "{sm}");
+    assert_eq!(sm["failed"].as_array().unwrap().len(), 0, "{sm}");
+    for (rel, src) in [("pt1/ct", "good"), ("pt2/scan", "two_series/b")] {
+        let got = out.join(format!("{rel}.mask.nii.gz"));
+        let want_dims = read_dicom_series(&series(src)).unwrap().dims;
+        assert_eq!(read_volume(&got, DEFAULT_MAX_VOXELS).unwrap().dims, want_dims);
+        let one = tmp.path().join(format!("one_{}", rel.replace('/', "_")));
+        let (ok, _, err) = vlsm(&[
+            "segment",
+            "--model",
+            s(&model),
+            "-p",
+            "bright tissue",
+            "--series",
+            s(&d.join(rel)),
+            "--out",
+            s(&one),
+        ]);
+        assert!(ok, "{err}");
+        let name = Path::new(rel).file_name().unwrap().to_str().unwrap();
+        assert_eq!(mask_bits(&got), mask_bits(&one.join(format!("{name}.mask.nii.gz"))), "{rel}");
+    }
+    let (ok, _, err) = run(&out, &[]);
+    assert!(ok, "{err}");
+    let sm = summary_of(&out);
+    assert_eq!(names(&sm["skipped"], &d), ["a.png", "pt1/ct", "pt2/scan"], "{sm}");
+
+    let jobs = d.join("jobs.json");
+    std::fs::write(&jobs, r#"[{"image": "pt1/ct", "prompts": ["bright tissue"]}]"#).unwrap();
+    let out_jobs = tmp.path().join("jobs_out");
+    let (ok, _, err) = vlsm(&["segment", "--jobs", s(&jobs), "--model", s(&model), "--out", s(&out_jobs)]);
+    assert!(ok, "{err}");
+    assert_eq!(mask_bits(&out_jobs.join("pt1/ct.mask.nii.gz")), mask_bits(&out.join("pt1/ct.mask.nii.gz")));
+
+    let out_seg = tmp.path().join("seg_out");
+    let (ok, _, err) = run(&out_seg, &["--format", "dicom-seg"]);
+    assert!(!ok, "a.png cannot be a SEG: {err}");
+    let sm = summary_of(&out_seg);
+    assert_eq!(names(&sm["done"], &d), ["pt1/ct", "pt2/scan"], "{sm}");
+    assert!(sm["failed"][0]["error"].as_str().unwrap().contains("dicom-seg"), "{sm}");
+    for rel in ["pt1/ct", "pt2/scan"] {
+        let px = read_dicom_pixels(&out_seg.join(format!("{rel}.seg.dcm"))).unwrap_or_else(|e| panic!("{e}"));
+        assert!(px.frames > 0);
+    }
+}

@@ -42,7 +42,7 @@ pub fn fx(rel: &str) -> std::path::PathBuf {
 mod dataset;
 #[path = "../../../vlsm/tests/it/support/models.rs"]
 mod models;
-pub use dataset::Synth;
+pub use dataset::{write_nifti, Synth, SynthVolumes};
 pub use models::{tiny_clipseg, tiny_cris, tiny_vit};
 
 /// Image i of n: a 20x16 square at (10, 8), except that the last image's mask is empty.

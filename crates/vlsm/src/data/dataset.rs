@@ -70,9 +70,29 @@ impl Dataset {
         Ok(Dataset { name, root: root.to_path_buf(), split: split.to_string(), records })
     }
 
-    /// Checks that every mask has the size of its image (headers only, in parallel).
+    /// Checks that every mask has the size of its image (headers only, in parallel); a NIfTI
+    /// image and mask must have the same 3-D shape.
     pub fn check_sizes(&self) -> Result<()> {
+        use crate::io::{file_kind, volume_dimensions, FileKind};
         self.records.par_iter().try_for_each(|r| {
+            if file_kind(&r.image_path)? == FileKind::Nifti && file_kind(&r.mask_path)? == FileKind::Nifti {
+                let (a, b) = (volume_dimensions(&r.image_path)?, volume_dimensions(&r.mask_path)?);
+                if a != b {
+                    bail!(
+                        "{}: mask {} is {}x{}x{} but image {} is {}x{}x{}",
+                        self.name,
+                        r.mask_path.display(),
+                        b[0],
+                        b[1],
+                        b[2],
+                        r.image_path.display(),
+                        a[0],
+                        a[1],
+                        a[2]
+                    );
+                }
+                return Ok(());
+            }
             let a = crate::io::image_dimensions(&r.image_path)?;
             let b = crate::io::image_dimensions(&r.mask_path)?;
             if a != b {

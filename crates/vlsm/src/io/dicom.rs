@@ -533,6 +533,14 @@ pub(crate) fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
     Ok((l.cols as u32, l.rows as u32))
 }
 
+/// The Series Instance UID of a DICOM image from its header alone (empty when absent); `None`
+/// for a DICOM object without pixel data.
+pub(crate) fn series_uid(bytes: &[u8]) -> Result<Option<String>> {
+    let (mut body, _) = body(bytes)?;
+    let (a, px) = attributes(&mut body)?;
+    Ok(px.map(|_| a.kept.iter().find(|k| k.0 == 0x0020_000E).map(|k| k.2.clone()).unwrap_or_default()))
+}
+
 /// A DICOM object with its pixel data decoded: every frame, as native little-endian samples of
 /// Bits Allocated, interleaved (colour by pixel), photometric as after decoding (JPEG colour
 /// comes out RGB).

@@ -238,6 +238,18 @@ fn name(s: &SliceSource) -> String {
     }
 }
 
+/// The Series Instance UID of the DICOM image `path` (from its header; empty when absent), or
+/// `None` when it is not a DICOM image (not DICOM, or no pixel data). For grouping the files of
+/// a folder before reading them.
+pub fn dicom_series_uid(path: &Path) -> Result<Option<String>> {
+    let bytes = super::read::read_bytes(path)?;
+    match super::dicom::series_uid(&bytes) {
+        Ok(uid) => Ok(uid),
+        Err(e) if e.to_string().starts_with("not a DICOM") => Ok(None),
+        Err(e) => Err(anyhow!("{}: {e}", path.display())),
+    }
+}
+
 /// Reads the series in `dir` (recursively); errors are one line naming the folder or the files.
 pub fn read_dicom_series(dir: &Path) -> Result<DicomSeries> {
     let d = dir.display();

@@ -22,7 +22,7 @@ mod write;
 
 pub use dicom::{read_dicom_pixels, DicomPixels};
 pub use dicom_seg::{dicom_seg_bytes, write_dicom_seg, SegOptions};
-pub use dicom_series::{read_dicom_series, DicomSeries, SliceSource, MAX_SERIES_VOXELS};
+pub use dicom_series::{dicom_series_uid, read_dicom_series, DicomSeries, SliceSource, MAX_SERIES_VOXELS};
 pub use hash::{fnv1a_mix, Fnv64, FNV_OFFSET, FNV_PRIME};
 pub use nifti::{
     put_slice, read_volume, take_slice, volume_dimensions, write_like, NiftiHeader, OutputData, SliceData, Volume,
