@@ -9,7 +9,10 @@ mod cache;
 mod dataset;
 mod gate;
 mod guard;
+mod labelstudio;
 mod listen;
+mod monailabel;
+mod volume;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -24,7 +27,9 @@ use vlsm::pipeline::Segmenter;
 
 pub use cache::{CacheStats, FeatureCache};
 pub use gate::Gate;
+pub use labelstudio::ls_rle;
 pub use listen::ConnCount;
+pub use volume::{max_zip_bytes, zip_inflated_bytes, MAX_ZIP_ENTRIES};
 
 /// Command-line options of `vlsm serve`.
 #[derive(clap::Args, Clone)]
@@ -55,6 +60,9 @@ pub struct Options {
     /// Largest image (width × height) accepted (at least 1).
     #[arg(long, default_value_t = 25_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
+    /// Largest volume (voxels of a NIfTI file or a zipped DICOM series) accepted (at least 1).
+    #[arg(long, default_value_t = 1 << 27, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_voxels: u64,
     /// Per-request time limit in seconds (504 after it; at least 1).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
@@ -101,6 +109,7 @@ impl std::fmt::Debug for Options {
             .field("dataset", &self.dataset)
             .field("max_upload_mb", &self.max_upload_mb)
             .field("max_pixels", &self.max_pixels)
+            .field("max_voxels", &self.max_voxels)
             .field("timeout_secs", &self.timeout_secs)
             .field("queue", &self.queue)
             .field("workers", &self.workers)
@@ -124,6 +133,7 @@ impl Default for Options {
             dataset: None,
             max_upload_mb: 32,
             max_pixels: 25_000_000,
+            max_voxels: 1 << 27,
             timeout_secs: 60,
             queue: 16,
             workers: 1,
@@ -141,6 +151,7 @@ impl Default for Options {
 pub struct Limits {
     pub max_upload_bytes: usize,
     pub max_pixels: u64,
+    pub max_voxels: u64,
     pub timeout: Duration,
     pub max_prompts: usize,
     pub max_prompt_chars: usize,
@@ -181,6 +192,7 @@ impl AppState {
             limits: Limits {
                 max_upload_bytes: (opts.max_upload_mb.saturating_mul(1 << 20)).min(usize::MAX as u64) as usize,
                 max_pixels: opts.max_pixels,
+                max_voxels: opts.max_voxels,
                 timeout: Duration::from_secs(opts.timeout_secs),
                 max_prompts: 16,
                 max_prompt_chars: 500,
@@ -217,6 +229,7 @@ fn validate(o: &Options) -> Result<()> {
         ("--cache", o.cache as u64),
         ("--max-upload-mb", o.max_upload_mb),
         ("--max-pixels", o.max_pixels),
+        ("--max-voxels", o.max_voxels),
         ("--timeout-secs", o.timeout_secs),
         ("--header-timeout-secs", o.header_timeout_secs),
         ("--body-timeout-secs", o.body_timeout_secs),
