@@ -132,6 +132,36 @@ def test_monai_label_client_two_prompts_and_2d(server, tmp_path):
     np.testing.assert_array_equal(lab, want.astype(np.uint8))
 
 
+def test_monai_label_client_session_and_datastore(server, tmp_path):
+    """3D Slicer puts a volume it loaded itself in a session (or the datastore), then infers on it."""
+    import nibabel as nib
+    from monailabel.client import MONAILabelClient
+    from monailabel.client.client import MONAILabelClientException
+
+    client = MONAILabelClient(server, tmpdir=str(tmp_path))
+    direct, _ = client.infer("vlsm", "", {"prompt": "organ"}, file=str(NIFTI))
+    want = np.asarray(nib.load(direct).dataobj)
+    sid = client.create_session(str(NIFTI))["session_id"]
+    assert client.get_session(sid)["session_id"] == sid
+    got, params = client.infer("vlsm", "", {"prompt": "organ"}, session_id=sid)
+    np.testing.assert_array_equal(np.asarray(nib.load(got).dataobj), want)
+    client.remove_session(sid)
+    with pytest.raises(MONAILabelClientException, match="404"):
+        client.get_session(sid)
+    # A DICOM series as the files of one session (what the client's http_upload sends, several files).
+    import requests
+
+    series = sorted(p for p in (REPO / "tests/fixtures/dicom/series/good").iterdir() if p.is_file())
+    r = requests.put(f"{server}/session/", files=[("files", (p.name, p.read_bytes())) for p in series])
+    assert r.status_code == 200, r.text
+    got, params = client.infer("vlsm", "", {"prompt": "organ"}, session_id=r.json()["session_id"])
+    assert params["source"] == "dicom-series" and params["shape"] == [6, 4, 5]
+    assert nib.load(got).shape == (6, 4, 5)
+    assert client.upload_image(str(NIFTI), "scan-1")["image"] == "scan-1"
+    got, _ = client.infer("vlsm", "scan-1", {"prompt": "organ"})
+    np.testing.assert_array_equal(np.asarray(nib.load(got).dataobj), want)
+
+
 def test_monai_label_errors(server):
     from monailabel.client import MONAILabelClient
     from monailabel.client.client import MONAILabelClientException

@@ -318,7 +318,7 @@ async fn predict_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, ApiEr
                 None => (ctl.labels.clone(), ctl.labels.clone()),
             };
         let up = Upload { bytes: Bytes::from(bytes), file_name };
-        let s = segment_any(&st, up, prompts.clone(), None, None, false)
+        let s = segment_any(&st, vec![up], prompts.clone(), None, None, false)
             .await
             .map_err(|e| ApiError(e.0, format!("{what}: {}", e.1)))?;
         let [w, h, d] = s.loaded.vol.dims;

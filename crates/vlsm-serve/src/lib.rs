@@ -172,6 +172,8 @@ pub struct AppState {
     pub access: guard::Access,
     /// Open connections now and at most so far.
     pub conns: listen::ConnCount,
+    /// Images uploaded to the MONAI Label datastore and sessions (bounded, in memory).
+    pub(crate) uploads: monailabel::Uploads,
     /// Extra time spent holding the model, for tests of the queue, timeout and shutdown.
     pub model_delay: Duration,
     /// Extra time spent in post-processing (after the model), for tests of its bound.
@@ -204,6 +206,7 @@ impl AppState {
             dataset,
             access: guard::Access::new(&allowed_hosts(opts), opts.token.clone())?,
             conns: listen::ConnCount::default(),
+            uploads: Default::default(),
             model_delay: Duration::ZERO,
             post_delay: Duration::ZERO,
         })

@@ -13,16 +13,20 @@
 //!   prompt -> label value) and the label file part; `?output=image`: the file alone;
 //!   `?output=json`: the JSON alone.
 //!
-//! There is no datastore: an `image` id or `session_id` without a `file` is refused (400).
+//! - `PUT /datastore/?image=ID` (multipart `file`) and `PUT /session/` (multipart `files`, one or
+//!   the files of a DICOM series), `GET`/`DELETE /session/{id}`: where 3D Slicer puts a volume
+//!   before `POST /infer/{model}?image=ID` or `?session_id=ID`. Kept in memory, at most
+//!   [`MAX_UPLOADS`] images and four times `--max-upload-mb` in all (the oldest go first), for an
+//!   hour; nothing is written to disk.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use image::{DynamicImage, GrayImage};
 use serde_json::{json, Map, Value};
@@ -39,11 +43,152 @@ const MODELS: [(&str, u8); 2] = [("vlsm", 3), ("vlsm_2d", 2)];
 
 /// Paths of this protocol (the access guard asks for the token on them).
 pub(crate) fn protected(path: &str) -> bool {
-    path == "/info" || path.starts_with("/info/") || path.starts_with("/infer/")
+    path == "/info"
+        || path.starts_with("/info/")
+        || path.starts_with("/infer/")
+        || path.starts_with("/datastore")
+        || path.starts_with("/session")
 }
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/info/", get(info)).route("/info", get(info)).route("/infer/{model}", post(infer))
+    Router::new()
+        .route("/info/", get(info))
+        .route("/info", get(info))
+        .route("/infer/{model}", post(infer))
+        .route("/datastore/", put(datastore_put))
+        .route("/session/", put(session_put).post(session_put))
+        .route("/session/{id}", get(session_get).delete(session_delete))
+}
+
+/// Most images the datastore and the sessions keep together.
+pub const MAX_UPLOADS: usize = 16;
+/// How long an upload is kept.
+const UPLOAD_TTL: Duration = Duration::from_secs(3600);
+
+struct Stored {
+    id: String,
+    session: bool,
+    files: Vec<Upload>,
+    at: Instant,
+}
+
+/// The datastore images and sessions (see the module comment).
+#[derive(Default)]
+pub(crate) struct Uploads(Mutex<Vec<Stored>>);
+
+impl Uploads {
+    fn insert(&self, id: String, session: bool, files: Vec<Upload>, max_bytes: usize) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.retain(|s| s.id != id && s.at.elapsed() < UPLOAD_TTL);
+        v.push(Stored { id, session, files, at: Instant::now() });
+        let size = |v: &Vec<Stored>| v.iter().flat_map(|s| &s.files).map(|f| f.bytes.len()).sum::<usize>();
+        while v.len() > MAX_UPLOADS || (v.len() > 1 && size(&v) > max_bytes) {
+            v.remove(0);
+        }
+    }
+
+    fn get(&self, id: &str, session: bool) -> Option<Vec<Upload>> {
+        let v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.iter().find(|s| s.id == id && s.session == session && s.at.elapsed() < UPLOAD_TTL).map(|s| {
+            s.files.iter().map(|f| Upload { bytes: f.bytes.clone(), file_name: f.file_name.clone() }).collect()
+        })
+    }
+
+    fn remove(&self, id: &str) -> bool {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = v.len();
+        v.retain(|s| !(s.id == id && s.session));
+        v.len() != n
+    }
+}
+
+/// A new id: hex of a hash of the content, the time and a counter.
+fn new_id(files: &[Upload]) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(&f.bytes);
+    }
+    h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+    h.update(N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
+    let d = h.finalize();
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file part of a multipart body (any field name), and the `params` JSON.
+async fn read_files(
+    mp: Result<Multipart, MultipartRejection>,
+    limit: usize,
+) -> Result<(Vec<Upload>, Map<String, Value>), ApiError> {
+    let mut mp = mp.map_err(|e| bad(format!("expected a multipart/form-data body: {}", e.body_text())))?;
+    let mut files = Vec::new();
+    let mut params = Map::new();
+    while let Some(field) = mp.next_field().await.map_err(|e| multipart_error(e, limit))? {
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let bytes = field.bytes().await.map_err(|e| multipart_error(e, limit))?;
+        match (name.as_str(), file_name) {
+            ("params", None) => {
+                let v: Value =
+                    serde_json::from_slice(&bytes).map_err(|e| bad(format!("params is not valid JSON: {e}")))?;
+                match v {
+                    Value::Object(m) => params = m,
+                    _ => return Err(bad("params must be a JSON object")),
+                }
+            }
+            (_, Some(file_name)) if !bytes.is_empty() => files.push(Upload { bytes, file_name }),
+            _ => {}
+        }
+    }
+    Ok((files, params))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ImageQuery {
+    image: Option<String>,
+}
+
+async fn datastore_put(
+    State(st): St,
+    q: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| bad(format!("bad query: {}", e.body_text())))?;
+    let (files, _) = read_files(mp, st.limits.max_upload_bytes).await?;
+    if files.is_empty() {
+        return Err(bad("send the image as the multipart file field \"file\""));
+    }
+    let id = q.image.filter(|i| !i.trim().is_empty()).unwrap_or_else(|| new_id(&files));
+    if id.len() > 256 {
+        return Err(bad("the image id is longer than 256 bytes"));
+    }
+    st.uploads.insert(id.clone(), false, files, 4 * st.limits.max_upload_bytes);
+    Ok(Json(json!({"image": id})))
+}
+
+async fn session_put(State(st): St, mp: Result<Multipart, MultipartRejection>) -> Result<Json<Value>, ApiError> {
+    let (files, _) = read_files(mp, st.limits.max_upload_bytes).await?;
+    if files.is_empty() {
+        return Err(bad("send the image (or the files of one DICOM series) as multipart file fields \"files\""));
+    }
+    let id = new_id(&files);
+    st.uploads.insert(id.clone(), true, files, 4 * st.limits.max_upload_bytes);
+    Ok(Json(json!({"session_id": id, "expiry": UPLOAD_TTL.as_secs()})))
+}
+
+async fn session_get(State(st): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match st.uploads.get(&id, true) {
+        Some(files) => Ok(Json(json!({"session_id": id, "files": files.len(), "expiry": UPLOAD_TTL.as_secs()}))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id:?} (expired or never made)"))),
+    }
+}
+
+async fn session_delete(State(st): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if st.uploads.remove(&id) {
+        Ok(Json(json!({"session_id": id})))
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id:?}")))
+    }
 }
 
 async fn info(State(st): St) -> Json<Value> {
@@ -203,18 +348,28 @@ async fn infer_inner(
             other => return Err(bad(format!("unknown form field {other:?} (expected file, params, label)"))),
         }
     }
-    let Some(up) = file else {
-        let id = q.image.or(q.session_id).unwrap_or_default();
-        return Err(bad(format!(
-            "send the image as the multipart field \"file\": this server keeps no datastore{}",
-            if id.is_empty() { String::new() } else { format!(" (image id {id:?} unknown)") }
-        )));
+    let files = match (file, q.session_id.filter(|s| !s.is_empty()), q.image.filter(|s| !s.is_empty())) {
+        (Some(up), _, _) => vec![up],
+        (None, Some(sid), _) => st.uploads.get(&sid, true).ok_or_else(|| {
+            ApiError(StatusCode::NOT_FOUND, format!("no session {sid:?} (expired or never made): PUT /session/ first"))
+        })?,
+        (None, None, Some(id)) => st.uploads.get(&id, false).ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no image {id:?} in this server's datastore: send it as the multipart field \"file\" or PUT /datastore/?image=ID first"),
+            )
+        })?,
+        (None, None, None) => return Err(bad("send the image as the multipart field \"file\" (or ?image=ID, ?session_id=ID)")),
     };
     let prompts = prompts_of(&params)?;
     let threshold = number(&params, "threshold")?;
     let window = text(&params, "window");
-    let digest = Sha256::digest(&up.bytes);
-    let s = segment_any(&st, up, prompts.clone(), threshold, window, prompts.len() > 1).await?;
+    let mut h = Sha256::new();
+    for f in &files {
+        h.update(&f.bytes);
+    }
+    let digest = h.finalize();
+    let s = segment_any(&st, files, prompts.clone(), threshold, window, prompts.len() > 1).await?;
     let labels = if prompts.len() == 1 { s.pred.masks[0].clone() } else { label_map(&s.pred) };
     let vol = &s.loaded.vol;
     let two_d = s.loaded.source == "image";

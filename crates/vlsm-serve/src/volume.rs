@@ -174,6 +174,33 @@ pub(crate) fn load(up: &Upload, max_voxels: u64, max_pixels: u64) -> Result<Load
     }
 }
 
+/// Several files of one series (a MONAI Label session of DICOM files) read as one volume; one
+/// file is [`load`].
+pub(crate) fn load_many(files: &[Upload], max_voxels: u64, max_pixels: u64) -> Result<Loaded, ApiError> {
+    match files {
+        [] => Err(bad("no image")),
+        [one] => load(one, max_voxels, max_pixels),
+        many => {
+            let total: u64 = many.iter().map(|f| f.bytes.len() as u64).sum();
+            if total > max_zip_bytes(max_voxels) {
+                return Err(ApiError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the files hold {total} bytes, more than the limit of {}", max_zip_bytes(max_voxels)),
+                ));
+            }
+            let dir = tempfile::Builder::new().prefix("vlsm-volume-").tempdir().map_err(internal)?;
+            let mut replace = Vec::new();
+            for (i, f) in many.iter().enumerate() {
+                let path = dir.path().join(entry_file(i));
+                std::fs::write(&path, &f.bytes).map_err(internal)?;
+                replace.push((path.display().to_string(), shown_name(f)));
+            }
+            replace.push((dir.path().display().to_string(), "the uploaded files".into()));
+            series(dir.path(), max_voxels, "the uploaded files", &replace)
+        }
+    }
+}
+
 fn series(dir: &Path, max_voxels: u64, shown: &str, replace: &[(String, String)]) -> Result<Loaded, ApiError> {
     let mut s = io::read_dicom_series(dir).map_err(|e| read_error(e.to_string(), replace))?;
     let n = s.dims.iter().map(|&d| d as u64).product::<u64>();
@@ -529,11 +556,11 @@ pub(crate) struct Segmented {
     pub infer_secs: f64,
 }
 
-/// Reads `up` (a volume, or a 2-D image), takes a model slot and segments every slice under
+/// Reads `files` (a volume, a 2-D image, or the files of one DICOM series), takes a model slot and segments every slice under
 /// `prompts`; `probs` keeps the probabilities (for [`label_map`]).
 pub(crate) async fn segment_any(
     st: &Arc<AppState>,
-    up: Upload,
+    files: Vec<Upload>,
     prompts: Vec<String>,
     threshold: Option<f32>,
     window: Option<String>,
@@ -546,7 +573,7 @@ pub(crate) async fn segment_any(
         return Err(bad(format!("threshold must be a number from 0 to 1, got {threshold}")));
     }
     let (max_voxels, max_pixels) = (st.limits.max_voxels, st.limits.max_pixels);
-    let loaded = blocking(move || load(&up, max_voxels, max_pixels)).await?;
+    let loaded = blocking(move || load_many(&files, max_voxels, max_pixels)).await?;
     let win = windowing(window.as_deref(), loaded.file_window)?;
     let ticket = enter(st).await?;
     blocking(move || {
