@@ -167,10 +167,10 @@ pub(crate) fn brush_controls(config: &str) -> Vec<BrushControl> {
 
 /// Label Studio's brush RLE of a mask (row-major, `w` x `h`, non-zero = inside) as
 /// `label_studio_sdk.converter.brush.mask2rle(mask * 255)` makes it: the RGBA bytes (255 on
-/// the mask) run-length coded in thi.ng's rle-pack bit format (32-bit count, 5-bit word size
-/// - 1, four 4-bit run-length field sizes - 1 = 3, 4, 8, 16; then per run: a repeat bit, the
-/// size index, the length - 1, the 8-bit value), padded with zero bits (a whole zero byte when
-/// already aligned, as the SDK does).
+/// the mask) run-length coded in thi.ng's rle-pack bit format (a 32-bit count, the word size
+/// minus one in 5 bits, four run-length field sizes minus one in 4 bits each for 3, 4, 8, 16;
+/// then per run: a repeat bit, the size index, the length minus one, the 8-bit value), padded
+/// with zero bits (a whole zero byte when already aligned, as the SDK does).
 pub fn ls_rle(mask: &[u8]) -> Vec<u8> {
     struct Bits {
         out: Vec<u8>,

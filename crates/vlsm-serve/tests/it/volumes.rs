@@ -71,7 +71,7 @@ async fn nifti_volume_comes_back_in_its_geometry() {
     assert_same_geometry(&mask.header, &vol.header);
     assert_eq!(mask.header.datatype, 2, "uint8");
     let want = reference(&vol, "organ", Windowing::Auto);
-    assert!(want.iter().any(|&v| v > 0) && want.iter().any(|&v| v == 0), "a trivial mask tests nothing");
+    assert!(want.iter().any(|&v| v > 0) && want.contains(&0), "a trivial mask tests nothing");
     assert_eq!(u8_values(&mask), want);
 
     // The JSON answer: per-slice RLE of the same masks, and the slices as pictures.
