@@ -6,7 +6,8 @@
 //!   prediction per task]}` out; each prediction holds one `brushlabels` result per prompt with
 //!   a non-empty mask, in Label Studio's brush RLE ([`ls_rle`]). The image is the task's data
 //!   field named by the `<Image value="$field">` the `<BrushLabels toName=...>` points at, given
-//!   as a `data:` URI (base64). The prompts: the task's `data.prompt` (a string) when it has
+//!   as a `data:` URI (base64), or a `/data/...` path or URL of the Label Studio given by
+//!   `--label-studio-url` (fetched with its `--label-studio-api-key`; no other host). The prompts: the task's `data.prompt` (a string) when it has
 //!   one (labelled with the config's only label, else with the prompt itself), else each
 //!   `<Label value=...>` of the `<BrushLabels>`.
 //! - `POST /train`, `POST /webhook`: fine-tuning from Label Studio (501 until the server can
@@ -235,6 +236,78 @@ pub fn ls_rle(mask: &[u8]) -> Vec<u8> {
     b.out
 }
 
+/// The Label Studio instance task images may be fetched from.
+#[derive(Debug, Default)]
+pub(crate) struct Remote {
+    /// Without a trailing '/'.
+    base: Option<String>,
+    key: Option<String>,
+}
+
+impl Remote {
+    pub(crate) fn new(url: Option<&str>, key: Option<String>) -> anyhow::Result<Self> {
+        let base = match url.map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(u) => {
+                let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://"));
+                let host = rest.map(|r| r.split('/').next().unwrap_or(""));
+                if host.is_none_or(|h| h.is_empty() || h.contains('@')) {
+                    anyhow::bail!("--label-studio-url {u:?}: expected http(s)://HOST[:PORT][/PATH]");
+                }
+                Some(u.trim_end_matches('/').to_string())
+            }
+        };
+        let key = key.filter(|k| !k.trim().is_empty());
+        if key.as_deref().is_some_and(|k| k.chars().any(|c| !c.is_ascii_graphic())) {
+            anyhow::bail!("--label-studio-api-key must be printable ASCII without spaces");
+        }
+        Ok(Remote { base, key })
+    }
+
+    /// The URL a task's image reference points at, when it is under `--label-studio-url`.
+    fn url_of(&self, src: &str) -> Result<String, String> {
+        let Some(base) = &self.base else {
+            return Err("this backend reads images sent inline as base64 data: URIs, or fetches them from the Label Studio given by --label-studio-url (not set)".into());
+        };
+        if src.starts_with('/') && !src.starts_with("//") {
+            return Ok(format!("{base}{src}"));
+        }
+        if src.strip_prefix(base.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/')) {
+            return Ok(src.to_string());
+        }
+        Err(format!("not under --label-studio-url {base}; nothing else is fetched"))
+    }
+
+    /// Fetches a task image (blocking), at most `max` bytes.
+    fn fetch(&self, src: &str, max: usize) -> Result<(Vec<u8>, String), String> {
+        let url = self.url_of(src)?;
+        let name = url.split(['?', '#']).next().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+        let bytes = http_get(&url, self.key.as_deref(), max)?;
+        Ok((bytes, name))
+    }
+}
+
+#[cfg(feature = "hub")]
+fn http_get(url: &str, key: Option<&str>, max: usize) -> Result<Vec<u8>, String> {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(30))).build().into();
+    let mut req = agent.get(url);
+    if let Some(k) = key {
+        req = req.header("Authorization", &format!("Token {k}"));
+    }
+    let mut resp = req.call().map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    resp.body_mut()
+        .with_config()
+        .limit(max as u64)
+        .read_to_vec()
+        .map_err(|e| format!("cannot fetch {url}: {e} (at most {max} bytes)"))
+}
+
+#[cfg(not(feature = "hub"))]
+fn http_get(url: &str, _key: Option<&str>, _max: usize) -> Result<Vec<u8>, String> {
+    Err(format!("cannot fetch {url}: this server was built without an HTTP client (feature `hub`)"))
+}
+
 /// The bytes of a `data:[mime][;base64],...` URI and a file name for its type.
 fn data_uri(s: &str) -> Result<(Vec<u8>, String), String> {
     let rest = s.strip_prefix("data:").ok_or("not a data: URI")?;
@@ -297,12 +370,17 @@ async fn predict_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, ApiEr
             .get(&field)
             .and_then(Value::as_str)
             .ok_or_else(|| bad(format!("{what}: data.{field} is missing or not a string")))?;
-        let (bytes, file_name) = data_uri(src).map_err(|e| {
-            ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{what}: data.{field}: {e} (this backend reads images sent inline as base64 data: URIs)"),
-            )
-        })?;
+        let fetched = if src.starts_with("data:") {
+            data_uri(src)
+        } else {
+            let st2 = st.clone();
+            let (src2, max) = (src.to_string(), st.limits.max_upload_bytes);
+            tokio::task::spawn_blocking(move || st2.label_studio.fetch(&src2, max))
+                .await
+                .unwrap_or_else(|e| Err(format!("worker failed: {e}")))
+        };
+        let (bytes, file_name) =
+            fetched.map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: data.{field}: {e}")))?;
         // The prompts and the label each mask gets.
         let (prompts, labels): (Vec<String>, Vec<String>) =
             match data.get("prompt").and_then(Value::as_str).map(str::trim).filter(|p| !p.is_empty()) {

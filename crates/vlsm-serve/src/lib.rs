@@ -54,6 +54,13 @@ pub struct Options {
     /// Dataset folder (medvlsm layout) that "save to dataset" appends to; saving is disabled without it.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Label Studio's address, for the ML backend routes: task images given as `/data/...` paths
+    /// or as URLs under it are fetched from it (nothing else is fetched).
+    #[arg(long, env = "LABEL_STUDIO_URL", value_name = "URL")]
+    pub label_studio_url: Option<String>,
+    /// Label Studio API key, sent as `Authorization: Token KEY` when fetching task images.
+    #[arg(long, env = "LABEL_STUDIO_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub label_studio_api_key: Option<String>,
     /// Largest request body in MiB (at least 1).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_mb: u64,
@@ -107,6 +114,8 @@ impl std::fmt::Debug for Options {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("dataset", &self.dataset)
+            .field("label_studio_url", &self.label_studio_url)
+            .field("label_studio_api_key", &self.label_studio_api_key.as_ref().map(|_| "<hidden>"))
             .field("max_upload_mb", &self.max_upload_mb)
             .field("max_pixels", &self.max_pixels)
             .field("max_voxels", &self.max_voxels)
@@ -131,6 +140,8 @@ impl Default for Options {
             allowed_hosts: Vec::new(),
             token: None,
             dataset: None,
+            label_studio_url: None,
+            label_studio_api_key: None,
             max_upload_mb: 32,
             max_pixels: 25_000_000,
             max_voxels: 1 << 27,
@@ -174,6 +185,8 @@ pub struct AppState {
     pub conns: listen::ConnCount,
     /// Images uploaded to the MONAI Label datastore and sessions (bounded, in memory).
     pub(crate) uploads: monailabel::Uploads,
+    /// Where the Label Studio routes may fetch task images from.
+    pub(crate) label_studio: labelstudio::Remote,
     /// Extra time spent holding the model, for tests of the queue, timeout and shutdown.
     pub model_delay: Duration,
     /// Extra time spent in post-processing (after the model), for tests of its bound.
@@ -207,6 +220,10 @@ impl AppState {
             access: guard::Access::new(&allowed_hosts(opts), opts.token.clone())?,
             conns: listen::ConnCount::default(),
             uploads: Default::default(),
+            label_studio: labelstudio::Remote::new(
+                opts.label_studio_url.as_deref(),
+                opts.label_studio_api_key.clone(),
+            )?,
             model_delay: Duration::ZERO,
             post_delay: Duration::ZERO,
         })

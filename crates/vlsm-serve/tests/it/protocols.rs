@@ -205,3 +205,87 @@ async fn protocol_routes_need_the_token() {
     let r = request(s.addr, "POST", "/predict", &[("content-type", "application/json")], b"{}".to_vec()).await;
     assert_eq!(r.status, 401);
 }
+
+/// A stand-in for Label Studio's file server: `GET /data/upload/1/a.png` with `Authorization:
+/// Token k` answers `png`, anything else 401/404. Returns its address.
+async fn fake_label_studio(png: Vec<u8>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let png = png.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let (status, body) = if !head.starts_with("get /data/upload/1/a.png ") {
+                    ("404 Not Found", b"no".to_vec())
+                } else if !head.contains("\r\nauthorization: token k\r\n") {
+                    ("401 Unauthorized", b"no".to_vec())
+                } else {
+                    ("200 OK", png)
+                };
+                let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = c.write_all(head.as_bytes()).await;
+                let _ = c.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn label_studio_images_are_fetched_from_label_studio_only() {
+    let png = png_bytes(50, 40, 7);
+    let ls = fake_label_studio(png.clone()).await;
+    let config = r#"<View><Image name="img" value="$image"/>
+      <BrushLabels name="tag" toName="img"><Label value="organ"/></BrushLabels></View>"#;
+    let task = |image: &str| json!({"tasks": [{"id": 5, "data": {"image": image}}], "label_config": config});
+    let uri = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    let s = Server::start(
+        Options { label_studio_url: Some(format!("http://{ls}/")), label_studio_api_key: Some("k".into()), ..opts() },
+        Duration::ZERO,
+    )
+    .await;
+    let inline = post_json(s.addr, "/predict", &task(&uri)).await.json();
+    assert!(!inline["results"][0]["result"].as_array().unwrap().is_empty(), "an empty mask tests nothing");
+    for src in ["/data/upload/1/a.png".to_string(), format!("http://{ls}/data/upload/1/a.png")] {
+        let r = post_json(s.addr, "/predict", &task(&src)).await;
+        assert_eq!(r.status, 200, "{src}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["results"], inline["results"], "{src}");
+    }
+    for (src, needle) in [
+        ("/data/upload/1/missing.png", "404"),
+        ("http://127.0.0.2:1/data/upload/1/a.png", "not under --label-studio-url"),
+        ("//evil.example/a.png", "not under"),
+    ] {
+        let r = post_json(s.addr, "/predict", &task(src)).await;
+        assert_eq!(r.status, 422, "{src}: {}", String::from_utf8_lossy(&r.body));
+        assert!(r.error().contains("task 5") && r.error().contains(needle), "{src}: {}", r.error());
+    }
+    // A wrong key: Label Studio's 401 comes back as a one-line 422.
+    let s2 = Server::start(
+        Options { label_studio_url: Some(format!("http://{ls}")), label_studio_api_key: Some("x".into()), ..opts() },
+        Duration::ZERO,
+    )
+    .await;
+    let r = post_json(s2.addr, "/predict", &task("/data/upload/1/a.png")).await;
+    assert_eq!(r.status, 422);
+    assert!(r.error().contains("401"), "{}", r.error());
+    // Not configured: nothing is fetched.
+    let s3 = Server::start(opts(), Duration::ZERO).await;
+    let r = post_json(s3.addr, "/predict", &task("/data/upload/1/a.png")).await;
+    assert_eq!(r.status, 422);
+    assert!(r.error().contains("--label-studio-url (not set)"), "{}", r.error());
+    assert!(vlsm_serve::AppState::new(&Options { label_studio_url: Some("ftp://x".into()), ..opts() }, {
+        vlsm::pipeline::Segmenter::load(&tiny_model()).unwrap()
+    })
+    .is_err());
+}
