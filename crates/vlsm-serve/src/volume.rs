@@ -452,11 +452,13 @@ pub(crate) async fn segment(st: Arc<AppState>, form: Form) -> Result<Response, A
     let seg = current_segmenter(&st);
     let threshold = parse_threshold(form.threshold.as_deref(), seg.default_threshold())?;
     let max_voxels = st.limits.max_voxels;
-    // Read (and refuse) before queueing, so a bad upload never holds the model.
-    let loaded = blocking(move || load(&up, max_voxels, 0)).await?;
-    let win = windowing(form.window.as_deref(), loaded.file_window)?;
+    windowing(form.window.as_deref(), None)?;
+    // A volume is read holding a model slot: at most --workers volumes (up to a GiB or more each)
+    // are in memory at once, however many requests wait.
     let ticket = enter(&st).await?;
     let t_queue = t0.elapsed();
+    let loaded = blocking(move || load(&up, max_voxels, 0)).await?;
+    let win = windowing(form.window.as_deref(), loaded.file_window)?;
     let prompts = form.prompts.clone();
     let return_image = form.return_image;
     let out = blocking(move || {
@@ -573,9 +575,11 @@ pub(crate) async fn segment_any(
         return Err(bad(format!("threshold must be a number from 0 to 1, got {threshold}")));
     }
     let (max_voxels, max_pixels) = (st.limits.max_voxels, st.limits.max_pixels);
+    windowing(window.as_deref(), None)?;
+    // Read holding a model slot (see `segment`).
+    let ticket = enter(st).await?;
     let loaded = blocking(move || load_many(&files, max_voxels, max_pixels)).await?;
     let win = windowing(window.as_deref(), loaded.file_window)?;
-    let ticket = enter(st).await?;
     blocking(move || {
         let t = Instant::now();
         let pred = run(&seg, &loaded.vol, &prompts, threshold, win, probs)?;
