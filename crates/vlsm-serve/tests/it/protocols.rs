@@ -43,6 +43,20 @@ async fn monai_label_info_and_infer() {
     assert_eq!(info["models"]["vlsm"]["type"], "segmentation");
     assert_eq!(info["models"]["vlsm"]["dimension"], 3);
     assert_eq!(info["models"]["vlsm_2d"]["dimension"], 2);
+    let o = get(s.addr, "/api/openapi.json").await.json();
+    for p in [
+        "/info/",
+        "/infer/{model}",
+        "/datastore/",
+        "/session/",
+        "/session/{id}",
+        "/health",
+        "/setup",
+        "/predict",
+        "/train",
+    ] {
+        assert!(o["paths"][p].is_object(), "{p} missing from the OpenAPI document");
+    }
 
     let nii = std::fs::read(repo_root().join("tests/fixtures/nifti/geom_oblique.nii.gz")).unwrap();
     let params = json!({"prompts": ["organ"]}).to_string();
