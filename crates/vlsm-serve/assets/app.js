@@ -8,6 +8,8 @@ const COLORS = [[0, 220, 90], [255, 80, 80], [70, 140, 255], [255, 200, 0], [200
 const S = {
   file: null, stem: 'image', img: null, w: 0, h: 0, fromServer: false,
   layers: [], active: -1, tool: 'view', size: 12, threshold: 0.5, datasetEnabled: false,
+  // A volume (NIfTI, zipped DICOM series): every slice segmented at once, shown one at a time.
+  isVolume: false, vol: null,
 };
 const canvas = $('canvas');
 const ctx = canvas.getContext('2d');
@@ -52,6 +54,9 @@ async function openFile(file) {
   S.file = file;
   S.stem = file.name.replace(/\.(nii\.gz|[a-z0-9]+)$/i, '') || 'image';
   S.layers = []; S.active = -1; S.img = null; S.fromServer = false;
+  S.isVolume = /\.(nii|nii\.gz|zip)$/i.test(file.name); S.vol = null;
+  $('sliceBox').hidden = true;
+  $('downloadVolume').hidden = !S.isVolume;
   $('fileinfo').textContent = file.name + ' (' + Math.round(file.size / 1024) + ' KiB)';
   renderLayers();
   try {
@@ -115,6 +120,7 @@ async function segment(prompt) {
   const fd = new FormData();
   fd.append('image', S.file, S.file.name);
   fd.append('prompt', prompt);
+  if (S.isVolume) return segmentVolume(fd, prompt);
   // The server's decoding is the reference for sizes (and the only one for DICOM/NIfTI).
   if (!S.fromServer) fd.append('return_image', '1');
   status('Segmenting "' + prompt + '"…');
@@ -142,6 +148,66 @@ async function segment(prompt) {
   } finally {
     $('segment').disabled = false;
   }
+}
+
+// A volume: the server answers every slice's mask (COCO RLE) and, the first time, every slice
+// as a PNG; the slider shows one slice, its masks, and keeps brush edits per slice.
+async function segmentVolume(fd, prompt) {
+  fd.append('volume', '1');
+  if (!S.vol) fd.append('return_image', '1');
+  status('Segmenting every slice for "' + prompt + '"…');
+  $('segment').disabled = true;
+  try {
+    const resp = await api('/api/segment', { method: 'POST', body: fd });
+    if (!resp.ok) { status('Segmentation failed: ' + await errorText(resp), true); return; }
+    const r = await resp.json();
+    if (r.slice_pngs) {
+      const n = r.volume.slices;
+      S.vol = { n, w: r.width, h: r.height, pngs: r.slice_pngs, imgs: new Array(n), k: Math.floor(n / 2) };
+      $('slice').max = n - 1; $('slice').value = S.vol.k;
+      $('sliceBox').hidden = false;
+    }
+    for (const res of r.results) {
+      S.layers.push({
+        prompt: res.prompt, color: COLORS[S.layers.length % COLORS.length], visible: true,
+        rles: res.masks, edits: [], probs: null, edit: null, count: 0,
+      });
+      S.active = S.layers.length - 1;
+    }
+    await showSlice(S.vol.k);
+    const d = r.volume.shape;
+    status('"' + prompt + '": ' + d.join('×') + ' voxels, ' + r.results[0].voxels + ' in the mask, ' + Math.round(r.timing_ms.total) + ' ms.');
+  } catch (e) {
+    status('Segmentation failed: ' + e, true);
+  } finally {
+    $('segment').disabled = false;
+  }
+}
+
+// COCO RLE (column-major, starting with a run of 0s) to a row-major 0/255 array.
+function rleDecode(rle, w, h) {
+  const out = new Uint8Array(w * h);
+  let i = 0, v = 0;
+  for (const c of rle.counts) {
+    if (v) for (let j = i; j < i + c; j++) out[(j % h) * w + Math.floor(j / h)] = 255;
+    i += c; v ^= 1;
+  }
+  return out;
+}
+
+async function showSlice(k) {
+  const V = S.vol;
+  if (!V) return;
+  V.k = k;
+  $('sliceOut').textContent = k + ' / ' + (V.n - 1);
+  if (!V.imgs[k]) V.imgs[k] = await decodePng(V.pngs[k]);
+  if (V.k !== k) return; // the slider moved on meanwhile
+  for (const layer of S.layers) {
+    layer.probs = rleDecode(layer.rles[k], V.w, V.h);
+    layer.edit = layer.edits[k] || (layer.edits[k] = new Uint8Array(V.w * V.h));
+  }
+  setImage(V.imgs[k]);
+  S.fromServer = true;
 }
 
 function maskOf(layer) {
@@ -298,6 +364,29 @@ $('download').onclick = async () => {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 };
 
+// The mask volume as .nii.gz in the scan's geometry (the model's masks; brush edits stay on the page).
+$('downloadVolume').onclick = async () => {
+  const layer = S.layers[S.active];
+  if (!layer || !S.file) return;
+  const fd = new FormData();
+  fd.append('image', S.file, S.file.name);
+  fd.append('prompt', layer.prompt);
+  fd.append('return', 'nifti');
+  status('Segmenting the volume for the download…');
+  try {
+    const resp = await api('/api/segment', { method: 'POST', body: fd });
+    if (!resp.ok) { status('Download failed: ' + await errorText(resp), true); return; }
+    const url = URL.createObjectURL(await resp.blob());
+    const a = document.createElement('a');
+    a.href = url; a.download = S.stem + '_' + safe(layer.prompt) + '.mask.nii.gz';
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    status('Downloaded the mask volume.');
+  } catch (e) {
+    status('Download failed: ' + e, true);
+  }
+};
+
 $('save').onclick = async () => {
   const layer = S.layers[S.active];
   if (!layer || !S.file) return;
@@ -305,7 +394,8 @@ $('save').onclick = async () => {
   fd.append('image', S.file, S.file.name);
   fd.append('mask', await maskBlob(layer), 'mask.png');
   fd.append('prompt', layer.prompt);
-  fd.append('name', safe(S.stem));
+  fd.append('name', safe(S.vol ? S.stem + '_' + S.vol.k : S.stem));
+  if (S.vol) fd.append('slice', S.vol.k);
   $('save').disabled = true;
   try {
     const resp = await api('/api/dataset/save', { method: 'POST', body: fd });
@@ -342,6 +432,7 @@ $('threshold').addEventListener('input', (e) => {
   $('thresholdOut').textContent = S.threshold.toFixed(2);
   render();
 });
+$('slice').addEventListener('input', (e) => showSlice(parseInt(e.target.value, 10)));
 $('size').addEventListener('input', (e) => { S.size = parseInt(e.target.value, 10); $('sizeOut').textContent = S.size; });
 for (const r of document.querySelectorAll('input[name=tool]')) {
   r.addEventListener('change', () => {

@@ -4,7 +4,7 @@
 // correction, download the mask, save to the dataset, and check the saved files.
 //
 // Environment: VLSM_SERVE_BIN (server binary), VLSM_MODEL (model dir), E2E_IMAGE (image file),
-// E2E_WORK (empty folder), optional CHROMIUM (default /usr/bin/chromium), SCREENSHOT (PNG path).
+// E2E_WORK (empty folder), optional E2E_VOLUME (a 12x10x6 NIfTI: the slice slider), CHROMIUM (default /usr/bin/chromium), SCREENSHOT (PNG path).
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +21,7 @@ const IMAGE = env('E2E_IMAGE');
 const WORK = env('E2E_WORK');
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const SCREENSHOT = process.env.SCREENSHOT;
+const VOLUME = process.env.E2E_VOLUME;
 const DATASET = path.join(WORK, 'dataset');
 const PROMPT = 'polyp';
 
@@ -151,6 +152,31 @@ async function main() {
     check(mask.stroke === 255 && mask.erased === 0 && mask.away === 0, 'painted, erased and untouched pixels as drawn');
     const [x0, y0, x1, y1] = rec.bbox;
     check(x0 < x1 && y0 < y1 && x1 <= w && y1 <= h, 'bbox ' + JSON.stringify(rec.bbox));
+
+    if (VOLUME) {
+      // A volume: every slice segmented at once, a slider through them, the mask volume downloaded.
+      await page.setInputFiles('#file', VOLUME);
+      await page.fill('#prompt', PROMPT);
+      await page.press('#prompt', 'Enter');
+      await page.waitForFunction(() => !document.getElementById('sliceBox').hidden && document.querySelectorAll('#layers li').length === 1);
+      const slices = Number(await page.getAttribute('#slice', 'max')) + 1;
+      check(slices === 6, `slice slider over ${slices} slices`);
+      const dims = await page.evaluate(() => [document.getElementById('canvas').width, document.getElementById('canvas').height]);
+      check(dims[0] === 12 && dims[1] === 10, `slice shown at ${dims.join('x')}`);
+      await page.fill('#threshold', '0.5'); await frame();
+      const mid = await pixels();
+      await page.fill('#slice', '0');
+      await page.waitForFunction(() => document.getElementById('sliceOut').textContent === '0 / 5');
+      await frame(); await frame();
+      const first = await pixels();
+      let diff = 0;
+      for (let i = 0; i < mid.length; i++) if (mid[i] !== first[i]) diff++;
+      check(diff > 0, `the slider shows another slice (${diff} values changed)`);
+      const [vdl] = await Promise.all([page.waitForEvent('download'), page.click('#downloadVolume')]);
+      check(vdl.suggestedFilename().endsWith('_polyp.mask.nii.gz'), 'mask volume download offers ' + vdl.suggestedFilename());
+      const gz = readFileSync(await vdl.path());
+      check(gz[0] === 0x1f && gz[1] === 0x8b, `the mask volume is gzip (${gz.length} bytes)`);
+    }
 
     if (SCREENSHOT) {
       // A second prompt and a mid threshold make a more telling picture.

@@ -42,6 +42,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/model", get(model))
         .route("/api/segment", post(segment))
         .route("/api/dataset/save", post(save))
+        .merge(crate::monailabel::routes())
+        .merge(crate::labelstudio::routes())
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
 }
 
@@ -72,7 +74,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -96,6 +98,7 @@ async fn model(State(st): St) -> Json<Value> {
         "limits": {
             "max_upload_bytes": l.max_upload_bytes,
             "max_pixels": l.max_pixels,
+            "max_voxels": l.max_voxels,
             "timeout_secs": l.timeout.as_secs_f64(),
             "max_prompts": l.max_prompts,
             "max_prompt_chars": l.max_prompt_chars,
@@ -106,23 +109,29 @@ async fn model(State(st): St) -> Json<Value> {
 }
 
 /// A file part of a multipart body.
-struct Upload {
-    bytes: Bytes,
-    file_name: String,
+pub(crate) struct Upload {
+    pub(crate) bytes: Bytes,
+    pub(crate) file_name: String,
 }
 
 #[derive(Default)]
-struct Form {
-    image: Option<Upload>,
+pub(crate) struct Form {
+    pub(crate) image: Option<Upload>,
     mask: Option<Upload>,
-    prompts: Vec<String>,
-    threshold: Option<String>,
+    pub(crate) prompts: Vec<String>,
+    pub(crate) threshold: Option<String>,
     slice: Option<String>,
     name: Option<String>,
-    return_image: bool,
+    pub(crate) return_image: bool,
+    /// `volume`: segment every slice (see `crate::volume`).
+    pub(crate) volume: bool,
+    /// `return`: `json` (default) or `nifti` (volumes).
+    pub(crate) ret: Option<String>,
+    /// `window`: a preset name or `W,L` (volumes).
+    pub(crate) window: Option<String>,
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
+pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
     let status = e.status();
     let mut cur: Option<&dyn std::error::Error> = Some(&e);
     while let Some(x) = cur {
@@ -180,6 +189,9 @@ async fn read_form(
                     "slice" => form.slice = Some(text),
                     "name" => form.name = Some(text),
                     "return_image" => form.return_image = matches!(text.trim(), "1" | "true" | "yes"),
+                    "volume" => form.volume = matches!(text.trim(), "1" | "true" | "yes"),
+                    "return" => form.ret = Some(text),
+                    "window" => form.window = Some(text),
                     _ => unreachable!("checked against allowed"),
                 }
             }
@@ -196,7 +208,7 @@ fn parse_slice(s: &Option<String>) -> Result<Option<usize>, ApiError> {
 }
 
 /// Decodes an upload (any format `vlsm::io` reads) after checking its pixel count.
-fn decode_image(up: &Upload, slice: Option<usize>, max_pixels: u64) -> Result<RgbImage, ApiError> {
+pub(crate) fn decode_image(up: &Upload, slice: Option<usize>, max_pixels: u64) -> Result<RgbImage, ApiError> {
     let shown = if up.file_name.is_empty() { "upload".to_string() } else { up.file_name.clone() };
     let unprocessable = |e: anyhow::Error, tmp: &std::path::Path| {
         let msg = e.to_string().replace(&tmp.display().to_string(), &shown);
@@ -230,14 +242,14 @@ fn decode_image(up: &Upload, slice: Option<usize>, max_pixels: u64) -> Result<Rg
     vlsm::io::read_image_any(&path, &opts).map_err(|e| unprocessable(e, &path))
 }
 
-fn png(img: DynamicImage) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn png(img: DynamicImage) -> Result<Vec<u8>, ApiError> {
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, ImageFormat::Png)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode PNG: {e}")))?;
     Ok(buf.into_inner())
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -261,13 +273,18 @@ pub fn rle(mask: &GrayImage) -> Value {
     json!({ "size": [h, w], "counts": counts })
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("worker failed: {e}"))))
 }
 
-async fn with_timeout(limit: Duration, f: impl std::future::Future<Output = Result<Response, ApiError>>) -> Response {
+pub(crate) async fn with_timeout(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
     match tokio::time::timeout(limit, f).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => e.into_response(),
@@ -284,14 +301,22 @@ async fn segment(State(st): St, mp: Result<Multipart, MultipartRejection>) -> Re
     with_timeout(limit, segment_inner(st, mp)).await
 }
 
-fn model_error(e: anyhow::Error) -> ApiError {
+pub(crate) fn model_error(e: anyhow::Error) -> ApiError {
     ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("model failed: {e:#}"))
 }
 
 async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejection>) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     let lim = st.limits.clone();
-    let form = read_form(mp, &["image", "prompt", "threshold", "slice", "return_image"], lim.max_upload_bytes).await?;
+    let form = read_form(
+        mp,
+        &["image", "prompt", "threshold", "slice", "return_image", "volume", "return", "window"],
+        lim.max_upload_bytes,
+    )
+    .await?;
+    if crate::volume::wanted(&form) {
+        return crate::volume::segment(st, form).await;
+    }
     let up = form.image.ok_or_else(|| bad("missing the image file field \"image\""))?;
     if up.bytes.is_empty() {
         return Err(bad("the image field is empty"));

@@ -1,7 +1,8 @@
 //! Checks every request passes before it reaches a route (see docs/security.md):
 //! - `Host` must name this server (the bound address, localhost, 127.0.0.1, [::1], or an
 //!   `--allowed-host`): a DNS-rebinding page addresses us by its own name and gets 421;
-//! - with `--token`, every /api request needs `Authorization: Bearer TOKEN` (401);
+//! - with `--token`, every /api request and every protocol route (MONAI Label, Label Studio)
+//!   needs `Authorization: Bearer TOKEN` or `Basic base64(user:TOKEN)` (401);
 //! - state-changing methods are refused (403) when `Origin` is present and not our own, or when
 //!   `Sec-Fetch-Site` says another site sent them (cross-site request forgery);
 //! - over-long URIs (414) and header sections (431) are answered here as JSON, below the HTTP
@@ -127,6 +128,16 @@ fn refuse(status: StatusCode, msg: impl Into<String>) -> Response {
     ApiError(status, msg.into()).into_response()
 }
 
+/// The password of `Authorization: Basic base64(user:password)` (Label Studio's ML backend
+/// settings send the token this way).
+fn basic_password(v: &str) -> Option<String> {
+    use base64::Engine;
+    let b = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    s.split_once(':').map(|(_, p)| p.to_string())
+}
+
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -175,12 +186,17 @@ pub async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
         );
     }
     if let Some(token) = &g.state.access.token {
-        if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
-            let given = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
+        let path = req.uri().path();
+        if path.starts_with("/api/")
+            || path == "/api"
+            || crate::monailabel::protected(path)
+            || crate::labelstudio::protected(path)
+        {
+            let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let given = auth
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .map(str::trim);
+                .map(|t| t.trim().to_string())
+                .or_else(|| auth.and_then(basic_password));
             if !given.is_some_and(|t| same_bytes(t.as_bytes(), token.as_bytes())) {
                 let mut r = refuse(
                     StatusCode::UNAUTHORIZED,

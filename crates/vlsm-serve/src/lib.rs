@@ -9,7 +9,10 @@ mod cache;
 mod dataset;
 mod gate;
 mod guard;
+mod labelstudio;
 mod listen;
+mod monailabel;
+mod volume;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -24,7 +27,9 @@ use vlsm::pipeline::Segmenter;
 
 pub use cache::{CacheStats, FeatureCache};
 pub use gate::Gate;
+pub use labelstudio::ls_rle;
 pub use listen::ConnCount;
+pub use volume::{max_zip_bytes, zip_inflated_bytes, MAX_ZIP_ENTRIES};
 
 /// Command-line options of `vlsm serve`.
 #[derive(clap::Args, Clone)]
@@ -49,12 +54,22 @@ pub struct Options {
     /// Dataset folder (medvlsm layout) that "save to dataset" appends to; saving is disabled without it.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Label Studio's address, for the ML backend routes: task images given as `/data/...` paths
+    /// or as URLs under it are fetched from it (nothing else is fetched).
+    #[arg(long, env = "LABEL_STUDIO_URL", value_name = "URL")]
+    pub label_studio_url: Option<String>,
+    /// Label Studio API key, sent as `Authorization: Token KEY` when fetching task images.
+    #[arg(long, env = "LABEL_STUDIO_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub label_studio_api_key: Option<String>,
     /// Largest request body in MiB (at least 1).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_mb: u64,
     /// Largest image (width × height) accepted (at least 1).
     #[arg(long, default_value_t = 25_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
+    /// Largest volume (voxels of a NIfTI file or a zipped DICOM series) accepted (at least 1).
+    #[arg(long, default_value_t = 1 << 27, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_voxels: u64,
     /// Per-request time limit in seconds (504 after it; at least 1).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
@@ -99,8 +114,11 @@ impl std::fmt::Debug for Options {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("dataset", &self.dataset)
+            .field("label_studio_url", &self.label_studio_url)
+            .field("label_studio_api_key", &self.label_studio_api_key.as_ref().map(|_| "<hidden>"))
             .field("max_upload_mb", &self.max_upload_mb)
             .field("max_pixels", &self.max_pixels)
+            .field("max_voxels", &self.max_voxels)
             .field("timeout_secs", &self.timeout_secs)
             .field("queue", &self.queue)
             .field("workers", &self.workers)
@@ -122,8 +140,11 @@ impl Default for Options {
             allowed_hosts: Vec::new(),
             token: None,
             dataset: None,
+            label_studio_url: None,
+            label_studio_api_key: None,
             max_upload_mb: 32,
             max_pixels: 25_000_000,
+            max_voxels: 1 << 27,
             timeout_secs: 60,
             queue: 16,
             workers: 1,
@@ -141,6 +162,7 @@ impl Default for Options {
 pub struct Limits {
     pub max_upload_bytes: usize,
     pub max_pixels: u64,
+    pub max_voxels: u64,
     pub timeout: Duration,
     pub max_prompts: usize,
     pub max_prompt_chars: usize,
@@ -161,6 +183,10 @@ pub struct AppState {
     pub access: guard::Access,
     /// Open connections now and at most so far.
     pub conns: listen::ConnCount,
+    /// Images uploaded to the MONAI Label datastore and sessions (bounded, in memory).
+    pub(crate) uploads: monailabel::Uploads,
+    /// Where the Label Studio routes may fetch task images from.
+    pub(crate) label_studio: labelstudio::Remote,
     /// Extra time spent holding the model, for tests of the queue, timeout and shutdown.
     pub model_delay: Duration,
     /// Extra time spent in post-processing (after the model), for tests of its bound.
@@ -181,6 +207,7 @@ impl AppState {
             limits: Limits {
                 max_upload_bytes: (opts.max_upload_mb.saturating_mul(1 << 20)).min(usize::MAX as u64) as usize,
                 max_pixels: opts.max_pixels,
+                max_voxels: opts.max_voxels,
                 timeout: Duration::from_secs(opts.timeout_secs),
                 max_prompts: 16,
                 max_prompt_chars: 500,
@@ -192,6 +219,11 @@ impl AppState {
             dataset,
             access: guard::Access::new(&allowed_hosts(opts), opts.token.clone())?,
             conns: listen::ConnCount::default(),
+            uploads: Default::default(),
+            label_studio: labelstudio::Remote::new(
+                opts.label_studio_url.as_deref(),
+                opts.label_studio_api_key.clone(),
+            )?,
             model_delay: Duration::ZERO,
             post_delay: Duration::ZERO,
         })
@@ -217,6 +249,7 @@ fn validate(o: &Options) -> Result<()> {
         ("--cache", o.cache as u64),
         ("--max-upload-mb", o.max_upload_mb),
         ("--max-pixels", o.max_pixels),
+        ("--max-voxels", o.max_voxels),
         ("--timeout-secs", o.timeout_secs),
         ("--header-timeout-secs", o.header_timeout_secs),
         ("--body-timeout-secs", o.body_timeout_secs),

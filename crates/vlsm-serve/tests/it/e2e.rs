@@ -33,6 +33,7 @@ fn e2e_browser() {
         .env("VLSM_SERVE_BIN", env!("CARGO_BIN_EXE_vlsm-serve"))
         .env("VLSM_MODEL", root.join("tests/fixtures/clipseg/tiny_complex"))
         .env("E2E_IMAGE", root.join("examples/kvasir_cju2xjz2ju8pe0993ysv9wg17.jpg"))
+        .env("E2E_VOLUME", root.join("tests/fixtures/nifti/geom_oblique.nii.gz"))
         .env("E2E_WORK", work.path())
         .env("CHROMIUM", &chromium);
     if let Ok(s) = std::env::var("VLSM_E2E_SCREENSHOT") {

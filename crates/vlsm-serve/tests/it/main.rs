@@ -5,6 +5,8 @@ mod bombs;
 mod e2e;
 mod fuzz_multipart;
 mod hub;
+mod protocols;
 mod security;
 mod sigterm;
 mod support;
+mod volumes;
