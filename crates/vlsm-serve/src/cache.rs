@@ -58,11 +58,8 @@ impl FeatureCache {
     /// [`FeatureCache::get`] for a request that read generation `gen`: nothing once it is old.
     pub fn get_at(&self, gen: u64, key: &[u8; 32]) -> Option<Arc<Entry>> {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        let found = if gen == self.generation.load(Ordering::SeqCst) {
-            items.iter().position(|(k, _)| k == key)
-        } else {
-            None
-        };
+        let found =
+            if gen == self.generation.load(Ordering::SeqCst) { items.iter().position(|(k, _)| k == key) } else { None };
         match found {
             Some(i) => {
                 let item = items.remove(i).expect("index from position");

@@ -220,7 +220,10 @@ pub fn start(state: &Arc<AppState>, req: TrainRequest) -> Result<Value, ApiError
         if s.state == Phase::Running {
             return Err(ApiError(
                 StatusCode::CONFLICT,
-                format!("a fine-tune is already running (producing {}); DELETE /api/train cancels it", s.version.as_deref().unwrap_or("?")),
+                format!(
+                    "a fine-tune is already running (producing {}); DELETE /api/train cancels it",
+                    s.version.as_deref().unwrap_or("?")
+                ),
             ));
         }
         // The records are read under the dataset's lock, so no save is half-seen.
@@ -252,7 +255,8 @@ pub fn start(state: &Arc<AppState>, req: TrainRequest) -> Result<Value, ApiError
         let spawned = std::thread::Builder::new().name("vlsm-train".into()).spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(|| job.run())));
             let r = r.unwrap_or_else(|p| {
-                let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+                let msg =
+                    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
                 Err(anyhow!("training panicked: {}", msg.unwrap_or_default()))
             });
             job_ended(&job.state, r);
@@ -368,7 +372,11 @@ impl Job {
                 true
             }
         };
-        let hooks = Hooks { on_epoch: Some(Box::new(on_epoch)), stop: Some(t.cancel.as_ref()), on_batch: Some(Box::new(on_batch)) };
+        let hooks = Hooks {
+            on_epoch: Some(Box::new(on_epoch)),
+            stop: Some(t.cancel.as_ref()),
+            on_batch: Some(Box::new(on_batch)),
+        };
         let summary = vlsm::train::tasks::train(&cfg, &RunOptions::quiet(), hooks, DecoderInit::Checkpoint)?;
         if t.cancel.load(Ordering::SeqCst) {
             bail!("cancelled");
@@ -460,7 +468,8 @@ fn stage(ds: &Dataset, dst: &Path) -> Result<(usize, usize)> {
     }
     let n = recs.len();
     let (train, val): (Vec<Value>, Vec<Value>) = if n >= MIN_RECORDS_FOR_HOLDOUT {
-        let (v, t): (Vec<_>, Vec<_>) = recs.into_iter().enumerate().partition(|(i, _)| i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1);
+        let (v, t): (Vec<_>, Vec<_>) =
+            recs.into_iter().enumerate().partition(|(i, _)| i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1);
         (t.into_iter().map(|x| x.1).collect(), v.into_iter().map(|x| x.1).collect())
     } else {
         (recs.clone(), recs)

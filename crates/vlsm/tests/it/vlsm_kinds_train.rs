@@ -328,7 +328,11 @@ fn clipseg_init_from_a_trained_run_continues_its_decoder_and_names_mismatches() 
     assert!(err(TrainConfig::parse(&both)).contains("model.dir"));
     // Another kind's directory.
     let cris = tiny_cris(&tmp.path().join("cris_tiny"), 11);
-    let e = err(ClipSegTask::new(&init_config("clipseg", &cris, &ds, &tmp.path().join("r3"), &fast), DecoderInit::Checkpoint, false));
+    let e = err(ClipSegTask::new(
+        &init_config("clipseg", &cris, &ds, &tmp.path().join("r3"), &fast),
+        DecoderInit::Checkpoint,
+        false,
+    ));
     assert!(e.contains("model.init_from") && e.contains("cris") && e.contains("expected clipseg"), "{e}");
     // A config whose decoder is wider than the weights: the key is named.
     let bad = tmp.path().join("bad");
@@ -344,7 +348,11 @@ fn clipseg_init_from_a_trained_run_continues_its_decoder_and_names_mismatches() 
     let rd = c["reduce_dim"].as_u64().unwrap();
     c["reduce_dim"] = (rd + 8).into();
     std::fs::write(bad.join("config.json"), c.to_string()).unwrap();
-    let e = err(ClipSegTask::new(&init_config("clipseg", &bad, &ds, &tmp.path().join("r4"), &fast), DecoderInit::Checkpoint, false));
+    let e = err(ClipSegTask::new(
+        &init_config("clipseg", &bad, &ds, &tmp.path().join("r4"), &fast),
+        DecoderInit::Checkpoint,
+        false,
+    ));
     assert!(e.contains("model.init_from") && e.contains("decoder."), "{e}");
     assert!(!tmp.path().join("r4/last").exists());
 }

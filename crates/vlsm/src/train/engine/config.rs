@@ -500,7 +500,9 @@ impl TrainConfig {
         }
         use ModelKind::{BiomedClipSeg, ClipSeg, Cris, TextUNet, UNet};
         let seg = self.model.kind.model_kind();
-        if self.model.dir.as_os_str().is_empty() && !matches!(seg, Some(TextUNet | UNet)) && self.model.init_from.is_none()
+        if self.model.dir.as_os_str().is_empty()
+            && !matches!(seg, Some(TextUNet | UNet))
+            && self.model.init_from.is_none()
         {
             bail!("model.dir: must not be empty");
         }

@@ -97,10 +97,11 @@ impl ClipSegTask {
         let device = Device::Cpu;
         let dir = &cfg.model.dir;
         let size = cfg.data.image_size;
+        let named = |e: anyhow::Error| if from_init { anyhow!("model.init_from: {e:#}") } else { e };
         let l = if cfg.model.kind == "clipseg" {
-            load_clipseg(dir, size, &device)?
+            load_clipseg(dir, size, &device).map_err(named)?
         } else {
-            load_biomed(dir, size, &device)?
+            load_biomed(dir, size, &device).map_err(named)?
         };
         let config = l.decoder_config;
         let processor = l.processor;
@@ -135,8 +136,7 @@ impl ClipSegTask {
         let decoder = ClipSeg::decoder_only(VarBuilder::from_varmap(&varmap, DType::F32, &device), &config)
             .map_err(|e| anyhow!("decoder: {e}"))?;
         match (&dvb, &dsrc) {
-            (Some(vb), Some(src)) => init_decoder(&varmap, init, vb, src, cfg.seed)
-                .map_err(|e| if from_init { anyhow!("model.init_from: {e:#}") } else { e })?,
+            (Some(vb), Some(src)) => init_decoder(&varmap, init, vb, src, cfg.seed).map_err(named)?,
             _ => init_decoder(&varmap, DecoderInit::Random, &VarBuilder::zeros(DType::F32, &device), &wpath, cfg.seed)?,
         }
 

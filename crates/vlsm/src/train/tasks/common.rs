@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use crate::data::{Pool, Prompt};
 use crate::preprocess::{pil_resize, pil_resize_gray, Filter};
 use crate::tokenize::BPE_FILE;
-use crate::train::engine::config::TrainConfig;
 use crate::train::engine::cache::StoreStats;
+use crate::train::engine::config::TrainConfig;
 
 /// Where the trainable decoder starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
