@@ -143,6 +143,9 @@ pub struct Trainer {
     pool: Arc<rayon::ThreadPool>,
     status: Arc<Mutex<Status>>,
     cancel: Arc<AtomicBool>,
+    /// Extra time after each training step, for tests of the running state (like
+    /// `AppState::model_delay`).
+    pub step_delay: std::time::Duration,
 }
 
 impl Trainer {
@@ -161,6 +164,7 @@ impl Trainer {
             pool: Arc::new(pool),
             status: Arc::new(Mutex::new(Status::idle(threads))),
             cancel: Arc::new(AtomicBool::new(false)),
+            step_delay: std::time::Duration::ZERO,
         })
     }
 
@@ -338,7 +342,11 @@ impl Job {
         let on_batch = {
             let status = status.clone();
             let epochs = self.epochs;
+            let delay = t.step_delay;
             move |epoch: usize, step: usize, steps: usize, loss: f64| {
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
                 let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
                 s.epoch = epoch;
                 s.step = step;

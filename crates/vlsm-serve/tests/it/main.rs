@@ -8,3 +8,4 @@ mod hub;
 mod security;
 mod sigterm;
 mod support;
+mod train;
