@@ -16,7 +16,7 @@ use vlsm_serve::{AppState, Options};
 
 /// A tiny TextUNet (channels 4-8-16, 32 px) trained one epoch on squares: a model directory
 /// as `vlsm train` writes it, made once per test process.
-fn tiny_textunet() -> PathBuf {
+pub fn tiny_textunet() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tiny_textunet_{}", std::process::id()));
@@ -156,8 +156,9 @@ async fn fine_tune_runs_in_the_background_switches_the_model_and_rolls_back() {
     let again = post_json(s.addr, "/api/train", "{}").await;
     assert_eq!(again.status, 409);
     assert!(again.error().contains("already running"), "{}", again.error());
-    // Segmentation answers while it trains.
-    segment_ok(s.addr).await;
+    // Segmentation answers while it trains (the image's features cached from now on).
+    assert_eq!(segment_ok(s.addr).await["cache"], "miss");
+    assert_eq!(segment_ok(s.addr).await["cache"], "hit");
     let running = get(s.addr, "/api/train").await.json();
     assert_eq!(running["state"], "running");
 
@@ -183,7 +184,8 @@ async fn fine_tune_runs_in_the_background_switches_the_model_and_rolls_back() {
     // The new model segments; it is another model than the base.
     let new_w = std::fs::read(v1.join("model.safetensors")).unwrap();
     assert_ne!(new_w, std::fs::read(tiny_textunet().join("model.safetensors")).unwrap());
-    segment_ok(s.addr).await;
+    // The old model's cached features are gone.
+    assert_eq!(segment_ok(s.addr).await["cache"], "miss");
 
     // Rollback to the base, then nothing further back.
     let r = post_json(s.addr, "/api/model/rollback", "").await;
