@@ -127,7 +127,7 @@ async fn segment_ok(addr: SocketAddr) -> Value {
 async fn fine_tune_runs_in_the_background_switches_the_model_and_rolls_back() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = tmp.path().join("corrections");
-    let s = start(train_opts(&ds), &tiny_textunet(), Duration::from_millis(150)).await;
+    let s = start(train_opts(&ds), &tiny_textunet(), Duration::from_millis(500)).await;
     let m = get(s.addr, "/api/model").await.json();
     assert_eq!(
         (m["version"].as_str(), m["train_enabled"].as_bool(), m["can_rollback"].as_bool()),
