@@ -224,6 +224,6 @@ def test_label_studio_predict_rle_decodes_to_the_api_mask(server):
 def test_label_studio_errors(server):
     status, out = post_json(f"{server}/predict", {"tasks": [{"id": 1, "data": {"image": "x"}}], "label_config": "<View/>"})
     assert status == 400 and "BrushLabels" in out["error"]
-    # TODO(h20a): 201 (training started) once the server trains.
+    # /train starts the same fine-tune as POST /api/train: refused by a server without --train.
     status, out = post_json(f"{server}/train", {"action": "START_TRAINING", "project": {"id": 1}})
-    assert status == 501 and "training" in out["error"], out
+    assert status == 403 and "--train" in out["error"], out

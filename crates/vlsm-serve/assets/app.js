@@ -441,4 +441,97 @@ for (const r of document.querySelectorAll('input[name=tool]')) {
   });
 }
 window.addEventListener('resize', fitCanvas);
-init();
+
+// ---- fine-tuning (vlsm serve --dataset DIR --train) ---------------------------------------
+// "Fine-tune on my corrections" starts POST /api/train; the progress bar polls GET /api/train;
+// when a run ends well the server serves the new version (shown beside "Model").
+
+const T = { timer: null, version: null };
+
+function showModel(m) {
+  T.version = m.version;
+  $('version').textContent = m.version + (m.version_meta && m.version_meta.val_dice != null
+    ? ' (val Dice ' + m.version_meta.val_dice.toFixed(3) + ')' : '');
+  $('model').textContent = 'model: ' + m.kind + ' ' + m.version;
+  $('rollback').disabled = !m.can_rollback;
+  $('finetune').hidden = !m.train_enabled;
+}
+
+async function refreshModel() {
+  const m = await (await api('/api/model')).json();
+  showModel(m);
+  return m;
+}
+
+function showTrain(t) {
+  const running = t.state === 'running';
+  $('train').disabled = running;
+  $('cancelTrain').hidden = !running;
+  $('trainProgress').hidden = t.state === 'idle';
+  $('trainProgress').value = t.progress || 0;
+  let s = '';
+  if (running) {
+    s = 'training ' + t.version + ': epoch ' + t.epoch + '/' + t.epochs;
+    if (t.loss != null) s += ', loss ' + t.loss.toFixed(3);
+    if (t.val_dice != null) s += ', val Dice ' + t.val_dice.toFixed(3);
+    if (t.eta_secs != null) s += ', about ' + Math.ceil(t.eta_secs) + ' s left';
+  } else if (t.state === 'done') {
+    s = t.version + ' ready: best val Dice ' + (t.best_val_dice != null ? t.best_val_dice.toFixed(3) : '?')
+      + ' on ' + t.val_records + (t.held_out ? ' held-out' : ' training') + ' records, '
+      + Math.round(t.elapsed_secs) + ' s' + (t.message ? ' (' + t.message + ')' : '');
+  } else if (t.state === 'failed' || t.state === 'cancelled') {
+    s = t.state + (t.message ? ': ' + t.message : '');
+  }
+  $('trainInfo').textContent = s;
+  $('trainInfo').className = t.state === 'failed' ? 'error' : 'muted';
+}
+
+async function pollTrain() {
+  clearTimeout(T.timer);
+  try {
+    const resp = await api('/api/train');
+    if (!resp.ok) return;
+    const t = await resp.json();
+    showTrain(t);
+    if (t.state === 'running') {
+      T.timer = setTimeout(pollTrain, 1000);
+    } else if (t.state === 'done' && t.version !== T.version) {
+      await refreshModel();
+      status('Now serving ' + T.version + '; segment again to use it.');
+    }
+  } catch (e) {
+    T.timer = setTimeout(pollTrain, 3000);
+  }
+}
+
+$('train').onclick = async () => {
+  const epochs = parseInt($('epochs').value, 10);
+  $('train').disabled = true;
+  const resp = await api('/api/train', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(Number.isFinite(epochs) ? { epochs } : {}),
+  });
+  if (!resp.ok) { status('Fine-tune not started: ' + await errorText(resp), true); $('train').disabled = false; return; }
+  showTrain(await resp.json());
+  pollTrain();
+};
+
+$('cancelTrain').onclick = async () => {
+  const resp = await api('/api/train', { method: 'DELETE' });
+  if (!resp.ok) status('Cancel failed: ' + await errorText(resp), true);
+  pollTrain();
+};
+
+$('rollback').onclick = async () => {
+  const resp = await api('/api/model/rollback', { method: 'POST' });
+  if (!resp.ok) { status('Rollback failed: ' + await errorText(resp), true); return; }
+  showModel(Object.assign(await (await api('/api/model')).json()));
+  status('Rolled back: now serving ' + T.version + '.');
+};
+
+init().then(async () => {
+  try {
+    const m = await refreshModel();
+    if (m.train_enabled) pollTrain();
+  } catch (_) { /* init reported it */ }
+});

@@ -3,8 +3,14 @@
 // upload an image, type a prompt, see the overlay, move the threshold slider, paint and erase a
 // correction, download the mask, save to the dataset, and check the saved files.
 //
+// With VLSM_TRAIN_MODEL (a tiny TextUNet dir), a second server with --train: save several
+// corrected images, press "Fine-tune on my corrections", see the version change, segment with
+// the new model, roll back.
+//
 // Environment: VLSM_SERVE_BIN (server binary), VLSM_MODEL (model dir), E2E_IMAGE (image file),
-// E2E_WORK (empty folder), optional E2E_VOLUME (a 12x10x6 NIfTI: the slice slider), CHROMIUM (default /usr/bin/chromium), SCREENSHOT (PNG path).
+// E2E_WORK (empty folder), optional E2E_VOLUME (a 12x10x6 NIfTI: the slice slider), CHROMIUM
+// (default /usr/bin/chromium), SCREENSHOT (PNG path), VLSM_TRAIN_MODEL (TextUNet dir for the
+// fine-tuning part).
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -30,9 +36,12 @@ function check(cond, msg) {
   console.log('ok -', msg);
 }
 
-function startServer() {
+const TRAIN_MODEL = process.env.VLSM_TRAIN_MODEL;
+
+function startServer(args) {
+  args = args || ['--model', MODEL, '--addr', '127.0.0.1:0', '--dataset', DATASET];
   return new Promise((resolve, reject) => {
-    const p = spawn(BIN, ['--model', MODEL, '--addr', '127.0.0.1:0', '--dataset', DATASET], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error('server did not start in 60 s: ' + out)), 60000);
     p.stdout.on('data', (d) => {
@@ -200,7 +209,76 @@ async function main() {
     proc.kill('SIGTERM');
     await new Promise((r) => { proc.on('exit', r); setTimeout(r, 5000); });
   }
+  if (TRAIN_MODEL) await fineTune();
   console.log('E2E OK');
+}
+
+// Save three corrected images, fine-tune from the page, see the version change, segment with
+// the new model, roll back.
+async function fineTune() {
+  const ds = path.join(WORK, 'train_dataset');
+  const { proc, url } = await startServer(['--model', TRAIN_MODEL, '--addr', '127.0.0.1:0', '--dataset', ds,
+    '--train', '--train-threads', '1']);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
+    const problems = [];
+    page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => document.getElementById('version').textContent.startsWith('base'));
+    check(await page.isVisible('#train'), 'fine-tune button shown with --train');
+    check(await page.isDisabled('#rollback'), 'nothing to roll back yet');
+    const frame = () => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    for (let i = 0; i < 3; i++) {
+      await page.setInputFiles('#file', IMAGE);
+      await page.waitForFunction(() => document.getElementById('canvas').width > 1);
+      await page.evaluate(() => { document.getElementById('status').textContent = ''; });
+      await page.fill('#prompt', PROMPT);
+      await page.press('#prompt', 'Enter');
+      await page.waitForFunction(() => /cache, \d+ ms|failed/.test(document.getElementById('status').textContent));
+      check(await page.isVisible('#layers li.active'), `image ${i + 1} segmented`);
+      await page.fill('#threshold', '1'); await frame();
+      const box = await page.locator('#canvas').boundingBox();
+      const at = (fx, fy) => [box.x + fx * box.width, box.y + fy * box.height];
+      await page.fill('#size', '40');
+      await page.check('input[name=tool][value=brush]');
+      await page.mouse.move(...at(0.3, 0.3 + 0.1 * i));
+      await page.mouse.down();
+      for (let k = 1; k <= 8; k++) await page.mouse.move(...at(0.3 + 0.05 * k, 0.3 + 0.1 * i));
+      await page.mouse.up(); await frame();
+      await page.check('input[name=tool][value=view]');
+      await page.evaluate(() => { document.getElementById('status').textContent = ''; });
+      await page.click('#save');
+      await page.waitForFunction(() => /^(Saved|Save failed)/.test(document.getElementById('status').textContent));
+      check((await page.textContent('#status')).startsWith('Saved'), `correction ${i + 1} saved`);
+    }
+    await page.fill('#epochs', '2');
+    await page.click('#train');
+    await page.waitForFunction(() => document.getElementById('version').textContent.startsWith('v001'), null, { timeout: 120000 });
+    check(true, 'fine-tune done: the page shows v001');
+    check(!(await page.isDisabled('#rollback')), 'rollback offered');
+    const info = await page.textContent('#trainInfo');
+    check(info.includes('v001 ready'), 'progress line: ' + info);
+    const m = await page.evaluate(async () => (await fetch('/api/model')).json());
+    check(m.version === 'v001' && m.versions.length === 1, 'server serves v001');
+    // Segment with the new model: a new answer from the server.
+    await page.evaluate(() => { document.getElementById('status').textContent = ''; });
+    const before = await page.evaluate(() => document.querySelectorAll('#layers li').length);
+    await page.fill('#prompt', 'a polyp after fine-tuning');
+    await page.press('#prompt', 'Enter');
+    await page.waitForFunction(() => /cache, \d+ ms|failed/.test(document.getElementById('status').textContent));
+    const after = await page.evaluate(() => document.querySelectorAll('#layers li').length);
+    const segStatus = await page.textContent('#status');
+    check(after === before + 1 && segStatus.includes('miss cache'), 'segmented with the fine-tuned model (features cache invalidated): ' + segStatus);
+    await page.click('#rollback');
+    await page.waitForFunction(() => document.getElementById('version').textContent.startsWith('base'));
+    check(await page.isDisabled('#rollback'), 'rolled back to the base model');
+    check(problems.length === 0, 'no page errors' + (problems.length ? ': ' + problems.join('; ') : ''));
+  } finally {
+    await browser.close();
+    proc.kill('SIGTERM');
+    await new Promise((r) => { proc.on('exit', r); setTimeout(r, 5000); });
+  }
 }
 
 main().catch((e) => { console.error('E2E FAILED:', e.message); process.exit(1); });

@@ -44,6 +44,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/dataset/save", post(save))
         .merge(crate::monailabel::routes())
         .merge(crate::labelstudio::routes())
+        .merge(crate::train::routes())
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
 }
 
@@ -87,9 +88,9 @@ async fn health(State(st): St) -> Json<Value> {
 }
 
 async fn model(State(st): St) -> Json<Value> {
-    let s = &st.segmenter;
+    let s = &st.segmenter();
     let l = &st.limits;
-    Json(json!({
+    let mut v = json!({
         // Only the folder's name: the full path would tell a page more about this machine than it needs.
         "dir": s.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
         "kind": s.kind_name(),
@@ -105,7 +106,14 @@ async fn model(State(st): St) -> Json<Value> {
             "max_waiting": st.gate.max_waiting(),
         },
         "cache_capacity": st.cache.stats().capacity,
-    }))
+    });
+    // Version, rollback chain and fine-tuning (crate::versions, crate::train).
+    if let (Some(o), Value::Object(m)) = (v.as_object_mut(), st.models.describe()) {
+        o.extend(m);
+        o.insert("train_enabled".into(), json!(st.train.is_some()));
+        o.insert("versions".into(), json!(st.train.as_ref().map(|t| t.store.list()).unwrap_or_default()));
+    }
+    Json(v)
 }
 
 /// A file part of a multipart body.
@@ -307,6 +315,10 @@ pub(crate) fn model_error(e: anyhow::Error) -> ApiError {
 
 async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejection>) -> Result<Response, ApiError> {
     let t0 = Instant::now();
+    // One model for the whole request, even if a fine-tune switches meanwhile; the cache
+    // generation first, so features of an older model are never used or stored.
+    let gen = st.cache.generation();
+    let seg = st.segmenter();
     let lim = st.limits.clone();
     let form = read_form(
         mp,
@@ -331,7 +343,7 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
         return Err(bad(format!("a prompt has {} characters; at most {}", p.chars().count(), lim.max_prompt_chars)));
     }
     let threshold = match form.threshold.as_deref().map(str::trim) {
-        None | Some("") => st.segmenter.default_threshold(),
+        None | Some("") => seg.default_threshold(),
         Some(t) => match t.parse::<f32>() {
             Ok(v) if (0.0..=1.0).contains(&v) => v,
             _ => return Err(bad(format!("threshold must be a number from 0 to 1, got {t:?}"))),
@@ -345,7 +357,7 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
     // Decode before queueing so that bad uploads fail at once and don't hold the model.
     let max = lim.max_pixels;
     let up = Arc::new(up);
-    let image = if !st.cache.contains(&key) || form.return_image {
+    let image = if gen != st.cache.generation() || !st.cache.contains(&key) || form.return_image {
         let up = up.clone();
         Some(blocking(move || decode_image(&up, slice, max)).await?)
     } else {
@@ -362,11 +374,11 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
     let prompts = form.prompts.clone();
     let return_image = form.return_image;
     let out = blocking(move || {
-        let seg: &Segmenter = &st2.segmenter;
+        let seg: &Segmenter = &seg;
         let t1 = Instant::now();
         // Looked up only now, holding the model: a request that queued behind the one encoding
         // the same image finds its features instead of encoding them again.
-        let cached = st2.cache.get(&key);
+        let cached = st2.cache.get_at(gen, &key);
         let hit = cached.is_some();
         let entry = match cached {
             Some(e) => e,
@@ -387,7 +399,7 @@ async fn segment_inner(st: Arc<AppState>, mp: Result<Multipart, MultipartRejecti
                     .pop()
                     .ok_or_else(|| model_error(anyhow::anyhow!("no features")))?;
                 let e = Arc::new(Entry { features, width: img.width(), height: img.height() });
-                st2.cache.insert(key, e.clone());
+                st2.cache.insert_at(gen, key, e.clone());
                 e
             }
         };

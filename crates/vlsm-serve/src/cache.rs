@@ -19,6 +19,9 @@ pub struct FeatureCache {
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Bumped by [`FeatureCache::clear`] (a new model): features computed under an older
+    /// generation are neither found nor stored.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -36,6 +39,52 @@ impl FeatureCache {
             capacity,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The current generation; read it before the model a request uses.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Drops every entry and starts a new generation (the model changed).
+    pub fn clear(&self) {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        items.clear();
+    }
+
+    /// [`FeatureCache::get`] for a request that read generation `gen`: nothing once it is old.
+    pub fn get_at(&self, gen: u64, key: &[u8; 32]) -> Option<Arc<Entry>> {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let found =
+            if gen == self.generation.load(Ordering::SeqCst) { items.iter().position(|(k, _)| k == key) } else { None };
+        match found {
+            Some(i) => {
+                let item = items.remove(i).expect("index from position");
+                let e = item.1.clone();
+                items.push_back(item);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(e)
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// [`FeatureCache::insert`] unless generation `gen` is over (the features are the old model's).
+    pub fn insert_at(&self, gen: u64, key: [u8; 32], entry: Arc<Entry>) {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        if gen != self.generation.load(Ordering::SeqCst) {
+            return;
+        }
+        items.retain(|(k, _)| *k != key);
+        items.push_back((key, entry));
+        while items.len() > self.capacity {
+            items.pop_front();
         }
     }
 

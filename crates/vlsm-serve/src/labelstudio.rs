@@ -10,8 +10,8 @@
 //!   `--label-studio-url` (fetched with its `--label-studio-api-key`; no other host). The prompts: the task's `data.prompt` (a string) when it has
 //!   one (labelled with the config's only label, else with the prompt itself), else each
 //!   `<Label value=...>` of the `<BrushLabels>`.
-//! - `POST /train`, `POST /webhook`: fine-tuning from Label Studio (501 until the server can
-//!   train).
+//! - `POST /train`, `POST /webhook`: start the server's fine-tune on its dataset's saved
+//!   corrections (`train::start`, as `POST /api/train`; 403 without `--train`), 201 with its state.
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::api::{bad, with_timeout, ApiError, Upload};
-use crate::volume::{current_segmenter, segment_any};
+use crate::volume::segment_any;
 use crate::AppState;
 
 type St = State<Arc<AppState>>;
@@ -50,7 +50,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 fn model_version(st: &AppState) -> String {
-    format!("vlsm-{}", current_segmenter(st).kind_name())
+    format!("vlsm-{}", st.segmenter().kind_name())
 }
 
 async fn health(State(st): St) -> Json<Value> {
@@ -72,19 +72,18 @@ async fn setup(State(st): St, body: Bytes) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"model_version": model_version(&st)})))
 }
 
-async fn train(State(_st): St, body: Bytes) -> Response {
+async fn train(State(st): St, body: Bytes) -> Response {
     if !body.is_empty() {
         if let Err(e) = json_body(&body) {
             return e.into_response();
         }
     }
-    // TODO(h20a): start the server's fine-tune here (the same job as POST /api/train) and answer
-    // 201 with its state; 409 while one runs.
-    ApiError(
-        StatusCode::NOT_IMPLEMENTED,
-        "training from Label Studio is not available in this server yet (no /api/train)".into(),
-    )
-    .into_response()
+    // Label Studio's payload (the annotation event) is not training data here: the fine-tune
+    // reads the corrections saved to the server's dataset, as POST /api/train does.
+    match crate::train::start(&st, crate::train::TrainRequest::default()) {
+        Ok(status) => (StatusCode::CREATED, Json(json!({"status": "ok", "job": status}))).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// One `<BrushLabels>` control of a labeling config.

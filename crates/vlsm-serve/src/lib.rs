@@ -13,6 +13,8 @@ mod labelstudio;
 mod listen;
 mod monailabel;
 mod volume;
+pub mod train;
+pub mod versions;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -95,6 +97,13 @@ pub struct Options {
     /// connections are closed (idle and partial connections are closed at once).
     #[arg(long, default_value_t = 10)]
     pub drain_secs: u64,
+    /// Allow fine-tuning the served model on the --dataset's saved corrections (POST /api/train);
+    /// versions are written to DIR/.vlsm/models (docs/serve.md).
+    #[arg(long)]
+    pub train: bool,
+    /// Threads a fine-tune may use (default: half the cores); segmentation keeps the rest.
+    #[arg(long, value_parser = at_least_one)]
+    pub train_threads: Option<usize>,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -127,6 +136,8 @@ impl std::fmt::Debug for Options {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("drain_secs", &self.drain_secs)
+            .field("train", &self.train)
+            .field("train_threads", &self.train_threads)
             .finish()
     }
 }
@@ -153,6 +164,8 @@ impl Default for Options {
             body_timeout_secs: 30,
             max_connections: 256,
             drain_secs: 10,
+            train: false,
+            train_threads: None,
         }
     }
 }
@@ -174,7 +187,10 @@ pub struct Limits {
 
 /// Everything the handlers share.
 pub struct AppState {
-    pub segmenter: Arc<Segmenter>,
+    /// The served model; read it once per request ([`AppState::segmenter`]).
+    pub models: versions::Models,
+    /// Fine-tuning (`--train`).
+    pub train: Option<train::Trainer>,
     pub cache: FeatureCache,
     pub gate: Gate,
     pub limits: Limits,
@@ -200,8 +216,18 @@ impl AppState {
             Some(d) => Some(dataset::DatasetDir::open(d)?),
             None => None,
         };
+        if opts.train && dataset.is_none() {
+            bail!("--train needs --dataset DIR (the saved corrections it fine-tunes on)");
+        }
+        let train = match (&dataset, opts.train) {
+            (Some(d), true) => {
+                Some(train::Trainer::new(&d.root, opts.train_threads.unwrap_or_else(train::default_threads))?)
+            }
+            _ => None,
+        };
         Ok(AppState {
-            segmenter: Arc::new(segmenter),
+            models: versions::Models::new(segmenter),
+            train,
             cache: FeatureCache::new(opts.cache),
             gate: Gate::new(opts.workers, opts.queue),
             limits: Limits {
@@ -227,6 +253,14 @@ impl AppState {
             model_delay: Duration::ZERO,
             post_delay: Duration::ZERO,
         })
+    }
+}
+
+impl AppState {
+    /// The model serving now; a request keeps this one to its end, whatever a fine-tune or a
+    /// rollback switches to meanwhile.
+    pub fn segmenter(&self) -> Arc<Segmenter> {
+        self.models.current().seg.clone()
     }
 }
 
@@ -316,7 +350,7 @@ pub fn run(opts: Options) -> Result<()> {
         println!(
             "vlsm serve: model {} ({}), listening on http://{local}/",
             model.display(),
-            state.segmenter.kind_name()
+            state.segmenter().kind_name()
         );
         if !local.ip().is_loopback() && state.access.token.is_none() {
             eprintln!("vlsm serve: warning: listening on {local} without --token; anyone who can reach it can use it");

@@ -192,7 +192,7 @@ async fn session_delete(State(st): St, Path(id): Path<String>) -> Result<Json<Va
 }
 
 async fn info(State(st): St) -> Json<Value> {
-    let seg = crate::volume::current_segmenter(&st);
+    let seg = st.segmenter();
     let mut models = Map::new();
     for (name, dim) in MODELS {
         let what = if dim == 3 { "a volume, slice by slice along its last voxel axis" } else { "a 2-D image" };

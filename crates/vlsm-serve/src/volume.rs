@@ -29,12 +29,6 @@ use vlsm::volume::{self as vvol, VolumeOptions, VolumePrediction};
 use crate::api::{b64, bad, blocking, model_error, png, rle, ApiError, Form, Upload};
 use crate::AppState;
 
-/// The model the handlers run. Every route that segments gets it here, so a server whose model
-/// can be swapped has one place to change.
-pub(crate) fn current_segmenter(st: &AppState) -> Arc<Segmenter> {
-    st.segmenter.clone()
-}
-
 /// Most entries a zipped series may hold.
 pub const MAX_ZIP_ENTRIES: usize = 10_000;
 
@@ -449,7 +443,7 @@ pub(crate) async fn segment(st: Arc<AppState>, form: Form) -> Result<Response, A
         "nifti" => true,
         r => return Err(bad(format!("return must be json or nifti, got {r:?}"))),
     };
-    let seg = current_segmenter(&st);
+    let seg = st.segmenter();
     let threshold = parse_threshold(form.threshold.as_deref(), seg.default_threshold())?;
     let max_voxels = st.limits.max_voxels;
     windowing(form.window.as_deref(), None)?;
@@ -569,7 +563,7 @@ pub(crate) async fn segment_any(
     probs: bool,
 ) -> Result<Segmented, ApiError> {
     check_prompts(st, &prompts)?;
-    let seg = current_segmenter(st);
+    let seg = st.segmenter();
     let threshold = threshold.unwrap_or_else(|| seg.default_threshold());
     if !(0.0..=1.0).contains(&threshold) {
         return Err(bad(format!("threshold must be a number from 0 to 1, got {threshold}")));

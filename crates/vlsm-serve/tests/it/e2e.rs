@@ -35,6 +35,7 @@ fn e2e_browser() {
         .env("E2E_IMAGE", root.join("examples/kvasir_cju2xjz2ju8pe0993ysv9wg17.jpg"))
         .env("E2E_VOLUME", root.join("tests/fixtures/nifti/geom_oblique.nii.gz"))
         .env("E2E_WORK", work.path())
+        .env("VLSM_TRAIN_MODEL", crate::train::tiny_textunet())
         .env("CHROMIUM", &chromium);
     if let Ok(s) = std::env::var("VLSM_E2E_SCREENSHOT") {
         cmd.env("SCREENSHOT", s);

@@ -10,3 +10,4 @@ mod security;
 mod sigterm;
 mod support;
 mod volumes;
+mod train;

@@ -198,8 +198,10 @@ async fn label_studio_backend_predicts_brush_labels() {
     let r = post_json(s.addr, "/predict", &url).await;
     assert_eq!(r.status, 422);
     assert!(r.error().contains("task 3") && r.error().contains("data:"), "{}", r.error());
+    // The fine-tune it starts needs --train (tests/it/train.rs starts one).
     let r = post_json(s.addr, "/train", &json!({"action": "START_TRAINING"})).await;
-    assert_eq!(r.status, 501);
+    assert_eq!(r.status, 403);
+    assert!(r.error().contains("--train"), "{}", r.error());
 }
 
 #[tokio::test]

@@ -274,3 +274,102 @@ fn cris_training_reads_a_partial_config_and_exports_it_complete() {
     assert_eq!(exported["model_type"], "cris");
     vlsm::loader::cris(&r.run_dir.join("best"), candle_core::DType::F32, &Device::Cpu).unwrap();
 }
+
+/// A config that starts from `init` (`model.init_from`, no `model.dir`).
+fn init_config(kind: &str, init: &Path, ds: &Path, out: &Path, extra: &str) -> TrainConfig {
+    let text = format!(
+        "output_dir = \"{}\"\nseed = 3\n[model]\nkind = \"{kind}\"\ninit_from = \"{}\"\n[data]\ndatasets = [\"{}\"]\nprompts = [\"p1\", \"p2\"]\n{extra}",
+        out.display(),
+        init.display(),
+        ds.display()
+    );
+    TrainConfig::parse(&text).unwrap_or_else(|e| panic!("{e:#}\n{text}"))
+}
+
+/// The task's variables equal the tensors of `file` of the same names.
+fn vars_equal_file(vars: &[(String, candle_core::Var)], file: &Path) {
+    let t = tensors(file);
+    assert!(!vars.is_empty());
+    for (n, v) in vars {
+        let x = t.get(n).unwrap_or_else(|| panic!("{n} not in {}", file.display()));
+        assert_eq!(bits(v.as_tensor()), bits(x), "{n} not loaded from init_from");
+    }
+}
+
+#[test]
+fn clipseg_init_from_a_trained_run_continues_its_decoder_and_names_mismatches() {
+    use crate::support::tiny_clipseg;
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = synthetic(tmp.path(), 4);
+    let fast = epochs(2).replace("64", "32");
+    // A decoder trained by `vlsm train`: RUN/best is a full CLIPSeg directory.
+    let first = config("clipseg", &tiny_clipseg(), &ds, &tmp.path().join("run1"), "", &fast);
+    clipseg::train(&first, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
+    let best = tmp.path().join("run1/best");
+    assert!(best.join("model.safetensors").is_file());
+    let dec = tensors(&best.join("model.safetensors"));
+    let own = tensors(&tiny_clipseg().join("model.safetensors"));
+    assert!(!same(
+        &dec.iter().filter(|(k, _)| k.starts_with("decoder.")).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        &own.iter().filter(|(k, _)| k.starts_with("decoder.")).map(|(k, v)| (k.clone(), v.clone())).collect()
+    ));
+
+    // init_from: the decoder starts from the run's, not from the base checkpoint's; it trains on.
+    let cfg = init_config("clipseg", &best, &ds, &tmp.path().join("run2"), &fast);
+    let task = ClipSegTask::new(&cfg, DecoderInit::Checkpoint, false).unwrap();
+    vars_equal_file(&task.vars(), &best.join("model.safetensors"));
+    drop(task);
+    let s = clipseg::train(&cfg, &RunOptions::quiet(), Hooks::none(), DecoderInit::Checkpoint).unwrap();
+    assert_eq!(s.history.len(), 2);
+    assert!(tmp.path().join("run2/best/model.safetensors").is_file());
+
+    // With model.dir or decoder_from too: refused, naming the key.
+    let both = format!("output_dir = \"o\"\n[model]\nkind = \"clipseg\"\ndir = \"m\"\ninit_from = \"{}\"\n[data]\ndatasets = [\"d\"]\n", best.display());
+    assert!(err(TrainConfig::parse(&both)).contains("model.dir"));
+    // Another kind's directory.
+    let cris = tiny_cris(&tmp.path().join("cris_tiny"), 11);
+    let e = err(ClipSegTask::new(
+        &init_config("clipseg", &cris, &ds, &tmp.path().join("r3"), &fast),
+        DecoderInit::Checkpoint,
+        false,
+    ));
+    assert!(e.contains("model.init_from") && e.contains("cris") && e.contains("expected clipseg"), "{e}");
+    // A config whose decoder is wider than the weights: the key is named.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in std::fs::read_dir(&best).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, bad.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(best.join("config.json")).unwrap()).unwrap();
+    let rd = c["reduce_dim"].as_u64().unwrap();
+    c["reduce_dim"] = (rd + 8).into();
+    std::fs::write(bad.join("config.json"), c.to_string()).unwrap();
+    let e = err(ClipSegTask::new(
+        &init_config("clipseg", &bad, &ds, &tmp.path().join("r4"), &fast),
+        DecoderInit::Checkpoint,
+        false,
+    ));
+    assert!(e.contains("model.init_from") && e.contains("decoder."), "{e}");
+    assert!(!tmp.path().join("r4/last").exists());
+}
+
+#[test]
+fn cris_init_from_loads_every_tensor_and_names_a_missing_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = synthetic(tmp.path(), 2);
+    let model = tiny_cris(&tmp.path().join("cris_tiny"), 11);
+    let cfg = init_config("cris", &model, &ds, &tmp.path().join("run"), &epochs(1));
+    let task = CrisTask::new(&cfg, DecoderInit::Checkpoint, false).unwrap();
+    vars_equal_file(&task.vars(), &model.join("model.safetensors"));
+    drop(task);
+    let mut t = tensors(&model.join("model.safetensors"));
+    t.remove("neck.aggr.0.weight");
+    candle_core::safetensors::save(&t, model.join("model.safetensors")).unwrap();
+    let e = err(CrisTask::new(&cfg, DecoderInit::Checkpoint, false));
+    assert!(e.contains("model.init_from") && e.contains("neck.aggr.0.weight"), "{e}");
+    assert!(!tmp.path().join("run/last").exists());
+}

@@ -189,6 +189,18 @@ impl Server {
         Server { addr, state, stop: Some(tx), task }
     }
 
+    /// A server over a state built by the test (another model, test delays).
+    pub async fn start_state(state: vlsm_serve::AppState) -> Server {
+        let state = Arc::new(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(vlsm_serve::serve(listener, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        Server { addr, state, stop: Some(tx), task }
+    }
+
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

@@ -12,9 +12,11 @@
 //!                                     # textunet and unet train from scratch and take no dir
 //! freeze = ["vision", "text"]         # default ["vision", "text"]; parts kept fixed: vision | text | decoder
 //! channels = [16, 32, 64, 128, 256]   # unet and textunet; level widths, shallow to deep (the default)
-//! init_from = "models/default"        # textunet and unet; start from a trained model directory of the same
-//!                                     #   kind ("default" = the built-in model): its architecture (config.json)
-//!                                     #   and weights; data.image_size still sets the input size
+//! init_from = "models/default"        # start from a trained model directory of the same kind ("default" =
+//!                                     #   the built-in model): its architecture (config.json) and weights;
+//!                                     #   data.image_size still sets the input size. textunet / unet: instead
+//!                                     #   of channels; clipseg / biomedclipseg / cris (a `vlsm train` RUN/best
+//!                                     #   or any model directory of that kind): instead of dir (and decoder_from)
 //! presence = false                    # textunet only; add a presence head (is the prompt's target in the
 //!                                     #   image?), trained on the empty targets of negative prompts / crops
 //!                                     # vit_classify: dir is a ViT directory, weights optional;
@@ -239,7 +241,8 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<usize>>,
     /// A trained model directory of the same kind whose architecture and weights start the run
-    /// (`"default"`: the built-in model); textunet and unet.
+    /// (`"default"`: the built-in model); every segmentation kind (clipseg, biomedclipseg and
+    /// cris take it instead of `dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
     /// TextUNet: a presence head.
@@ -497,7 +500,10 @@ impl TrainConfig {
         }
         use ModelKind::{BiomedClipSeg, ClipSeg, Cris, TextUNet, UNet};
         let seg = self.model.kind.model_kind();
-        if self.model.dir.as_os_str().is_empty() && !matches!(seg, Some(TextUNet | UNet)) {
+        if self.model.dir.as_os_str().is_empty()
+            && !matches!(seg, Some(TextUNet | UNet))
+            && self.model.init_from.is_none()
+        {
             bail!("model.dir: must not be empty");
         }
         for f in &self.model.freeze {
@@ -562,11 +568,19 @@ impl TrainConfig {
             bail!("model.channels: only for unet and textunet");
         }
         if let Some(d) = &self.model.init_from {
-            if !matches!(seg, Some(UNet | TextUNet)) {
-                bail!("model.init_from: only for unet and textunet (model.kind is '{}')", self.model.kind);
+            if seg.is_none() {
+                bail!("model.init_from: not for {} (segmentation models only)", self.model.kind);
             }
             if d.as_os_str().is_empty() {
                 bail!("model.init_from: must not be empty (a model directory or \"default\")");
+            }
+            if matches!(seg, Some(ClipSeg | BiomedClipSeg | Cris)) {
+                if !self.model.dir.as_os_str().is_empty() {
+                    bail!("model.dir: not with model.init_from (the model, encoders included, is that directory's)");
+                }
+                if self.model.decoder_from.is_some() {
+                    bail!("model.decoder_from: not with model.init_from (the decoder starts from that directory's)");
+                }
             }
             if self.model.channels.is_some() {
                 bail!("model.channels: not with model.init_from (the architecture is that model's)");

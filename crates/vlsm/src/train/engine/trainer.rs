@@ -64,6 +64,10 @@ pub trait Trainable {
 /// Called after each epoch; false stops the run.
 pub type EpochHook<'a> = Box<dyn FnMut(&EpochRecord) -> bool + 'a>;
 
+/// Called after each training step with (epoch, steps done in it, steps per epoch, the epoch's
+/// mean loss so far): progress for a caller that shows it elsewhere (the server's `/api/train`).
+pub type BatchHook<'a> = Box<dyn FnMut(usize, usize, usize, f64) + 'a>;
+
 /// How to run, besides the config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOptions {
@@ -108,18 +112,20 @@ pub struct Hooks<'a> {
     /// Checked before each training step: once set, the run ends with an "interrupted" error
     /// there, its last epoch's checkpoint intact (as a run killed by Ctrl-C).
     pub stop: Option<&'a AtomicBool>,
+    /// Called after each training step (see [`BatchHook`]).
+    pub on_batch: Option<BatchHook<'a>>,
 }
 
 impl<'a> Hooks<'a> {
     /// No callbacks.
     pub fn none() -> Self {
-        Hooks { on_epoch: None, stop: None }
+        Hooks { on_epoch: None, stop: None, on_batch: None }
     }
 
     /// Calls `f` after each epoch, once its checkpoint is on disk; `f` returning false stops
     /// the run there, unfinished.
     pub fn on_epoch(f: impl FnMut(&EpochRecord) -> bool + 'a) -> Self {
-        Hooks { on_epoch: Some(Box::new(f)), stop: None }
+        Hooks { on_epoch: Some(Box::new(f)), stop: None, on_batch: None }
     }
 
     /// Stops the run, unfinished, after epoch `n` (a run killed there).
@@ -438,6 +444,9 @@ pub fn run<T: Trainable>(cfg: &TrainConfig, task: &mut T, opts: &RunOptions, mut
             pb.set_message(format!("loss {mean:.4}"));
             pb.inc(1);
             plain.tick(&prefix, b + 1, n_batches, mean, t0);
+            if let Some(h) = hooks.on_batch.as_mut() {
+                h(epoch, b + 1, n_batches, mean);
+            }
         }
         pb.finish_and_clear();
         let train_loss = loss_sum / n_train as f64;

@@ -23,7 +23,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
+use super::common::{
+    image_key, init_as_model_dir, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES,
+};
 use crate::data::{self, Pool, Record};
 use crate::models::biomedclip::BiomedClip;
 use crate::models::biomedclipseg::BiomedClipSegConfig;
@@ -88,13 +90,18 @@ impl ClipSegTask {
         if !(cfg.is_frozen("vision") && cfg.is_frozen("text")) || cfg.is_frozen("decoder") {
             bail!("model.freeze: CLIPSeg-style training trains the decoder only; use freeze = [\"vision\", \"text\"]");
         }
+        // model.init_from: that directory is the model (its config, encoders and decoder).
+        let from_init = cfg.model.init_from.is_some();
+        let init_cfg = init_as_model_dir(cfg)?;
+        let cfg: &TrainConfig = &init_cfg;
         let device = Device::Cpu;
         let dir = &cfg.model.dir;
         let size = cfg.data.image_size;
+        let named = |e: anyhow::Error| if from_init { anyhow!("model.init_from: {e:#}") } else { e };
         let l = if cfg.model.kind == "clipseg" {
-            load_clipseg(dir, size, &device)?
+            load_clipseg(dir, size, &device).map_err(named)?
         } else {
-            load_biomed(dir, size, &device)?
+            load_biomed(dir, size, &device).map_err(named)?
         };
         let config = l.decoder_config;
         let processor = l.processor;
@@ -107,6 +114,9 @@ impl ClipSegTask {
             }
             _ => (l.decoder_src.clone(), l.decoder_vb),
         };
+        if from_init && dvb.is_none() {
+            bail!("model.init_from: {}: no trained decoder ({BIOMED_DECODER_FILE})", dir.display());
+        }
         let init = match (&dvb, init) {
             // BiomedCLIPSeg without decoder weights: medvlsm's random decoder.
             (None, _) => DecoderInit::Random,
@@ -126,7 +136,7 @@ impl ClipSegTask {
         let decoder = ClipSeg::decoder_only(VarBuilder::from_varmap(&varmap, DType::F32, &device), &config)
             .map_err(|e| anyhow!("decoder: {e}"))?;
         match (&dvb, &dsrc) {
-            (Some(vb), Some(src)) => init_decoder(&varmap, init, vb, src, cfg.seed)?,
+            (Some(vb), Some(src)) => init_decoder(&varmap, init, vb, src, cfg.seed).map_err(named)?,
             _ => init_decoder(&varmap, DecoderInit::Random, &VarBuilder::zeros(DType::F32, &device), &wpath, cfg.seed)?,
         }
 

@@ -16,6 +16,7 @@ use crate::data::{Pool, Prompt};
 use crate::preprocess::{pil_resize, pil_resize_gray, Filter};
 use crate::tokenize::BPE_FILE;
 use crate::train::engine::cache::StoreStats;
+use crate::train::engine::config::TrainConfig;
 
 /// Where the trainable decoder starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -400,6 +401,24 @@ pub(crate) fn init_config<C: serde::de::DeserializeOwned>(dir: &Path, kind: &str
         bail!("model.init_from: {}: model_type '{t}', expected {kind}", path.display());
     }
     serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// For the kinds that load a whole model directory (clipseg, biomedclipseg, cris): the config
+/// with `model.dir` set to the `model.init_from` directory (checked to be a `kind` model), so the
+/// architecture, encoders and decoder all come from it; unchanged without `init_from`.
+pub(crate) fn init_as_model_dir(cfg: &TrainConfig) -> Result<std::borrow::Cow<'_, TrainConfig>> {
+    let Some(p) = cfg.model.init_from.as_deref() else {
+        return Ok(std::borrow::Cow::Borrowed(cfg));
+    };
+    let dir = init_dir(p)?;
+    let kind = cfg.model.kind.as_str();
+    let found = crate::weights::detect(&dir).map_err(|e| anyhow::anyhow!("model.init_from: {e:#}"))?;
+    if found.as_str() != kind {
+        bail!("model.init_from: {}: a {} model, expected {kind}", dir.display(), found.as_str());
+    }
+    let mut c = cfg.clone();
+    c.model.dir = dir;
+    Ok(std::borrow::Cow::Owned(c))
 }
 
 /// Sets `vars` from the weights of the `init_from` directory `dir`. Every tensor there must be

@@ -27,7 +27,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::common::{image_key, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES};
+use super::common::{
+    image_key, init_as_model_dir, load_target, report_store, DecoderInit, MODEL_FILE, TOKENIZER_FILES,
+};
 use super::random_init;
 use crate::data::{self, Pool, Record};
 use crate::models::cris::{bicubic_align_corners, Cris, CrisConfig};
@@ -108,6 +110,11 @@ impl CrisTask {
         if cfg.model.kind != "cris" {
             bail!("model.kind: '{}' is not cris", cfg.model.kind);
         }
+        // model.init_from: that directory is the model (its config and every tensor).
+        let from_init = cfg.model.init_from.is_some();
+        let init_cfg = init_as_model_dir(cfg)?;
+        let cfg: &TrainConfig = &init_cfg;
+        let named = |e: anyhow::Error| if from_init { anyhow!("model.init_from: {e:#}") } else { e };
         let device = Device::Cpu;
         let dir = &cfg.model.dir;
         match weights::detect(dir)? {
@@ -125,7 +132,7 @@ impl CrisTask {
         let wpath = src.weights.clone();
         let ckpt = weights::state_dict_var_builder(&wpath, DType::F32, &device, crate::loader::CRIS_PROBE)?;
         // Missing keys and wrong shapes are named here, against the checkpoint itself.
-        Cris::new(ckpt.clone(), &c).map_err(|e| weights::load_error(&wpath, e))?;
+        Cris::new(ckpt.clone(), &c).map_err(|e| named(weights::load_error(&wpath, e)))?;
         let varmap = VarMap::new();
         let model = Cris::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &c)?;
         {

@@ -89,7 +89,8 @@ impl TextUNetTask {
             mcfg.channels = c.clone();
         }
         mcfg.image_size = size;
-        mcfg.presence = cfg.model.presence;
+        // A presence head of the init_from model is kept (its architecture); model.presence adds one.
+        mcfg.presence |= cfg.model.presence;
         mcfg.validate().map_err(|e| anyhow!("model.channels / data.image_size: {e}"))?;
         let varmap = VarMap::new();
         let model = TextUNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?;
