@@ -768,6 +768,7 @@ fn l_geom(l: &Layout, a: &Attrs) -> super::dicom_codecs::Geometry {
         samples: l.samples,
         alloc: l.alloc,
         photometric: a.photometric.clone().unwrap_or_default(),
+        signed: a.signed == Some(1),
     }
 }
 

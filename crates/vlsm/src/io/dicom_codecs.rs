@@ -1,7 +1,7 @@
 //! Decoders for encapsulated DICOM pixel data, one frame at a time: RLE Lossless (PackBits
 //! segments, written here) and JPEG baseline, extended (8-bit) and lossless (process 14,
-//! selection value 1 and others) through `jpeg-decoder`. JPEG-LS and JPEG 2000 are named and
-//! refused: no decoder for them is built in.
+//! selection value 1 and others) through `jpeg-decoder`; JPEG 2000 and HTJ2K through OpenJPEG
+//! (`j2k`); JPEG-LS with the decoder written here (`jpegls`).
 
 use anyhow::{anyhow, bail, Result};
 
@@ -24,7 +24,11 @@ impl Codec {
             | "1.2.840.10008.1.2.4.57"
             | "1.2.840.10008.1.2.4.70" => Codec::Jpeg,
             "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => Codec::JpegLs,
-            "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => Codec::Jpeg2000,
+            "1.2.840.10008.1.2.4.90"
+            | "1.2.840.10008.1.2.4.91"
+            | "1.2.840.10008.1.2.4.201"
+            | "1.2.840.10008.1.2.4.202"
+            | "1.2.840.10008.1.2.4.203" => Codec::Jpeg2000,
             t => bail!("transfer syntax {t} is not supported"),
         })
     }
@@ -55,6 +59,8 @@ pub(crate) struct Geometry {
     pub samples: usize,
     pub alloc: usize,
     pub photometric: String,
+    /// Pixel Representation 1.
+    pub signed: bool,
 }
 
 /// A decoded frame: little-endian samples of Bits Allocated, interleaved by pixel.
@@ -68,9 +74,8 @@ pub(crate) fn decode_frame(codec: Codec, data: &[u8], g: &Geometry) -> Result<Fr
     match codec {
         Codec::Rle => rle(data, g).map(|bytes| Frame { bytes, photometric: None }),
         Codec::Jpeg => jpeg(data, g),
-        Codec::JpegLs | Codec::Jpeg2000 => {
-            bail!("{} is not supported (no decoder built in)", codec.name())
-        }
+        Codec::Jpeg2000 => jpeg2000(data, g),
+        Codec::JpegLs => jpeg_ls(data, g),
     }
 }
 
@@ -153,4 +158,68 @@ fn jpeg(data: &[u8], g: &Geometry) -> Result<Frame> {
         (f, s, a) => bail!("codestream gives {f:?}, the data set says {s} samples of {a} bits"),
     };
     Ok(Frame { bytes, photometric })
+}
+
+/// Samples as little-endian words of `alloc` bits (two's complement); an error if one does not fit.
+fn pack(values: impl Iterator<Item = i64>, alloc: usize, n: usize) -> Result<Vec<u8>> {
+    let bpp = alloc / 8;
+    if !(1..=4).contains(&bpp) || alloc % 8 != 0 {
+        bail!("{alloc} bits allocated is not read for compressed data");
+    }
+    let mut out = Vec::with_capacity(n * bpp);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes()[..bpp]);
+    }
+    Ok(out)
+}
+
+/// JPEG 2000 through OpenJPEG, with pydicom's handling of the result (Pillow plugin): a
+/// codestream whose signedness disagrees with Pixel Representation gives what pydicom gives
+/// (unsigned codestream, signed data set: the value sign-extended from the codestream's
+/// precision for monochrome data; signed codestream, unsigned data set: the value offset by half
+/// the range). YBR_RCT/YBR_ICT come out RGB (OpenJPEG undoes the component transform).
+fn jpeg2000(data: &[u8], g: &Geometry) -> Result<Frame> {
+    let img = super::j2k::decode(data, g.cols, g.rows, g.samples)?;
+    let mono = g.photometric.starts_with("MONOCHROME");
+    let n = g.rows * g.cols;
+    for c in &img.comps {
+        if c.prec as usize > g.alloc {
+            bail!("codestream precision {} is more than {} bits allocated", c.prec, g.alloc);
+        }
+    }
+    let value = |c: &super::j2k::Component, v: i32| -> i64 {
+        let (v, p) = (v as i64, c.prec);
+        match (c.signed, g.signed) {
+            (false, true) if mono && v >> (p - 1) & 1 == 1 => v - (1i64 << p),
+            (true, false) => v + (1i64 << (p - 1)),
+            _ => v,
+        }
+    };
+    let values = (0..n * g.samples).map(|i| {
+        let c = &img.comps[i % g.samples];
+        value(c, c.data[i / g.samples])
+    });
+    let bytes = pack(values, g.alloc, n * g.samples)?;
+    let photometric = matches!(g.photometric.as_str(), "YBR_RCT" | "YBR_ICT").then(|| "RGB".to_string());
+    Ok(Frame { bytes, photometric })
+}
+
+/// JPEG-LS (`jpegls`), with pydicom's sign handling: JPEG-LS has no signedness, so a signed data
+/// set's samples are sign-extended from the codestream's precision.
+fn jpeg_ls(data: &[u8], g: &Geometry) -> Result<Frame> {
+    let img = super::jpegls::decode(data, g.cols, g.rows, g.samples)?;
+    let p = img.precision;
+    if p as usize > g.alloc {
+        bail!("codestream precision {p} is more than {} bits allocated", g.alloc);
+    }
+    let values = img.samples.iter().map(|&v| {
+        let v = v as i64;
+        if g.signed && v >> (p - 1) & 1 == 1 {
+            v - (1i64 << p)
+        } else {
+            v
+        }
+    });
+    let bytes = pack(values, g.alloc, img.samples.len())?;
+    Ok(Frame { bytes, photometric: None })
 }

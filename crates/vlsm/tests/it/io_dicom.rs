@@ -16,8 +16,9 @@ fn corpus() -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-/// Compares vlsm's decode with pydicom's summary; Err says how they differ.
-fn compare(px: &DicomPixels, e: &Value) -> Result<(), String> {
+/// Compares vlsm's decode with pydicom's summary; Err says how they differ, Ok notes how a
+/// lossy file compares.
+fn compare(px: &DicomPixels, e: &Value) -> Result<String, String> {
     let mut shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     // pydicom drops axes of length 1 (frames, samples).
     let mut ours = vec![px.frames, px.rows, px.cols, px.samples];
@@ -29,23 +30,26 @@ fn compare(px: &DicomPixels, e: &Value) -> Result<(), String> {
     let v = &px.values;
     let idx: Vec<usize> = e["sample_index"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect();
     let sample: Vec<i64> = e["sample"].as_array().unwrap().iter().map(|i| i.as_i64().unwrap()).collect();
+    let sum: i128 = v.iter().map(|&x| x as i128).sum();
+    let wsum: i128 = v.iter().enumerate().map(|(i, &x)| x as i128 * ((i % 1009) as i128 + 1)).sum();
+    let (psum, pwsum) = (e["sum"].as_i64().unwrap() as i128, e["wsum"].as_i64().unwrap() as i128);
     if e["lossy"].as_bool().unwrap() {
+        if sum == psum && wsum == pwsum {
+            return Ok(" (lossy, same values)".into());
+        }
         let worst = idx.iter().zip(&sample).map(|(&i, &s)| (v[i] - s).abs()).max().unwrap_or(0);
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let pmean = e["sum"].as_i64().unwrap() as f64 / v.len() as f64;
         if worst > LOSSY_SAMPLE_TOL || (mean - pmean).abs() > LOSSY_MEAN_TOL {
             return Err(format!("lossy: worst sample difference {worst}, mean {mean:.3} vs {pmean:.3}"));
         }
-        return Ok(());
+        return Ok(format!(" (lossy, within tolerance: worst sample difference {worst})"));
     }
-    let sum: i128 = v.iter().map(|&x| x as i128).sum();
-    let wsum: i128 = v.iter().enumerate().map(|(i, &x)| x as i128 * ((i % 1009) as i128 + 1)).sum();
-    let (psum, pwsum) = (e["sum"].as_i64().unwrap() as i128, e["wsum"].as_i64().unwrap() as i128);
     if sum != psum || wsum != pwsum {
         let first = idx.iter().zip(&sample).find(|(&i, &s)| v[i] != s);
         return Err(format!("values differ: sum {sum} vs {psum}, weighted {wsum} vs {pwsum}, first sample {first:?}"));
     }
-    Ok(())
+    Ok(String::new())
 }
 
 /// Runs the comparison over the files found in `dir`; returns (decoded the same, differing,
@@ -66,7 +70,7 @@ fn run_corpus(dir: &Path) -> (Vec<String>, Vec<String>, Vec<String>, usize, usiz
         let ts = e["transfer_syntax"].as_str().unwrap();
         match read_dicom_pixels(&path) {
             Ok(px) => match compare(&px, e) {
-                Ok(()) => same.push(format!("{name} [{ts}]")),
+                Ok(note) => same.push(format!("{name} [{ts}]{note}")),
                 Err(m) => differ.push(format!("{name} [{ts}]: {m}")),
             },
             Err(err) => refused.push(format!("{name} [{ts}]: {err}")),
