@@ -132,7 +132,88 @@ fn rle(data: &[u8], g: &Geometry) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// What pydicom reads from a JPEG codestream's markers before decoding it.
+#[derive(Default)]
+struct JpegInfo {
+    /// The frame header's marker (0xC0 baseline, 0xC1 extended, 0xC3 lossless, ...).
+    sof: u8,
+    precision: u8,
+    component_ids: Vec<u8>,
+    jfif: bool,
+    /// An Adobe APP14 marker with its transform byte.
+    adobe: bool,
+}
+
+/// The marker segments up to the first scan (bounds checked; a cut header gives what was read).
+fn jpeg_info(data: &[u8]) -> JpegInfo {
+    let mut info = JpegInfo::default();
+    let mut i = 2;
+    while i + 4 <= data.len() && data[i] == 0xFF {
+        let m = data[i + 1];
+        if m == 0xFF {
+            i += 1;
+            continue;
+        }
+        if m == 0xD8 || (0xD0..=0xD7).contains(&m) || m == 0x01 {
+            i += 2;
+            continue;
+        }
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        let seg = &data[(i + 4).min(data.len())..(i + 2 + len).min(data.len())];
+        match m {
+            0xDA | 0xD9 => break,
+            0xE0 if seg.starts_with(b"JFIF") => info.jfif = true,
+            // Pillow keeps an Adobe marker's transform (and pydicom lets it convert) only when
+            // the segment reaches the transform byte.
+            0xEE if seg.starts_with(b"Adobe") && seg.len() >= 12 => info.adobe = true,
+            0xC0..=0xCF if m != 0xC4 && m != 0xC8 && m != 0xCC && seg.len() >= 6 => {
+                info.sof = m;
+                info.precision = seg[0];
+                let n = seg[5] as usize;
+                info.component_ids = (0..n).filter_map(|c| seg.get(6 + 3 * c).copied()).collect();
+            }
+            _ => {}
+        }
+        i += 2 + len;
+    }
+    info
+}
+
+/// JPEG as pydicom 3 decodes it with Pillow (libjpeg-turbo): 8-bit DCT frames (baseline,
+/// extended, progressive, arithmetic) through libjpeg-turbo's decoder (`io::jpeg`); lossless and
+/// 12-bit frames, which Pillow does not read, through `jpeg-decoder`. Colour: the photometric
+/// interpretation is conformed to the codestream as pydicom does (component ids "RGB" make it
+/// RGB; a JFIF marker makes a non-YBR one YBR_FULL_422); libjpeg converts to RGB only when an
+/// Adobe APP14 marker is present, else the samples come as coded and a YBR photometric is
+/// converted afterwards with pydicom's arithmetic.
 fn jpeg(data: &[u8], g: &Geometry) -> Result<Frame> {
+    let info = jpeg_info(data);
+    if info.precision == 8 && matches!(info.sof, 0xC0 | 0xC1 | 0xC2 | 0xC9 | 0xCA) && matches!(g.samples, 1 | 3) {
+        // libjpeg fills a cut scan with grey and carries on; Pillow (so pydicom) refuses it.
+        if !super::raster::jpeg_complete(data) {
+            bail!("truncated JPEG (no end-of-image marker after the scan)");
+        }
+        let px = super::jpeg::decode_dicom_frame(data, g.cols, g.rows, g.samples, g.samples == 3 && info.adobe)?;
+        let photometric = if g.samples == 3 {
+            let rgb_ids = info.component_ids == b"RGB" || info.component_ids == b"rgb";
+            let pi = if rgb_ids {
+                "RGB"
+            } else if info.jfif && !g.photometric.contains("YBR") {
+                "YBR_FULL"
+            } else {
+                g.photometric.as_str()
+            };
+            Some(if pi == "YBR_FULL_422" { "YBR_FULL".to_string() } else { pi.to_string() })
+        } else {
+            None
+        };
+        let bytes = pack(px.iter().map(|&v| v as i64), g.alloc, px.len())?;
+        return Ok(Frame { bytes, photometric });
+    }
+    jpeg_decoder_frame(data, g)
+}
+
+fn jpeg_decoder_frame(data: &[u8], g: &Geometry) -> Result<Frame> {
     use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
     let mut d = Decoder::new(data);
     // The colour transform follows the codestream's markers (Adobe APP14, JFIF, component ids)
