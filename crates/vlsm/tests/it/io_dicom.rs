@@ -480,3 +480,21 @@ fn codestream_size_must_match_the_data_set() {
         assert!(e.contains(want) && e.contains("wide_") && !e.contains('\n'), "{e}");
     }
 }
+
+/// HTJ2K (pydicom's corpus has none): files coded by OpenJPH, decoded by pydicom with
+/// pylibjpeg-openjpeg (tests/fixtures/dicom/htj2k, written by tools/make_htj2k_fixtures.py), the
+/// lossy one included, to the same values.
+#[test]
+fn htj2k_matches_pydicom() {
+    let dir = crate::support::fx("dicom/htj2k");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let files = doc["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    for e in files {
+        let name = e["file"].as_str().unwrap();
+        let px = read_dicom_pixels(&dir.join(name)).unwrap();
+        assert_eq!(px.transfer_syntax, e["transfer_syntax"].as_str().unwrap());
+        let note = compare(&px, e).unwrap_or_else(|m| panic!("{name}: {m}"));
+        assert!(!note.contains("within tolerance"), "{name}{note}");
+    }
+}
