@@ -498,3 +498,37 @@ fn htj2k_matches_pydicom() {
         assert!(!note.contains("within tolerance"), "{name}{note}");
     }
 }
+
+/// MONOCHROME1 (low values bright): the values stay as stored (rescaled), the series says
+/// `invert`, and the slices the model sees are the windowed slices inverted, as a viewer shows
+/// them.
+#[test]
+fn monochrome1_series_is_displayed_inverted() {
+    let good = vlsm::io::read_dicom_series(&series_fx("good")).unwrap();
+    assert!(!good.invert);
+    let d = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(series_fx("good")).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() {
+            let mut b = std::fs::read(&p).unwrap();
+            if let Some(at) = b.windows(11).position(|w| w == b"MONOCHROME2") {
+                b[at + 10] = b'1';
+            }
+            std::fs::write(d.path().join(p.file_name().unwrap()), b).unwrap();
+        }
+    }
+    let s = vlsm::io::read_dicom_series(d.path()).unwrap();
+    assert!(s.invert);
+    assert_eq!(s.values, good.values);
+    let header = vlsm::io::NiftiHeader::for_grid(s.dims, s.spacing, s.affine_ras()).unwrap();
+    let vol =
+        vlsm::io::Volume { header, dims: s.dims, data: vlsm::io::VoxelData::Scalar(s.values.clone()), notes: vec![] };
+    let w = vlsm::io::Windowing::Fixed(vlsm::io::Window { center: 40.0, width: 400.0 });
+    let map = vlsm::volume::volume_window(&vol, w).unwrap().unwrap();
+    for k in 0..s.dims[2] {
+        let plain = vlsm::volume::slice_image(&vol, 2, k, Some(&map), false).unwrap();
+        let shown = vlsm::volume::slice_image(&vol, 2, k, Some(&map), true).unwrap();
+        assert!(plain.as_raw().iter().any(|&v| v != 127), "slice {k} is flat");
+        assert!(plain.as_raw().iter().zip(shown.as_raw()).all(|(a, b)| *a as u16 + *b as u16 == 255), "slice {k}");
+    }
+}
