@@ -532,3 +532,31 @@ fn monochrome1_series_is_displayed_inverted() {
         assert!(plain.as_raw().iter().zip(shown.as_raw()).all(|(a, b)| *a as u16 + *b as u16 == 255), "slice {k}");
     }
 }
+
+/// The NIfTI header of a series carries its geometry in the sform and the qform alike, for
+/// right- and left-handed affines (qfac -1); written headers read back the same.
+#[test]
+fn series_nifti_header_qform_matches_sform() {
+    let s = vlsm::io::read_dicom_series(&series_fx("good")).unwrap();
+    let ras = s.affine_ras();
+    let mut flipped = ras;
+    for row in flipped.iter_mut().take(3) {
+        row[2] = -row[2]; // slices the other way: left-handed
+    }
+    let d = tempfile::tempdir().unwrap();
+    for (k, a) in [ras, flipped].into_iter().enumerate() {
+        let h = vlsm::io::NiftiHeader::for_grid(s.dims, s.spacing, a).unwrap();
+        let p = d.path().join(format!("h{k}.nii.gz"));
+        let n = s.dims.iter().product::<usize>();
+        vlsm::io::write_like(&p, &h, vlsm::io::OutputData::U8(&vec![1u8; n])).unwrap();
+        let back = vlsm::io::read_volume(&p, vlsm::io::DEFAULT_MAX_VOXELS).unwrap().header;
+        assert_eq!((back.qform_code, back.sform_code), (1, 1));
+        for got in [back.sform_affine(), back.qform_affine()] {
+            for r in 0..4 {
+                for c in 0..4 {
+                    assert!((got[r][c] - a[r][c]).abs() < 1e-4 * a[r][c].abs().max(1.0), "{k}: {got:?} vs {a:?}");
+                }
+            }
+        }
+    }
+}
