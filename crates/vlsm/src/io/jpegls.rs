@@ -234,20 +234,22 @@ impl<'a> Bits<'a> {
     }
 }
 
+/// A regular-mode context. The accumulators are i64: with RESET up to 65535 (LSE) and errors
+/// up to 2^21, a hostile stream could overflow i32 before a reset halves them.
 #[derive(Clone, Copy)]
 struct Ctx {
-    a: i32,
-    b: i32,
+    a: i64,
+    b: i64,
     c: i32,
-    n: i32,
+    n: i64,
 }
 
 #[derive(Clone, Copy)]
 struct RunCtx {
     ri_type: i32,
-    a: i32,
-    n: i32,
-    nn: i32,
+    a: i64,
+    n: i64,
+    nn: i64,
 }
 
 /// The adaptive state of a scan: regular contexts, the two run-interruption contexts, and the
@@ -261,7 +263,7 @@ struct State {
 
 impl State {
     fn new(p: Params, comps: usize) -> Self {
-        let a = ((p.range + 32) / 64).max(2);
+        let a = ((p.range + 32) / 64).max(2) as i64;
         State {
             p,
             ctx: vec![Ctx { a, b: 0, c: 0, n: 1 }; 365],
@@ -288,9 +290,9 @@ impl State {
         if k == 0 && p.near == 0 && 2 * cx.b + cx.n - 1 < 0 {
             err = -err - 1;
         }
-        cx.a += err.abs();
-        cx.b += err * (2 * p.near + 1);
-        if cx.n == p.reset {
+        cx.a += err.abs() as i64;
+        cx.b += err as i64 * (2 * p.near as i64 + 1);
+        if cx.n == p.reset as i64 {
             cx.a >>= 1;
             cx.b >>= 1;
             cx.n >>= 1;
@@ -345,7 +347,7 @@ impl State {
         let p = self.p;
         let jv = J[self.run_index[comp]] as i32;
         let cx = &mut self.run[which];
-        let temp = cx.a + (cx.n >> 1) * cx.ri_type;
+        let temp = cx.a + (cx.n >> 1) * cx.ri_type as i64;
         let (mut nt, mut k) = (cx.n, 0u32);
         while nt < temp {
             nt <<= 1;
@@ -362,8 +364,8 @@ impl State {
         if err < 0 {
             cx.nn += 1;
         }
-        cx.a += (em + 1 - cx.ri_type) >> 1;
-        if cx.n == p.reset {
+        cx.a += ((em + 1 - cx.ri_type) >> 1) as i64;
+        if cx.n == p.reset as i64 {
             cx.a >>= 1;
             cx.n >>= 1;
             cx.nn >>= 1;
