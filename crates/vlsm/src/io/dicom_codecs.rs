@@ -244,7 +244,7 @@ fn jpeg_decoder_frame(data: &[u8], g: &Geometry) -> Result<Frame> {
 /// Samples as little-endian words of `alloc` bits (two's complement); an error if one does not fit.
 fn pack(values: impl Iterator<Item = i64>, alloc: usize, n: usize) -> Result<Vec<u8>> {
     let bpp = alloc / 8;
-    if !(1..=4).contains(&bpp) || alloc % 8 != 0 {
+    if !(1..=4).contains(&bpp) || !alloc.is_multiple_of(8) {
         bail!("{alloc} bits allocated is not read for compressed data");
     }
     let mut out = Vec::with_capacity(n * bpp);

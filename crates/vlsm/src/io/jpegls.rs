@@ -48,7 +48,7 @@ impl Params {
     /// From the precision, NEAR and the preset values of an LSE segment (0: default).
     fn new(precision: u32, near: i32, preset: [i32; 5]) -> Result<Params> {
         let maxval = if preset[0] > 0 { preset[0] } else { (1i32 << precision) - 1 };
-        if maxval < 1 || maxval > 65535 {
+        if !(1..=65535).contains(&maxval) {
             bail!("MAXVAL {maxval} is out of range");
         }
         if near < 0 || near > (maxval / 2).min(255) {
@@ -56,10 +56,11 @@ impl Params {
         }
         let clamp = |i: i32, j: i32| if i > maxval || i < j { j } else { i };
         let (t1, t2, t3) = if maxval >= 128 {
+            // FACTOR * (BASIC_Tn - k) + k + ... with BASIC_T1..3 = 3, 7, 21.
             let f = (maxval.min(4095) + 128) / 256;
-            let t1 = clamp(f * (3 - 2) + 2 + 3 * near, near + 1);
-            let t2 = clamp(f * (7 - 3) + 3 + 5 * near, t1);
-            (t1, t2, clamp(f * (21 - 4) + 4 + 7 * near, t2))
+            let t1 = clamp(f + 2 + 3 * near, near + 1);
+            let t2 = clamp(f * 4 + 3 + 5 * near, t1);
+            (t1, t2, clamp(f * 17 + 4 + 7 * near, t2))
         } else {
             let f = 256 / (maxval + 1);
             let t1 = clamp((3 / f + 3 * near).max(2), near + 1);
@@ -70,7 +71,7 @@ impl Params {
         let t2 = if preset[2] > 0 { preset[2] } else { t2 };
         let t3 = if preset[3] > 0 { preset[3] } else { t3 };
         let reset = if preset[4] > 0 { preset[4] } else { 64 };
-        if !(t1 <= t2 && t2 <= t3 && t1 >= near + 1 && t3 <= maxval.max(1)) || reset < 3 {
+        if !(t1 <= t2 && t2 <= t3 && t1 > near && t3 <= maxval.max(1)) || reset < 3 {
             bail!("bad preset coding parameters (T1 {t1}, T2 {t2}, T3 {t3}, RESET {reset})");
         }
         let range = (maxval + 2 * near) / (2 * near + 1) + 1;
