@@ -10,7 +10,7 @@ within a tolerance). With --copy, the small files named in SMALL are copied to
 tests/fixtures/dicom/corpus/ (pydicom's test files README: "no restriction on using any of
 these files"; pydicom is MIT-licensed).
 
-Usage: /work/pyenv/venv/bin/python tools/dicom_corpus_summary.py [--copy]
+Usage: /work/pyenv/venv/bin/python tools/dicom_corpus_summary.py [--copy] [--json PATH]
 Pins: tools/requirements.txt (pydicom 3.0.2, numpy, pillow, pyjpegls).
 """
 import glob
@@ -100,7 +100,15 @@ def main():
         out.append(e)
     os.makedirs(OUT, exist_ok=True)
     doc = {"pydicom": pydicom.__version__, "numpy": np.__version__, "files": out}
-    with open(os.path.join(OUT, "pydicom_corpus.json"), "w") as fh:
+    doc["decoders"] = {
+        m: getattr(__import__(m), "__version__", "?")
+        for m in ("PIL", "jpeg_ls", "pylibjpeg", "openjpeg", "libjpeg")
+        if __import__("importlib").util.find_spec(m)
+    }
+    # --json PATH: write the summary elsewhere (a dev run with other decoders installed, compared
+    # by the ignored test with VLSM_PYDICOM_CORPUS_JSON=PATH).
+    path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else os.path.join(OUT, "pydicom_corpus.json")
+    with open(path, "w") as fh:
         json.dump(doc, fh, separators=(",", ":"))
         fh.write("\n")
     if "--copy" in sys.argv:
