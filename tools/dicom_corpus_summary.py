@@ -10,7 +10,7 @@ within a tolerance). With --copy, the small files named in SMALL are copied to
 tests/fixtures/dicom/corpus/ (pydicom's test files README: "no restriction on using any of
 these files"; pydicom is MIT-licensed).
 
-Usage: /work/pyenv/venv/bin/python tools/dicom_corpus_summary.py [--copy]
+Usage: /work/pyenv/venv/bin/python tools/dicom_corpus_summary.py [--copy] [--json PATH]
 Pins: tools/requirements.txt (pydicom 3.0.2, numpy, pillow, pyjpegls).
 """
 import glob
@@ -26,7 +26,7 @@ import pydicom
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "dicom")
 LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91"}
-# A handful of small files covering the syntaxes vlsm decodes (and one it refuses).
+# A handful of small files covering the syntaxes vlsm decodes.
 SMALL = [
     "MR_small.dcm",  # explicit VR LE, 16-bit signed
     "MR_small_implicit.dcm",  # implicit VR LE
@@ -40,7 +40,17 @@ SMALL = [
     "SC_jpeg_no_color_transform.dcm",  # JPEG baseline, RGB without markers
     "liver_expb_1frame.dcm",  # 1 bit allocated, big endian
     "SC_ybr_full_422_uncompressed.dcm",  # native YBR_FULL_422, converted to RGB
-    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS: refused (no decoder)
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless, 16-bit signed
+    "JPEGLSNearLossless_08.dcm",  # JPEG-LS near-lossless, 8-bit
+    "JPEGLSNearLossless_16.dcm",  # JPEG-LS near-lossless, 16-bit
+    "SC_rgb_jls_lossy_line.dcm",  # JPEG-LS RGB, line interleaved
+    "SC_rgb_jls_lossy_sample.dcm",  # JPEG-LS RGB, sample interleaved
+    "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless, 16-bit signed
+    "693_J2KI.dcm",  # JPEG 2000 lossy, 512x512
+    "JPEG2000.dcm",  # JPEG 2000 lossy, 1024x256
+    "SC_rgb_gdcm_KY.dcm",  # JPEG 2000 lossy RGB
+    "SC_rgb_jpeg.dcm",  # JPEG baseline, short Adobe APP14 (no transform byte): samples as coded
+    "SC_rgb_dcmtk_+eb+cy+np.dcm",  # JPEG baseline, YBR_FULL_422 converted with pydicom's arithmetic
 ]
 
 
@@ -90,7 +100,15 @@ def main():
         out.append(e)
     os.makedirs(OUT, exist_ok=True)
     doc = {"pydicom": pydicom.__version__, "numpy": np.__version__, "files": out}
-    with open(os.path.join(OUT, "pydicom_corpus.json"), "w") as fh:
+    doc["decoders"] = {
+        m: getattr(__import__(m), "__version__", "?")
+        for m in ("PIL", "jpeg_ls", "pylibjpeg", "openjpeg", "libjpeg")
+        if __import__("importlib").util.find_spec(m)
+    }
+    # --json PATH: write the summary elsewhere (a dev run with other decoders installed, compared
+    # by the ignored test with VLSM_PYDICOM_CORPUS_JSON=PATH).
+    path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else os.path.join(OUT, "pydicom_corpus.json")
+    with open(path, "w") as fh:
         json.dump(doc, fh, separators=(",", ":"))
         fh.write("\n")
     if "--copy" in sys.argv:

@@ -3,7 +3,7 @@
 `vlsm eval` over every one of them, as expected.tsv says. Large cases (decompression bombs) and
 non-regular files (FIFOs, directories, /dev/zero) are made by the test itself.
 
-    python tools/make_bad_inputs.py            # uses Pillow (tools/requirements.txt)
+    python tools/make_bad_inputs.py            # uses Pillow, numpy, pyjpegls (tools/requirements.txt)
 
 Deterministic: running it again writes the same bytes.
 """
@@ -112,6 +112,36 @@ def dicom(ts=b"1.2.840.10008.1.2.1", rows=32, cols=48, slope=b"1", pixels=True, 
     return bytes(128) + b"DICM" + meta + body
 
 
+def jpegls_bytes(img):
+    import jpeg_ls  # pyjpegls (CharLS)
+    import numpy as np
+
+    return jpeg_ls.encode(np.asarray(img)).tobytes()
+
+
+def j2k_bytes(img):
+    b = io.BytesIO()
+    img.save(b, "JPEG2000", no_jp2=True, irreversible=False)
+    return b.getvalue()
+
+
+def dicom_encapsulated(ts, stream, rows=32, cols=48):
+    """An 8-bit grey image whose pixel data is one encapsulated fragment holding `stream`."""
+    if len(stream) % 2:
+        stream += b"\0"
+    meta = el(0x0002, 0x0001, b"OB", b"\0\1") + el(0x0002, 0x0010, b"UI", ts)
+    body = el(0x0008, 0x0060, b"CS", b"CT")
+    body += el(0x0028, 0x0002, b"US", struct.pack("<H", 1)) + el(0x0028, 0x0004, b"CS", b"MONOCHROME2")
+    body += el(0x0028, 0x0010, b"US", struct.pack("<H", rows)) + el(0x0028, 0x0011, b"US", struct.pack("<H", cols))
+    body += el(0x0028, 0x0100, b"US", struct.pack("<H", 8)) + el(0x0028, 0x0101, b"US", struct.pack("<H", 8))
+    body += el(0x0028, 0x0103, b"US", struct.pack("<H", 0))
+    body += struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\0\0" + b"\xff\xff\xff\xff"
+    body += b"\xfe\xff\x00\xe0" + bytes(4)
+    body += b"\xfe\xff\x00\xe0" + struct.pack("<I", len(stream)) + stream
+    body += b"\xfe\xff\xdd\xe0" + bytes(4)
+    return bytes(128) + b"DICM" + meta + body
+
+
 def main():
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -162,6 +192,16 @@ def main():
     case("dicom_deflate_cut.dcm", "image", "eval", "deflated data set ends early", dicom(deflate=True, cut=60))
     case("dicom_truncated.dcm", "mask", "segment eval", "truncated", dicom()[:-5])
     case("dicom_no_marker.dcm", "image", "eval", "DICM", bytes(200))
+    # Compressed frames (48x32 grey, the size of the eval mask) cut inside the codestream, the
+    # encapsulation itself intact.
+    grey = img.convert("L")
+    for name, ts, stream, expect in [
+        ("dicom_jpegls_cut.dcm", b"1.2.840.10008.1.2.4.80", jpegls_bytes(grey), "JPEG-LS"),
+        ("dicom_j2k_cut.dcm", b"1.2.840.10008.1.2.4.90", j2k_bytes(grey), "JPEG 2000"),
+        ("dicom_jpeg_cut.dcm", b"1.2.840.10008.1.2.4.50", jpeg_bytes(grey), "truncated JPEG"),
+    ]:
+        k = len(stream) // 4 * 2
+        case(name, "image", "eval", expect, dicom_encapsulated(ts, stream[:k]))
 
     # Medical files where imgproc expects a raster: refused by name, one line (segment reads them).
     case("nifti_as_raster.nii", "image", "imgproc", "PNG, JPEG, TIFF or BMP", nifti([48, 32, 1], data=bytes(48 * 32)))

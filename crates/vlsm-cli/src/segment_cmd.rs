@@ -284,8 +284,15 @@ pub fn run(mut a: SegmentArgs) -> Result<()> {
         Some(conditions(&seg, &a.prompts, image_cond.as_ref(), a.mix)?)
     };
     let threshold = a.threshold.unwrap_or(seg.default_threshold());
-    let vopts =
-        VolumeOpts { axis: a.axis, windowing, batch: a.batch, threshold, probs: a.probs, max_voxels: a.max_voxels };
+    let vopts = VolumeOpts {
+        axis: a.axis,
+        windowing,
+        batch: a.batch,
+        threshold,
+        probs: a.probs,
+        max_voxels: a.max_voxels,
+        invert: false,
+    };
     if batch_run {
         return run_batch(&a, &seg, items, shard, global, image_cond.as_ref(), &vopts);
     }

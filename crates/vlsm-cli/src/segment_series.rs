@@ -76,7 +76,8 @@ pub(crate) fn segment_series(
         (Windowing::Auto, Some(w)) => Windowing::Fixed(w),
         (w, _) => w,
     };
-    let o = VolumeOpts { windowing, ..*o };
+    // MONOCHROME1: windowed as the values are, then displayed inverted (as viewers do).
+    let o = VolumeOpts { windowing, invert: s.invert, ..*o };
     let pred = run_volume(seg, &vol, &d, cond, &o)?;
     match format {
         OutputFormat::Nifti => write_nifti_outputs(base, &vol.header, conds, &pred, o.probs)?,

@@ -20,6 +20,8 @@ pub(crate) struct VolumeOpts {
     pub threshold: f32,
     pub probs: bool,
     pub max_voxels: u64,
+    /// MONOCHROME1 series: slices displayed inverted (`volume::VolumeOptions::invert`).
+    pub invert: bool,
 }
 
 /// The files a volume gives: per condition `<base><name>.mask.nii.gz` and, with `probs`,
@@ -72,6 +74,7 @@ pub(crate) fn run_volume(
         batch: o.batch,
         threshold: o.threshold,
         probs: o.probs,
+        invert: o.invert,
     };
     let (_, _, n) = vol.slice_dims(opts.axis);
     let bar = progress(n as u64, "slices");

@@ -24,6 +24,9 @@ pub struct VolumeOptions {
     pub threshold: f32,
     /// Keep the probabilities too.
     pub probs: bool,
+    /// DICOM MONOCHROME1 (low values bright): the windowed slices are inverted (255 - v), as a
+    /// viewer displays them after the VOI window; the values themselves are unchanged.
+    pub invert: bool,
 }
 
 /// Per condition: a uint8 0/1 mask and, when asked, f32 probabilities, in the volume's voxel
@@ -34,13 +37,13 @@ pub struct VolumePrediction {
 }
 
 /// Slice `k` along `axis` as the picture the model sees: RGB data as is, scalar data through
-/// `map`, grey replicated.
-pub fn slice_image(vol: &Volume, axis: usize, k: usize, map: Option<&WindowMap>) -> Result<RgbImage> {
+/// `map` (inverted with `invert`, for MONOCHROME1), grey replicated.
+pub fn slice_image(vol: &Volume, axis: usize, k: usize, map: Option<&WindowMap>, invert: bool) -> Result<RgbImage> {
     let (w, h, _) = vol.slice_dims(axis);
     Ok(match (vol.slice_values(axis, k), map) {
         (SliceData::Rgb(v), _) => RgbImage::from_raw(w as u32, h as u32, v).expect("slice size"),
         (SliceData::Scalar(v), Some(m)) => {
-            let g = GrayImage::from_raw(w as u32, h as u32, m.apply(&v, false)).expect("slice size");
+            let g = GrayImage::from_raw(w as u32, h as u32, m.apply(&v, invert)).expect("slice size");
             DynamicImage::ImageLuma8(g).into_rgb8()
         }
         (SliceData::Scalar(_), None) => bail!("a scalar volume needs a window"),
@@ -119,7 +122,7 @@ pub fn volume_logits(
             for chunk in ks.chunks(o.batch) {
                 let item = (|| {
                     let imgs: Vec<RgbImage> =
-                        chunk.iter().map(|&k| slice_image(vol, axis, k, map_ref)).collect::<Result<_>>()?;
+                        chunk.iter().map(|&k| slice_image(vol, axis, k, map_ref, o.invert)).collect::<Result<_>>()?;
                     let refs: Vec<&RgbImage> = imgs.iter().collect();
                     Ok((chunk.to_vec(), seg.pixel_values(&refs)?))
                 })();

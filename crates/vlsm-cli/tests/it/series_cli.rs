@@ -54,11 +54,15 @@ fn series_masks_in_series_geometry_and_seg_reads_back() {
         let v = read_volume(&p, DEFAULT_MAX_VOXELS).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.dims, src.dims);
         assert!(v.header.sform_code > 0);
-        let got = v.header.affine();
-        for r in 0..4 {
-            for c in 0..4 {
-                // The header stores f32.
-                assert!((got[r][c] - want[r][c]).abs() < 1e-4 * want[r][c].abs().max(1.0), "{got:?} vs {want:?}");
+        // The qform carries the same geometry (for readers that take it, as ITK does).
+        assert_eq!(v.header.qform_code, 1);
+        for got in [v.header.affine(), v.header.qform_affine()] {
+            for r in 0..4 {
+                for c in 0..4 {
+                    // The header stores f32.
+                    let tol = 1e-4 * want[r][c].abs().max(1.0);
+                    assert!((got[r][c] - want[r][c]).abs() < tol, "{got:?} vs {want:?}");
+                }
             }
         }
         for i in 0..3 {

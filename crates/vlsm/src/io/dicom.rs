@@ -2,7 +2,7 @@
 //! information (the VR guessed from the first element, as pydicom's `force=True`). Transfer
 //! syntaxes: implicit and explicit VR little endian, explicit VR big endian, deflated explicit
 //! VR little endian, and the encapsulated ones `dicom_codecs` decodes (RLE Lossless, JPEG
-//! baseline/extended 8-bit/lossless); JPEG-LS and JPEG 2000 are refused by name. Single- and
+//! baseline/extended/lossless, JPEG-LS, JPEG 2000 and HTJ2K; JPEG 12-bit DCT is refused). Single- and
 //! multi-frame; 1, 8, 16 or 32 bits allocated; 1 or 3 samples.
 //!
 //! A deflated data set is inflated as it is parsed: the header at most [`MAX_HEADER_BYTES`],
@@ -776,6 +776,7 @@ fn l_geom(l: &Layout, a: &Attrs) -> super::dicom_codecs::Geometry {
         samples: l.samples,
         alloc: l.alloc,
         photometric: a.photometric.clone().unwrap_or_default(),
+        signed: a.signed == Some(1),
     }
 }
 

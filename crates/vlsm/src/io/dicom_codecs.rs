@@ -1,7 +1,7 @@
 //! Decoders for encapsulated DICOM pixel data, one frame at a time: RLE Lossless (PackBits
 //! segments, written here) and JPEG baseline, extended (8-bit) and lossless (process 14,
-//! selection value 1 and others) through `jpeg-decoder`. JPEG-LS and JPEG 2000 are named and
-//! refused: no decoder for them is built in.
+//! selection value 1 and others) through `jpeg-decoder`; JPEG 2000 and HTJ2K through OpenJPEG
+//! (`j2k`); JPEG-LS with the decoder written here (`jpegls`).
 
 use anyhow::{anyhow, bail, Result};
 
@@ -24,7 +24,11 @@ impl Codec {
             | "1.2.840.10008.1.2.4.57"
             | "1.2.840.10008.1.2.4.70" => Codec::Jpeg,
             "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => Codec::JpegLs,
-            "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => Codec::Jpeg2000,
+            "1.2.840.10008.1.2.4.90"
+            | "1.2.840.10008.1.2.4.91"
+            | "1.2.840.10008.1.2.4.201"
+            | "1.2.840.10008.1.2.4.202"
+            | "1.2.840.10008.1.2.4.203" => Codec::Jpeg2000,
             t => bail!("transfer syntax {t} is not supported"),
         })
     }
@@ -55,6 +59,8 @@ pub(crate) struct Geometry {
     pub samples: usize,
     pub alloc: usize,
     pub photometric: String,
+    /// Pixel Representation 1.
+    pub signed: bool,
 }
 
 /// A decoded frame: little-endian samples of Bits Allocated, interleaved by pixel.
@@ -68,9 +74,8 @@ pub(crate) fn decode_frame(codec: Codec, data: &[u8], g: &Geometry) -> Result<Fr
     match codec {
         Codec::Rle => rle(data, g).map(|bytes| Frame { bytes, photometric: None }),
         Codec::Jpeg => jpeg(data, g),
-        Codec::JpegLs | Codec::Jpeg2000 => {
-            bail!("{} is not supported (no decoder built in)", codec.name())
-        }
+        Codec::Jpeg2000 => jpeg2000(data, g),
+        Codec::JpegLs => jpeg_ls(data, g),
     }
 }
 
@@ -127,7 +132,88 @@ fn rle(data: &[u8], g: &Geometry) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// What pydicom reads from a JPEG codestream's markers before decoding it.
+#[derive(Default)]
+struct JpegInfo {
+    /// The frame header's marker (0xC0 baseline, 0xC1 extended, 0xC3 lossless, ...).
+    sof: u8,
+    precision: u8,
+    component_ids: Vec<u8>,
+    jfif: bool,
+    /// An Adobe APP14 marker with its transform byte.
+    adobe: bool,
+}
+
+/// The marker segments up to the first scan (bounds checked; a cut header gives what was read).
+fn jpeg_info(data: &[u8]) -> JpegInfo {
+    let mut info = JpegInfo::default();
+    let mut i = 2;
+    while i + 4 <= data.len() && data[i] == 0xFF {
+        let m = data[i + 1];
+        if m == 0xFF {
+            i += 1;
+            continue;
+        }
+        if m == 0xD8 || (0xD0..=0xD7).contains(&m) || m == 0x01 {
+            i += 2;
+            continue;
+        }
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        let seg = &data[(i + 4).min(data.len())..(i + 2 + len).min(data.len())];
+        match m {
+            0xDA | 0xD9 => break,
+            0xE0 if seg.starts_with(b"JFIF") => info.jfif = true,
+            // Pillow keeps an Adobe marker's transform (and pydicom lets it convert) only when
+            // the segment reaches the transform byte.
+            0xEE if seg.starts_with(b"Adobe") && seg.len() >= 12 => info.adobe = true,
+            0xC0..=0xCF if m != 0xC4 && m != 0xC8 && m != 0xCC && seg.len() >= 6 => {
+                info.sof = m;
+                info.precision = seg[0];
+                let n = seg[5] as usize;
+                info.component_ids = (0..n).filter_map(|c| seg.get(6 + 3 * c).copied()).collect();
+            }
+            _ => {}
+        }
+        i += 2 + len;
+    }
+    info
+}
+
+/// JPEG as pydicom 3 decodes it with Pillow (libjpeg-turbo): 8-bit DCT frames (baseline,
+/// extended, progressive, arithmetic) through libjpeg-turbo's decoder (`io::jpeg`); lossless and
+/// 12-bit frames, which Pillow does not read, through `jpeg-decoder`. Colour: the photometric
+/// interpretation is conformed to the codestream as pydicom does (component ids "RGB" make it
+/// RGB; a JFIF marker makes a non-YBR one YBR_FULL_422); libjpeg converts to RGB only when an
+/// Adobe APP14 marker is present, else the samples come as coded and a YBR photometric is
+/// converted afterwards with pydicom's arithmetic.
 fn jpeg(data: &[u8], g: &Geometry) -> Result<Frame> {
+    let info = jpeg_info(data);
+    if info.precision == 8 && matches!(info.sof, 0xC0 | 0xC1 | 0xC2 | 0xC9 | 0xCA) && matches!(g.samples, 1 | 3) {
+        // libjpeg fills a cut scan with grey and carries on; Pillow (so pydicom) refuses it.
+        if !super::raster::jpeg_complete(data) {
+            bail!("truncated JPEG (no end-of-image marker after the scan)");
+        }
+        let px = super::jpeg::decode_dicom_frame(data, g.cols, g.rows, g.samples, g.samples == 3 && info.adobe)?;
+        let photometric = if g.samples == 3 {
+            let rgb_ids = info.component_ids == b"RGB" || info.component_ids == b"rgb";
+            let pi = if rgb_ids {
+                "RGB"
+            } else if info.jfif && !g.photometric.contains("YBR") {
+                "YBR_FULL"
+            } else {
+                g.photometric.as_str()
+            };
+            Some(if pi == "YBR_FULL_422" { "YBR_FULL".to_string() } else { pi.to_string() })
+        } else {
+            None
+        };
+        let bytes = pack(px.iter().map(|&v| v as i64), g.alloc, px.len())?;
+        return Ok(Frame { bytes, photometric });
+    }
+    jpeg_decoder_frame(data, g)
+}
+
+fn jpeg_decoder_frame(data: &[u8], g: &Geometry) -> Result<Frame> {
     use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
     let mut d = Decoder::new(data);
     // The colour transform follows the codestream's markers (Adobe APP14, JFIF, component ids)
@@ -153,4 +239,68 @@ fn jpeg(data: &[u8], g: &Geometry) -> Result<Frame> {
         (f, s, a) => bail!("codestream gives {f:?}, the data set says {s} samples of {a} bits"),
     };
     Ok(Frame { bytes, photometric })
+}
+
+/// Samples as little-endian words of `alloc` bits (two's complement); an error if one does not fit.
+fn pack(values: impl Iterator<Item = i64>, alloc: usize, n: usize) -> Result<Vec<u8>> {
+    let bpp = alloc / 8;
+    if !(1..=4).contains(&bpp) || !alloc.is_multiple_of(8) {
+        bail!("{alloc} bits allocated is not read for compressed data");
+    }
+    let mut out = Vec::with_capacity(n * bpp);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes()[..bpp]);
+    }
+    Ok(out)
+}
+
+/// JPEG 2000 through OpenJPEG, with pydicom's handling of the result (Pillow plugin): a
+/// codestream whose signedness disagrees with Pixel Representation gives what pydicom gives
+/// (unsigned codestream, signed data set: the value sign-extended from the codestream's
+/// precision for monochrome data; signed codestream, unsigned data set: the value offset by half
+/// the range). YBR_RCT/YBR_ICT come out RGB (OpenJPEG undoes the component transform).
+fn jpeg2000(data: &[u8], g: &Geometry) -> Result<Frame> {
+    let img = super::j2k::decode(data, g.cols, g.rows, g.samples)?;
+    let mono = g.photometric.starts_with("MONOCHROME");
+    let n = g.rows * g.cols;
+    for c in &img.comps {
+        if c.prec as usize > g.alloc {
+            bail!("codestream precision {} is more than {} bits allocated", c.prec, g.alloc);
+        }
+    }
+    let value = |c: &super::j2k::Component, v: i32| -> i64 {
+        let (v, p) = (v as i64, c.prec);
+        match (c.signed, g.signed) {
+            (false, true) if mono && v >> (p - 1) & 1 == 1 => v - (1i64 << p),
+            (true, false) => v + (1i64 << (p - 1)),
+            _ => v,
+        }
+    };
+    let values = (0..n * g.samples).map(|i| {
+        let c = &img.comps[i % g.samples];
+        value(c, c.data[i / g.samples])
+    });
+    let bytes = pack(values, g.alloc, n * g.samples)?;
+    let photometric = matches!(g.photometric.as_str(), "YBR_RCT" | "YBR_ICT").then(|| "RGB".to_string());
+    Ok(Frame { bytes, photometric })
+}
+
+/// JPEG-LS (`jpegls`), with pydicom's sign handling: JPEG-LS has no signedness, so a signed data
+/// set's samples are sign-extended from the codestream's precision.
+fn jpeg_ls(data: &[u8], g: &Geometry) -> Result<Frame> {
+    let img = super::jpegls::decode(data, g.cols, g.rows, g.samples)?;
+    let p = img.precision;
+    if p as usize > g.alloc {
+        bail!("codestream precision {p} is more than {} bits allocated", g.alloc);
+    }
+    let values = img.samples.iter().map(|&v| {
+        let v = v as i64;
+        if g.signed && v >> (p - 1) & 1 == 1 {
+            v - (1i64 << p)
+        } else {
+            v
+        }
+    });
+    let bytes = pack(values, g.alloc, img.samples.len())?;
+    Ok(Frame { bytes, photometric: None })
 }

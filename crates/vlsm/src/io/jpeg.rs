@@ -22,20 +22,59 @@ pub(crate) fn is_jpeg(bytes: &[u8]) -> bool {
 }
 
 /// Runs `f` (libjpeg calls), turning an I/O error or a libjpeg fatal error into one line.
-fn guarded<T>(path: &Path, f: impl FnOnce() -> io::Result<T>) -> Result<T> {
+fn caught<T>(f: impl FnOnce() -> io::Result<T>) -> std::result::Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => bail!("{}: cannot decode JPEG: {e}", path.display()),
+        Ok(Err(e)) => Err(e.to_string()),
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<String>()
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("libjpeg error");
-            let msg = msg.trim_start_matches("libjpeg fatal error: ").trim();
-            bail!("{}: cannot decode JPEG: {msg}", path.display())
+            Err(msg.trim_start_matches("libjpeg fatal error: ").trim().to_string())
         }
     }
+}
+
+/// [`caught`], the error naming the file.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> io::Result<T>) -> Result<T> {
+    caught(f).map_err(|m| anyhow!("{}: cannot decode JPEG: {m}", path.display()))
+}
+
+/// A JPEG frame of a DICOM object (8-bit DCT processes) decoded as Pillow decodes it for pydicom:
+/// one component as grey; three converted to RGB by libjpeg when `to_rgb` (pydicom lets Pillow
+/// convert only when an Adobe APP14 marker is present), else the samples as coded (no colour
+/// conversion, Pillow's `draft("YCbCr")`). The frame must be `cols` x `rows` with `comps`
+/// components, checked from the header before any pixel is decoded. Errors are one line.
+pub(crate) fn decode_dicom_frame(
+    bytes: &[u8],
+    cols: usize,
+    rows: usize,
+    comps: usize,
+    to_rgb: bool,
+) -> Result<Vec<u8>> {
+    let d = caught(|| Decompress::new_mem(bytes)).map_err(|m| anyhow!("{m}"))?;
+    let (w, h, n) = (d.width(), d.height(), d.components().len());
+    if (w, h, n) != (cols, rows, comps) || !(comps == 1 || comps == 3) {
+        bail!("codestream is {w}x{h} with {n} components, the data set says {cols}x{rows} with {comps}");
+    }
+    let px: Vec<u8> = caught(|| {
+        let space = match (comps, to_rgb) {
+            (1, _) => ColorSpace::JCS_GRAYSCALE,
+            (_, true) => ColorSpace::JCS_RGB,
+            _ => d.color_space(),
+        };
+        let mut s = d.to_colorspace(space)?;
+        let px = s.read_scanlines::<u8>()?;
+        s.finish()?;
+        Ok(px)
+    })
+    .map_err(|m| anyhow!("{m}"))?;
+    if px.len() != cols * rows * comps {
+        bail!("codestream holds fewer pixels than {cols}x{rows}");
+    }
+    Ok(px)
 }
 
 /// Width and height from the JPEG header (markers up to the first scan), size limit checked.

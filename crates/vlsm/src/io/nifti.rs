@@ -762,7 +762,9 @@ impl NiftiHeader {
     /// A NIfTI-1 header (float32, little endian) for a `dims` volume whose voxel-to-world
     /// affine is `affine` (RAS mm; sform_code 1, scanner), pixdim from `spacing`, units mm:
     /// the geometry of a volume that did not come from a NIfTI file (a DICOM series, with its
-    /// `affine_ras`). The qform is left unset (code 0). Sizes past NIfTI-1's 32767 are refused.
+    /// `affine_ras`). The qform carries the same geometry (code 1; quaternion of the affine's
+    /// rotation, qfac -1 for a left-handed one, offsets its translation), for readers that take
+    /// the qform (ITK); nibabel reads the sform. Sizes past NIfTI-1's 32767 are refused.
     pub fn for_grid(dims: [usize; 3], spacing: [f64; 3], affine: [[f64; 4]; 4]) -> Result<NiftiHeader> {
         let mut b = vec![0u8; 348];
         b[0..4].copy_from_slice(&348i32.to_le_bytes());
@@ -790,6 +792,15 @@ impl NiftiHeader {
         b[112..116].copy_from_slice(&1f32.to_le_bytes());
         b[123] = 2; // mm
         b[254..256].copy_from_slice(&1i16.to_le_bytes()); // sform_code: scanner
+        let (quatern, qfac) = quaternion(&affine, spacing);
+        b[252..254].copy_from_slice(&1i16.to_le_bytes()); // qform_code: scanner
+        for (i, q) in quatern.iter().enumerate() {
+            b[256 + 4 * i..260 + 4 * i].copy_from_slice(&(*q as f32).to_le_bytes());
+        }
+        for r in 0..3 {
+            b[268 + 4 * r..272 + 4 * r].copy_from_slice(&(affine[r][3] as f32).to_le_bytes());
+        }
+        b[76..80].copy_from_slice(&(qfac as f32).to_le_bytes());
         for (r, row) in affine.iter().take(3).enumerate() {
             for (c, v) in row.iter().enumerate() {
                 b[280 + 16 * r + 4 * c..284 + 16 * r + 4 * c].copy_from_slice(&(*v as f32).to_le_bytes());
@@ -798,4 +809,60 @@ impl NiftiHeader {
         b[344..348].copy_from_slice(b"n+1\0");
         Self::parse(&b)
     }
+}
+
+/// The quaternion (b, c, d) and qfac of an affine's rotation, its columns divided by `spacing`
+/// (NIfTI-1's `nifti_mat44_to_quatern`): a left-handed rotation gets qfac -1 and its third column
+/// negated first.
+fn quaternion(affine: &[[f64; 4]; 4], spacing: [f64; 3]) -> ([f64; 3], f64) {
+    let mut r = [[0f64; 3]; 3];
+    for c in 0..3 {
+        let n = (0..3).map(|k| affine[k][c] * affine[k][c]).sum::<f64>().sqrt();
+        let n = if n > 0.0 { n } else { spacing[c].abs().max(1e-12) };
+        for k in 0..3 {
+            r[k][c] = affine[k][c] / n;
+        }
+    }
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+        + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
+    let qfac = if det < 0.0 {
+        for row in r.iter_mut() {
+            row[2] = -row[2];
+        }
+        -1.0
+    } else {
+        1.0
+    };
+    let a = r[0][0] + r[1][1] + r[2][2] + 1.0;
+    let (qa, mut qb, mut qc, mut qd);
+    if a > 0.5 {
+        qa = 0.5 * a.sqrt();
+        qb = 0.25 * (r[2][1] - r[1][2]) / qa;
+        qc = 0.25 * (r[0][2] - r[2][0]) / qa;
+        qd = 0.25 * (r[1][0] - r[0][1]) / qa;
+    } else {
+        let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
+        let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
+        let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
+        if xd > 1.0 {
+            qb = 0.5 * xd.sqrt();
+            qc = 0.25 * (r[0][1] + r[1][0]) / qb;
+            qd = 0.25 * (r[0][2] + r[2][0]) / qb;
+            qa = 0.25 * (r[2][1] - r[1][2]) / qb;
+        } else if yd > 1.0 {
+            qc = 0.5 * yd.sqrt();
+            qb = 0.25 * (r[0][1] + r[1][0]) / qc;
+            qd = 0.25 * (r[1][2] + r[2][1]) / qc;
+            qa = 0.25 * (r[0][2] - r[2][0]) / qc;
+        } else {
+            qd = 0.5 * zd.sqrt();
+            qb = 0.25 * (r[0][2] + r[2][0]) / qd;
+            qc = 0.25 * (r[1][2] + r[2][1]) / qd;
+            qa = 0.25 * (r[1][0] - r[0][1]) / qd;
+        }
+        if qa < 0.0 {
+            (qb, qc, qd) = (-qb, -qc, -qd);
+        }
+    }
+    ([qb, qc, qd], qfac)
 }
