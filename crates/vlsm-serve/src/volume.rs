@@ -67,6 +67,8 @@ pub(crate) struct Loaded {
     pub vol: Volume,
     /// The series' own window (DICOM Window Center/Width), used under `auto`.
     pub file_window: Option<io::Window>,
+    /// A MONOCHROME1 series: slices are shown to the model inverted, as viewers show them.
+    pub invert: bool,
     /// "nifti" or "dicom-series".
     pub source: &'static str,
     pub notes: Vec<String>,
@@ -150,7 +152,7 @@ pub(crate) fn load(up: &Upload, max_voxels: u64, max_pixels: u64) -> Result<Load
             }
             let vol = io::read_volume(&path, max_voxels).map_err(|e| read_error(e.to_string(), &replace))?;
             let notes = vol.notes.clone();
-            Ok(Loaded { vol, file_window: None, source: "nifti", notes })
+            Ok(Loaded { vol, file_window: None, invert: false, source: "nifti", notes })
         }
         io::FileKind::Dicom => series(dir.path(), max_voxels, &shown, &replace),
         io::FileKind::Raster if max_pixels > 0 => {
@@ -159,7 +161,7 @@ pub(crate) fn load(up: &Upload, max_voxels: u64, max_pixels: u64) -> Result<Load
             let dims = [w as usize, h as usize, 1];
             let header = NiftiHeader::for_grid(dims, [1.0; 3], IDENTITY).map_err(|e| read_error(format!("{shown}: {e}"), &replace))?;
             let vol = Volume { header, dims, data: VoxelData::Rgb(img.into_raw()), notes: Vec::new() };
-            Ok(Loaded { vol, file_window: None, source: "image", notes: Vec::new() })
+            Ok(Loaded { vol, file_window: None, invert: false, source: "image", notes: Vec::new() })
         }
         io::FileKind::Raster => Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -206,7 +208,7 @@ fn series(dir: &Path, max_voxels: u64, shown: &str, replace: &[(String, String)]
     let notes = s.notes.iter().map(|n| replace.iter().fold(n.clone(), |m, (a, b)| m.replace(a.as_str(), b))).collect();
     let vol =
         Volume { header, dims: s.dims, data: VoxelData::Scalar(std::mem::take(&mut s.values)), notes: Vec::new() };
-    Ok(Loaded { vol, file_window: s.window, source: "dicom-series", notes })
+    Ok(Loaded { vol, file_window: s.window, invert: s.invert, source: "dicom-series", notes })
 }
 
 fn entry_file(i: usize) -> String {
@@ -354,15 +356,15 @@ pub(crate) fn windowing(given: Option<&str>, file_window: Option<io::Window>) ->
 /// Runs the model over every slice (blocking).
 pub(crate) fn run(
     seg: &Segmenter,
-    vol: &Volume,
+    loaded: &Loaded,
     prompts: &[String],
     threshold: f32,
     windowing: Windowing,
     probs: bool,
 ) -> Result<VolumePrediction, ApiError> {
     let cond = seg.text_conditional(prompts).map_err(model_error)?;
-    let o = VolumeOptions { axis: 2, windowing, batch: BATCH, threshold, probs };
-    vvol::segment_volume(seg, vol, &cond, &o, || {}).map_err(model_error)
+    let o = VolumeOptions { axis: 2, windowing, batch: BATCH, threshold, probs, invert: loaded.invert };
+    vvol::segment_volume(seg, &loaded.vol, &cond, &o, || {}).map_err(model_error)
 }
 
 /// One label volume from per-prompt masks: 0 background, k + 1 where prompt k's mask is set;
@@ -457,7 +459,7 @@ pub(crate) async fn segment(st: Arc<AppState>, form: Form) -> Result<Response, A
     let return_image = form.return_image;
     let out = blocking(move || {
         let t1 = Instant::now();
-        let pred = run(&seg, &loaded.vol, &prompts, threshold, win, nifti && prompts.len() > 1)?;
+        let pred = run(&seg, &loaded, &prompts, threshold, win, nifti && prompts.len() > 1)?;
         drop(ticket);
         let t_model = t1.elapsed();
         let vol = &loaded.vol;
@@ -487,7 +489,7 @@ pub(crate) async fn segment(st: Arc<AppState>, form: Form) -> Result<Response, A
             let map = vvol::volume_window(vol, win).map_err(model_error)?;
             let mut v = Vec::with_capacity(n);
             for k in 0..n {
-                let img = vvol::slice_image(vol, 2, k, map.as_ref()).map_err(model_error)?;
+                let img = vvol::slice_image(vol, 2, k, map.as_ref(), loaded.invert).map_err(model_error)?;
                 v.push(Value::String(b64(&png(DynamicImage::ImageRgb8(img))?)));
             }
             Some(v)
@@ -576,7 +578,7 @@ pub(crate) async fn segment_any(
     let win = windowing(window.as_deref(), loaded.file_window)?;
     blocking(move || {
         let t = Instant::now();
-        let pred = run(&seg, &loaded.vol, &prompts, threshold, win, probs)?;
+        let pred = run(&seg, &loaded, &prompts, threshold, win, probs)?;
         drop(ticket);
         Ok(Segmented { loaded, pred, infer_secs: t.elapsed().as_secs_f64() })
     })

@@ -661,6 +661,8 @@ fn score_volume(
         batch: opts.batch.max(1),
         threshold: opts.threshold,
         probs: false,
+        // NIfTI volumes only: no MONOCHROME1.
+        invert: false,
     };
     let nvox = dims.iter().product::<usize>();
     let mut preds: Vec<Vec<u8>> = (0..nc).map(|_| vec![0u8; nvox]).collect();

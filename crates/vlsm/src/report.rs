@@ -255,7 +255,7 @@ fn volume_figures(c: &ImageResult, opts: &EvalOptions) -> Result<String> {
     };
     let mut s = String::new();
     for &k in &c.worst_slices {
-        let img = crate::volume::slice_image(&vol, axis, k, map.as_ref())?;
+        let img = crate::volume::slice_image(&vol, axis, k, map.as_ref(), false)?;
         let (p, t) = (gray(&pm, k), gray(&tm, k));
         let d = crate::metrics::dice(p.as_raw(), t.as_raw());
         let uri = png_data_uri(DynamicImage::ImageRgb8(case_image(&img, &p, &t, 320)))?;
