@@ -590,9 +590,99 @@ multiversion! {
     }
 }
 
+/// [`lab_f32_row`] with the interpolation in SSE4.1 registers (AVX2 machines): the same integer
+/// sums (`pmaddwd` on the 8 corners) and float scalings; the last pixel of a row (whose vector
+/// read would pass the row's end) takes the scalar formula.
+#[cfg(target_arch = "x86_64")]
+fn lab_f32_row_simd(s: &[f32], d: &mut [f32], bgr: bool) -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    if !*HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
+        return false;
+    }
+    // SAFETY: the CPU has AVX2 (checked just above).
+    unsafe { lab_x86::row(s, d, bgr, lab_lut()) };
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lab_x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn row(s: &[f32], d: &mut [f32], bgr: bool, lut: &LabLut) {
+        let n = d.len() / 3;
+        if n == 0 {
+            return;
+        }
+        let cn = s.len() / n;
+        // Lanes of the loaded pixel holding blue, green, red.
+        let (bl, rl) = if bgr { (0, 2) } else { (2, 0) };
+        const N: usize = LAB_LUT_DIM;
+        const TB: usize = TRILINEAR_BASE;
+        const SH: i32 = (LAB_BASE_SHIFT - LAB_LUT_SHIFT) as i32;
+        const F: i32 = (LAB_BASE_SHIFT - 8 - 1) as i32;
+        // SAFETY (whole body): AVX2 is enabled for this function; every pointer read or written
+        // below is inside `s`, `d`, `lut.cells` or `lut.weights` (bounds noted where taken).
+        unsafe {
+            let zero = _mm_setzero_ps();
+            let one = _mm_set1_ps(1.0);
+            let base = _mm_set1_ps((1 << LAB_BASE_SHIFT) as f32);
+            let scale = _mm_setr_ps(100.0 / (1 << LAB_BASE_SHIFT) as f32, 1.0 / 64.0, 1.0 / 64.0, 0.0);
+            let shift = _mm_setr_ps(0.0, 128.0, 128.0, 0.0);
+            let half = _mm_set1_epi32(1 << (3 * TRILINEAR_SHIFT - 1));
+            let mask = _mm_set1_epi32((TB - 1) as i32);
+            let cells = lut.cells.as_ptr();
+            let weights = lut.weights.as_ptr();
+            let mut tmp = [0f32; 4];
+            for i in 0..n {
+                let o = i * cn;
+                let v = if o + 4 <= s.len() {
+                    _mm_loadu_ps(s.as_ptr().add(o))
+                } else {
+                    _mm_setr_ps(s[o], s[o + 1], s[o + 2], 0.0)
+                };
+                // max(v, 0) gives 0 for NaN (the second operand), as OpenCV's v_max.
+                let v = _mm_min_ps(_mm_max_ps(v, zero), one);
+                let c = _mm_cvtps_epi32(_mm_mul_ps(v, base)); // half to even (default MXCSR)
+                let t = _mm_srai_epi32::<SH>(c);
+                let f = _mm_and_si128(_mm_srai_epi32::<F>(c), mask);
+                let mut tc = [0i32; 4];
+                let mut fc = [0i32; 4];
+                _mm_storeu_si128(tc.as_mut_ptr() as *mut __m128i, t);
+                _mm_storeu_si128(fc.as_mut_ptr() as *mut __m128i, f);
+                // coordinates are in 0..=2^14: cell indices 0..=32, fractions 0..16
+                let cell = 24 * (tc[bl] as usize + N * tc[1] as usize + N * N * tc[rl] as usize);
+                let wi = 8 * (fc[bl] as usize + TB * fc[1] as usize + TB * TB * fc[rl] as usize);
+                debug_assert!(cell + 24 <= lut.cells.len() && wi + 8 <= lut.weights.len());
+                let w = _mm_loadu_si128(weights.add(wi) as *const __m128i);
+                let cp = cells.add(cell);
+                let sl = _mm_madd_epi16(_mm_loadu_si128(cp as *const __m128i), w);
+                let sa = _mm_madd_epi16(_mm_loadu_si128(cp.add(8) as *const __m128i), w);
+                let sb = _mm_madd_epi16(_mm_loadu_si128(cp.add(16) as *const __m128i), w);
+                let sum = _mm_hadd_epi32(_mm_hadd_epi32(sl, sa), _mm_hadd_epi32(sb, sb));
+                let lab = _mm_srai_epi32::<{ 3 * TRILINEAR_SHIFT as i32 }>(_mm_add_epi32(sum, half));
+                let r = _mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(lab), scale), shift);
+                if i + 1 < n {
+                    // the fourth lane lands on the next pixel's L, written after this
+                    _mm_storeu_ps(d.as_mut_ptr().add(3 * i), r);
+                } else {
+                    _mm_storeu_ps(tmp.as_mut_ptr(), r);
+                    d[3 * i..3 * i + 3].copy_from_slice(&tmp[..3]);
+                }
+            }
+        }
+    }
+}
+
 /// Float RGB to Lab as OpenCV's `RGB2Lab_f` (sRGB, D65): table interpolation, see [`lab_lut`].
 fn lab_f<T: Pixel>(s: &[T], d: &mut [T], bgr: bool) {
     if let (Some(s32), Some(d32)) = (as_f32_slice(s), as_f32_slice_mut(d)) {
+        #[cfg(target_arch = "x86_64")]
+        if lab_f32_row_simd(s32, d32, bgr) {
+            return;
+        }
         return lab_f32_row(s32, d32, bgr);
     }
     lab_f_row(s, d, bgr)
@@ -880,6 +970,33 @@ mod tests {
             let x = i as f32 * 7.3e-5;
             let (got, want) = (cbrt_tk(x), (x as f64).cbrt() as f32);
             assert!((got.to_bits() as i64 - want.to_bits() as i64).abs() <= 1, "{x}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn lab_f32_vector_path_matches_scalar() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut state = 11u64;
+        for (n, cn) in [(1, 3), (2, 3), (57, 3), (1, 4), (31, 4)] {
+            let src: Vec<f32> = (0..n * cn)
+                .map(|i| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    match i % 11 {
+                        3 => f32::NAN,
+                        5 => (i % 3) as f32 * 0.5,
+                        _ => (state >> 40) as f32 / (1u64 << 24) as f32 * 1.2 - 0.1,
+                    }
+                })
+                .collect();
+            for bgr in [false, true] {
+                let (mut a, mut b) = (vec![0f32; n * 3], vec![0f32; n * 3]);
+                lab_f_row(&src, &mut a, bgr);
+                // SAFETY: AVX2 checked above.
+                unsafe { lab_x86::row(&src, &mut b, bgr, lab_lut()) };
+                assert_eq!(a, b, "{n} px, {cn} channels, bgr {bgr}");
+            }
         }
     }
 

@@ -4,10 +4,19 @@ use crate::edges::sobel_f32;
 use crate::error::{bad, Result};
 use crate::image::{Image, Pixel};
 use crate::morphology::{dilate, get_structuring_element, MorphShape};
+use crate::parallel::par_rows;
+use crate::simd::multiversion;
 
-/// Per-pixel gradient covariance `(dx², dx·dy, dy²)` summed over `block` (unnormalised box,
-/// sums in f64 as OpenCV).
-fn covariance(src: &Image<u8>, block: usize, ksize: usize, border: BorderType) -> Result<Vec<[f32; 3]>> {
+/// Per pixel, `response(a, b, c)` of the gradient covariance `(dx², dx·dy, dy²)` summed over
+/// `block` (unnormalised box filter as OpenCV's `boxFilter`: products in f32, sums in f64, the
+/// sums rounded to f32). Row bands in parallel; each output row sums its `block` source rows.
+fn covariance_map(
+    src: &Image<u8>,
+    block: usize,
+    ksize: usize,
+    border: BorderType,
+    response: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
+) -> Result<Image<f32>> {
     src.check_cn("corner", "1", &[1])?;
     if block == 0 {
         return Err(bad("corner", "block size must be positive"));
@@ -20,40 +29,81 @@ fn covariance(src: &Image<u8>, block: usize, ksize: usize, border: BorderType) -
     let dx = sobel_f32(src, 1, 0, ksize, scale as f32, border)?;
     let dy = sobel_f32(src, 0, 1, ksize, scale as f32, border)?;
     let (w, h) = (src.width(), src.height());
-    let cov: Vec<[f32; 3]> = dx.data().iter().zip(dy.data()).map(|(&a, &b)| [a * a, a * b, b * b]).collect();
     let anchor = block / 2;
-    let mut out = vec![[0f32; 3]; w * h];
-    // separable unnormalised box, f64 sums
-    let mut rows = vec![[0f64; 3]; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let mut s = [0f64; 3];
+    let pw = w + block - 1;
+    // Source column of each padded column (None: outside, a constant zero border).
+    let cols: Vec<Option<usize>> =
+        (0..pw).map(|i| crate::border_interpolate(i as isize - anchor as isize, w, border)).collect();
+    let mut out = Image::<f32>::new(w, h, 1)?;
+    par_rows(out.data_mut(), w, |y0, band| {
+        let mut prod = vec![0f32; 3 * pw];
+        let mut acc = vec![0f64; 3 * w];
+        for (i, orow) in band.chunks_mut(w).enumerate() {
+            let y = y0 + i;
+            acc.fill(0.0);
             for k in 0..block {
-                if let Some(xx) = crate::border_interpolate(x as isize + k as isize - anchor as isize, w, border) {
-                    let c = cov[y * w + xx];
-                    for t in 0..3 {
-                        s[t] += c[t] as f64;
-                    }
-                }
+                let Some(yy) = crate::border_interpolate(y as isize + k as isize - anchor as isize, h, border) else {
+                    continue;
+                };
+                let (rx, ry) = (&dx.data()[yy * w..(yy + 1) * w], &dy.data()[yy * w..(yy + 1) * w]);
+                let (pa, rest) = prod.split_at_mut(pw);
+                let (pb, pc) = rest.split_at_mut(pw);
+                products(rx, ry, pa, pb, pc, anchor, &cols);
+                let (aa, rest) = acc.split_at_mut(w);
+                let (ab, ac) = rest.split_at_mut(w);
+                box_row(pa, aa, block);
+                box_row(pb, ab, block);
+                box_row(pc, ac, block);
             }
-            rows[y * w + x] = s;
-        }
-    }
-    for y in 0..h {
-        for x in 0..w {
-            let mut s = [0f64; 3];
-            for k in 0..block {
-                if let Some(yy) = crate::border_interpolate(y as isize + k as isize - anchor as isize, h, border) {
-                    let c = rows[yy * w + x];
-                    for t in 0..3 {
-                        s[t] += c[t];
-                    }
-                }
+            for (x, o) in orow.iter_mut().enumerate() {
+                *o = response(acc[x] as f32, acc[w + x] as f32, acc[2 * w + x] as f32);
             }
-            out[y * w + x] = [s[0] as f32, s[1] as f32, s[2] as f32];
         }
-    }
+    });
     Ok(out)
+}
+
+multiversion! {
+    /// `dx²`, `dx·dy`, `dy²` (f32) of one row at its padded columns.
+    fn products(rx: &[f32], ry: &[f32], pa: &mut [f32], pb: &mut [f32], pc: &mut [f32], anchor: usize, cols: &[Option<usize>]) {
+        let w = rx.len();
+        let inner = anchor..anchor + w;
+        for (((a, b), c), (&gx, &gy)) in
+            pa[inner.clone()].iter_mut().zip(&mut pb[inner.clone()]).zip(&mut pc[inner]).zip(rx.iter().zip(ry))
+        {
+            *a = gx * gx;
+            *b = gx * gy;
+            *c = gy * gy;
+        }
+        for (i, col) in cols.iter().enumerate() {
+            if i >= anchor && i < anchor + w {
+                continue;
+            }
+            let (gx, gy) = col.map_or((0.0, 0.0), |x| (rx[x], ry[x]));
+            pa[i] = gx * gx;
+            pb[i] = gx * gy;
+            pc[i] = gy * gy;
+        }
+    }
+}
+
+multiversion! {
+    /// `acc[x] += sum of p[x..x + block]`, in f64.
+    fn box_row(p: &[f32], acc: &mut [f64], block: usize) {
+        if block == 2 {
+            for (a, q) in acc.iter_mut().zip(p.windows(2)) {
+                *a += q[0] as f64 + q[1] as f64;
+            }
+            return;
+        }
+        for (x, a) in acc.iter_mut().enumerate() {
+            let mut s = 0f64;
+            for &v in &p[x..x + block] {
+                s += v as f64;
+            }
+            *a += s;
+        }
+    }
 }
 
 /// `cv::cornerHarris`: `det(M) - k trace(M)²` of the gradient covariance over `block_size`.
@@ -67,15 +117,10 @@ pub fn corner_harris(
     if k.is_nan() {
         return Err(bad("corner_harris", "k is NaN"));
     }
-    let cov = covariance(src, block_size, ksize, border)?;
-    let data = cov
-        .iter()
-        .map(|&[a, b, c]| {
-            let (a, b, c) = (a as f64, b as f64, c as f64);
-            (a * c - b * b - k * (a + c) * (a + c)) as f32
-        })
-        .collect();
-    Image::from_vec(src.width(), src.height(), 1, data)
+    covariance_map(src, block_size, ksize, border, |a, b, c| {
+        let (a, b, c) = (a as f64, b as f64, c as f64);
+        (a * c - b * b - k * (a + c) * (a + c)) as f32
+    })
 }
 
 /// `cv::cornerMinEigenVal`: the smaller eigenvalue of the gradient covariance.
@@ -85,15 +130,10 @@ pub fn corner_min_eigen_val(
     ksize: usize,
     border: BorderType,
 ) -> Result<Image<f32>> {
-    let cov = covariance(src, block_size, ksize, border)?;
-    let data = cov
-        .iter()
-        .map(|&[a, b, c]| {
-            let (a, c) = (a * 0.5, c * 0.5);
-            (a + c) - ((a - c) * (a - c) + b * b).sqrt()
-        })
-        .collect();
-    Image::from_vec(src.width(), src.height(), 1, data)
+    covariance_map(src, block_size, ksize, border, |a, b, c| {
+        let (a, c) = (a * 0.5, c * 0.5);
+        (a + c) - ((a - c) * (a - c) + b * b).sqrt()
+    })
 }
 
 /// `cv::goodFeaturesToTrack` (Shi-Tomasi, block 3, Sobel 3): strongest local maxima of the
