@@ -260,7 +260,14 @@ mod x86 {
     /// Lanes of the groups of 8 pixels whose 2x2 neighbourhoods all lie inside the source and
     /// whose 8-byte reads (top and bottom row) end inside `data`: bit per pixel.
     #[inline(always)]
-    fn inside_groups<const CN: usize>(data: &[u8], stride: usize, (w, h): (i32, i32), ixs: &[i32], iys: &[i32]) -> u64 {
+    fn inside_groups<const CN: usize>(
+        data: &[u8],
+        stride: usize,
+        (w, h): (i32, i32),
+        ixs: &[i32],
+        iys: &[i32],
+        offs: &mut [i32; CHUNK],
+    ) -> u64 {
         let n = ixs.len().min(iys.len()).min(CHUNK);
         if data.len() >= i32::MAX as usize - 16 || data.len() < stride + 8 {
             return 0;
@@ -286,6 +293,7 @@ mod x86 {
                 );
                 if _mm256_testz_si256(out, out) == 1 {
                     inside |= 0xff << i;
+                    _mm256_storeu_si256(offs[i..i + 8].as_mut_ptr() as *mut __m256i, o);
                 }
                 i += 8;
             }
@@ -294,7 +302,7 @@ mod x86 {
     }
 
     /// Bilinear pixels (3 or 4 channels) of the groups [`inside_groups`] finds, written into
-    /// `dst` (`CN` bytes per pixel): the channels of one pixel in the lanes of one vector, the
+    /// `dst` (`CN` bytes per pixel): the channels of two pixels in the lanes of one vector, the
     /// same fused multiply-adds and rounding as the scalar blend. Returns a bit per pixel written.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
@@ -308,32 +316,63 @@ mod x86 {
         sy: &[f32],
         dst: &mut [u8],
     ) -> u64 {
-        let inside = inside_groups::<CN>(data, stride, wh, ixs, iys);
+        let mut offs = [0i32; CHUNK];
+        let inside = inside_groups::<CN>(data, stride, wh, ixs, iys, &mut offs);
         let n = ixs.len().min(iys.len()).min(sx.len()).min(sy.len()).min(dst.len() / CN);
+        // Two pixels per step: pixel j's channels in lanes 0..4, pixel j + 1's in lanes 4..8.
+        let dup = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
         let mut i = 0;
         while i + 8 <= n {
             if inside >> i & 1 == 1 {
-                for j in i..i + 8 {
-                    let off = iys[j] as usize * stride + ixs[j] as usize * CN;
-                    // SAFETY: `inside_groups` checked off + stride + 8 <= data.len() for this lane.
-                    let (t, b) = unsafe {
-                        let p = data.as_ptr().add(off);
-                        (_mm_loadl_epi64(p as *const __m128i), _mm_loadl_epi64(p.add(stride) as *const __m128i))
+                for j in (i..i + 8).step_by(2) {
+                    // SAFETY: `inside_groups` checked off + stride + 8 <= data.len() for these
+                    // lanes; j + 1 < n <= the lengths of `sx`, `sy`.
+                    let (ta, ba, tb, bb, fx, fy) = unsafe {
+                        let pa = data.as_ptr().add(offs[j] as usize);
+                        let pb = data.as_ptr().add(offs[j + 1] as usize);
+                        (
+                            _mm_loadl_epi64(pa as *const __m128i),
+                            _mm_loadl_epi64(pa.add(stride) as *const __m128i),
+                            _mm_loadl_epi64(pb as *const __m128i),
+                            _mm_loadl_epi64(pb.add(stride) as *const __m128i),
+                            _mm256_permutevar8x32_ps(
+                                _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(
+                                    sx.as_ptr().add(j) as *const __m128i
+                                ))),
+                                dup,
+                            ),
+                            _mm256_permutevar8x32_ps(
+                                _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(
+                                    sy.as_ptr().add(j) as *const __m128i
+                                ))),
+                                dup,
+                            ),
+                        )
                     };
-                    let tl = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(t));
-                    let tr = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(next_pixel::<CN>(t)));
-                    let bl = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(b));
-                    let br = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(next_pixel::<CN>(b)));
-                    let (fx, fy) = (_mm_set1_ps(sx[j]), _mm_set1_ps(sy[j]));
-                    let v0 = _mm_fmadd_ps(fx, _mm_sub_ps(tr, tl), tl);
-                    let v1 = _mm_fmadd_ps(fx, _mm_sub_ps(br, bl), bl);
-                    let v = _mm_fmadd_ps(fy, _mm_sub_ps(v1, v0), v0);
+                    let widen =
+                        |a: __m128i, b: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi32(a, b)));
+                    let tl = widen(ta, tb);
+                    let tr = widen(next_pixel::<CN>(ta), next_pixel::<CN>(tb));
+                    let bl = widen(ba, bb);
+                    let br = widen(next_pixel::<CN>(ba), next_pixel::<CN>(bb));
+                    let v0 = _mm256_fmadd_ps(fx, _mm256_sub_ps(tr, tl), tl);
+                    let v1 = _mm256_fmadd_ps(fx, _mm256_sub_ps(br, bl), bl);
+                    let v = _mm256_fmadd_ps(fy, _mm256_sub_ps(v1, v0), v0);
                     // Round half to even (the default MXCSR mode), as `round_u8`; the blend of
                     // bytes with weights in [0, 1) stays within [0, 255].
-                    let q = _mm_cvtps_epi32(v);
-                    let q = _mm_packus_epi16(_mm_packs_epi32(q, q), q);
-                    let bytes = (_mm_cvtsi128_si32(q) as u32).to_le_bytes();
-                    dst[j * CN..j * CN + CN].copy_from_slice(&bytes[..CN]);
+                    let q = _mm256_cvtps_epi32(v);
+                    let q = _mm256_packus_epi16(_mm256_packs_epi32(q, q), q);
+                    let (wa, wb) = (_mm256_extract_epi32::<0>(q) as u32, _mm256_extract_epi32::<4>(q) as u32);
+                    for (k, word) in [(j, wa), (j + 1, wb)] {
+                        let o = k * CN;
+                        if o + 4 <= dst.len() {
+                            // (with 3 channels the fourth byte is the next pixel's first, which
+                            // is written after this one)
+                            dst[o..o + 4].copy_from_slice(&word.to_le_bytes());
+                        } else {
+                            dst[o..o + CN].copy_from_slice(&word.to_le_bytes()[..CN]);
+                        }
+                    }
                 }
             }
             i += 8;
