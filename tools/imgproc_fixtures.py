@@ -367,6 +367,10 @@ lab_rand = np.random.default_rng(21).uniform(-0.05, 1.05, (32, 37, 3)).astype(np
 save("in_lab_rand", lab_rand)
 case("cvt_lab_f32_grid", "lab_rand", {"code": "rgb2lab"}, cv2.cvtColor(lab_rand, cv2.COLOR_RGB2Lab))
 case("cvt_lab_f32_grid", "lab_rand", {"code": "bgr2lab"}, cv2.cvtColor(lab_rand, cv2.COLOR_BGR2Lab))
+lab_rand4 = np.random.default_rng(22).uniform(-0.05, 1.05, (9, 35, 4)).astype(np.float32)
+save("in_lab_rand4", lab_rand4)
+case("cvt_lab_f32_grid", "lab_rand4", {"code": "rgb2lab"}, cv2.cvtColor(lab_rand4, cv2.COLOR_RGB2Lab))
+case("cvt_lab_f32_grid", "lab_rand4", {"code": "bgr2lab"}, cv2.cvtColor(lab_rand4, cv2.COLOR_BGR2Lab))
 
 with open(os.path.join(OUT, "cases.jsonl"), "w") as fh:
     for c in cases:
