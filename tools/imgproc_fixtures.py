@@ -348,6 +348,30 @@ for op, (cli_args, out) in cli_cases.items():
 with open(os.path.join(CLI, "cases.json"), "w") as fh:
     json.dump({op: a for op, (a, _) in cli_cases.items()}, fh, indent=1)
 
+# ---------------------------------------------------------------- float Lab
+# cv2's float RGB->Lab interpolates a 33^3 table: every grid point (so every table entry shows in
+# the output), then random values between them and outside [0, 1] (clipped), as RGB and BGR.
+# Canny with aperture 7 (OpenCV scales the 7x7 derivatives and the thresholds by 1/16), L1 and L2;
+# the high thresholds reach past what unscaled derivatives could hold.
+for n in ["kv", "kv2", "noise", "syn"]:
+    g = gray(n)
+    for lo, hi, l2 in ((1000, 3000, False), (2000, 6000, True), (30000, 60000, True), (300, 900, True)):
+        case("canny", n, {"low": lo, "high": hi, "l2": l2, "aperture": 7},
+             cv2.Canny(g, lo, hi, apertureSize=7, L2gradient=l2))
+
+# The grid input is not stored (the test builds it): pixel (33 * r + g, b) is (r, g, b) / 32.
+gv = np.arange(33, dtype=np.float32) / np.float32(32)
+lab_grid = np.ascontiguousarray(np.array(np.meshgrid(gv, gv, gv, indexing="ij")).reshape(3, -1).T.reshape(33 * 33, 33, 3))
+case("cvt_lab_f32_grid", "lab_grid", {"code": "rgb2lab"}, cv2.cvtColor(lab_grid, cv2.COLOR_RGB2Lab))
+lab_rand = np.random.default_rng(21).uniform(-0.05, 1.05, (32, 37, 3)).astype(np.float32)
+save("in_lab_rand", lab_rand)
+case("cvt_lab_f32_grid", "lab_rand", {"code": "rgb2lab"}, cv2.cvtColor(lab_rand, cv2.COLOR_RGB2Lab))
+case("cvt_lab_f32_grid", "lab_rand", {"code": "bgr2lab"}, cv2.cvtColor(lab_rand, cv2.COLOR_BGR2Lab))
+lab_rand4 = np.random.default_rng(22).uniform(-0.05, 1.05, (9, 35, 4)).astype(np.float32)
+save("in_lab_rand4", lab_rand4)
+case("cvt_lab_f32_grid", "lab_rand4", {"code": "rgb2lab"}, cv2.cvtColor(lab_rand4, cv2.COLOR_RGB2Lab))
+case("cvt_lab_f32_grid", "lab_rand4", {"code": "bgr2lab"}, cv2.cvtColor(lab_rand4, cv2.COLOR_BGR2Lab))
+
 with open(os.path.join(OUT, "cases.jsonl"), "w") as fh:
     for c in cases:
         fh.write(json.dumps(c) + "\n")

@@ -5,7 +5,8 @@ with the tolerance those goldens use, named at each use:
 - bicubic resize of 8-bit images with 1, 3 or 4 channels (cv2 uses IPP): values at most 1 off,
   at most 25 % of them (golden_resize_cubic);
 - bicubic warpAffine: at most 2 off, at most 10 % (golden_warp_affine_cubic);
-- float32 RGB->Lab: at most 0.4 off (golden_cvt_color_f32); other float32 colour: 1e-4 relative;
+- float32 colour other than RGB->Lab: 1e-4 relative (float32 RGB->Lab is exact: the same table
+  and fixed-point interpolation as cv2, golden_lab_f32_table_grid_and_between);
 - convertScaleAbs with a fractional alpha: at most 1 off on 5 % (golden "csa");
 - cornerHarris 1e-3 relative, cornerMinEigenVal 1e-4 (golden_harris_and_min_eigen);
 - goodFeaturesToTrack: 90 % of cv2's corners (golden_good_features_to_track);
@@ -28,7 +29,6 @@ Differences from cv2 found here, in imgproc and not (yet) fixed; the tests pin t
   wide), 16-bit INTER_LINEAR up to 2 off on 10 %, 16-bit INTER_CUBIC up to 3 off; 2-channel
   uint16/float32 INTER_LINEAR differs by up to 4 % of the range (cv2's fixed-point remap path,
   which imgproc has for uint8 only), so the binding refuses it with ValueError;
-- float32 RGB->Lab: up to 0.44 off (the golden allows 0.4 on its own fixture);
 - kmeans with KMEANS_USE_INITIAL_LABELS when a cluster empties: cv2 moves the farthest point of
   the largest cluster into it, imgproc keeps the centre (the test uses labels without empties).
 
@@ -159,8 +159,7 @@ def test_cvtColor_forward(name, cn, dtype, size):
     code = getattr(cv2, "COLOR_" + name)
     got, want = vi.cvtColor(src, code), cv2.cvtColor(src, code)
     if dtype == np.float32 and "Lab" in name:
-        # cv2 interpolates float Lab in a table: the golden allows 0.4; 0.44 is seen here.
-        near(got, want, 0.45, 1.0)
+        same(got, want)  # cv2's table and fixed-point interpolation, reproduced
     else:
         compare(got, want, dtype)
 

@@ -425,20 +425,6 @@ multiversion! {
     }
 }
 
-/// Float sRGB (0..1) to L (0..100), a, b.
-fn rgb_to_lab_f(r: f32, g: f32, b: f32) -> [f32; 3] {
-    let (r, g, b) = (apply_gamma(r.clamp(0.0, 1.0)), apply_gamma(g.clamp(0.0, 1.0)), apply_gamma(b.clamp(0.0, 1.0)));
-    let m = |i: usize| {
-        ((SRGB2XYZ[i * 3] * r as f64 + SRGB2XYZ[i * 3 + 1] * g as f64 + SRGB2XYZ[i * 3 + 2] * b as f64) / D65[i]) as f32
-    };
-    let (x, y, z) = (m(0), m(1), m(2));
-    let th = 0.008856f32;
-    let f = |t: f32| if t > th { t.cbrt() } else { 7.787 * t + 16.0 / 116.0 };
-    let (fx, fy, fz) = (f(x), f(y), f(z));
-    let l = if y > th { 116.0 * fy - 16.0 } else { 903.3 * y };
-    [l, 500.0 * (fx - fy), 200.0 * (fy - fz)]
-}
-
 fn lab_to_rgb_f(l: f32, a: f32, b: f32) -> [f32; 3] {
     let th = 0.008856f32 * 903.3;
     let (y, fy) = if l <= th {
@@ -457,15 +443,261 @@ fn lab_to_rgb_f(l: f32, a: f32, b: f32) -> [f32; 3] {
     [apply_inv_gamma(m(0)), apply_inv_gamma(m(1)), apply_inv_gamma(m(2))]
 }
 
-fn lab_f<T: Pixel>(s: &[T], d: &mut [T], bgr: bool) {
+// OpenCV's float RGB -> Lab for sRGB with the D65 white point (`RGB2Lab_f` with
+// `useInterpolation`): the Lab of a 33^3 grid of sRGB values, in units of 2^-14, built once in
+// f32 as OpenCV builds it (`initLUTforLABLUVs16`), then per pixel a fixed-point trilinear
+// interpolation of the cell the pixel falls in (`trilinearInterpolate`), 16 steps per cell edge.
+const LAB_LUT_DIM: usize = 33;
+const LAB_LUT_SHIFT: u32 = 5;
+const LAB_BASE_SHIFT: u32 = 14;
+const TRILINEAR_SHIFT: u32 = 8 - LAB_LUT_SHIFT + 1;
+const TRILINEAR_BASE: usize = 1 << TRILINEAR_SHIFT;
+
+struct LabLut {
+    /// Per grid cell origin (blue fastest, then green, then red): the 8 corners' L, then a,
+    /// then b, corner `4 * db + 2 * dg + dr`.
+    cells: Vec<i16>,
+    /// Per fractional position (blue fastest): the 8 corner weights, summing to 2^12.
+    weights: Vec<i16>,
+}
+
+fn lab_lut() -> &'static LabLut {
+    static LUT: OnceLock<LabLut> = OnceLock::new();
+    LUT.get_or_init(|| {
+        const N: usize = LAB_LUT_DIM;
+        // Rows X, Y, Z over (blue, green, red): the matrix times 1 / white point, rounded to f32.
+        let mut s = [0f32; 9];
+        for i in 0..3 {
+            let scale = 1.0 / D65[i];
+            for (k, col) in [2, 1, 0].into_iter().enumerate() {
+                s[i * 3 + k] = (SRGB2XYZ[i * 3 + col] * scale) as f32;
+            }
+        }
+        let lthresh = 216f32 / 24389f32;
+        let lscale = 841f32 / 108f32;
+        let lbias = 16f32 / 116f32;
+        let f9033 = 24389f32 / 27f32;
+        let lbase = (1 << LAB_BASE_SHIFT) as f32;
+        let gam: Vec<f32> = (0..N).map(|p| apply_gamma(p as f32 / (N - 1) as f32)).collect();
+        let f = |t: f32| if t > lthresh { cbrt_tk(t) } else { t.mul_add(lscale, lbias) };
+        let mut prev = vec![0i16; N * N * N * 3];
+        for r in 0..N {
+            for q in 0..N {
+                for p in 0..N {
+                    let (cb, cg, cr) = (gam[p], gam[q], gam[r]);
+                    let x = cb * s[0] + cg * s[1] + cr * s[2];
+                    let y = cb * s[3] + cg * s[4] + cr * s[5];
+                    let z = cb * s[6] + cg * s[7] + cr * s[8];
+                    let (fx, fy, fz) = (f(x), f(y), f(z));
+                    let l = if y > lthresh { 116f32 * fy - 16f32 } else { f9033 * y };
+                    let a = 500f32 * (fx - fy);
+                    let b = 200f32 * (fy - fz);
+                    let i = 3 * (p + N * q + N * N * r);
+                    prev[i] = (lbase * l / 100f32).round_ties_even() as i16;
+                    prev[i + 1] = (lbase * (a + 128f32) / 256f32).round_ties_even() as i16;
+                    prev[i + 2] = (lbase * (b + 128f32) / 256f32).round_ties_even() as i16;
+                }
+            }
+        }
+        let mut cells = vec![0i16; N * N * N * 24];
+        for r in 0..N {
+            for q in 0..N {
+                for p in 0..N {
+                    let cell = 24 * (p + N * q + N * N * r);
+                    for corner in 0..8 {
+                        let (dp, dq, dr) = (corner >> 2, (corner >> 1) & 1, corner & 1);
+                        let old = 3 * ((p + dp).min(N - 1) + N * (q + dq).min(N - 1) + N * N * (r + dr).min(N - 1));
+                        for c in 0..3 {
+                            cells[cell + 8 * c + corner] = prev[old + c];
+                        }
+                    }
+                }
+            }
+        }
+        const TB: usize = TRILINEAR_BASE;
+        let mut weights = vec![0i16; TB * TB * TB * 8];
+        for r in 0..TB {
+            for q in 0..TB {
+                for p in 0..TB {
+                    let (pp, qq, rr) = ((TB - p) as i16, (TB - q) as i16, (TB - r) as i16);
+                    let (p, q, r16) = (p as i16, q as i16, r as i16);
+                    let w = &mut weights[8 * (p as usize + TB * q as usize + TB * TB * r)..][..8];
+                    w.copy_from_slice(&[
+                        pp * qq * rr,
+                        pp * qq * r16,
+                        pp * q * rr,
+                        pp * q * r16,
+                        p * qq * rr,
+                        p * qq * r16,
+                        p * q * rr,
+                        p * q * r16,
+                    ]);
+                }
+            }
+        }
+        LabLut { cells, weights }
+    })
+}
+
+/// A channel value in [0, 1] (NaN as 0, as OpenCV's vector loop) in units of 2^-14.
+#[inline(always)]
+fn lab_fixed(v: f32) -> usize {
+    let v = if v >= 0.0 { v.min(1.0) } else { 0.0 };
+    (v * (1 << LAB_BASE_SHIFT) as f32).round_ties_even() as usize
+}
+
+#[inline(always)]
+fn lab_interp(lut: &LabLut, cb: usize, cg: usize, cr: usize) -> [i32; 3] {
+    const N: usize = LAB_LUT_DIM;
+    const TB: usize = TRILINEAR_BASE;
+    const S: u32 = LAB_BASE_SHIFT - LAB_LUT_SHIFT;
+    const F: u32 = LAB_BASE_SHIFT - 8 - 1;
+    const M: usize = TB - 1;
+    let cell = 24 * ((cb >> S) + N * (cg >> S) + N * N * (cr >> S));
+    let wi = 8 * (((cb >> F) & M) + TB * ((cg >> F) & M) + TB * TB * ((cr >> F) & M));
+    let c: &[i16; 24] = lut.cells[cell..cell + 24].try_into().expect("cell");
+    let w: &[i16; 8] = lut.weights[wi..wi + 8].try_into().expect("weights");
+    let mut out = [0i32; 3];
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut acc = 0i32;
+        for i in 0..8 {
+            acc += c[8 * k + i] as i32 * w[i] as i32;
+        }
+        *o = (acc + (1 << (3 * TRILINEAR_SHIFT - 1))) >> (3 * TRILINEAR_SHIFT);
+    }
+    out
+}
+
+#[inline(always)]
+fn lab_f_row<T: Pixel>(s: &[T], d: &mut [T], bgr: bool) {
+    let lut = lab_lut();
     let cn = s.len() / (d.len() / 3);
     let (ri, gi, bi) = rgb_idx(bgr);
+    let l_scale = 100.0 / (1 << LAB_BASE_SHIFT) as f32;
+    let ab_scale = 256.0 / (1 << LAB_BASE_SHIFT) as f32;
     for (o, p) in d.chunks_exact_mut(3).zip(s.chunks_exact(cn)) {
-        let lab = rgb_to_lab_f(p[ri].to_f32(), p[gi].to_f32(), p[bi].to_f32());
-        for k in 0..3 {
-            o[k] = T::from_f32(lab[k]);
+        let (cr, cg, cb) = (lab_fixed(p[ri].to_f32()), lab_fixed(p[gi].to_f32()), lab_fixed(p[bi].to_f32()));
+        let [l, a, b] = lab_interp(lut, cb, cg, cr);
+        o[0] = T::from_f32(l as f32 * l_scale);
+        o[1] = T::from_f32(a as f32 * ab_scale - 128.0);
+        o[2] = T::from_f32(b as f32 * ab_scale - 128.0);
+    }
+}
+
+multiversion! {
+    fn lab_f32_row(s: &[f32], d: &mut [f32], bgr: bool) {
+        lab_f_row(s, d, bgr)
+    }
+}
+
+/// [`lab_f32_row`] with the interpolation in SSE4.1 registers (AVX2 machines): the same integer
+/// sums (`pmaddwd` on the 8 corners) and float scalings; the last pixel of a row (whose vector
+/// read would pass the row's end) takes the scalar formula.
+#[cfg(target_arch = "x86_64")]
+fn lab_f32_row_simd(s: &[f32], d: &mut [f32], bgr: bool) -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    if !*HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
+        return false;
+    }
+    // SAFETY: the CPU has AVX2 (checked just above).
+    unsafe { lab_x86::row(s, d, bgr, lab_lut()) };
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lab_x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn row(s: &[f32], d: &mut [f32], bgr: bool, lut: &LabLut) {
+        let n = d.len() / 3;
+        if n == 0 {
+            return;
+        }
+        let cn = s.len() / n;
+        // Lanes of the loaded pixel holding blue, green, red.
+        let (bl, rl) = if bgr { (0, 2) } else { (2, 0) };
+        const N: usize = LAB_LUT_DIM;
+        const TB: usize = TRILINEAR_BASE;
+        const SH: i32 = (LAB_BASE_SHIFT - LAB_LUT_SHIFT) as i32;
+        const F: i32 = (LAB_BASE_SHIFT - 8 - 1) as i32;
+        // SAFETY (whole body): AVX2 is enabled for this function; every pointer read or written
+        // below is inside `s`, `d`, `lut.cells` or `lut.weights` (bounds noted where taken).
+        unsafe {
+            let zero = _mm_setzero_ps();
+            let one = _mm_set1_ps(1.0);
+            let base = _mm_set1_ps((1 << LAB_BASE_SHIFT) as f32);
+            let scale = _mm_setr_ps(100.0 / (1 << LAB_BASE_SHIFT) as f32, 1.0 / 64.0, 1.0 / 64.0, 0.0);
+            let shift = _mm_setr_ps(0.0, 128.0, 128.0, 0.0);
+            let half = _mm_set1_epi32(1 << (3 * TRILINEAR_SHIFT - 1));
+            let mask = _mm_set1_epi32((TB - 1) as i32);
+            let cells = lut.cells.as_ptr();
+            let weights = lut.weights.as_ptr();
+            let mut tmp = [0f32; 4];
+            for i in 0..n {
+                let o = i * cn;
+                let v = if o + 4 <= s.len() {
+                    _mm_loadu_ps(s.as_ptr().add(o))
+                } else {
+                    _mm_setr_ps(s[o], s[o + 1], s[o + 2], 0.0)
+                };
+                // max(v, 0) gives 0 for NaN (the second operand), as OpenCV's v_max.
+                let v = _mm_min_ps(_mm_max_ps(v, zero), one);
+                let c = _mm_cvtps_epi32(_mm_mul_ps(v, base)); // half to even (default MXCSR)
+                let t = _mm_srai_epi32::<SH>(c);
+                let f = _mm_and_si128(_mm_srai_epi32::<F>(c), mask);
+                let mut tc = [0i32; 4];
+                let mut fc = [0i32; 4];
+                _mm_storeu_si128(tc.as_mut_ptr() as *mut __m128i, t);
+                _mm_storeu_si128(fc.as_mut_ptr() as *mut __m128i, f);
+                // coordinates are in 0..=2^14: cell indices 0..=32, fractions 0..16
+                let cell = 24 * (tc[bl] as usize + N * tc[1] as usize + N * N * tc[rl] as usize);
+                let wi = 8 * (fc[bl] as usize + TB * fc[1] as usize + TB * TB * fc[rl] as usize);
+                debug_assert!(cell + 24 <= lut.cells.len() && wi + 8 <= lut.weights.len());
+                let w = _mm_loadu_si128(weights.add(wi) as *const __m128i);
+                let cp = cells.add(cell);
+                let sl = _mm_madd_epi16(_mm_loadu_si128(cp as *const __m128i), w);
+                let sa = _mm_madd_epi16(_mm_loadu_si128(cp.add(8) as *const __m128i), w);
+                let sb = _mm_madd_epi16(_mm_loadu_si128(cp.add(16) as *const __m128i), w);
+                let sum = _mm_hadd_epi32(_mm_hadd_epi32(sl, sa), _mm_hadd_epi32(sb, sb));
+                let lab = _mm_srai_epi32::<{ 3 * TRILINEAR_SHIFT as i32 }>(_mm_add_epi32(sum, half));
+                let r = _mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(lab), scale), shift);
+                if i + 1 < n {
+                    // the fourth lane lands on the next pixel's L, written after this
+                    _mm_storeu_ps(d.as_mut_ptr().add(3 * i), r);
+                } else {
+                    _mm_storeu_ps(tmp.as_mut_ptr(), r);
+                    d[3 * i..3 * i + 3].copy_from_slice(&tmp[..3]);
+                }
+            }
         }
     }
+}
+
+/// Float RGB to Lab as OpenCV's `RGB2Lab_f` (sRGB, D65): table interpolation, see [`lab_lut`].
+fn lab_f<T: Pixel>(s: &[T], d: &mut [T], bgr: bool) {
+    if let (Some(s32), Some(d32)) = (as_f32_slice(s), as_f32_slice_mut(d)) {
+        #[cfg(target_arch = "x86_64")]
+        if lab_f32_row_simd(s32, d32, bgr) {
+            return;
+        }
+        return lab_f32_row(s32, d32, bgr);
+    }
+    lab_f_row(s, d, bgr)
+}
+
+fn as_f32_slice<T: Pixel>(s: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (checked just above), so the slice's layout is that of [f32].
+        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) })
+}
+
+fn as_f32_slice_mut<T: Pixel>(s: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (checked just above), so the slice's layout is that of [f32].
+        .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut f32, s.len()) })
 }
 
 fn lab2rgb_f<T: Pixel>(s: &[T], d: &mut [T], bgr: bool) {
@@ -738,6 +970,33 @@ mod tests {
             let x = i as f32 * 7.3e-5;
             let (got, want) = (cbrt_tk(x), (x as f64).cbrt() as f32);
             assert!((got.to_bits() as i64 - want.to_bits() as i64).abs() <= 1, "{x}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn lab_f32_vector_path_matches_scalar() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut state = 11u64;
+        for (n, cn) in [(1, 3), (2, 3), (57, 3), (1, 4), (31, 4)] {
+            let src: Vec<f32> = (0..n * cn)
+                .map(|i| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    match i % 11 {
+                        3 => f32::NAN,
+                        5 => (i % 3) as f32 * 0.5,
+                        _ => (state >> 40) as f32 / (1u64 << 24) as f32 * 1.2 - 0.1,
+                    }
+                })
+                .collect();
+            for bgr in [false, true] {
+                let (mut a, mut b) = (vec![0f32; n * 3], vec![0f32; n * 3]);
+                lab_f_row(&src, &mut a, bgr);
+                // SAFETY: AVX2 checked above.
+                unsafe { lab_x86::row(&src, &mut b, bgr, lab_lut()) };
+                assert_eq!(a, b, "{n} px, {cn} channels, bgr {bgr}");
+            }
         }
     }
 

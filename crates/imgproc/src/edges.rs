@@ -62,6 +62,21 @@ pub(crate) fn sep_i16(src: &Image<u8>, kx: &[i32], ky: &[i32], border: BorderTyp
     separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col)
 }
 
+/// `cv::Sobel(src, CV_16S, dx, dy, 7, 1 / 16.0, 0, BORDER_REPLICATE)`, Canny's derivatives for
+/// aperture 7: the integer sums divided by 16, rounded half to even (OpenCV's float kernels make
+/// `sum / 16` exact before `cvRound`; |sum| <= 20 * 64 * 255, so the result fits in i16).
+fn sobel7_over16(src: &Image<u8>, dx: usize, dy: usize) -> Image<i16> {
+    let (kx, ky) = (sobel_kernel(dx, 7), sobel_kernel(dy, 7));
+    let row = move |pad: &[u8], out: &mut [i32]| kernels8::conv_row_i32(pad, out, &kx, 1);
+    let col = move |rows: &[&[i32]], out: &mut [i16]| {
+        for (x, o) in out.iter_mut().enumerate() {
+            let s: i32 = rows.iter().zip(&ky).map(|(r, &k)| r[x] * k).sum();
+            *o = (s as f32 / 16.0).round_ties_even() as i16;
+        }
+    };
+    separable(src, 1, (7, 3), (7, 3), BorderType::Replicate, 0u8, row, col)
+}
+
 /// `cv::Sobel(src, CV_16S, dx, dy, ksize, 1, 0, border)` for 8-bit images.
 pub fn sobel(src: &Image<u8>, dx: usize, dy: usize, ksize: usize, border: BorderType) -> Result<Image<i16>> {
     src.check("sobel")?;
@@ -231,6 +246,11 @@ pub fn canny(src: &Image<u8>, low: f64, high: f64, aperture: usize, l2: bool) ->
         return Err(bad("canny", "thresholds must not be NaN"));
     }
     let (mut lo, mut hi) = if low > high { (high, low) } else { (low, high) };
+    if aperture == 7 {
+        // OpenCV scales 7x7 derivatives by 1/16 (they would overflow i16) and the thresholds too.
+        lo /= 16.0;
+        hi /= 16.0;
+    }
     if l2 {
         lo = lo.min(32767.0);
         hi = hi.min(32767.0);
@@ -253,8 +273,11 @@ pub fn canny(src: &Image<u8>, low: f64, high: f64, aperture: usize, l2: bool) ->
 /// reference in tests).
 pub(crate) fn canny_generic(src: &Image<u8>, lo: i64, hi: i64, aperture: usize, l2: bool) -> Result<Image<u8>> {
     let (w, h) = (src.width(), src.height());
-    let dx = sobel(src, 1, 0, aperture, BorderType::Replicate)?;
-    let dy = sobel(src, 0, 1, aperture, BorderType::Replicate)?;
+    let (dx, dy) = if aperture == 7 {
+        (sobel7_over16(src, 1, 0), sobel7_over16(src, 0, 1))
+    } else {
+        (sobel(src, 1, 0, aperture, BorderType::Replicate)?, sobel(src, 0, 1, aperture, BorderType::Replicate)?)
+    };
     let (dxd, dyd) = (dx.data(), dy.data());
     // Magnitudes with a zero frame (i32 suffices: 2 * 32767^2 < 2^31).
     let mw = w + 2;

@@ -153,10 +153,22 @@ fn linear_row<const CN: usize>(
                 continue;
             }
         }
-        // Bit i: pixel i's words are read already (groups of 8 wholly inside the source).
-        let mut done = 0u64;
+        // Bit i: pixel i is written already (groups of 8 wholly inside the source, 3 or 4
+        // channels: blended straight from the source, one pixel's channels per vector).
+        let mut written = 0u64;
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
+        if avx2 && (CN == 3 || CN == 4) {
+            // SAFETY: the CPU has AVX2 and FMA (checked by the caller).
+            written =
+                unsafe { x86::inner_blend::<CN>(data, stride, (w, h), &ixs[..n], &iys[..n], &sx[..n], &sy[..n], dst) };
+            if written.count_ones() as usize == n {
+                continue;
+            }
+        }
+        // Bit i: pixel i's words are read already (groups of 8 wholly inside the source).
+        let mut done = written;
+        #[cfg(target_arch = "x86_64")]
+        if avx2 && written == 0 {
             // SAFETY: the CPU has AVX2 (checked by the caller).
             done = unsafe { x86::inner_words::<CN>(data, stride, (w, h), &ixs[..n], &iys[..n], words) };
         }
@@ -209,6 +221,9 @@ fn linear_row<const CN: usize>(
             }
         }
         for (i, o) in dst.chunks_exact_mut(CN).enumerate() {
+            if written >> i & 1 == 1 {
+                continue;
+            }
             for c in 0..CN {
                 o[c] = res[c][i];
             }
@@ -232,7 +247,7 @@ multiversion! {
 
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2");
+    return std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -241,6 +256,142 @@ fn has_avx2() -> bool {
 mod x86 {
     use super::CHUNK;
     use std::arch::x86_64::*;
+
+    /// Lanes of the groups of 8 pixels whose 2x2 neighbourhoods all lie inside the source and
+    /// whose 8-byte reads (top and bottom row) end inside `data`: bit per pixel.
+    #[inline(always)]
+    fn inside_groups<const CN: usize>(
+        data: &[u8],
+        stride: usize,
+        (w, h): (i32, i32),
+        ixs: &[i32],
+        iys: &[i32],
+        offs: &mut [i32; CHUNK],
+    ) -> u64 {
+        let n = ixs.len().min(iys.len()).min(CHUNK);
+        if data.len() >= i32::MAX as usize - 16 || data.len() < stride + 8 {
+            return 0;
+        }
+        // SAFETY (intrinsics below): the callers are compiled with AVX2.
+        unsafe {
+            let limit = _mm256_set1_epi32((data.len() - stride - 8) as i32);
+            let (wm1, hm1) = (_mm256_set1_epi32(w - 1), _mm256_set1_epi32(h - 1));
+            let (vstride, vcn) = (_mm256_set1_epi32(stride as i32), _mm256_set1_epi32(CN as i32));
+            let mut inside = 0u64;
+            let mut i = 0;
+            while i + 8 <= n {
+                let ix = _mm256_loadu_si256(ixs[i..i + 8].as_ptr() as *const __m256i);
+                let iy = _mm256_loadu_si256(iys[i..i + 8].as_ptr() as *const __m256i);
+                let o = _mm256_add_epi32(_mm256_mullo_epi32(iy, vstride), _mm256_mullo_epi32(ix, vcn));
+                let neg = _mm256_or_si256(_mm256_or_si256(ix, iy), o);
+                let out = _mm256_or_si256(
+                    _mm256_or_si256(
+                        _mm256_cmpgt_epi32(_mm256_add_epi32(ix, _mm256_set1_epi32(1)), wm1),
+                        _mm256_cmpgt_epi32(_mm256_add_epi32(iy, _mm256_set1_epi32(1)), hm1),
+                    ),
+                    _mm256_or_si256(_mm256_cmpgt_epi32(o, limit), _mm256_srai_epi32::<31>(neg)),
+                );
+                if _mm256_testz_si256(out, out) == 1 {
+                    inside |= 0xff << i;
+                    _mm256_storeu_si256(offs[i..i + 8].as_mut_ptr() as *mut __m256i, o);
+                }
+                i += 8;
+            }
+            inside
+        }
+    }
+
+    /// Bilinear pixels (3 or 4 channels) of the groups [`inside_groups`] finds, written into
+    /// `dst` (`CN` bytes per pixel): the channels of two pixels in the lanes of one vector, the
+    /// same fused multiply-adds and rounding as the scalar blend. Returns a bit per pixel written.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn inner_blend<const CN: usize>(
+        data: &[u8],
+        stride: usize,
+        wh: (i32, i32),
+        ixs: &[i32],
+        iys: &[i32],
+        sx: &[f32],
+        sy: &[f32],
+        dst: &mut [u8],
+    ) -> u64 {
+        let mut offs = [0i32; CHUNK];
+        let inside = inside_groups::<CN>(data, stride, wh, ixs, iys, &mut offs);
+        let n = ixs.len().min(iys.len()).min(sx.len()).min(sy.len()).min(dst.len() / CN);
+        // Two pixels per step: pixel j's channels in lanes 0..4, pixel j + 1's in lanes 4..8.
+        let dup = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        let mut i = 0;
+        while i + 8 <= n {
+            if inside >> i & 1 == 1 {
+                for j in (i..i + 8).step_by(2) {
+                    // SAFETY: `inside_groups` checked off + stride + 8 <= data.len() for these
+                    // lanes; j + 1 < n <= the lengths of `sx`, `sy`.
+                    let (ta, ba, tb, bb, fx, fy) = unsafe {
+                        let pa = data.as_ptr().add(offs[j] as usize);
+                        let pb = data.as_ptr().add(offs[j + 1] as usize);
+                        (
+                            _mm_loadl_epi64(pa as *const __m128i),
+                            _mm_loadl_epi64(pa.add(stride) as *const __m128i),
+                            _mm_loadl_epi64(pb as *const __m128i),
+                            _mm_loadl_epi64(pb.add(stride) as *const __m128i),
+                            _mm256_permutevar8x32_ps(
+                                _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(
+                                    sx.as_ptr().add(j) as *const __m128i
+                                ))),
+                                dup,
+                            ),
+                            _mm256_permutevar8x32_ps(
+                                _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(
+                                    sy.as_ptr().add(j) as *const __m128i
+                                ))),
+                                dup,
+                            ),
+                        )
+                    };
+                    let widen =
+                        |a: __m128i, b: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi32(a, b)));
+                    let tl = widen(ta, tb);
+                    let tr = widen(next_pixel::<CN>(ta), next_pixel::<CN>(tb));
+                    let bl = widen(ba, bb);
+                    let br = widen(next_pixel::<CN>(ba), next_pixel::<CN>(bb));
+                    let v0 = _mm256_fmadd_ps(fx, _mm256_sub_ps(tr, tl), tl);
+                    let v1 = _mm256_fmadd_ps(fx, _mm256_sub_ps(br, bl), bl);
+                    let v = _mm256_fmadd_ps(fy, _mm256_sub_ps(v1, v0), v0);
+                    // Round half to even (the default MXCSR mode), as `round_u8`; the blend of
+                    // bytes with weights in [0, 1) stays within [0, 255].
+                    let q = _mm256_cvtps_epi32(v);
+                    let q = _mm256_packus_epi16(_mm256_packs_epi32(q, q), q);
+                    let (wa, wb) = (_mm256_extract_epi32::<0>(q) as u32, _mm256_extract_epi32::<4>(q) as u32);
+                    for (k, word) in [(j, wa), (j + 1, wb)] {
+                        let o = k * CN;
+                        if o + 4 <= dst.len() {
+                            // (with 3 channels the fourth byte is the next pixel's first, which
+                            // is written after this one)
+                            dst[o..o + 4].copy_from_slice(&word.to_le_bytes());
+                        } else {
+                            dst[o..o + CN].copy_from_slice(&word.to_le_bytes()[..CN]);
+                        }
+                    }
+                }
+            }
+            i += 8;
+        }
+        inside & if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+    }
+
+    /// The bytes from the second pixel (`CN` bytes on) at the bottom.
+    #[inline(always)]
+    fn next_pixel<const CN: usize>(v: __m128i) -> __m128i {
+        // SAFETY: SSE2 is part of x86-64.
+        unsafe {
+            if CN == 3 {
+                _mm_srli_si128::<3>(v)
+            } else {
+                _mm_srli_si128::<4>(v)
+            }
+        }
+    }
 
     /// For each group of 8 pixels whose 2x2 neighbourhoods all lie inside the source (and whose
     /// 8-byte reads end inside `data`), reads the top and bottom pixel pairs into `words` as the

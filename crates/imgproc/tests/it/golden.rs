@@ -80,10 +80,31 @@ fn golden_cvt_color_f32() {
         let cs = c["params"]["code"].as_str().unwrap();
         let got = to_f64(&cvt_color(&src, code(cs)).unwrap());
         if cs == "rgb2lab" {
-            // OpenCV interpolates float Lab in a 33^3 LUT; ours is the exact formula.
-            return near("cvt_lab_f32", &got, &fx.expected(c), 0.4, 1.0);
+            // Same 33^3 table and fixed-point interpolation as OpenCV: the same floats.
+            return exact("cvt_lab_f32", &got, &fx.expected(c));
         }
         close("cvt_f32", &got, &fx.expected(c), 1e-4)
+    });
+}
+
+#[test]
+fn golden_lab_f32_table_grid_and_between() {
+    // Every grid point of OpenCV's table (each entry shows as it is), then random values
+    // between them and outside [0, 1].
+    run_cases("cvt_lab_f32_grid", |fx, c| {
+        let src = match c["input"].as_str().unwrap() {
+            // pixel (33 * r + g, b) is (r, g, b) / 32 (tools/imgproc_fixtures.py)
+            "lab_grid" => Image::from_vec(
+                33,
+                33 * 33,
+                3,
+                (0..33 * 33 * 33).flat_map(|i| [i / (33 * 33), i / 33 % 33, i % 33].map(|v| v as f32 / 32.0)).collect(),
+            )
+            .unwrap(),
+            name => fx.image_f32(&format!("in_{name}")),
+        };
+        let got = to_f64(&cvt_color(&src, code(c["params"]["code"].as_str().unwrap())).unwrap());
+        exact("lab_f32_grid", &got, &fx.expected(c))
     });
 }
 
