@@ -413,13 +413,23 @@ impl SegmentResult {
     fn __repr__(&self, py: Python<'_>) -> String {
         let shape = self.masks.bind(py).shape().to_vec();
         format!(
-            "SegmentResult(prompts={:?}, masks=bool{:?}, areas={:?}, present={:?}, threshold={})",
+            "SegmentResult(prompts={:?}, masks=bool{:?}, areas={:?}, present={}, threshold={})",
             self.prompts,
             shape,
             self.areas,
-            self.present.bind(py).to_vec().unwrap_or_default(),
+            PyBools(self.present.bind(py).to_vec().unwrap_or_default()),
             self.threshold
         )
+    }
+}
+
+/// Booleans as a Python list prints them (`[True, False]`).
+struct PyBools(Vec<bool>);
+
+impl std::fmt::Display for PyBools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items: Vec<&str> = self.0.iter().map(|&b| if b { "True" } else { "False" }).collect();
+        write!(f, "[{}]", items.join(", "))
     }
 }
 
