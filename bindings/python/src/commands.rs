@@ -38,19 +38,15 @@ fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("json")?.call_method1("loads", (text,))
 }
 
-/// Whether `dir` holds a ViT or Swin image classifier (`vlsm eval` evaluates those on class
-/// folders, which `vlsm.eval` does not do yet).
-fn is_classifier(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return false };
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    matches!(v.get("model_type").and_then(|m| m.as_str()), Some("vit" | "swin"))
-}
-
-/// Evaluates a segmentation model on dataset splits as `vlsm eval` does: writes metrics.json,
-/// per_image.csv, masks and report.html into `out` and returns metrics.json's content.
+/// Evaluates a model as `vlsm eval` does and returns metrics.json's content.
 ///
-/// `data`: a dataset folder in the medvlsm layout, or a list (pooled). `prompts`: a prompt key
-/// (`"p1"`) or a list of keys; needed unless `all_prompts` or the model is text-free.
+/// A segmentation model: `data` is a dataset folder in the medvlsm layout, or a list (pooled);
+/// `prompts` a prompt key (`"p1"`) or a list of keys, needed unless `all_prompts` or the model
+/// is text-free; writes metrics.json, per_image.csv, masks and report.html into `out`.
+///
+/// An image classifier (ViT or Swin): `data` is one folder of class folders,
+/// `DATA/<split>/<class>/*` or `DATA/<class>/*`; writes metrics.json (`accuracy`, `classes`,
+/// `confusion`) into `out`. The segmentation options are ignored, as `vlsm eval` ignores them.
 #[pyfunction(name = "eval")]
 #[pyo3(signature = (data, out, *, model=None, split="test".to_string(), prompts=None, all_prompts=false, threshold=None, seed=42, batch=4, worst=12, tta="none".to_string(), post="none".to_string(), ablation=false))]
 #[allow(clippy::too_many_arguments)]
@@ -95,11 +91,10 @@ pub fn evaluate<'py>(
     let given = model.clone();
     let json = py.detach(|| -> PyResult<String> {
         let dir = guarded(|| resolve_model(model)).map_err(|f| f.into_py(Kind::Value, &[]))?;
-        if is_classifier(&dir) {
-            return Err(value_error(format!(
-                "{}: an image classifier; evaluate it with `vlsm eval` (vlsm.eval takes segmentation models)",
-                dir.display()
-            )));
+        let missing: Vec<&Path> = data.iter().map(PathBuf::as_path).collect();
+        if vlsm::classify::is_classifier_dir(&dir) {
+            return guarded(|| Ok(vlsm::classify::evaluate_saved(&dir, &data, &split, batch, &out)?.1.to_string()))
+                .map_err(|f| f.into_py(Kind::Value, &missing));
         }
         let seg = guarded(|| vlsm::pipeline::Segmenter::load(&dir))
             .map_err(|f| f.into_py(Kind::Value, &[given.as_deref().unwrap_or(&dir)]))?;
@@ -121,7 +116,6 @@ pub fn evaluate<'py>(
             post,
             ablation,
         };
-        let missing: Vec<&Path> = data.iter().map(PathBuf::as_path).collect();
         guarded(|| {
             let report = eval::evaluate(&seg, &opts)?;
             eval::write_outputs(&report, &opts)?;

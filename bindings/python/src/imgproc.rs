@@ -62,14 +62,33 @@ enum Depth {
     F32,
 }
 
+/// `$body` with the type alias `$T` naming `$depth`'s element type.
+macro_rules! with_depth {
+    ($depth:expr, $T:ident => $body:expr) => {
+        match $depth {
+            Depth::U8 => {
+                type $T = u8;
+                $body
+            }
+            Depth::U16 => {
+                type $T = u16;
+                $body
+            }
+            Depth::I16 => {
+                type $T = i16;
+                $body
+            }
+            Depth::F32 => {
+                type $T = f32;
+                $body
+            }
+        }
+    };
+}
+
 impl Depth {
     fn name(self) -> &'static str {
-        match self {
-            Depth::U8 => "uint8",
-            Depth::U16 => "uint16",
-            Depth::I16 => "int16",
-            Depth::F32 => "float32",
-        }
+        with_depth!(self, T => T::NAME)
     }
 }
 
@@ -81,22 +100,59 @@ enum Img {
     F32(Image<f32>),
 }
 
+/// `$body` with `$s` bound to the image `$img` holds, whichever its element type.
+macro_rules! with_img {
+    ($img:expr, |$s:ident| $body:expr) => {
+        match $img {
+            Img::U8($s) => $body,
+            Img::U16($s) => $body,
+            Img::I16($s) => $body,
+            Img::F32($s) => $body,
+        }
+    };
+}
+
+/// An element type of [`Img`]: its [`Depth`], numpy name, OpenCV depth and opaque alpha.
+trait Elem: Pixel + Element {
+    const DEPTH: Depth;
+    const NAME: &'static str;
+    const CV_DEPTH: i32;
+    /// The alpha channel's value for an opaque pixel (cv2's for this depth).
+    const OPAQUE: Self;
+    fn wrap(img: Image<Self>) -> Img;
+}
+
+macro_rules! elem {
+    ($($t:ty => $variant:ident, $name:literal, $cv:expr, $opaque:expr;)*) => {$(
+        impl Elem for $t {
+            const DEPTH: Depth = Depth::$variant;
+            const NAME: &'static str = $name;
+            const CV_DEPTH: i32 = $cv;
+            const OPAQUE: Self = $opaque;
+            fn wrap(img: Image<Self>) -> Img {
+                Img::$variant(img)
+            }
+        }
+    )*};
+}
+
+elem! {
+    u8 => U8, "uint8", CV_8U, u8::MAX;
+    u16 => U16, "uint16", CV_16U, u16::MAX;
+    i16 => I16, "int16", CV_16S, i16::MAX;
+    f32 => F32, "float32", CV_32F, 1.0;
+}
+
+fn depth_of_image<T: Elem>(_: &Image<T>) -> Depth {
+    T::DEPTH
+}
+
 impl Img {
     fn channels(&self) -> usize {
-        match self {
-            Img::U8(i) => i.channels(),
-            Img::U16(i) => i.channels(),
-            Img::I16(i) => i.channels(),
-            Img::F32(i) => i.channels(),
-        }
+        with_img!(self, |i| i.channels())
     }
     fn depth(&self) -> Depth {
-        match self {
-            Img::U8(_) => Depth::U8,
-            Img::U16(_) => Depth::U16,
-            Img::I16(_) => Depth::I16,
-            Img::F32(_) => Depth::F32,
-        }
+        with_img!(self, |i| depth_of_image(i))
     }
 }
 
@@ -154,12 +210,7 @@ fn image_in(obj: &Bound<'_, PyAny>, op: &str, name: &str, allowed: &[Depth]) -> 
     }
     let py = obj.py();
     let mk = |e: ip::Error| verr(format!("{op}: {name}: {e}"));
-    Ok(match depth {
-        Depth::U8 => Img::U8(Image::from_vec(w, h, cn, to_vec(py, &arr)?).map_err(mk)?),
-        Depth::U16 => Img::U16(Image::from_vec(w, h, cn, to_vec(py, &arr)?).map_err(mk)?),
-        Depth::I16 => Img::I16(Image::from_vec(w, h, cn, to_vec(py, &arr)?).map_err(mk)?),
-        Depth::F32 => Img::F32(Image::from_vec(w, h, cn, to_vec(py, &arr)?).map_err(mk)?),
-    })
+    Ok(with_depth!(depth, T => T::wrap(Image::from_vec(w, h, cn, to_vec::<T>(py, &arr)?).map_err(mk)?)))
 }
 
 /// An 8-bit image with one of `channels` channel counts.
@@ -190,24 +241,14 @@ fn array_out<T: Element>(py: Python<'_>, shape: Vec<usize>, data: Vec<T>) -> Py<
 }
 
 fn img_out(py: Python<'_>, img: Img) -> Py<PyAny> {
-    match img {
-        Img::U8(i) => image_out(py, i),
-        Img::U16(i) => image_out(py, i),
-        Img::I16(i) => image_out(py, i),
-        Img::F32(i) => image_out(py, i),
-    }
+    with_img!(img, |i| image_out(py, i))
 }
 
 /// Runs a generic operation on whichever element type `img` holds, without the GIL, and
 /// returns the result in the same type.
 macro_rules! per_depth {
     ($py:expr, $img:expr, |$s:ident| $body:expr) => {
-        match $img {
-            Img::U8($s) => Img::U8($py.detach(move || $body).map_err(ip_err)?),
-            Img::U16($s) => Img::U16($py.detach(move || $body).map_err(ip_err)?),
-            Img::I16($s) => Img::I16($py.detach(move || $body).map_err(ip_err)?),
-            Img::F32($s) => Img::F32($py.detach(move || $body).map_err(ip_err)?),
-        }
+        with_img!($img, |$s| Elem::wrap($py.detach(move || $body).map_err(ip_err)?))
     };
 }
 
@@ -231,35 +272,33 @@ fn matrix_f64(obj: &Bound<'_, PyAny>, op: &str, name: &str) -> PyResult<(Vec<f64
     Ok((to_vec::<f64>(py, &arr)?, r, c))
 }
 
-/// A pair of integers from any 2-sequence (`ksize`, `dsize`, `anchor`, ...).
-fn pair_i64(obj: &Bound<'_, PyAny>, op: &str, name: &str) -> PyResult<(i64, i64)> {
-    let err = || verr(format!("{op}: {name} must be a pair of integers"));
-    let seq: Vec<Bound<'_, PyAny>> = if let Ok(t) = obj.cast::<PyTuple>() {
+/// A pair of `what` (integers, numbers) from a 2-tuple or 2-list (`ksize`, `dsize`, `anchor`, ...).
+fn pair<'py, T: pyo3::conversion::FromPyObjectOwned<'py>>(
+    obj: &Bound<'py, PyAny>,
+    op: &str,
+    name: &str,
+    what: &str,
+) -> PyResult<(T, T)> {
+    let err = || verr(format!("{op}: {name} must be a pair of {what}"));
+    let seq: Vec<Bound<'py, PyAny>> = if let Ok(t) = obj.cast::<PyTuple>() {
         t.iter().collect()
     } else if let Ok(l) = obj.cast::<PyList>() {
         l.iter().collect()
     } else {
         return Err(err());
     };
-    if seq.len() != 2 {
-        return Err(err());
+    match &seq[..] {
+        [a, b] => Ok((a.extract::<T>().map_err(|_| err())?, b.extract::<T>().map_err(|_| err())?)),
+        _ => Err(err()),
     }
-    Ok((seq[0].extract::<i64>().map_err(|_| err())?, seq[1].extract::<i64>().map_err(|_| err())?))
+}
+
+fn pair_i64(obj: &Bound<'_, PyAny>, op: &str, name: &str) -> PyResult<(i64, i64)> {
+    pair(obj, op, name, "integers")
 }
 
 fn pair_f64(obj: &Bound<'_, PyAny>, op: &str, name: &str) -> PyResult<(f64, f64)> {
-    let err = || verr(format!("{op}: {name} must be a pair of numbers"));
-    let seq: Vec<Bound<'_, PyAny>> = if let Ok(t) = obj.cast::<PyTuple>() {
-        t.iter().collect()
-    } else if let Ok(l) = obj.cast::<PyList>() {
-        l.iter().collect()
-    } else {
-        return Err(err());
-    };
-    if seq.len() != 2 {
-        return Err(err());
-    }
-    Ok((seq[0].extract::<f64>().map_err(|_| err())?, seq[1].extract::<f64>().map_err(|_| err())?))
+    pair(obj, op, name, "numbers")
 }
 
 fn ksize_pos(obj: &Bound<'_, PyAny>, op: &str, name: &str) -> PyResult<(usize, usize)> {
@@ -298,12 +337,7 @@ const BORDERS_NO_WRAP: &[BorderType] =
     &[BorderType::Constant, BorderType::Replicate, BorderType::Reflect, BorderType::Reflect101];
 
 fn ddepth_same(op: &str, ddepth: i32, d: Depth) -> PyResult<()> {
-    let same = match d {
-        Depth::U8 => CV_8U,
-        Depth::U16 => CV_16U,
-        Depth::I16 => CV_16S,
-        Depth::F32 => CV_32F,
-    };
+    let same = with_depth!(d, T => T::CV_DEPTH);
     if ddepth == -1 || ddepth == same {
         return Ok(());
     }
@@ -313,26 +347,26 @@ fn ddepth_same(op: &str, ddepth: i32, d: Depth) -> PyResult<()> {
 // ------------------------------------------------------------------------------------------
 // colour
 
-/// Adds or drops the alpha channel (alpha = the type's opaque value) and/or swaps R and B.
-fn reorder<T: Pixel>(src: &Image<T>, swap: bool, dcn: usize, alpha: T) -> ip::Result<Image<T>> {
+/// Adds or drops the alpha channel (opaque when added) and/or swaps R and B.
+fn reorder<T: Elem>(src: &Image<T>, swap: bool, dcn: usize) -> ip::Result<Image<T>> {
     let scn = src.channels();
     let mut out = Vec::with_capacity(src.width() * src.height() * dcn);
     for p in src.data().chunks_exact(scn) {
         let (a, b) = if swap { (p[2], p[0]) } else { (p[0], p[2]) };
         out.extend_from_slice(&[a, p[1], b]);
         if dcn == 4 {
-            out.push(if scn == 4 { p[3] } else { alpha });
+            out.push(if scn == 4 { p[3] } else { T::OPAQUE });
         }
     }
     Image::from_vec(src.width(), src.height(), dcn, out)
 }
 
-fn gray_to<T: Pixel>(src: &Image<T>, dcn: usize, alpha: T) -> ip::Result<Image<T>> {
+fn gray_to<T: Elem>(src: &Image<T>, dcn: usize) -> ip::Result<Image<T>> {
     let mut out = Vec::with_capacity(src.width() * src.height() * dcn);
     for &v in src.data() {
         out.extend_from_slice(&[v, v, v]);
         if dcn == 4 {
-            out.push(alpha);
+            out.push(T::OPAQUE);
         }
     }
     Image::from_vec(src.width(), src.height(), dcn, out)
@@ -385,18 +419,8 @@ fn cvtColor(
     let img = image_in(src, OP, "src", allowed)?;
     check_cn(OP, "src", img.channels(), scn)?;
     let out = match kind {
-        Kind::Reorder { swap, dcn } => match img {
-            Img::U8(s) => Img::U8(py.detach(move || reorder(&s, swap, dcn, u8::MAX)).map_err(ip_err)?),
-            Img::U16(s) => Img::U16(py.detach(move || reorder(&s, swap, dcn, u16::MAX)).map_err(ip_err)?),
-            Img::F32(s) => Img::F32(py.detach(move || reorder(&s, swap, dcn, 1.0)).map_err(ip_err)?),
-            Img::I16(_) => unreachable!("int16 refused above"),
-        },
-        Kind::GrayTo(dcn) => match img {
-            Img::U8(s) => Img::U8(py.detach(move || gray_to(&s, dcn, u8::MAX)).map_err(ip_err)?),
-            Img::U16(s) => Img::U16(py.detach(move || gray_to(&s, dcn, u16::MAX)).map_err(ip_err)?),
-            Img::F32(s) => Img::F32(py.detach(move || gray_to(&s, dcn, 1.0)).map_err(ip_err)?),
-            Img::I16(_) => unreachable!("int16 refused above"),
-        },
+        Kind::Reorder { swap, dcn } => per_depth!(py, img, |s| reorder(&s, swap, dcn)),
+        Kind::GrayTo(dcn) => per_depth!(py, img, |s| gray_to(&s, dcn)),
         Kind::Conv(c) => per_depth!(py, img, |s| ip::cvt_color(&s, c)),
     };
     Ok(img_out(py, out))
@@ -436,21 +460,10 @@ fn threshold(
         }
         check_cn(OP, "src", img.channels(), &[1])?;
     }
-    let (t, out) = match img {
-        Img::U8(s) => {
-            let (t, o) = py.detach(move || ip::threshold(&s, thresh, maxval, ty, method)).map_err(ip_err)?;
-            (t, Img::U8(o))
-        }
-        Img::U16(s) => {
-            let (t, o) = py.detach(move || ip::threshold(&s, thresh, maxval, ty, method)).map_err(ip_err)?;
-            (t, Img::U16(o))
-        }
-        Img::F32(s) => {
-            let (t, o) = py.detach(move || ip::threshold(&s, thresh, maxval, ty, method)).map_err(ip_err)?;
-            (t, Img::F32(o))
-        }
-        Img::I16(_) => unreachable!("int16 refused above"),
-    };
+    let (t, out) = with_img!(img, |s| {
+        let (t, o) = py.detach(move || ip::threshold(&s, thresh, maxval, ty, method)).map_err(ip_err)?;
+        (t, Elem::wrap(o))
+    });
     Ok((t, img_out(py, out)))
 }
 
@@ -1104,13 +1117,7 @@ fn convertScaleAbs(
     const OP: &str = "convertScaleAbs";
     no_dst(OP, "dst", &dst)?;
     let img = image_in(src, OP, "src", &[Depth::U8, Depth::U16, Depth::I16, Depth::F32])?;
-    let r = match img {
-        Img::U8(s) => py.detach(move || ip::convert_scale_abs(&s, alpha, beta)),
-        Img::U16(s) => py.detach(move || ip::convert_scale_abs(&s, alpha, beta)),
-        Img::I16(s) => py.detach(move || ip::convert_scale_abs(&s, alpha, beta)),
-        Img::F32(s) => py.detach(move || ip::convert_scale_abs(&s, alpha, beta)),
-    }
-    .map_err(ip_err)?;
+    let r = with_img!(img, |s| py.detach(move || ip::convert_scale_abs(&s, alpha, beta))).map_err(ip_err)?;
     Ok(image_out(py, r))
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use numpy::ndarray::Array3;
 use numpy::{
-    dtype, IntoPyArray, PyArray3, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+    dtype, IntoPyArray, PyArray1, PyArray3, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyTypeError;
@@ -100,19 +100,19 @@ impl Segmenter {
     }
 }
 
-/// One image's outputs, row-major.
+/// One image's outputs, made without the GIL; [`SegmentResult::new`] hands them to numpy.
 struct Output {
-    n: usize,
-    height: usize,
-    width: usize,
-    model_h: usize,
-    model_w: usize,
-    masks: Vec<bool>,
-    probs: Vec<f32>,
-    logits: Vec<f32>,
+    masks: Array3<bool>,
+    probs: Array3<f32>,
+    logits: Array3<f32>,
     areas: Vec<u64>,
+    presence: Vec<f32>,
+    present: Vec<bool>,
 }
 
+/// `vlsm segment`'s outputs for one image and its `n` conditions: the logits and presence of
+/// [`pipeline::Segmenter::decode_each`], the probabilities and the mask (empty when the target
+/// is absent) of [`pipeline::probabilities_and_mask`].
 fn decode_one(
     seg: &pipeline::Segmenter,
     img: &RgbImage,
@@ -122,29 +122,31 @@ fn decode_one(
     threshold: f32,
 ) -> anyhow::Result<Output> {
     let (w, h) = img.dimensions();
-    let mut o = Output {
-        n,
-        height: h as usize,
-        width: w as usize,
-        model_h: 0,
-        model_w: 0,
-        masks: Vec::with_capacity(n * (w * h) as usize),
-        probs: Vec::with_capacity(n * (w * h) as usize),
-        logits: vec![],
-        areas: Vec::with_capacity(n),
-    };
-    seg.decode_each(f, cond, |_, l| {
-        let (lh, lw) = l.dims2()?;
-        (o.model_h, o.model_w) = (lh, lw);
-        o.logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
-        let (probs, mask) = pipeline::probabilities_and_mask(l, w, h, threshold)?;
-        o.probs.extend_from_slice(&probs);
-        let before = o.masks.len();
-        o.masks.extend(mask.as_raw().iter().map(|&v| v > 0));
-        o.areas.push(o.masks[before..].iter().filter(|&&m| m).count() as u64);
+    let size = n * (w * h) as usize;
+    let (mut masks, mut probs, mut logits) = (Vec::with_capacity(size), Vec::with_capacity(size), vec![]);
+    let (mut areas, mut presence, mut present) = (vec![], vec![], vec![]);
+    let mut model_hw = (0, 0);
+    seg.decode_each(f, cond, threshold, |_, l, p| {
+        model_hw = l.dims2()?;
+        logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
+        let (pr, mask) = pipeline::probabilities_and_mask(l, w, h, threshold, p.present)?;
+        probs.extend_from_slice(&pr);
+        let before = masks.len();
+        masks.extend(mask.as_raw().iter().map(|&v| v > 0));
+        areas.push(masks[before..].iter().filter(|&&m| m).count() as u64);
+        presence.push(p.presence);
+        present.push(p.present);
         Ok(())
     })?;
-    Ok(o)
+    let img_shape = (n, h as usize, w as usize);
+    Ok(Output {
+        masks: Array3::from_shape_vec(img_shape, masks)?,
+        probs: Array3::from_shape_vec(img_shape, probs)?,
+        logits: Array3::from_shape_vec((n, model_hw.0, model_hw.1), logits)?,
+        areas,
+        presence,
+        present,
+    })
 }
 
 /// What `vlsm segment` reads for an image path: the same checks, then `io::read_rgb`.
@@ -235,7 +237,9 @@ impl Segmenter {
         }
     }
 
-    fn segment_args(
+    /// `segment` and `segment_batch`: the prompts and threshold checked, then one result per
+    /// image, in order.
+    fn segment_images(
         &self,
         py: Python<'_>,
         images: Vec<ImageArg>,
@@ -244,8 +248,11 @@ impl Segmenter {
     ) -> PyResult<Vec<Py<SegmentResult>>> {
         let prompts = self.check_prompts(prompts_arg(prompts)?)?;
         let threshold = self.threshold(threshold)?;
+        if images.is_empty() {
+            return Ok(vec![]);
+        }
         let outs = py.detach(|| self.install(|| self.run(images, &prompts, threshold))).map_err(Staged::into_py)?;
-        outs.into_iter().map(|o| Py::new(py, SegmentResult::new(py, o, &prompts, threshold)?)).collect()
+        outs.into_iter().map(|o| Py::new(py, SegmentResult::new(py, o, &prompts, threshold))).collect()
     }
 }
 
@@ -294,7 +301,7 @@ impl Segmenter {
         threshold: Option<f32>,
     ) -> PyResult<Py<SegmentResult>> {
         let img = image_arg(image, "image")?;
-        let mut v = self.segment_args(py, vec![img], prompts, threshold)?;
+        let mut v = self.segment_images(py, vec![img], prompts, threshold)?;
         Ok(v.remove(0))
     }
 
@@ -316,10 +323,7 @@ impl Segmenter {
         for (i, item) in images.try_iter().map_err(|_| PyTypeError::new_err("images: expected a list"))?.enumerate() {
             args.push(image_arg(&item?, &format!("images[{i}]"))?);
         }
-        if args.is_empty() {
-            return Ok(vec![]);
-        }
-        self.segment_args(py, args, prompts, threshold)
+        self.segment_images(py, args, prompts, threshold)
     }
 
     /// The model directory.
@@ -359,10 +363,12 @@ impl Segmenter {
 
 /// The outputs for one image: one row per prompt.
 ///
-/// `masks` (bool, N×H×W: the pixels `vlsm segment` writes as 255), `probs` (float32, N×H×W: the
-/// probabilities at the image size the masks threshold), `logits` (float32, N×h×w at the
-/// model's resolution: what `--logits` writes), `areas` (mask pixels per prompt), `threshold`,
-/// `prompts`.
+/// `masks` (bool, N×H×W: the pixels `vlsm segment` writes as 255, empty where the target is not
+/// present), `probs` (float32, N×H×W: the probabilities at the image size the masks threshold),
+/// `logits` (float32, N×h×w at the model's resolution: what `--logits` writes), `areas` (mask
+/// pixels per prompt), `presence` (float32, N: the presence head's probability, or without one
+/// the largest probability of the map) and `present` (bool, N: `vlsm segment --json`'s
+/// `present`), `threshold`, `prompts`.
 #[pyclass(frozen, module = "vlsm")]
 pub struct SegmentResult {
     #[pyo3(get)]
@@ -374,26 +380,27 @@ pub struct SegmentResult {
     #[pyo3(get)]
     areas: Vec<u64>,
     #[pyo3(get)]
+    presence: Py<PyArray1<f32>>,
+    #[pyo3(get)]
+    present: Py<PyArray1<bool>>,
+    #[pyo3(get)]
     threshold: f32,
     #[pyo3(get)]
     prompts: Vec<String>,
 }
 
 impl SegmentResult {
-    fn new(py: Python<'_>, o: Output, prompts: &[String], threshold: f32) -> PyResult<Self> {
-        let shape_err = |e: numpy::ndarray::ShapeError| pyo3::exceptions::PyRuntimeError::new_err(e.to_string());
-        let img = (o.n, o.height, o.width);
-        Ok(SegmentResult {
-            masks: Array3::from_shape_vec(img, o.masks).map_err(shape_err)?.into_pyarray(py).unbind(),
-            probs: Array3::from_shape_vec(img, o.probs).map_err(shape_err)?.into_pyarray(py).unbind(),
-            logits: Array3::from_shape_vec((o.n, o.model_h, o.model_w), o.logits)
-                .map_err(shape_err)?
-                .into_pyarray(py)
-                .unbind(),
+    fn new(py: Python<'_>, o: Output, prompts: &[String], threshold: f32) -> Self {
+        SegmentResult {
+            masks: o.masks.into_pyarray(py).unbind(),
+            probs: o.probs.into_pyarray(py).unbind(),
+            logits: o.logits.into_pyarray(py).unbind(),
             areas: o.areas,
+            presence: o.presence.into_pyarray(py).unbind(),
+            present: o.present.into_pyarray(py).unbind(),
             threshold,
             prompts: prompts.to_vec(),
-        })
+        }
     }
 }
 
@@ -406,9 +413,23 @@ impl SegmentResult {
     fn __repr__(&self, py: Python<'_>) -> String {
         let shape = self.masks.bind(py).shape().to_vec();
         format!(
-            "SegmentResult(prompts={:?}, masks=bool{:?}, areas={:?}, threshold={})",
-            self.prompts, shape, self.areas, self.threshold
+            "SegmentResult(prompts={:?}, masks=bool{:?}, areas={:?}, present={}, threshold={})",
+            self.prompts,
+            shape,
+            self.areas,
+            PyBools(self.present.bind(py).to_vec().unwrap_or_default()),
+            self.threshold
         )
+    }
+}
+
+/// Booleans as a Python list prints them (`[True, False]`).
+struct PyBools(Vec<bool>);
+
+impl std::fmt::Display for PyBools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items: Vec<&str> = self.0.iter().map(|&b| if b { "True" } else { "False" }).collect();
+        write!(f, "[{}]", items.join(", "))
     }
 }
 

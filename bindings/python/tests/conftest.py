@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted(p for p in (REPO / "examples").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+DEFAULT_MODEL = REPO / "models/default"
 TINY_CLIPSEG = REPO / "tests/fixtures/clipseg/tiny_complex"
 TINY_IMAGES = REPO / "tests/fixtures/clipseg/images"
 

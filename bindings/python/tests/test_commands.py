@@ -7,10 +7,11 @@ import json
 import shutil
 import threading
 
+import numpy as np
 import pytest
 
 import vlsm
-from conftest import TINY_CLIPSEG
+from conftest import REPO, TINY_CLIPSEG, write_png
 
 
 def copy(ds, tmp_path, name):
@@ -66,6 +67,54 @@ def test_eval_errors(prompted, tmp_path):
         vlsm.eval(tmp_path / "none", tmp_path, model=TINY_CLIPSEG, prompts="p1")
     with pytest.raises(ValueError, match="threshold"):
         vlsm.eval(prompted, tmp_path, model=TINY_CLIPSEG, prompts="p1", threshold=2.0)
+
+
+TINY_VIT = REPO / "tests/fixtures/vit/tiny_cls"
+
+
+@pytest.fixture(scope="module")
+def class_folders(tmp_path_factory):
+    """DATA/test/<class>/*.png for two of the tiny ViT's labels (and a stray train/ split)."""
+    root = tmp_path_factory.mktemp("cls") / "colours"
+    rng = np.random.default_rng(5)
+    for split, n in (("test", 5), ("train", 2)):
+        for k, label in enumerate(("polyp", "ulcer")):
+            for i in range(n):
+                img = rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)
+                img[..., k] //= 4
+                write_png(root / split / label / f"{i}.png", img)
+    return root
+
+
+def test_eval_on_a_classifier_returns_the_clis_metrics(class_folders, cli, tmp_path):
+    got = vlsm.eval(class_folders, tmp_path / "py", model=TINY_VIT, batch=3)
+    r = cli("eval", "--model", TINY_VIT, "--data", class_folders, "--batch", "3", "--out", tmp_path / "cli")
+    want = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert got == want
+    assert (tmp_path / "py" / "metrics.json").read_bytes() == (tmp_path / "cli" / "metrics.json").read_bytes()
+    assert got["data"] == str(class_folders / "test") and got["classes"][0] == "polyp"
+    assert sum(map(sum, got["confusion"])) == 10 and f"({10} images)" in r.stdout
+    # Prompts mean nothing to a classifier, as to `vlsm eval`; the train split is another folder.
+    train = vlsm.eval(class_folders, tmp_path / "train", model=TINY_VIT, split="train", prompts="p1")
+    assert train["data"] == str(class_folders / "train") and sum(map(sum, train["confusion"])) == 4
+    # No DATA/<split>: DATA itself holds the class folders.
+    assert vlsm.eval(class_folders / "test", tmp_path / "flat", model=TINY_VIT, split="val") == {
+        **got, "data": str(class_folders / "test")
+    }
+
+
+def test_eval_on_a_classifier_errors_are_the_clis(class_folders, cli, tmp_path):
+    with pytest.raises(ValueError) as e:
+        vlsm.eval([class_folders, class_folders], tmp_path, model=TINY_VIT)
+    r = cli("eval", "--model", TINY_VIT, "--data", class_folders, class_folders, "--out", tmp_path, check=False)
+    assert r.returncode != 0 and r.stderr.strip() == f"error: {e.value}"
+    stray = tmp_path / "stray"
+    shutil.copytree(class_folders / "test", stray)
+    (stray / "kitten").mkdir()
+    with pytest.raises(ValueError, match="kitten"):
+        vlsm.eval(stray, tmp_path / "o", model=TINY_VIT)
+    with pytest.raises(FileNotFoundError):
+        vlsm.eval(tmp_path / "none", tmp_path / "o", model=TINY_VIT)
 
 
 def config(tmp_path, ds, out, epochs):

@@ -2,13 +2,16 @@
 examples (built-in model) and on the tiny CLIPSeg fixture; array inputs of every layout; the
 error paths; threads."""
 
+import json
+import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import vlsm
-from conftest import EXAMPLES, TINY_CLIPSEG, TINY_IMAGES, read_png, write_png
+from conftest import DEFAULT_MODEL, EXAMPLES, TINY_CLIPSEG, TINY_IMAGES, read_png, write_png
 
 PROMPT = "one medium orange round polyp, located in center of the image"
 
@@ -239,3 +242,86 @@ def test_write_mask_writes_what_the_cli_writes(tiny, cli, tmp_path):
     assert (tmp_path / "py.mask.png").read_bytes() == (tmp_path / "cli" / "kvasir_75x50.mask.png").read_bytes()
     with pytest.raises(ValueError, match="mask"):
         vlsm.write_mask(tmp_path / "x.png", r.masks)
+
+
+def cli_json(cli, tmp_path, images, prompts, model):
+    """`vlsm segment --json`: {(image name, prompt): record}."""
+    args = ["segment", *images, "--out", tmp_path / "json", "--model", model, "--json"]
+    for p in prompts:
+        args += ["-p", p]
+    recs = [json.loads(line) for line in cli(*args).stdout.splitlines()]
+    assert len(recs) == len(images) * len(prompts)
+    return {(Path(r["image"]).name, r["prompt"]): r for r in recs}
+
+
+def check_presence_is_the_clis(seg, cli, tmp_path, model, images, prompts):
+    recs = cli_json(cli, tmp_path, images, prompts, model)
+    for img, r in zip(images, seg.segment_batch(images, prompts)):
+        assert r.presence.dtype == np.float32 and r.presence.shape == (len(prompts),)
+        assert r.present.dtype == np.bool_ and r.present.shape == (len(prompts),)
+        for k, p in enumerate(prompts):
+            rec = recs[(img.name, p)]
+            assert r.presence[k] == np.float32(rec["presence"]), (img.name, p)
+            assert bool(r.present[k]) == rec["present"] and r.areas[k] == rec["area"], (img.name, p)
+            assert np.array_equal(r.masks[k], read_png(Path(rec["mask"])) == 255), (img.name, p)
+    return recs
+
+
+def test_presence_is_the_clis_json(builtin, cli, tmp_path):
+    """The built-in model has no presence head: presence is the map's largest probability and
+    present says whether the mask has a pixel (as `vlsm segment --json` prints them)."""
+    images = [p for p in EXAMPLES if p.name.startswith(("busi", "clinicdb"))]
+    prompts = ["Tumor in the breast ultrasound image.", "polyp"]
+    recs = check_presence_is_the_clis(builtin, cli, tmp_path, DEFAULT_MODEL, images, prompts)
+    assert {r["present"] for r in recs.values()} == {True, False}, "both outcomes are compared"
+    r = builtin.segment(images[0], prompts)
+    sig = 1 / (1 + np.exp(-r.logits.reshape(len(prompts), -1).astype(np.float64).max(axis=1)))
+    assert np.allclose(r.presence, sig, atol=1e-6)
+    assert list(r.present) == [a > 0 for a in r.areas]
+
+
+def with_presence_head(tmp_path, name, weight, bias):
+    """The built-in model with a presence head (`presence.weight` [1, 2C], `presence.bias` [1])."""
+    dst = tmp_path / name
+    shutil.copytree(DEFAULT_MODEL, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["presence"] = True
+    (dst / "config.json").write_text(json.dumps(cfg))
+    st = dst / "model.safetensors"
+    raw = st.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
+    w = np.ascontiguousarray(weight, "<f4").reshape(1, 2 * cfg["channels"][-1])
+    b = np.asarray([bias], "<f4")
+    for key, arr in (("presence.weight", w), ("presence.bias", b)):
+        header[key] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [len(data), len(data) + arr.nbytes]}
+        data += arr.tobytes()
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    st.write_bytes(len(text).to_bytes(8, "little") + text + data)
+    return dst
+
+
+def test_presence_head_is_the_clis_and_empties_absent_masks(builtin, cli, tmp_path):
+    images = [p for p in EXAMPLES if p.suffix in (".jpg", ".png")]
+    prompts = [PROMPT, "polyp", "Tumor in the breast ultrasound image."]
+    c = 2 * 256
+    rng = np.random.default_rng(7)
+    learned = with_presence_head(tmp_path, "head", rng.normal(0, 0.02, c), 1.3)
+    seg = vlsm.Segmenter(learned)
+    recs = check_presence_is_the_clis(seg, cli, tmp_path / "a", learned, images, prompts)
+    assert {r["present"] for r in recs.values()} == {True, False}, "both outcomes are compared"
+
+    absent = vlsm.Segmenter(with_presence_head(tmp_path, "absent", np.zeros(c), -4.0))
+    kvasir = next(p for p in EXAMPLES if p.name.startswith("kvasir"))
+    r, ref = absent.segment(kvasir, PROMPT), builtin.segment(kvasir, PROMPT)
+    assert r.presence[0] == np.float32(1 / (1 + np.exp(4.0))) and not r.present[0]
+    assert ref.areas[0] > 0 and r.areas == [0] and not r.masks.any()
+    assert r.probs.tobytes() == ref.probs.tobytes() and r.logits.tobytes() == ref.logits.tobytes()
+    (m,), _ = cli_segment(cli, tmp_path / "b", [kvasir], [PROMPT], model=tmp_path / "absent")
+    assert not m.any()
+
+    present = vlsm.Segmenter(with_presence_head(tmp_path, "present", np.zeros(c), 4.0))
+    r = present.segment(kvasir, PROMPT)
+    assert r.present[0] and np.array_equal(r.masks, ref.masks)

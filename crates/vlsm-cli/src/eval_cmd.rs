@@ -65,7 +65,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         Some(m) => vlsm::hub::resolve(&m)?,
         None => vlsm::pipeline::default_model_dir()?,
     };
-    if is_classifier(&model) {
+    if vlsm::classify::is_classifier_dir(&model) {
         return run_classify(&a, &model);
     }
     let seg = Segmenter::load(&model)?;
@@ -94,29 +94,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// A supervised image classifier directory (ViT or Swin `config.json`).
-fn is_classifier(dir: &std::path::Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return false };
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    matches!(v.get("model_type").and_then(|m| m.as_str()), Some("vit" | "swin"))
-}
-
 /// Accuracy and confusion matrix over `DATA/<split>/<class>/*` (or `DATA/<class>/*`).
 fn run_classify(a: &EvalArgs, model: &std::path::Path) -> Result<()> {
-    use vlsm::classify::{evaluate_folder, format_eval, HfClassifier};
-    let [root] = a.data.as_slice() else {
-        bail!("--data: a classifier is evaluated on one folder of class folders");
-    };
-    let split_dir = root.join(&a.split);
-    let dir = if split_dir.is_dir() { split_dir } else { root.clone() };
-    let m = HfClassifier::load(model, &candle_core::Device::Cpu)?;
-    let ev = evaluate_folder(&m, &dir, a.batch)?;
-    let json = serde_json::json!({
-        "model": model.display().to_string(), "data": dir.display().to_string(),
-        "accuracy": ev.accuracy, "classes": ev.classes, "confusion": ev.confusion,
-    });
-    vlsm::io::write_atomic(&a.out.join("metrics.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
-    print!("{}", format_eval(&ev));
+    let (ev, _) = vlsm::classify::evaluate_saved(model, &a.data, &a.split, a.batch, &a.out)?;
+    print!("{}", vlsm::classify::format_eval(&ev));
     eprintln!("wrote {}", a.out.join("metrics.json").display());
     Ok(())
 }

@@ -505,11 +505,7 @@ fn write_outputs(
     post: &pipeline::PostProcess,
 ) -> Result<(PathBuf, u64)> {
     let (w, h) = img.dimensions();
-    let probs = pipeline::probabilities_at(logits, w, h)?;
-    let mut mask = pipeline::threshold_mask(&probs, w, h, threshold)?;
-    if !present {
-        mask.fill(0);
-    }
+    let (_, mut mask) = pipeline::probabilities_and_mask(logits, w, h, threshold, present)?;
     post.apply(&mut mask);
     let area = mask.as_raw().iter().filter(|&&v| v > 0).count() as u64;
     let base = with_suffix(base, &c.name);

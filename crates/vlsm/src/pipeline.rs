@@ -115,20 +115,23 @@ impl Segmenter {
         Ok(Tensor::cat(&parts, 0)?)
     }
 
-    /// Logits [h, w] for each row of `cond`, in order, decoded [`PROMPT_BATCH`] at a time (the
-    /// decoder's activations grow with the prompts it runs at once): `each(k, logits_k)`.
+    /// Logits [h, w] and [`Presence`] for each row of `cond`, in order, decoded
+    /// [`PROMPT_BATCH`] at a time (the decoder's activations grow with the prompts it runs at
+    /// once) as [`decode_with_presence`](Self::decode_with_presence) does under the mask
+    /// `threshold`: `each(k, logits_k, presence_k)`.
     pub fn decode_each(
         &self,
         features: &ImageFeatures,
         cond: &Tensor,
-        mut each: impl FnMut(usize, &Tensor) -> Result<()>,
+        threshold: f32,
+        mut each: impl FnMut(usize, &Tensor, Presence) -> Result<()>,
     ) -> Result<()> {
         let n = cond.dim(0)?;
         for start in (0..n).step_by(PROMPT_BATCH) {
             let len = PROMPT_BATCH.min(n - start);
-            let logits = self.decode(features, &cond.narrow(0, start, len)?)?; // [len, h, w]
-            for k in 0..len {
-                each(start + k, &logits.get(k)?)?;
+            let (logits, presence) = self.decode_with_presence(features, &cond.narrow(0, start, len)?, threshold)?;
+            for (k, p) in presence.into_iter().enumerate() {
+                each(start + k, &logits.get(k)?, p)?;
             }
         }
         Ok(())
@@ -382,15 +385,20 @@ pub const TEXT_BATCH: usize = 64;
 pub const PROMPT_BATCH: usize = 16;
 
 /// What `vlsm segment` makes of one prompt's logits [h, w] for a `width`×`height` image:
-/// probabilities at the image size ([`probabilities_at`]) and the 0/255 mask above `threshold`.
+/// probabilities at the image size ([`probabilities_at`]) and the 0/255 mask above `threshold`,
+/// empty when the target is not [`present`](Presence) (before any `--post`).
 pub fn probabilities_and_mask(
     logits: &Tensor,
     width: u32,
     height: u32,
     threshold: f32,
+    present: bool,
 ) -> Result<(Vec<f32>, GrayImage)> {
     let probs = probabilities_at(logits, width, height)?;
-    let mask = threshold_mask(&probs, width, height, threshold)?;
+    let mut mask = threshold_mask(&probs, width, height, threshold)?;
+    if !present {
+        mask.fill(0);
+    }
     Ok((probs, mask))
 }
 

@@ -24,6 +24,12 @@ class SegmentResult:
     logits: npt.NDArray[np.float32]
     #: Mask pixels per prompt.
     areas: List[int]
+    #: float32 N: whether each prompt's target is in the image (``vlsm segment --json``'s
+    #: "presence"): the presence head's probability, or without a head the largest probability
+    #: of the map at model resolution.
+    presence: npt.NDArray[np.float32]
+    #: bool N: ``vlsm segment --json``'s "present"; an absent target's mask is empty.
+    present: npt.NDArray[np.bool_]
     #: The probability threshold the masks used.
     threshold: float
     #: The prompts, in the order of the rows.
@@ -87,10 +93,17 @@ def eval(
     post: str = "none",
     ablation: bool = False,
 ) -> Dict[str, Any]:
-    """``vlsm eval``: writes metrics.json, per_image.csv, masks and report.html into ``out`` and
-    returns metrics.json's content (``prompts`` per key: pooled and per-dataset Dice, IoU, HD95;
-    ``results`` per image). ``tta`` ("none" or "flip"), ``post`` ("none" or a comma-separated list
-    of "lcc", "fill") and ``ablation`` are ``vlsm eval``'s ``--tta``, ``--post`` and ``--ablation``."""
+    """``vlsm eval``: returns metrics.json's content.
+
+    A segmentation model: writes metrics.json, per_image.csv, masks and report.html into ``out``
+    (``prompts`` per key: pooled and per-dataset Dice, IoU, HD95; ``results`` per image).
+    ``tta`` ("none" or "flip"), ``post`` ("none" or a comma-separated list of "lcc", "fill") and
+    ``ablation`` are ``vlsm eval``'s ``--tta``, ``--post`` and ``--ablation``.
+
+    An image classifier (ViT or Swin): ``data`` is one folder of class folders,
+    ``DATA/<split>/<class>/*`` or ``DATA/<class>/*``; writes metrics.json with ``model``,
+    ``data``, ``accuracy``, ``classes`` and ``confusion`` (rows: true class); the segmentation
+    options are ignored."""
 
 def train(
     config_path: PathLike, resume: bool = False, *, lr: Optional[float] = None, random_decoder: bool = False

@@ -110,6 +110,40 @@ pub fn evaluate_folder(model: &dyn ImageClassifier, root: &Path, batch: usize) -
     })
 }
 
+/// Whether `dir` holds a supervised image classifier (a ViT or Swin `config.json`): `vlsm eval`
+/// evaluates those on class folders instead of segmentation splits.
+pub fn is_classifier_dir(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return false };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    matches!(v.get("model_type").and_then(|m| m.as_str()), Some("vit" | "swin"))
+}
+
+/// `vlsm eval` on the classifier in `model`: accuracy and confusion matrix over
+/// `DATA/<split>/<class>/*` (or `DATA/<class>/*` when there is no `DATA/<split>`), `batch`
+/// images at a time. Writes `out/metrics.json` atomically and returns the evaluation with
+/// metrics.json's content (`model`, `data`, `accuracy`, `classes`, `confusion`).
+pub fn evaluate_saved(
+    model: &Path,
+    data: &[PathBuf],
+    split: &str,
+    batch: usize,
+    out: &Path,
+) -> Result<(ClassifyEval, serde_json::Value)> {
+    let [root] = data else {
+        bail!("--data: a classifier is evaluated on one folder of class folders");
+    };
+    let split_dir = root.join(split);
+    let dir = if split_dir.is_dir() { split_dir } else { root.clone() };
+    let m = super::HfClassifier::load(model, &candle_core::Device::Cpu)?;
+    let ev = evaluate_folder(&m, &dir, batch)?;
+    let json = serde_json::json!({
+        "model": model.display().to_string(), "data": dir.display().to_string(),
+        "accuracy": ev.accuracy, "classes": ev.classes, "confusion": ev.confusion,
+    });
+    crate::io::write_atomic(&out.join("metrics.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    Ok((ev, json))
+}
+
 /// Accuracy and the confusion matrix as a text table (rows: true class, columns: predicted).
 pub fn format_eval(ev: &ClassifyEval) -> String {
     let n: usize = ev.confusion.iter().flatten().sum();

@@ -16,7 +16,9 @@ use crate::weights;
 
 pub mod eval;
 
-pub use eval::{confusion_matrix, evaluate_folder, format_eval, ClassFolder, ClassifyEval};
+pub use eval::{
+    confusion_matrix, evaluate_folder, evaluate_saved, format_eval, is_classifier_dir, ClassFolder, ClassifyEval,
+};
 
 /// Anything that maps pixel values to one logit per label.
 pub trait ImageClassifier {
