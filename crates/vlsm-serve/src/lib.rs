@@ -12,9 +12,9 @@ mod guard;
 mod labelstudio;
 mod listen;
 mod monailabel;
-mod volume;
 pub mod train;
 pub mod versions;
+mod volume;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;

@@ -9,5 +9,5 @@ mod protocols;
 mod security;
 mod sigterm;
 mod support;
-mod volumes;
 mod train;
+mod volumes;

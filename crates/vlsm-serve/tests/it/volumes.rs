@@ -20,7 +20,8 @@ fn opts() -> Options {
 fn reference(vol: &Volume, prompt: &str, windowing: Windowing) -> Vec<u8> {
     let seg = Segmenter::load(&tiny_model()).unwrap();
     let cond = seg.text_conditional(&[prompt.to_string()]).unwrap();
-    let o = VolumeOptions { axis: 2, windowing, batch: 4, threshold: seg.default_threshold(), probs: false, invert: false };
+    let o =
+        VolumeOptions { axis: 2, windowing, batch: 4, threshold: seg.default_threshold(), probs: false, invert: false };
     segment_volume(&seg, vol, &cond, &o, || {}).unwrap().masks.remove(0)
 }
 
