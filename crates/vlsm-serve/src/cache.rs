@@ -90,20 +90,7 @@ impl FeatureCache {
 
     /// Looks `key` up, counting a hit or a miss, and marks it most recently used.
     pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Entry>> {
-        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        match items.iter().position(|(k, _)| k == key) {
-            Some(i) => {
-                let item = items.remove(i).expect("index from position");
-                let e = item.1.clone();
-                items.push_back(item);
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(e)
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        self.get_at(self.generation(), key)
     }
 
     /// Whether `key` is cached, without counting or reordering.
@@ -112,12 +99,7 @@ impl FeatureCache {
     }
 
     pub fn insert(&self, key: [u8; 32], entry: Arc<Entry>) {
-        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        items.retain(|(k, _)| *k != key);
-        items.push_back((key, entry));
-        while items.len() > self.capacity {
-            items.pop_front();
-        }
+        self.insert_at(self.generation(), key, entry)
     }
 
     pub fn stats(&self) -> CacheStats {

@@ -356,22 +356,7 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
     for (((ds, keys), names), &is_vol) in pool.datasets.iter().zip(&keys_of).zip(&names_of).zip(&volume_of) {
         if is_vol {
             for (rec, name) in ds.records.iter().zip(names) {
-                let mut texts = Vec::with_capacity(keys.len());
-                for k in keys {
-                    texts.push(if seg.uses_text() {
-                        data::prompt(rec, k, &mut rng)?.to_string()
-                    } else {
-                        String::new()
-                    });
-                }
-                let mut rows = Vec::with_capacity(texts.len());
-                for t in &texts {
-                    if !memo.contains_key(t) {
-                        memo.insert(t.clone(), seg.text_conditional(std::slice::from_ref(t))?);
-                    }
-                    rows.push(memo[t].clone());
-                }
-                let cond = candle_core::Tensor::cat(&rows, 0)?;
+                let (texts, cond) = record_conditions(seg, rec, keys, &mut rng, &mut memo)?;
                 let (vol, scores) = score_volume(seg, opts, rec, &cond)?;
                 for ((k, text), sc) in keys.iter().zip(&texts).zip(scores) {
                     let rel = if per_key_dirs {
@@ -415,23 +400,9 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
             };
             for (ri, (rec, img)) in chunk.iter().zip(&imgs).enumerate() {
                 let name = &names[ci * opts.batch.max(1) + ri];
-                let mut texts = Vec::with_capacity(keys.len());
-                for k in keys {
-                    texts.push(if seg.uses_text() {
-                        data::prompt(rec, k, &mut rng)?.to_string()
-                    } else {
-                        String::new()
-                    });
-                }
-                let mut rows = Vec::with_capacity(texts.len());
-                for t in &texts {
-                    if !memo.contains_key(t) {
-                        memo.insert(t.clone(), seg.text_conditional(std::slice::from_ref(t))?);
-                    }
-                    rows.push(memo[t].clone());
-                }
+                let (texts, cond) = record_conditions(seg, rec, keys, &mut rng, &mut memo)?;
                 let (logits, presence) = match feats.get(ri) {
-                    Some(f) => seg.decode_with_presence(f, &candle_core::Tensor::cat(&rows, 0)?, opts.threshold)?,
+                    Some(f) => seg.decode_with_presence(f, &cond, opts.threshold)?,
                     None => seg.segment_image(img, &texts, opts.threshold, opts.tta)?,
                 };
                 let target = crate::io::read_mask(&rec.mask_path)?;
@@ -518,6 +489,29 @@ pub fn evaluate(seg: &Segmenter, opts: &EvalOptions) -> Result<EvalReport> {
 }
 
 /// The words of `text` in a seeded random order.
+/// The prompt texts of `rec` under `keys` (drawn with `rng`, as `vlsm segment` would be given
+/// them) and their text conditions, one row per key; `memo` encodes each distinct text once a run.
+fn record_conditions(
+    seg: &Segmenter,
+    rec: &data::Record,
+    keys: &[String],
+    rng: &mut ChaCha8Rng,
+    memo: &mut HashMap<String, candle_core::Tensor>,
+) -> Result<(Vec<String>, candle_core::Tensor)> {
+    let mut texts = Vec::with_capacity(keys.len());
+    for k in keys {
+        texts.push(if seg.uses_text() { data::prompt(rec, k, rng)?.to_string() } else { String::new() });
+    }
+    let mut rows = Vec::with_capacity(texts.len());
+    for t in &texts {
+        if !memo.contains_key(t) {
+            memo.insert(t.clone(), seg.text_conditional(std::slice::from_ref(t))?);
+        }
+        rows.push(memo[t].clone());
+    }
+    Ok((texts, candle_core::Tensor::cat(&rows, 0)?))
+}
+
 pub fn shuffle_words(text: &str, rng: &mut ChaCha8Rng) -> String {
     use rand::seq::SliceRandom;
     let mut words: Vec<&str> = text.split_whitespace().collect();
