@@ -719,6 +719,20 @@ fn median_network_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
     let rl = w * cn;
     let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
     par_rows(dst.data_mut(), rl, |y0, band| {
+        if ksize == 3 {
+            let mut direct = true;
+            for (yy, out) in band.chunks_mut(rl).enumerate() {
+                let y = y0 + yy;
+                let row = |i: usize| src.row((y + i).saturating_sub(1).min(h - 1));
+                direct = kernels8::median3_row_direct([row(0), row(1), row(2)], out, cn);
+                if !direct {
+                    break;
+                }
+            }
+            if direct {
+                return;
+            }
+        }
         // Sorted columns with `r` replicated pixels on each side.
         let mut cols: Vec<Vec<u8>> = (0..ksize).map(|_| vec![0; rl + 2 * r * cn]).collect();
         for (yy, out) in band.chunks_mut(rl).enumerate() {
@@ -886,7 +900,9 @@ mod tests {
 
     #[test]
     fn median_row_kernels_match_generic_network() {
-        for (w, h, cn) in [(70, 9, 1), (33, 7, 3), (40, 6, 4), (32, 3, 1), (150, 4, 1)] {
+        for (w, h, cn) in
+            [(70, 9, 1), (33, 7, 3), (40, 6, 4), (32, 3, 1), (150, 4, 1), (34, 5, 1), (47, 6, 3), (100, 5, 4)]
+        {
             let img = noise(w, h, cn, (w * h * cn) as u64);
             for k in [3, 5] {
                 assert!(median_network_u8(&img, k) == median_network(&img, k), "{w}x{h}x{cn} k={k}");
