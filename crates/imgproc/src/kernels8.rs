@@ -196,8 +196,8 @@ pub(crate) fn median3_direct(rl: usize, cn: usize) -> bool {
     false
 }
 
-/// 3x3 median of one output row straight from the three source rows (replicated border), 64
-/// (AVX-512) or 32 (AVX2) bytes per step with no buffer: each of the three columns of a step is
+/// 3x3 median of one output row straight from the three source rows (replicated border), 32
+/// bytes per AVX2 step with no buffer: each of the three columns of a step is
 /// sorted in registers (three compare-exchanges), then median = med3(max of lows, med3 of mids,
 /// min of highs). The last step overlaps the previous one; the first and last pixel take the
 /// scalar path. Writes every value of `out` when [`median3_direct`] holds for its length;
@@ -207,13 +207,9 @@ pub(crate) fn median3_row_direct(p: [&[u8]; 3], out: &mut [u8], cn: usize) {
     assert!(median3_direct(rl, cn) && p.iter().all(|r| r.len() >= rl), "median3_row_direct: row too short");
     #[cfg(target_arch = "x86_64")]
     {
-        if rl >= 64 + 2 * cn && crate::simd::has_avx512() {
-            // SAFETY: the CPU has AVX-512 BW (checked); the rows hold `rl >= 64 + 2 * cn` values.
-            unsafe { median3_row_avx512(p, out, cn) };
-        } else {
-            // SAFETY: the CPU has AVX2 and the rows hold `rl >= 32 + 2 * cn` values (asserted).
-            unsafe { median3_row_avx2(p, out, cn) };
-        }
+        // SAFETY: the CPU has AVX2 and the rows hold `rl >= 32 + 2 * cn` values (asserted).
+        // (No AVX-512 version: its intrinsics need Rust 1.89, above the workspace's MSRV.)
+        unsafe { median3_row_avx2(p, out, cn) };
         median3_edges(p, out, cn);
     }
 }
@@ -267,41 +263,6 @@ unsafe fn median3_row_avx2(p: [&[u8]; 3], out: &mut [u8], cn: usize) {
             break;
         }
         x += 32;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn median3_row_avx512(p: [&[u8]; 3], out: &mut [u8], cn: usize) {
-    use std::arch::x86_64::*;
-    let rl = out.len();
-    let end = rl - cn;
-    let (p0, p1, p2) = (p[0].as_ptr(), p[1].as_ptr(), p[2].as_ptr());
-    let col = |o: usize| {
-        let a = _mm512_loadu_si512(p0.add(o) as *const _);
-        let b = _mm512_loadu_si512(p1.add(o) as *const _);
-        let c = _mm512_loadu_si512(p2.add(o) as *const _);
-        let (l, h) = (_mm512_min_epu8(a, b), _mm512_max_epu8(a, b));
-        (_mm512_min_epu8(l, c), _mm512_max_epu8(l, _mm512_min_epu8(h, c)), _mm512_max_epu8(h, c))
-    };
-    let med3 = |a: __m512i, b: __m512i, c: __m512i| {
-        _mm512_max_epu8(_mm512_min_epu8(a, b), _mm512_min_epu8(_mm512_max_epu8(a, b), c))
-    };
-    let mut x = cn;
-    loop {
-        let xx = if x + 64 <= end { x } else { end - 64 };
-        // Reads bytes xx - cn .. xx + cn + 64 <= rl of each row.
-        let (l0, m0, h0) = col(xx - cn);
-        let (l1, m1, h1) = col(xx);
-        let (l2, m2, h2) = col(xx + cn);
-        let lo = _mm512_max_epu8(_mm512_max_epu8(l0, l1), l2);
-        let hi = _mm512_min_epu8(_mm512_min_epu8(h0, h1), h2);
-        let v = med3(lo, med3(m0, m1, m2), hi);
-        _mm512_storeu_si512(out.as_mut_ptr().add(xx) as *mut _, v);
-        if xx + 64 >= end {
-            break;
-        }
-        x += 64;
     }
 }
 
