@@ -58,6 +58,9 @@ pub fn cvt_color<T: Pixel>(src: &Image<T>, code: ColorConversion) -> Result<Imag
         return Ok(convert(src, cn, |s, d| swap_rb(s, d, cn)));
     }
     if let Some(s8) = as_u8(src) {
+        if matches!(code, Rgb2Gray | Bgr2Gray) {
+            return Ok(from_u8(convert_gray_u8(s8, bgr)));
+        }
         let f: fn(&[u8], &mut [u8], bool) = match code {
             Rgb2Gray | Bgr2Gray => gray_u8,
             Gray2Rgb | Gray2Bgr => |s, d, _| expand_gray(s, d),
@@ -90,6 +93,23 @@ fn convert<T: Pixel>(src: &Image<T>, out_cn: usize, f: impl Fn(&[T], &mut [T]) +
         }
     });
     dst
+}
+
+/// [`convert`] for 8-bit gray: the output is not zeroed first (the conversion writes all of it).
+fn convert_gray_u8(src: &Image<u8>, bgr: bool) -> Image<u8> {
+    let orl = src.width();
+    let fill = |data: &mut [std::mem::MaybeUninit<u8>]| {
+        par_rows(data, orl, |y0, band| {
+            for (i, out) in band.chunks_mut(orl).enumerate() {
+                // SAFETY: `gray_u8` only writes `out` (every value of it) and never reads it;
+                // `MaybeUninit<u8>` has the layout of `u8`.
+                let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len()) };
+                gray_u8(src.row(y0 + i), out, bgr);
+            }
+        })
+    };
+    // SAFETY: `fill` writes every value (each row is one `out` above, all of which `gray_u8` writes).
+    unsafe { Image::<u8>::from_fn_uninit(src.width(), src.height(), 1, fill) }.expect("one channel")
 }
 
 fn expand_gray<T: Pixel>(s: &[T], d: &mut [T]) {
@@ -151,53 +171,51 @@ fn gray_u8(s: &[u8], d: &mut [u8], bgr: bool) {
     }
 }
 
-/// `gray_px` on 16 pixels per step: byte shuffles gather each channel, `madd` forms
+/// `gray_px` on 32 pixels per step, 8 per 256-bit register: a dword permute puts pixels 0-3 of
+/// a group in the low 128-bit lane and 4-7 in the high one, one byte shuffle per lane then
+/// zero-extends them to `(r, g)` u16 pairs and another to `(b, 1)` pairs, and `madd` forms
 /// `r*R + g*G` and `b*B + 2^14` in i32 lanes. Returns how many leading pixels it converted.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn gray_avx2<const CN: usize>(s: &[u8], d: &mut [u8], (ri, gi, bi): (usize, usize, usize)) -> usize {
     use std::arch::x86_64::*;
-    // For channel `c`, one mask per 16-byte register: byte `j*CN + c` of the 16 pixels, if it
-    // lies in that register, goes to position j.
-    let masks = |c: usize| -> [__m128i; CN] {
-        std::array::from_fn(|reg| {
-            let m: [i8; 16] = std::array::from_fn(|j| {
-                let at = j * CN + c;
-                if at / 16 == reg {
-                    (at % 16) as i8
-                } else {
-                    -1
-                }
-            });
-            _mm_loadu_si128(m.as_ptr() as *const __m128i)
-        })
+    // Byte masks for 4 pixels of a 128-bit lane: u16 lane 2j gets channel `c0` of pixel j and
+    // lane 2j + 1 channel `c1` (None: zero).
+    let mask = |c0: usize, c1: Option<usize>| {
+        let m: [i8; 16] = std::array::from_fn(|k| {
+            let (j, b) = (k / 4, k % 4);
+            match (b, c1) {
+                (0, _) => (j * CN + c0) as i8,
+                (2, Some(c1)) => (j * CN + c1) as i8,
+                _ => -1,
+            }
+        });
+        let v = _mm_loadu_si128(m.as_ptr() as *const __m128i);
+        _mm256_broadcastsi128_si256(v)
     };
-    let (mr, mg, mb) = (masks(ri), masks(gi), masks(bi));
-    let gather = |regs: &[__m128i; CN], m: &[__m128i; CN]| {
-        let mut v = _mm_setzero_si128();
-        for k in 0..CN {
-            v = _mm_or_si128(v, _mm_shuffle_epi8(regs[k], m[k]));
-        }
-        _mm256_cvtepu8_epi16(v)
-    };
+    let (mrg, mb) = (mask(ri, Some(gi)), mask(bi, None));
+    let perm = _mm256_setr_epi32(0, 1, 2, 3, CN as i32, CN as i32 + 1, CN as i32 + 2, CN as i32 + 3);
+    let one_hi = _mm256_set1_epi32(1 << 16);
     let krg = _mm256_set1_epi32(9798 | (19235 << 16));
     let kb1 = _mm256_set1_epi32(3735 | (1 << 14 << 16));
-    let one = _mm256_set1_epi16(1);
+    let fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    // Gray values of pixels `at..at + 8` as i32.
+    let group = |at: usize| {
+        let v = _mm256_loadu_si256(s.as_ptr().add(at * CN) as *const __m256i);
+        let v = _mm256_permutevar8x32_epi32(v, perm);
+        let rg = _mm256_shuffle_epi8(v, mrg);
+        let b1 = _mm256_or_si256(_mm256_shuffle_epi8(v, mb), one_hi);
+        _mm256_srli_epi32::<15>(_mm256_add_epi32(_mm256_madd_epi16(rg, krg), _mm256_madd_epi16(b1, kb1)))
+    };
     let mut i = 0;
-    while (i + 16) * CN <= s.len() && i + 16 <= d.len() {
-        let p = s.as_ptr().add(i * CN);
-        let regs: [__m128i; CN] = std::array::from_fn(|k| _mm_loadu_si128(p.add(16 * k) as *const __m128i));
-        let (r, g, b) = (gather(&regs, &mr), gather(&regs, &mg), gather(&regs, &mb));
-        // unpack/pack work within 128-bit lanes, so packing undoes the interleave's reordering.
-        let half = |rg: __m256i, b1: __m256i| {
-            _mm256_srli_epi32::<15>(_mm256_add_epi32(_mm256_madd_epi16(rg, krg), _mm256_madd_epi16(b1, kb1)))
-        };
-        let lo = half(_mm256_unpacklo_epi16(r, g), _mm256_unpacklo_epi16(b, one));
-        let hi = half(_mm256_unpackhi_epi16(r, g), _mm256_unpackhi_epi16(b, one));
-        let y16 = _mm256_packs_epi32(lo, hi);
-        let y8 = _mm_packus_epi16(_mm256_castsi256_si128(y16), _mm256_extracti128_si256::<1>(y16));
-        _mm_storeu_si128(d.as_mut_ptr().add(i) as *mut __m128i, y8);
-        i += 16;
+    // The last group's load reads 32 bytes from pixel i + 24.
+    while (i + 24) * CN + 32 <= s.len() && i + 32 <= d.len() {
+        let w01 = _mm256_packs_epi32(group(i), group(i + 8));
+        let w23 = _mm256_packs_epi32(group(i + 16), group(i + 24));
+        // Dwords of 4 pixels now come as 0, 8, 16, 24, 4, 12, 20, 28.
+        let y = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23), fix);
+        _mm256_storeu_si256(d.as_mut_ptr().add(i) as *mut __m256i, y);
+        i += 32;
     }
     i
 }
@@ -1033,7 +1051,22 @@ mod tests {
     #[test]
     fn gray_vector_path_matches_scalar() {
         let mut state = 11u64;
-        for (n, cn) in [(1, 3), (15, 3), (16, 3), (17, 3), (301, 3), (1, 4), (16, 4), (33, 4), (299, 4)] {
+        for (n, cn) in [
+            (1, 3),
+            (15, 3),
+            (16, 3),
+            (17, 3),
+            (32, 3),
+            (33, 3),
+            (34, 3),
+            (64, 3),
+            (301, 3),
+            (1, 4),
+            (16, 4),
+            (32, 4),
+            (33, 4),
+            (299, 4),
+        ] {
             let src: Vec<u8> = (0..n * cn)
                 .map(|i| {
                     state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

@@ -711,12 +711,29 @@ fn median_network_pairs(n: usize) -> Vec<(usize, usize)> {
 
 fn median_network_u8(src: &Image<u8>, ksize: usize) -> Image<u8> {
     let (w, h, cn) = (src.width(), src.height(), src.channels());
+    let rl = w * cn;
+    if ksize == 3 && kernels8::median3_direct(rl, cn) {
+        let fill = |data: &mut [std::mem::MaybeUninit<u8>]| {
+            par_rows(data, rl, |y0, band| {
+                for (yy, out) in band.chunks_mut(rl).enumerate() {
+                    let y = y0 + yy;
+                    let row = |i: usize| src.row((y + i).saturating_sub(1).min(h - 1));
+                    // SAFETY: the kernel only writes `out` (all of it) and never reads it;
+                    // `MaybeUninit<u8>` has the layout of `u8`.
+                    let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len()) };
+                    kernels8::median3_row_direct([row(0), row(1), row(2)], out, cn);
+                }
+            })
+        };
+        // SAFETY: `fill` writes every value: each row is one `out` above, all of which
+        // `median3_row_direct` writes when `median3_direct` holds (checked).
+        return unsafe { Image::<u8>::from_fn_uninit(w, h, cn, fill) }.expect("valid channel count");
+    }
     // Small rows take the generic path (the kernels process whole blocks of lanes).
-    if w * cn < if ksize == 5 { kernels8::M5 } else { kernels8::MB } {
+    if rl < if ksize == 5 { kernels8::M5 } else { kernels8::MB } {
         return median_network(src, ksize);
     }
     let r = ksize / 2;
-    let rl = w * cn;
     let mut dst = Image::<u8>::new(w, h, cn).expect("channels");
     par_rows(dst.data_mut(), rl, |y0, band| {
         // Sorted columns with `r` replicated pixels on each side.
@@ -886,7 +903,18 @@ mod tests {
 
     #[test]
     fn median_row_kernels_match_generic_network() {
-        for (w, h, cn) in [(70, 9, 1), (33, 7, 3), (40, 6, 4), (32, 3, 1), (150, 4, 1)] {
+        for (w, h, cn) in [
+            (70, 9, 1),
+            (33, 7, 3),
+            (40, 6, 4),
+            (32, 3, 1),
+            (150, 4, 1),
+            (34, 5, 1),
+            (35, 4, 1),
+            (22, 6, 3),
+            (47, 6, 3),
+            (100, 5, 4),
+        ] {
             let img = noise(w, h, cn, (w * h * cn) as u64);
             for k in [3, 5] {
                 assert!(median_network_u8(&img, k) == median_network(&img, k), "{w}x{h}x{cn} k={k}");

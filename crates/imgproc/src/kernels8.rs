@@ -185,6 +185,87 @@ multiversion! {
     }
 }
 
+/// Whether [`median3_row_direct`] handles rows of `rl` values with `cn` channels: the CPU has
+/// AVX2 and a row holds at least `32 + 2 * cn` values.
+pub(crate) fn median3_direct(rl: usize, cn: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if rl >= 32 + 2 * cn {
+        return std::arch::is_x86_feature_detected!("avx2");
+    }
+    let _ = (rl, cn);
+    false
+}
+
+/// 3x3 median of one output row straight from the three source rows (replicated border), 32
+/// bytes per AVX2 step with no buffer: each of the three columns of a step is
+/// sorted in registers (three compare-exchanges), then median = med3(max of lows, med3 of mids,
+/// min of highs). The last step overlaps the previous one; the first and last pixel take the
+/// scalar path. Writes every value of `out` when [`median3_direct`] holds for its length;
+/// panics otherwise (or when a row is shorter than `out`).
+pub(crate) fn median3_row_direct(p: [&[u8]; 3], out: &mut [u8], cn: usize) {
+    let rl = out.len();
+    assert!(median3_direct(rl, cn) && p.iter().all(|r| r.len() >= rl), "median3_row_direct: row too short");
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the CPU has AVX2 and the rows hold `rl >= 32 + 2 * cn` values (asserted).
+        // (No AVX-512 version: its intrinsics need Rust 1.89, above the workspace's MSRV.)
+        unsafe { median3_row_avx2(p, out, cn) };
+        median3_edges(p, out, cn);
+    }
+}
+
+/// Columns `0..cn` and `rl - cn..rl` of [`median3_row_direct`] (replicated horizontally).
+fn median3_edges(p: [&[u8]; 3], out: &mut [u8], cn: usize) {
+    let rl = out.len();
+    for i in (0..cn).chain(rl - cn..rl) {
+        let (l, r) = (if i < cn { i } else { i - cn }, if i + cn >= rl { i } else { i + cn });
+        let mut v = [0u8; 9];
+        for (k, row) in p.iter().enumerate() {
+            v[k * 3] = row[l];
+            v[k * 3 + 1] = row[i];
+            v[k * 3 + 2] = row[r];
+        }
+        v.sort_unstable();
+        out[i] = v[4];
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn median3_row_avx2(p: [&[u8]; 3], out: &mut [u8], cn: usize) {
+    use std::arch::x86_64::*;
+    let rl = out.len();
+    let end = rl - cn;
+    let (p0, p1, p2) = (p[0].as_ptr(), p[1].as_ptr(), p[2].as_ptr());
+    // Sorted column (low, middle, high) of the three rows at byte offset `o`.
+    let col = |o: usize| {
+        let a = _mm256_loadu_si256(p0.add(o) as *const __m256i);
+        let b = _mm256_loadu_si256(p1.add(o) as *const __m256i);
+        let c = _mm256_loadu_si256(p2.add(o) as *const __m256i);
+        let (l, h) = (_mm256_min_epu8(a, b), _mm256_max_epu8(a, b));
+        (_mm256_min_epu8(l, c), _mm256_max_epu8(l, _mm256_min_epu8(h, c)), _mm256_max_epu8(h, c))
+    };
+    let med3 = |a: __m256i, b: __m256i, c: __m256i| {
+        _mm256_max_epu8(_mm256_min_epu8(a, b), _mm256_min_epu8(_mm256_max_epu8(a, b), c))
+    };
+    let mut x = cn;
+    loop {
+        let xx = if x + 32 <= end { x } else { end - 32 };
+        // Reads bytes xx - cn .. xx + cn + 32 <= rl of each row.
+        let (l0, m0, h0) = col(xx - cn);
+        let (l1, m1, h1) = col(xx);
+        let (l2, m2, h2) = col(xx + cn);
+        let lo = _mm256_max_epu8(_mm256_max_epu8(l0, l1), l2);
+        let hi = _mm256_min_epu8(_mm256_min_epu8(h0, h1), h2);
+        let v = med3(lo, med3(m0, m1, m2), hi);
+        _mm256_storeu_si256(out.as_mut_ptr().add(xx) as *mut __m256i, v);
+        if xx + 32 >= end {
+            break;
+        }
+        x += 32;
+    }
+}
+
 /// Lanes per 5x5 median block: one AVX2 vector of bytes.
 pub(crate) const M5: usize = 32;
 
