@@ -27,6 +27,7 @@ use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use vlsm::pipeline::Segmenter;
 
+pub use api::rle;
 pub use cache::{CacheStats, FeatureCache};
 pub use gate::Gate;
 pub use labelstudio::ls_rle;

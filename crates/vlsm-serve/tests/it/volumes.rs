@@ -88,28 +88,8 @@ async fn nifti_volume_comes_back_in_its_geometry() {
     for k in 0..n {
         let sl = io::take_slice(&want, vol.dims, 2, k, 1);
         let img = image::GrayImage::from_raw(w as u32, h as u32, sl).unwrap();
-        assert_eq!(res["masks"][k], vlsm_serve_rle(&img), "slice {k}");
+        assert_eq!(res["masks"][k], vlsm_serve::rle(&img), "slice {k}");
     }
-}
-
-/// COCO RLE as /api/segment answers it (column-major, starting with 0s).
-fn vlsm_serve_rle(mask: &image::GrayImage) -> serde_json::Value {
-    let (w, h) = mask.dimensions();
-    let mut counts = Vec::new();
-    let (mut cur, mut run) = (false, 0u64);
-    for x in 0..w {
-        for y in 0..h {
-            let v = mask.get_pixel(x, y)[0] > 0;
-            if v != cur {
-                counts.push(run);
-                cur = v;
-                run = 0;
-            }
-            run += 1;
-        }
-    }
-    counts.push(run);
-    serde_json::json!({"size": [h, w], "counts": counts})
 }
 
 /// An RGB volume (no window): each slice's mask equals the 2-D answer for that slice.
