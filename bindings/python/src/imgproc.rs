@@ -876,11 +876,8 @@ fn erode(
     borderValue: Option<Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     no_dst("erode", "dst", &dst)?;
-    let k = morph_common("erode", &kernel, &anchor, iterations, borderType, &borderValue)?;
-    let img = image_in(src, "erode", "src", FILTER_DEPTHS)?;
-    let it = iterations as usize;
-    let out = per_depth!(py, img, |s| ip::erode(&s, &k, it));
-    Ok(img_out(py, out))
+    let args = MorphArgs { kernel, anchor, iterations, border_type: borderType, border_value: borderValue };
+    morph(py, "erode", src, ip::MorphOp::Erode, args)
 }
 
 /// `dilate(src, kernel[, dst[, anchor[, iterations[, borderType[, borderValue]]]]]) -> dst`
@@ -897,11 +894,8 @@ fn dilate(
     borderValue: Option<Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     no_dst("dilate", "dst", &dst)?;
-    let k = morph_common("dilate", &kernel, &anchor, iterations, borderType, &borderValue)?;
-    let img = image_in(src, "dilate", "src", FILTER_DEPTHS)?;
-    let it = iterations as usize;
-    let out = per_depth!(py, img, |s| ip::dilate(&s, &k, it));
-    Ok(img_out(py, out))
+    let args = MorphArgs { kernel, anchor, iterations, border_type: borderType, border_value: borderValue };
+    morph(py, "dilate", src, ip::MorphOp::Dilate, args)
 }
 
 /// `morphologyEx(src, op, kernel[, dst[, anchor[, iterations[, borderType[, borderValue]]]]]) -> dst`
@@ -931,10 +925,25 @@ fn morphologyEx(
         6 => O::BlackHat,
         _ => return Err(verr(format!("{OP}: op {op} is not supported (MORPH_ERODE ... MORPH_BLACKHAT)"))),
     };
-    let k = morph_common(OP, &kernel, &anchor, iterations, borderType, &borderValue)?;
-    let img = image_in(src, OP, "src", FILTER_DEPTHS)?;
-    let it = iterations as usize;
-    let out = if it == 0 && matches!(mop, O::Erode | O::Dilate) {
+    let args = MorphArgs { kernel, anchor, iterations, border_type: borderType, border_value: borderValue };
+    morph(py, OP, src, mop, args)
+}
+
+/// The optional arguments erode, dilate and morphologyEx share.
+struct MorphArgs<'py> {
+    kernel: Option<Bound<'py, PyAny>>,
+    anchor: Option<Bound<'py, PyAny>>,
+    iterations: i64,
+    border_type: i32,
+    border_value: Option<Bound<'py, PyAny>>,
+}
+
+/// erode, dilate and morphologyEx once the operation is known.
+fn morph(py: Python<'_>, op: &str, src: &Bound<'_, PyAny>, mop: ip::MorphOp, a: MorphArgs<'_>) -> PyResult<Py<PyAny>> {
+    let k = morph_common(op, &a.kernel, &a.anchor, a.iterations, a.border_type, &a.border_value)?;
+    let img = image_in(src, op, "src", FILTER_DEPTHS)?;
+    let it = a.iterations as usize;
+    let out = if it == 0 && matches!(mop, ip::MorphOp::Erode | ip::MorphOp::Dilate) {
         img // as cv2: zero iterations copy the image
     } else {
         per_depth!(py, img, |s| ip::morphology_ex(&s, mop, &k, it))

@@ -451,41 +451,6 @@ mod tests {
         assert!(brush_controls("<View><Image name=\"i\" value=\"$x\"/></View>").is_empty());
     }
 
-    /// The SDK's decoder (`decode_rle`), in Rust, for the round trip.
-    fn decode(rle: &[u8]) -> Vec<u8> {
-        let bit = |i: usize| (rle[i / 8] >> (7 - i % 8)) & 1;
-        let mut pos = 0usize;
-        let mut read = |n: usize| {
-            let mut v = 0u64;
-            for _ in 0..n {
-                v = (v << 1) | bit(pos) as u64;
-                pos += 1;
-            }
-            v
-        };
-        let num = read(32) as usize;
-        let ws = read(5) as usize + 1;
-        let sizes: Vec<usize> = (0..4).map(|_| read(4) as usize + 1).collect();
-        let mut out = vec![0u8; num];
-        let mut i = 0;
-        while i < num {
-            let x = read(1);
-            let idx = read(2) as usize;
-            let j = i + 1 + read(sizes[idx]) as usize;
-            if x == 1 {
-                let v = read(ws) as u8;
-                out[i..j].fill(v);
-                i = j;
-            } else {
-                while i < j {
-                    out[i] = read(ws) as u8;
-                    i += 1;
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn ls_rle_round_trips() {
         let mut mask = vec![0u8; 300 * 250];
@@ -494,7 +459,7 @@ mod tests {
             *v = u8::from((x as i32 - 100).pow(2) + (y as i32 - 120).pow(2) < 2500 || x == 7 || (y == 3 && x < 3));
         }
         for m in [mask.clone(), vec![0; 10], vec![1; 70_000], vec![1, 0, 1, 1, 0]] {
-            let d = decode(&ls_rle(&m));
+            let d = crate::testkit::decode_ls_rle(&ls_rle(&m));
             assert_eq!(d.len(), m.len() * 4);
             for (i, &v) in m.iter().enumerate() {
                 assert!(d[4 * i..4 * i + 4].iter().all(|&c| c == if v > 0 { 255 } else { 0 }));

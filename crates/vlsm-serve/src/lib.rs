@@ -12,6 +12,8 @@ mod guard;
 mod labelstudio;
 mod listen;
 mod monailabel;
+#[doc(hidden)]
+pub mod testkit;
 pub mod train;
 pub mod versions;
 mod volume;

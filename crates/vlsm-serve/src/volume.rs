@@ -589,64 +589,16 @@ pub(crate) async fn segment_any(
 mod tests {
     use super::*;
 
-    fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
-        // A minimal writer for the tests: stored or deflated entries, a central directory.
-        let mut out = Vec::new();
-        let mut cd = Vec::new();
-        for (name, data, deflate) in entries {
-            let mut crc = flate2::Crc::new();
-            crc.update(data);
-            let body = if *deflate {
-                let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-                e.write_all(data).unwrap();
-                e.finish().unwrap()
-            } else {
-                data.to_vec()
-            };
-            let off = out.len() as u32;
-            let method: u16 = if *deflate { 8 } else { 0 };
-            let mut h = Vec::new();
-            h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-            h.extend_from_slice(&[20, 0, 0, 0]);
-            h.extend_from_slice(&method.to_le_bytes());
-            h.extend_from_slice(&[0; 4]);
-            h.extend_from_slice(&crc.sum().to_le_bytes());
-            h.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            h.extend_from_slice(&[0, 0]);
-            h.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&h);
-            out.extend_from_slice(&body);
-            cd.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-            cd.extend_from_slice(&[20, 0, 20, 0, 0, 0]);
-            cd.extend_from_slice(&method.to_le_bytes());
-            cd.extend_from_slice(&[0; 4]);
-            cd.extend_from_slice(&crc.sum().to_le_bytes());
-            cd.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            cd.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            cd.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            cd.extend_from_slice(&[0; 12]);
-            cd.extend_from_slice(&off.to_le_bytes());
-            cd.extend_from_slice(name.as_bytes());
-        }
-        let cd_off = out.len() as u32;
-        out.extend_from_slice(&cd);
-        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(cd.len() as u32).to_le_bytes());
-        out.extend_from_slice(&cd_off.to_le_bytes());
-        out.extend_from_slice(&[0, 0]);
-        out
-    }
-
     #[test]
     fn unzip_reads_stored_and_deflated_and_refuses_bombs() {
         let d = tempfile::tempdir().unwrap();
         let big = vec![7u8; 100_000];
-        let z = zip_of(&[("a/x.dcm", b"hello", false), ("dir/", b"", false), ("b.dcm", &big, true)]);
+        let entry = |n: &str, d: &[u8], deflate| (n.to_string(), d.to_vec(), deflate);
+        let z = crate::testkit::zip_of(&[
+            entry("a/x.dcm", b"hello", false),
+            entry("dir/", b"", false),
+            entry("b.dcm", &big, true),
+        ]);
         let names = unzip(&z, d.path(), 1 << 20).unwrap();
         assert_eq!(names, ["a/x.dcm", "b.dcm"]);
         assert_eq!(std::fs::read(d.path().join(entry_file(0))).unwrap(), b"hello");

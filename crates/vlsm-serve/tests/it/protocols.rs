@@ -110,40 +110,6 @@ async fn monai_label_info_and_infer() {
     }
 }
 
-/// Label Studio's brush RLE decoder (label_studio_sdk.converter.brush.decode_rle).
-fn decode_ls_rle(rle: &[u8]) -> Vec<u8> {
-    let mut pos = 0usize;
-    let mut read = |n: usize| {
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | ((rle[pos / 8] >> (7 - pos % 8)) & 1) as u64;
-            pos += 1;
-        }
-        v
-    };
-    let num = read(32) as usize;
-    let ws = read(5) as usize + 1;
-    let sizes: Vec<usize> = (0..4).map(|_| read(4) as usize + 1).collect();
-    let mut out = vec![0u8; num];
-    let mut i = 0;
-    while i < num {
-        let x = read(1);
-        let idx = read(2) as usize;
-        let j = i + 1 + read(sizes[idx]) as usize;
-        if x == 1 {
-            let v = read(ws) as u8;
-            out[i..j].fill(v);
-            i = j;
-        } else {
-            while i < j {
-                out[i] = read(ws) as u8;
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn label_studio_backend_predicts_brush_labels() {
     let s = Server::start(opts(), Duration::ZERO).await;
@@ -178,7 +144,7 @@ async fn label_studio_backend_predicts_brush_labels() {
         );
         assert_eq!((got["original_width"].as_u64(), got["original_height"].as_u64()), (Some(50), Some(40)));
         let rle: Vec<u8> = got["value"]["rle"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
-        let rgba = decode_ls_rle(&rle);
+        let rgba = vlsm_serve::testkit::decode_ls_rle(&rle);
         let alpha: Vec<u8> = rgba.chunks(4).map(|c| c[3]).collect();
         assert_eq!(alpha, want.as_raw().clone(), "{label}");
     }

@@ -1,13 +1,13 @@
 //! Volumes in /api/segment (#22): NIfTI and zipped DICOM series in, masks in the source's
 //! geometry out (`return=nifti`) or per-slice RLE (JSON); the limits and bad archives.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use vlsm::io::{self, NiftiHeader, Volume, VoxelData, Windowing};
 use vlsm::pipeline::Segmenter;
 use vlsm::volume::{segment_volume, VolumeOptions};
+use vlsm_serve::testkit::zip_of;
 use vlsm_serve::Options;
 
 use crate::support::{post_form, repo_root, tiny_model, Form, Resp, Server};
@@ -107,55 +107,6 @@ async fn volume_slices_equal_the_2d_answers() {
         let two_d = post_form(s.addr, "/api/segment", f).await.json();
         assert_eq!(j["results"][0]["masks"][k as usize], two_d["results"][0]["rle"], "slice {k}");
     }
-}
-
-/// A minimal zip writer (stored or deflated entries).
-pub fn zip_of(entries: &[(String, Vec<u8>, bool)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut cd = Vec::new();
-    for (name, data, deflate) in entries {
-        let mut crc = flate2::Crc::new();
-        crc.update(data);
-        let body = if *deflate {
-            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(data).unwrap();
-            e.finish().unwrap()
-        } else {
-            data.clone()
-        };
-        let method: u16 = if *deflate { 8 } else { 0 };
-        let common = |v: &mut Vec<u8>| {
-            v.extend_from_slice(&method.to_le_bytes());
-            v.extend_from_slice(&[0; 4]);
-            v.extend_from_slice(&crc.sum().to_le_bytes());
-            v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            v.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        };
-        let off = out.len() as u32;
-        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        out.extend_from_slice(&[20, 0, 0, 0]);
-        common(&mut out);
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&body);
-        cd.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        cd.extend_from_slice(&[20, 0, 20, 0, 0, 0]);
-        common(&mut cd);
-        cd.extend_from_slice(&[0; 12]);
-        cd.extend_from_slice(&off.to_le_bytes());
-        cd.extend_from_slice(name.as_bytes());
-    }
-    let cd_off = out.len() as u32;
-    out.extend_from_slice(&cd);
-    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(cd.len() as u32).to_le_bytes());
-    out.extend_from_slice(&cd_off.to_le_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out
 }
 
 /// The files of a folder (recursively) as zip entries, deflated.
