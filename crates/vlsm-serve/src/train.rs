@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use vlsm::data::{Dataset, Prompt};
 use vlsm::models::ModelKind;
 use vlsm::pipeline::Segmenter;
+use vlsm::preprocess::ResizeTarget;
 use vlsm::train::tasks::common::DecoderInit;
 use vlsm::train::{EpochRecord, Hooks, RunOptions, TrainConfig};
 
@@ -190,8 +191,7 @@ fn trainer(st: &AppState) -> Result<&Trainer, ApiError> {
 
 /// Starts a fine-tune of the served model on the dataset's saved corrections, in the
 /// background; answers the status it starts with. Errors: 403 without `--train`, 400 for a
-/// bad request, 409 while one runs or with no saved corrections, 501 for a model kind the
-/// server cannot fine-tune. `POST /api/train` and the Label Studio backend's `/train` call it.
+/// bad request, 409 while one runs or with no saved corrections. `POST /api/train` and the Label Studio backend's `/train` call it.
 pub fn start(state: &Arc<AppState>, req: TrainRequest) -> Result<Value, ApiError> {
     let t = trainer(state)?;
     let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
@@ -208,16 +208,6 @@ pub fn start(state: &Arc<AppState>, req: TrainRequest) -> Result<Value, ApiError
         return Err(bad(format!("lr must be a number in (0, 0.1], got {lr}")));
     }
     let base = state.models.current();
-    let kind = base.seg.kind();
-    if !matches!(kind, ModelKind::TextUNet | ModelKind::UNet) {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "the server fine-tunes textunet and unet models; the served model is {} (train it with `vlsm train` and model.init_from)",
-                kind.as_str()
-            ),
-        ));
-    }
     let ds = state.dataset.as_ref().ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "no --dataset".into()))?;
     {
         let mut s = t.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -416,16 +406,27 @@ impl Job {
         Ok(dir)
     }
 
+    /// `vlsm train`'s config for this fine-tune: the served model's kind and input size, started
+    /// from its directory (`model.init_from`). U-Nets train whole, with flips for the text
+    /// U-Net; CLIPSeg-like models and CRIS train their decoder on cached encoder features.
     fn config(&self, scratch: &Path, data: &Path, n_train: usize) -> Result<TrainConfig> {
         let kind = self.base.seg.kind();
-        let cfg_json: Value = vlsm::weights::read_json(&self.base.dir.join("config.json"))?;
-        let size = cfg_json.get("image_size").and_then(Value::as_u64).unwrap_or(160) as usize;
+        let unet = matches!(kind, ModelKind::TextUNet | ModelKind::UNet);
+        let size = match self.base.seg.processor.size {
+            ResizeTarget::Exact { height, width } if height == width => height as usize,
+            _ if unet => {
+                let cfg_json: Value = vlsm::weights::read_json(&self.base.dir.join("config.json"))?;
+                cfg_json.get("image_size").and_then(Value::as_u64).unwrap_or(160) as usize
+            }
+            _ => 352,
+        };
         let text = format!(
-            "output_dir = \"run\"\nseed = 42\n[model]\nkind = \"{}\"\n[data]\ndatasets = [\"data\"]\nprompts = [\"p1\"]\n\
-             image_size = {size}\nfeature_cache = false\nflips = {}\n[train]\nepochs = {e}\nmin_epochs = {e}\n\
+            "output_dir = \"run\"\nseed = 42\n[model]\nkind = \"{}\"\ninit_from = \"default\"\n[data]\ndatasets = [\"data\"]\nprompts = [\"p1\"]\n\
+             image_size = {size}\nfeature_cache = {}\nflips = {}\n[train]\nepochs = {e}\nmin_epochs = {e}\n\
              batch_size = {}\nlr = {}\nweight_decay = 1e-4\ngrad_clip = 1.0\n[scheduler]\nkind = \"cosine\"\nmin_lr = {}\n\
              [loss]\nkind = \"dice_bce\"\nbce_weight = 1.0\n[early_stopping]\npatience = 0\n",
             kind.as_str(),
+            !unet,
             kind == ModelKind::TextUNet,
             n_train.clamp(1, 4),
             self.lr,
@@ -435,6 +436,8 @@ impl Job {
         let mut cfg = TrainConfig::parse(&text)?;
         cfg.output_dir = scratch.join("run");
         cfg.data.datasets = vec![data.to_path_buf()];
+        // parse() checks the config, which needs an init_from for CLIPSeg-like kinds; the
+        // served directory replaces the placeholder.
         cfg.model.init_from = Some(self.base.dir.clone());
         cfg.validate()?;
         Ok(cfg)

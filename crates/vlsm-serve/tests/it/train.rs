@@ -242,8 +242,7 @@ async fn cancel_ends_as_cancelled_without_a_version_and_bad_requests_are_400() {
 }
 
 #[tokio::test]
-async fn without_train_or_with_another_kind_the_errors_are_json() {
-    let tmp = tempfile::tempdir().unwrap();
+async fn without_train_the_errors_are_json() {
     // No --train: 403 naming the flag, on every train route.
     let s = start(
         Options { model: Some(common::tiny_model()), ..Options::default() },
@@ -263,14 +262,43 @@ async fn without_train_or_with_another_kind_the_errors_are_json() {
     let seg = vlsm::pipeline::Segmenter::load(&common::tiny_model()).unwrap();
     let e = AppState::new(&Options { train: true, ..Options::default() }, seg).err().unwrap();
     assert!(e.to_string().contains("--dataset"), "{e}");
-    // A CLIPSeg model: 501.
+}
+
+/// A CLIPSeg model fine-tunes too: its decoder, on cached encoder features, published as a
+/// model directory that the server switches to and that loads on its own.
+#[tokio::test]
+async fn a_clipseg_model_fine_tunes_its_decoder() {
+    let tmp = tempfile::tempdir().unwrap();
     let ds = tmp.path().join("c");
-    let opts = Options { model: Some(common::tiny_model()), ..train_opts(&ds) };
-    let s = start(opts, &common::tiny_model(), Duration::ZERO).await;
-    save_corrections(s.addr, 1).await;
-    let r = post_json(s.addr, "/api/train", "").await;
-    assert_eq!(r.status, 501);
-    assert!(r.error().contains("clipseg"), "{}", r.error());
+    let base = common::tiny_model();
+    let s = start(Options { model: Some(base.clone()), ..train_opts(&ds) }, &base, Duration::ZERO).await;
+    save_corrections(s.addr, 2).await;
+    let r = post_json(s.addr, "/api/train", r#"{"epochs": 2, "lr": 0.001}"#).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let end = wait_end(s.addr, Duration::from_secs(300)).await;
+    assert_eq!(end["state"], "done", "{end}");
+    let m = get(s.addr, "/api/model").await.json();
+    assert_eq!((m["version"].as_str(), m["kind"].as_str()), (Some("v001"), Some("clipseg")), "{m}");
+    let v1 = ds.join(".vlsm/models/v001");
+    let seg = vlsm::pipeline::Segmenter::load(&v1).expect("the version loads on its own");
+    assert_eq!(seg.kind_name(), "clipseg");
+    // The decoder changed; the encoders are the base's.
+    let (old, new) = (weights(&base), weights(&v1));
+    let changed = |k: &str| old[k].to_vec1::<f32>().unwrap() != new[k].to_vec1::<f32>().unwrap();
+    let decoder: Vec<&String> = new.keys().filter(|k| k.starts_with("decoder.")).collect();
+    assert!(!decoder.is_empty() && decoder.iter().any(|k| changed(k)), "no decoder tensor changed");
+    assert!(new.keys().filter(|k| !k.starts_with("decoder.")).all(|k| !changed(k)), "an encoder tensor changed");
+    segment_ok(s.addr).await;
+}
+
+/// Every tensor of a model directory's safetensors file, flattened.
+fn weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    let w = vlsm::weights::find_weights(dir).unwrap();
+    candle_core::safetensors::load(&w, &candle_core::Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap()))
+        .collect()
 }
 
 /// The binary with the tiny TextUNet, `--dataset DIR --train`; returns it and its address.
