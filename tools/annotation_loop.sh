@@ -17,7 +17,7 @@
 #
 # usage: tools/annotation_loop.sh DATA OUT [N=10] [EPOCHS=10]
 # env:   VLSM (default target/release/vlsm), MODEL (default: the built-in model), THREADS (2),
-#        MAX_MINUTES (10), LR (1e-4), SCRATCH (0), LATENCY_REQUESTS (40)
+#        MAX_MINUTES (10), LR (1e-4), SCRATCH (0), SCRATCH_EPOCHS (EPOCHS), LATENCY_REQUESTS (40)
 set -euo pipefail
 
 DATA=${1:?usage: tools/annotation_loop.sh DATA OUT [N] [EPOCHS]}
@@ -29,6 +29,7 @@ THREADS=${THREADS:-2}
 MAX_MINUTES=${MAX_MINUTES:-10}
 LR=${LR:-1e-4}
 SCRATCH=${SCRATCH:-0}
+SCRATCH_EPOCHS=${SCRATCH_EPOCHS:-$EPOCHS}
 LATENCY_REQUESTS=${LATENCY_REQUESTS:-40}
 MODEL_ARGS=()
 [ -n "${MODEL:-}" ] && [ "${MODEL}" != default ] && MODEL_ARGS=(--model "$MODEL")
@@ -122,15 +123,17 @@ image_size = $SIZE
 feature_cache = false
 flips = true
 [train]
-epochs = $EPOCHS
-min_epochs = $EPOCHS
+epochs = $SCRATCH_EPOCHS
+min_epochs = $SCRATCH_EPOCHS
 batch_size = 4
 lr = 1e-3
 [early_stopping]
 patience = 0
 EOF
+    TS=$(date +%s.%N)
     "$VLSM" --threads "$THREADS" train --config "$OUT/scratch.toml" > "$OUT/scratch.log" 2>&1
+    TE=$(date +%s.%N)
     "$VLSM" --threads "$THREADS" eval --model "$OUT/scratch_run/best" --data "$DATA" --split test --prompt p1 --out "$OUT/eval_scratch" >/dev/null
-    log "from scratch on the same $N images, $EPOCHS epochs: test Dice $(dice "$OUT/eval_scratch")"
+    log "from scratch on the same $N images, $SCRATCH_EPOCHS epochs ($(python3 -c "print(round($TE - $TS, 1))") s): test Dice $(dice "$OUT/eval_scratch")"
 fi
 log "done: $OUT/summary.txt"
