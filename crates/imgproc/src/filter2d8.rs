@@ -1,0 +1,142 @@
+//! `cv::filter2D` of an 8-bit image with a float kernel: per pixel `delta`, then `+= v * k` over
+//! the non-zero taps in row-major order (f32, product and sum each rounded: no FMA), rounded half
+//! to even and saturated. Each padded source row is converted to f32 once, into a ring of `kh`
+//! rows per band; each output row is summed in registers, 32 values per AVX2 step.
+use crate::border::{border_interpolate, BorderType};
+use crate::filter::RowPadder;
+use crate::gauss8::has_avx2;
+use crate::image::{Image, Pixel};
+use crate::parallel::par_rows;
+use crate::simd::multiversion;
+use std::mem::MaybeUninit;
+
+/// `taps` are `(kernel row, kernel column, value)`, non-zero, in row-major order; `simd` false
+/// runs the scalar row kernel only (for tests).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn filter_2d_u8(
+    src: &Image<u8>,
+    taps: &[(usize, usize, f32)],
+    kh: usize,
+    ay: usize,
+    delta: f32,
+    border: BorderType,
+    padder: &RowPadder,
+    simd: bool,
+) -> Image<u8> {
+    let (w, h, cn) = (src.width(), src.height(), src.channels());
+    let rl = w * cn;
+    let simd = simd && has_avx2();
+    // Offsets of the taps in the padded rows.
+    let taps: Vec<(usize, usize, f32)> = taps.iter().map(|&(i, j, k)| (i, j * cn, k)).collect();
+    let fill = |data: &mut [MaybeUninit<u8>]| {
+        par_rows(data, rl, |y0, band| {
+            let rows_out = band.len() / rl;
+            let mut tmp = vec![0u8; padder.len()];
+            let mut ring: Vec<Vec<f32>> = (0..kh).map(|_| vec![0f32; padder.len()]).collect();
+            let first = y0 as isize - ay as isize;
+            for r in 0..rows_out + kh - 1 {
+                let sy = border_interpolate(first + r as isize, h, border);
+                padder.fill(sy.map(|s| src.row(s)), 0u8, &mut tmp);
+                u8_to_f32(&tmp, &mut ring[r % kh]);
+                if r + 1 >= kh {
+                    let y = r + 1 - kh;
+                    let rows: Vec<&[f32]> = (0..kh).map(|i| ring[(y + i) % kh].as_slice()).collect();
+                    filter_row(&rows, &taps, delta, &mut band[y * rl..(y + 1) * rl], simd);
+                }
+            }
+        })
+    };
+    // SAFETY: every output row is one `band` row above, all of which `filter_row` writes.
+    unsafe { Image::<u8>::from_fn_uninit(w, h, cn, fill) }.expect("valid channel count")
+}
+
+multiversion! {
+    fn u8_to_f32(s: &[u8], d: &mut [f32]) {
+        for (d, &s) in d.iter_mut().zip(s) {
+            *d = s as f32;
+        }
+    }
+}
+
+/// One output row from its `kh` padded f32 source rows (tap `(i, o, k)` reads `rows[i][x + o]`).
+fn filter_row(rows: &[&[f32]], taps: &[(usize, usize, f32)], delta: f32, out: &mut [MaybeUninit<u8>], simd: bool) {
+    let n = out.len();
+    assert!(taps.iter().all(|&(i, o, _)| rows[i].len() >= n + o), "filter_row: rows too short");
+    #[cfg(target_arch = "x86_64")]
+    if simd && n >= 32 {
+        // SAFETY: AVX2 is present (`simd` implies `has_avx2`); tap reads stay below `n + o`
+        // (asserted) and writes below `n` (`MaybeUninit<u8>` has the layout of `u8`).
+        unsafe { filter_row_avx2(rows, taps, delta, out.as_mut_ptr() as *mut u8, n) };
+        return;
+    }
+    let _ = simd;
+    for (x, o) in out.iter_mut().enumerate() {
+        let a = taps.iter().fold(delta, |a, &(i, off, k)| a + rows[i][x + off] * k);
+        *o = MaybeUninit::new(u8::from_f32(a));
+    }
+}
+
+/// [`filter_row`] with AVX2: four vectors of 8 floats summed in registers over all taps,
+/// then clamped to [0, 255] (NaN to 0), rounded half to even and packed (`n >= 32`; the last
+/// step overlaps).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn filter_row_avx2(rows: &[&[f32]], taps: &[(usize, usize, f32)], delta: f32, out: *mut u8, n: usize) {
+    use std::arch::x86_64::*;
+    let (zero, max) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let step = |x: usize| {
+        let mut acc = [_mm256_set1_ps(delta); 4];
+        for &(i, off, k) in taps {
+            let p = rows[i].as_ptr().add(x + off);
+            let kv = _mm256_set1_ps(k);
+            for (q, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_loadu_ps(p.add(8 * q)), kv));
+            }
+        }
+        // `max` with the sum first returns the second operand (0) for NaN.
+        let r = acc.map(|a| _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(a, zero), max)));
+        let v = _mm256_packus_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        _mm256_storeu_si256(out.add(x) as *mut __m256i, _mm256_permutevar8x32_epi32(v, order));
+    };
+    let mut x = 0;
+    while x + 32 <= n {
+        step(x);
+        x += 32;
+    }
+    if x < n {
+        step(n - 32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_matches_scalar() {
+        // Non-integer taps (rounding ties and saturation both ways), odd widths, 1/3/4 channels.
+        let k: Vec<f32> = (0..15).map(|i| (i as f32 - 6.0) / 11.0).collect();
+        let sharpen = [0.0, -1.0, 0.0, -1.0, 5.0, -1.0, 0.0, -1.0, 0.0];
+        let half = [0.5f32; 9];
+        for (w, h) in [(1, 5), (7, 4), (33, 6), (45, 3)] {
+            for cn in [1, 3, 4] {
+                let data: Vec<u8> = (0..w * h * cn).map(|i| ((i * 2654435761usize) >> 9) as u8).collect();
+                let img = Image::from_vec(w, h, cn, data).unwrap();
+                for border in [BorderType::Reflect101, BorderType::Constant] {
+                    for (kern, kw, kh, delta) in
+                        [(&k[..], 5, 3, 0.5), (&sharpen[..], 3, 3, 0.0), (&half[..], 3, 3, 0.5), (&half[..], 1, 1, 0.0)]
+                    {
+                        let taps: Vec<(usize, usize, f32)> = (0..kh * kw)
+                            .filter(|&t| kern[t] != 0.0)
+                            .map(|t| (t / kw, t % kw, kern[t]))
+                            .collect();
+                        let padder = RowPadder::new(w, cn, kw, kw / 2, border);
+                        let run = |simd| filter_2d_u8(&img, &taps, kh, kh / 2, delta, border, &padder, simd);
+                        assert_eq!(run(true).data(), run(false).data(), "{w}x{h}x{cn} {kw}x{kh} {border:?}");
+                    }
+                }
+            }
+        }
+    }
+}
