@@ -27,6 +27,26 @@ impl RowPadder {
     pub(crate) fn len(&self) -> usize {
         (self.w + self.ax + self.right) * self.cn
     }
+    /// Where the row itself starts in a padded row.
+    pub(crate) fn interior_start(&self) -> usize {
+        self.ax * self.cn
+    }
+    /// Fills the border values of `pad` whose interior (from [`Self::interior_start`]) is
+    /// already in place.
+    pub(crate) fn fill_borders<T: Copy>(&self, bval: T, pad: &mut [T]) {
+        let (cn, base) = (self.cn, self.ax * self.cn);
+        for (i, s) in self.left_src.iter().enumerate() {
+            for c in 0..cn {
+                pad[i * cn + c] = s.map_or(bval, |x| pad[base + x * cn + c]);
+            }
+        }
+        let end = (self.ax + self.w) * cn;
+        for (i, s) in self.right_src.iter().enumerate() {
+            for c in 0..cn {
+                pad[end + i * cn + c] = s.map_or(bval, |x| pad[base + x * cn + c]);
+            }
+        }
+    }
     /// Fills `pad` from `row` (or with `bval` when the row itself is outside the image).
     pub(crate) fn fill<T: Copy>(&self, row: Option<&[T]>, bval: T, pad: &mut [T]) {
         let cn = self.cn;

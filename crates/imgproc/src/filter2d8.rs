@@ -31,13 +31,17 @@ pub(crate) fn filter_2d_u8(
     let fill = |data: &mut [MaybeUninit<u8>]| {
         par_rows(data, rl, |y0, band| {
             let rows_out = band.len() / rl;
-            let mut tmp = vec![0u8; padder.len()];
             let mut ring: Vec<Vec<f32>> = (0..kh).map(|_| vec![0f32; padder.len()]).collect();
             let first = y0 as isize - ay as isize;
             for r in 0..rows_out + kh - 1 {
-                let sy = border_interpolate(first + r as isize, h, border);
-                padder.fill(sy.map(|s| src.row(s)), 0u8, &mut tmp);
-                u8_to_f32(&tmp, &mut ring[r % kh]);
+                let pad = &mut ring[r % kh];
+                match border_interpolate(first + r as isize, h, border) {
+                    Some(sy) => {
+                        u8_to_f32(src.row(sy), &mut pad[padder.interior_start()..]);
+                        padder.fill_borders(0.0, pad);
+                    }
+                    None => pad.fill(0.0),
+                }
                 if r + 1 >= kh {
                     let y = r + 1 - kh;
                     let rows: Vec<&[f32]> = (0..kh).map(|i| ring[(y + i) % kh].as_slice()).collect();

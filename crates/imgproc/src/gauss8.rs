@@ -52,6 +52,19 @@ struct Plan {
     add: u16,
     /// Start value of each row result: 0, or 0x8000 in the wide mode.
     init: u16,
+    /// Symmetric kernels as (zero taps dropped at each end, pair taps outside in, centre).
+    sym_x: Option<(usize, Vec<u16>)>,
+    sym_y: Option<(usize, Vec<u16>)>,
+}
+
+/// `(z, half)`: `k` is `z` zeros, `half`, `half` mirrored without its last value, `z` zeros.
+fn symmetric(k: &[u16]) -> Option<(usize, Vec<u16>)> {
+    let n = k.len();
+    if n % 2 == 0 || (0..n / 2).any(|i| k[i] != k[n - 1 - i]) {
+        return None;
+    }
+    let z = k[..n / 2].iter().take_while(|&&v| v == 0).count();
+    Some((z, k[z..=n / 2].to_vec()))
 }
 
 /// Largest power of two dividing every tap (the taps sum to 256, so at most 256).
@@ -70,7 +83,15 @@ impl Plan {
         };
         let shift = if narrow { 16 - (sx + sy) } else { 16 };
         let add = if narrow && shift > 0 { 1 << (shift - 1) } else { 0 };
-        Self { row: Taps::new(&kx), col: Taps::new(&ky), kx, ky, narrow, shift, add, init: if narrow { 0 } else { 0x8000 } }
+        let (sym_x, sym_y) = (symmetric(&kx), symmetric(&ky));
+        let init = if narrow { 0 } else { 0x8000 };
+        Self { row: Taps::new(&kx), col: Taps::new(&ky), kx, ky, narrow, shift, add, init, sym_x, sym_y }
+    }
+}
+
+impl Plan {
+    fn col_centre(&self) -> u16 {
+        self.sym_y.as_ref().map_or(0, |(_, k)| k[k.len() - 1])
     }
 }
 
@@ -90,42 +111,39 @@ pub(crate) fn gaussian_u8(src: &Image<u8>, kx: &[u16], ky: &[u16], border: Borde
     let (kw, kh) = (kx.len(), ky.len());
     let (ax, ay) = (kw / 2, kh / 2);
     let rl = w * cn;
-    // Pixels whose horizontal taps leave the row, with each tap's source pixel.
+    // Pixels whose taps all lie in the row; those left and right of them are computed from
+    // small padded copies of their neighbourhoods (source pixel of each; None: constant 0).
     let lo = ax.min(w);
     let inner = lo..w.saturating_sub(kw - 1 - ax).max(lo);
-    let edge_x: Vec<usize> = (0..w).filter(|x| !inner.contains(x)).collect();
-    let edge_src: Vec<Option<usize>> = edge_x
-        .iter()
-        .flat_map(|&x| (0..kw).map(move |j| border_interpolate(x as isize + j as isize - ax as isize, w, border)))
-        .collect();
+    let pad_src = |x0: usize, x1: usize| -> Vec<Option<usize>> {
+        (x0..x1 + kw - 1).map(|p| border_interpolate(p as isize - ax as isize, w, border)).collect()
+    };
+    let edges = [(0..lo, pad_src(0, lo)), (inner.end..w, pad_src(inner.end, w))];
     let simd = simd && has_avx2();
-    let row_pass = |sy: Option<usize>, out: &mut [u16]| {
+    let row_pass = |sy: Option<usize>, out: &mut [u16], pad: &mut Vec<u8>| {
         let Some(sy) = sy else {
             out.fill(plan.init);
             return;
         };
         let row = src.row(sy);
-        let interior = &mut out[inner.start * cn..inner.end * cn];
-        row_interior(row, interior, &plan, cn, simd);
-        for (e, &x) in edge_x.iter().enumerate() {
-            let taps = &edge_src[e * kw..(e + 1) * kw];
-            for c in 0..cn {
-                let mut s = plan.init;
-                for (&k, t) in plan.kx.iter().zip(taps) {
-                    let v = t.map_or(0, |sx| row[sx * cn + c]);
-                    s = s.wrapping_add(k.wrapping_mul(v as u16));
-                }
-                out[x * cn + c] = s;
+        row_interior(row, &mut out[inner.start * cn..inner.end * cn], &plan, cn, simd);
+        for (xs, srcs) in &edges {
+            if xs.is_empty() {
+                continue;
             }
+            pad.clear();
+            pad.extend(srcs.iter().flat_map(|s| (0..cn).map(move |c| s.map_or(0, |s| row[s * cn + c]))));
+            row_interior(pad, &mut out[xs.start * cn..xs.end * cn], &plan, cn, simd);
         }
     };
     let fill = |data: &mut [MaybeUninit<u8>]| {
         par_rows(data, rl, |y0, band| {
             let mut ring: Vec<Vec<u16>> = (0..kh).map(|_| vec![0u16; rl]).collect();
+            let mut pad = Vec::new();
             let first = y0 as isize - ay as isize;
             let rows_out = band.len() / rl;
             for r in 0..rows_out + kh - 1 {
-                row_pass(border_interpolate(first + r as isize, h, border), &mut ring[r % kh]);
+                row_pass(border_interpolate(first + r as isize, h, border), &mut ring[r % kh], &mut pad);
                 if r + 1 >= kh {
                     let y = r + 1 - kh;
                     let rows: Vec<&[u16]> = (0..kh).map(|i| ring[(y + i) % kh].as_slice()).collect();
@@ -148,9 +166,23 @@ fn row_interior(row: &[u8], out: &mut [u16], plan: &Plan, cn: usize, simd: bool)
     assert!(row.len() >= n + (plan.kx.len() - 1) * cn, "row_interior: row too short");
     #[cfg(target_arch = "x86_64")]
     if simd && n >= 16 {
+        let (src, o) = (row.as_ptr(), out.as_mut_ptr());
         // SAFETY: AVX2 is present (`simd` implies `has_avx2`); reads stay below
-        // `n + (kw - 1) * cn <= row.len()` (asserted) and writes below `n`.
-        unsafe { row_avx2(row.as_ptr(), out.as_mut_ptr(), n, &plan.row, cn, plan.init) };
+        // `n + (kw - 1) * cn <= row.len()` (asserted; `z` zero taps are skipped at each end)
+        // and writes below `n`.
+        unsafe {
+            macro_rules! fixed {
+                ($($p:literal)*) => {
+                    match &plan.sym_x {
+                        $(Some((z, k)) if k.len() == $p + 1 => {
+                            row_sym::<$p>(src.add(z * cn), o, n, cn, k[..$p].try_into().unwrap(), k[$p], plan.init)
+                        })*
+                        _ => row_avx2(src, o, n, &plan.row, cn, plan.init),
+                    }
+                };
+            }
+            fixed!(0 1 2 3 4 5 6 7 8 9 10);
+        }
         return;
     }
     let _ = simd;
@@ -174,11 +206,23 @@ fn col_pass(rows: &[&[u16]], out: &mut [MaybeUninit<u8>], plan: &Plan, simd: boo
         // SAFETY: AVX2 is present; every row holds at least `n` values (asserted) and the
         // kernels read and write below `n` (`MaybeUninit<u8>` has the layout of `u8`).
         unsafe {
-            if plan.narrow {
-                col_narrow_avx2(rows, &plan.col, plan.add, plan.shift, o, n);
-            } else {
-                col_wide_avx2(rows, &plan.ky, o, n);
+            macro_rules! fixed {
+                ($($p:literal)*) => {
+                    match &plan.sym_y {
+                        $(Some((z, k)) if k.len() == $p + 1 => {
+                            let (r, k) = (&rows[*z..], k[..$p].try_into().unwrap());
+                            if plan.narrow {
+                                col_narrow_sym::<$p>(r, k, plan.col_centre(), plan.add, plan.shift, o, n)
+                            } else {
+                                col_wide_sym::<$p>(r, k, plan.col_centre(), o, n)
+                            }
+                        })*
+                        _ if plan.narrow => col_narrow_avx2(rows, &plan.col, plan.add, plan.shift, o, n),
+                        _ => col_wide_avx2(rows, &plan.ky, o, n),
+                    }
+                };
             }
+            fixed!(0 1 2 3 4 5 6 7 8 9 10);
         }
         return;
     }
@@ -193,6 +237,110 @@ fn col_pass(rows: &[&[u16]], out: &mut [MaybeUninit<u8>], plan: &Plan, simd: boo
             let s = rows.iter().zip(&plan.ky).fold((1 << 23) + (1 << 15), |s, (r, &k)| s + k as i32 * r[t] as i16 as i32);
             *o = MaybeUninit::new((s >> 16).clamp(0, 255) as u8);
         }
+    }
+}
+
+/// [`row_interior`] for a symmetric kernel of `2P + 1` taps (`k` the outer `P`, `kc` the
+/// centre), unrolled: mirrored pixels are added before the multiply. 16 values per vector
+/// (`n >= 16`; the last step overlaps).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_sym<const P: usize>(src: *const u8, out: *mut u16, n: usize, cn: usize, k: [u16; P], kc: u16, init: u16) {
+    use std::arch::x86_64::*;
+    let ld = |o: usize| _mm256_cvtepu8_epi16(_mm_loadu_si128(src.add(o) as *const __m128i));
+    let kv = k.map(|k| _mm256_set1_epi16(k as i16));
+    let (kcv, initv) = (_mm256_set1_epi16(kc as i16), _mm256_set1_epi16(init as i16));
+    let step = |x: usize| {
+        let mut acc = _mm256_add_epi16(initv, _mm256_mullo_epi16(ld(x + P * cn), kcv));
+        for (t, kv) in kv.iter().enumerate() {
+            let s = _mm256_add_epi16(ld(x + t * cn), ld(x + (2 * P - t) * cn));
+            acc = _mm256_add_epi16(acc, _mm256_mullo_epi16(s, *kv));
+        }
+        _mm256_storeu_si256(out.add(x) as *mut __m256i, acc);
+    };
+    let mut x = 0;
+    while x + 16 <= n {
+        step(x);
+        x += 16;
+    }
+    if x < n {
+        step(n - 16);
+    }
+}
+
+/// Narrow vertical pass over `2P + 1` rows with a symmetric kernel (`k` outer taps, `kc`
+/// centre), unrolled, 32 outputs per step (`n >= 32`; the last step overlaps).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn col_narrow_sym<const P: usize>(rows: &[&[u16]], k: [u16; P], kc: u16, add: u16, shift: u32, out: *mut u8, n: usize) {
+    use std::arch::x86_64::*;
+    let lo: [*const u16; P] = std::array::from_fn(|t| rows[t].as_ptr());
+    let hi: [*const u16; P] = std::array::from_fn(|t| rows[2 * P - t].as_ptr());
+    let c = rows[P].as_ptr();
+    let ld = |p: *const u16, o: usize| _mm256_loadu_si256(p.add(o) as *const __m256i);
+    let kv = k.map(|k| _mm256_set1_epi16(k as i16));
+    let (kcv, addv) = (_mm256_set1_epi16(kc as i16), _mm256_set1_epi16(add as i16));
+    let cnt = _mm_cvtsi32_si128(shift as i32);
+    let step = |x: usize| {
+        let mut a0 = _mm256_add_epi16(addv, _mm256_mullo_epi16(ld(c, x), kcv));
+        let mut a1 = _mm256_add_epi16(addv, _mm256_mullo_epi16(ld(c, x + 16), kcv));
+        for t in 0..P {
+            let s0 = _mm256_add_epi16(ld(lo[t], x), ld(hi[t], x));
+            let s1 = _mm256_add_epi16(ld(lo[t], x + 16), ld(hi[t], x + 16));
+            a0 = _mm256_add_epi16(a0, _mm256_mullo_epi16(s0, kv[t]));
+            a1 = _mm256_add_epi16(a1, _mm256_mullo_epi16(s1, kv[t]));
+        }
+        let v = _mm256_packus_epi16(_mm256_srl_epi16(a0, cnt), _mm256_srl_epi16(a1, cnt));
+        _mm256_storeu_si256(out.add(x) as *mut __m256i, _mm256_permute4x64_epi64(v, 0xD8));
+    };
+    let mut x = 0;
+    while x + 32 <= n {
+        step(x);
+        x += 32;
+    }
+    if x < n {
+        step(n - 32);
+    }
+}
+
+/// Wide vertical pass over `2P + 1` rows with a symmetric kernel, unrolled: each mirrored pair
+/// of rows is interleaved and multiplied by `(k, k)` with `madd`, the centre row by `(kc, 0)`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn col_wide_sym<const P: usize>(rows: &[&[u16]], k: [u16; P], kc: u16, out: *mut u8, n: usize) {
+    use std::arch::x86_64::*;
+    let lo: [*const u16; P] = std::array::from_fn(|t| rows[t].as_ptr());
+    let hi: [*const u16; P] = std::array::from_fn(|t| rows[2 * P - t].as_ptr());
+    let c = rows[P].as_ptr();
+    let ld = |p: *const u16, o: usize| _mm256_loadu_si256(p.add(o) as *const __m256i);
+    let kv = k.map(|k| _mm256_set1_epi32((k as u32 * 0x1_0001) as i32));
+    let kcv = _mm256_set1_epi32(kc as i32);
+    let zero = _mm256_setzero_si256();
+    // sum k * (r - 2^15) + 2^15 * 256 (the taps' sum) + 2^15 (rounding).
+    let bias = _mm256_set1_epi32((1 << 23) + (1 << 15));
+    let half = |x: usize| {
+        let v = ld(c, x);
+        let mut a0 = _mm256_add_epi32(bias, _mm256_madd_epi16(_mm256_unpacklo_epi16(v, zero), kcv));
+        let mut a1 = _mm256_add_epi32(bias, _mm256_madd_epi16(_mm256_unpackhi_epi16(v, zero), kcv));
+        for t in 0..P {
+            let (a, b) = (ld(lo[t], x), ld(hi[t], x));
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), kv[t]));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), kv[t]));
+        }
+        // unpacklo/hi split each 128-bit lane, and packs joins them back in order.
+        _mm256_packs_epi32(_mm256_srai_epi32(a0, 16), _mm256_srai_epi32(a1, 16))
+    };
+    let step = |x: usize| {
+        let v = _mm256_permute4x64_epi64(_mm256_packus_epi16(half(x), half(x + 16)), 0xD8);
+        _mm256_storeu_si256(out.add(x) as *mut __m256i, v);
+    };
+    let mut x = 0;
+    while x + 32 <= n {
+        step(x);
+        x += 32;
+    }
+    if x < n {
+        step(n - 32);
     }
 }
 
@@ -358,11 +506,16 @@ mod tests {
     #[test]
     fn simd_matches_scalar_and_reference() {
         // Narrow (5x5 1-4-6-4-1, 3x3) and wide (sigma 2: 13 taps) kernels, odd widths.
-        let kernels: [&[u16]; 4] = [
+        // Also zero end taps (trimmed), a 1-tap kernel and one too long for the unrolled kernels.
+        let long: Vec<u16> = (0..23).map(|i| if i == 11 { 234 } else { 1 }).collect();
+        let kernels: [&[u16]; 7] = [
             &[16, 64, 96, 64, 16],
             &[64, 128, 64],
             &[1, 2, 7, 16, 31, 45, 52, 45, 31, 16, 7, 2, 1],
             &[8, 28, 56, 72, 56, 28, 8],
+            &[0, 3, 250, 3, 0],
+            &[256],
+            &long,
         ];
         for (w, h) in [(1, 9), (7, 5), (33, 14), (70, 3)] {
             for cn in [1, 3, 4] {
