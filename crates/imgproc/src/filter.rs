@@ -27,6 +27,10 @@ impl RowPadder {
     pub(crate) fn len(&self) -> usize {
         (self.w + self.ax + self.right) * self.cn
     }
+    /// Pixels of padding left and right of the row.
+    pub(crate) fn span(&self) -> (usize, usize) {
+        (self.ax, self.right)
+    }
     /// Where the row itself starts in a padded row.
     pub(crate) fn interior_start(&self) -> usize {
         self.ax * self.cn
