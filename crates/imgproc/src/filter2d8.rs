@@ -135,9 +135,12 @@ unsafe fn filter_row_avx2(rows: &[&[f32]], taps: &[(usize, usize, f32)], delta: 
     }
 }
 
+/// Taps `(kernel row, offset, value)` of the i16 path.
+type IntTaps = Vec<(usize, usize, i16)>;
+
 /// Integer taps and delta when the float sums are exact integers that fit i16: every tap and
 /// `delta` integral and `|delta| + 255 * sum |k| <= 32767`.
-fn int_taps(taps: &[(usize, usize, f32)], delta: f32) -> Option<(Vec<(usize, usize, i16)>, i16)> {
+fn int_taps(taps: &[(usize, usize, f32)], delta: f32) -> Option<(IntTaps, i16)> {
     let int = |v: f32| v.is_finite() && v == v.trunc() && v.abs() <= 32767.0;
     let bound = taps.iter().map(|t| t.2.abs() as f64 * 255.0).sum::<f64>() + delta.abs() as f64;
     (taps.iter().all(|t| int(t.2)) && int(delta) && bound <= 32767.0)
@@ -159,7 +162,7 @@ fn filter_2d_u8_int(
     let rl = w * cn;
     let kw = ax + right + 1;
     let simd = simd && has_avx2();
-    let taps: Vec<(usize, usize, i16)> = taps.iter().map(|&(i, j, k)| (i, j * cn, k)).collect();
+    let taps: IntTaps = taps.iter().map(|&(i, j, k)| (i, j * cn, k)).collect();
     let zero = vec![0u8; rl];
     let lo = ax.min(w);
     let inner = lo..w.saturating_sub(right).max(lo);
@@ -173,7 +176,9 @@ fn filter_2d_u8_int(
             for (yy, out) in band.chunks_mut(rl).enumerate() {
                 let y = (y0 + yy) as isize;
                 let rows: Vec<&[u8]> = (0..kh)
-                    .map(|i| border_interpolate(y + i as isize - ay as isize, h, border).map_or(&zero[..], |s| src.row(s)))
+                    .map(|i| {
+                        border_interpolate(y + i as isize - ay as isize, h, border).map_or(&zero[..], |s| src.row(s))
+                    })
                     .collect();
                 int_row(&rows, &taps, delta, &mut out[inner.start * cn..inner.end * cn], simd);
                 for (xs, srcs) in &edges {
@@ -261,13 +266,16 @@ mod tests {
                 let data: Vec<u8> = (0..w * h * cn).map(|i| ((i * 2654435761usize) >> 9) as u8).collect();
                 let img = Image::from_vec(w, h, cn, data).unwrap();
                 for border in [BorderType::Reflect101, BorderType::Constant] {
-                    for (kern, kw, kh, delta) in
-                        [(&k[..], 5, 3, 0.5), (&sharpen[..], 3, 3, 0.0), (&sharpen[..], 3, 3, -7.0), (&wide[..], 5, 5, 3.0), (&half[..], 3, 3, 0.5), (&half[..], 1, 1, 0.0)]
-                    {
-                        let taps: Vec<(usize, usize, f32)> = (0..kh * kw)
-                            .filter(|&t| kern[t] != 0.0)
-                            .map(|t| (t / kw, t % kw, kern[t]))
-                            .collect();
+                    for (kern, kw, kh, delta) in [
+                        (&k[..], 5, 3, 0.5),
+                        (&sharpen[..], 3, 3, 0.0),
+                        (&sharpen[..], 3, 3, -7.0),
+                        (&wide[..], 5, 5, 3.0),
+                        (&half[..], 3, 3, 0.5),
+                        (&half[..], 1, 1, 0.0),
+                    ] {
+                        let taps: Vec<(usize, usize, f32)> =
+                            (0..kh * kw).filter(|&t| kern[t] != 0.0).map(|t| (t / kw, t % kw, kern[t])).collect();
                         let padder = RowPadder::new(w, cn, kw, kw / 2, border);
                         let run = |simd| filter_2d_u8(&img, &taps, kh, kh / 2, delta, border, &padder, simd);
                         let tag = format!("{w}x{h}x{cn} {kw}x{kh} {border:?}");

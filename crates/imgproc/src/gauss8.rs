@@ -31,7 +31,7 @@ impl Taps {
                 singles.extend([(k[i], i), (k[j], j)].into_iter().filter(|t| t.0 != 0));
             }
         }
-        if n % 2 == 1 && k[n / 2] != 0 {
+        if !n.is_multiple_of(2) && k[n / 2] != 0 {
             singles.push((k[n / 2], n / 2));
         }
         Self { pairs, singles }
@@ -60,7 +60,7 @@ struct Plan {
 /// `(z, half)`: `k` is `z` zeros, `half`, `half` mirrored without its last value, `z` zeros.
 fn symmetric(k: &[u16]) -> Option<(usize, Vec<u16>)> {
     let n = k.len();
-    if n % 2 == 0 || (0..n / 2).any(|i| k[i] != k[n - 1 - i]) {
+    if n.is_multiple_of(2) || (0..n / 2).any(|i| k[i] != k[n - 1 - i]) {
         return None;
     }
     let z = k[..n / 2].iter().take_while(|&&v| v == 0).count();
@@ -234,7 +234,8 @@ fn col_pass(rows: &[&[u16]], out: &mut [MaybeUninit<u8>], plan: &Plan, simd: boo
         }
     } else {
         for (t, o) in out.iter_mut().enumerate() {
-            let s = rows.iter().zip(&plan.ky).fold((1 << 23) + (1 << 15), |s, (r, &k)| s + k as i32 * r[t] as i16 as i32);
+            let s =
+                rows.iter().zip(&plan.ky).fold((1 << 23) + (1 << 15), |s, (r, &k)| s + k as i32 * r[t] as i16 as i32);
             *o = MaybeUninit::new((s >> 16).clamp(0, 255) as u8);
         }
     }
@@ -272,7 +273,15 @@ unsafe fn row_sym<const P: usize>(src: *const u8, out: *mut u16, n: usize, cn: u
 /// centre), unrolled, 32 outputs per step (`n >= 32`; the last step overlaps).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn col_narrow_sym<const P: usize>(rows: &[&[u16]], k: [u16; P], kc: u16, add: u16, shift: u32, out: *mut u8, n: usize) {
+unsafe fn col_narrow_sym<const P: usize>(
+    rows: &[&[u16]],
+    k: [u16; P],
+    kc: u16,
+    add: u16,
+    shift: u32,
+    out: *mut u8,
+    n: usize,
+) {
     use std::arch::x86_64::*;
     let lo: [*const u16; P] = std::array::from_fn(|t| rows[t].as_ptr());
     let hi: [*const u16; P] = std::array::from_fn(|t| rows[2 * P - t].as_ptr());
@@ -433,7 +442,8 @@ unsafe fn col_wide_avx2(rows: &[&[u16]], k: &[u16], out: *mut u8, n: usize) {
                     let a = ld(i, x + 16 * h);
                     let b = if kb != 0 { ld(i + 1, x + 16 * h) } else { _mm256_setzero_si256() };
                     acc[2 * h] = _mm256_add_epi32(acc[2 * h], _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), kv));
-                    acc[2 * h + 1] = _mm256_add_epi32(acc[2 * h + 1], _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), kv));
+                    acc[2 * h + 1] =
+                        _mm256_add_epi32(acc[2 * h + 1], _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), kv));
                 }
             }
             i += 2;
