@@ -5,6 +5,8 @@
 //! OpenCV's result is the exact integer `(sum ky[i] * kx[j] * p[i][j] + 2^15) >> 16` (no
 //! intermediate rounding: row results fit 16 bits), so the sums may be formed in any order and
 //! modulo 2^16 wherever the true value fits 16 bits.
+// Only the AVX2 kernels use the tap lists and symmetric halves of a plan.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 use crate::border::{border_interpolate, BorderType};
 use crate::image::Image;
 use crate::parallel::par_rows;
