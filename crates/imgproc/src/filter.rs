@@ -27,6 +27,30 @@ impl RowPadder {
     pub(crate) fn len(&self) -> usize {
         (self.w + self.ax + self.right) * self.cn
     }
+    /// Pixels of padding left and right of the row.
+    pub(crate) fn span(&self) -> (usize, usize) {
+        (self.ax, self.right)
+    }
+    /// Where the row itself starts in a padded row.
+    pub(crate) fn interior_start(&self) -> usize {
+        self.ax * self.cn
+    }
+    /// Fills the border values of `pad` whose interior (from [`Self::interior_start`]) is
+    /// already in place.
+    pub(crate) fn fill_borders<T: Copy>(&self, bval: T, pad: &mut [T]) {
+        let (cn, base) = (self.cn, self.ax * self.cn);
+        for (i, s) in self.left_src.iter().enumerate() {
+            for c in 0..cn {
+                pad[i * cn + c] = s.map_or(bval, |x| pad[base + x * cn + c]);
+            }
+        }
+        let end = (self.ax + self.w) * cn;
+        for (i, s) in self.right_src.iter().enumerate() {
+            for c in 0..cn {
+                pad[end + i * cn + c] = s.map_or(bval, |x| pad[base + x * cn + c]);
+            }
+        }
+    }
     /// Fills `pad` from `row` (or with `bval` when the row itself is outside the image).
     pub(crate) fn fill<T: Copy>(&self, row: Option<&[T]>, bval: T, pad: &mut [T]) {
         let cn = self.cn;
@@ -189,7 +213,7 @@ pub fn filter_2d<T: Pixel>(
         .filter_map(|(i, j)| (kernel[i * kw + j] != 0.0).then_some((i, j, kernel[i * kw + j])))
         .collect();
     if let Some(s8) = as_u8(src) {
-        return Ok(from_u8(filter_2d_u8(s8, &taps, kh, ay, delta, border, &padder)));
+        return Ok(from_u8(crate::filter2d8::filter_2d_u8(s8, &taps, kh, ay, delta, border, &padder, true)));
     }
     let mut dst = Image::<T>::new(w, h, cn)?;
     let rl = w * cn;
@@ -218,75 +242,6 @@ pub fn filter_2d<T: Pixel>(
         }
     });
     Ok(dst)
-}
-
-/// [`filter_2d`] of an 8-bit image: the same float sums per pixel (`delta`, then `+= v * k` in
-/// tap order), with each padded source row converted to f32 once and kept in a ring of `kh`
-/// rows, and the row kernel compiled for the CPU's vector width.
-fn filter_2d_u8(
-    src: &Image<u8>,
-    taps: &[(usize, usize, f32)],
-    kh: usize,
-    ay: usize,
-    delta: f32,
-    border: BorderType,
-    padder: &RowPadder,
-) -> Image<u8> {
-    let (w, h, cn) = (src.width(), src.height(), src.channels());
-    let rl = w * cn;
-    let mut dst = Image::<u8>::new(w, h, cn).expect("valid channel count");
-    par_rows(dst.data_mut(), rl, |y0, band| {
-        let rows_out = band.len() / rl;
-        let mut tmp = vec![0u8; padder.len()];
-        let mut ring: Vec<Vec<f32>> = (0..kh).map(|_| vec![0f32; padder.len()]).collect();
-        let first = y0 as isize - ay as isize;
-        for r in 0..rows_out + kh - 1 {
-            let sy = border_interpolate(first + r as isize, h, border);
-            padder.fill(sy.map(|s| src.row(s)), 0u8, &mut tmp);
-            u8_to_f32(&tmp, &mut ring[r % kh]);
-            if r + 1 >= kh {
-                let y = r + 1 - kh;
-                let rows: Vec<&[f32]> = (0..kh).map(|i| ring[(y + i) % kh].as_slice()).collect();
-                filter_row_u8(&rows, taps, cn, delta, &mut band[y * rl..(y + 1) * rl]);
-            }
-        }
-    });
-    dst
-}
-
-multiversion! {
-    fn u8_to_f32(s: &[u8], d: &mut [f32]) {
-        for (d, &s) in d.iter_mut().zip(s) {
-            *d = s as f32;
-        }
-    }
-}
-
-multiversion! {
-    /// One output row of [`filter_2d_u8`] from its `kh` padded f32 source rows.
-    fn filter_row_u8(rows: &[&[f32]], taps: &[(usize, usize, f32)], cn: usize, delta: f32, out: &mut [u8]) {
-        const B: usize = 512;
-        let mut acc = [0f32; B];
-        let n = out.len();
-        for x0 in (0..n).step_by(B) {
-            let len = (n - x0).min(B);
-            let acc = &mut acc[..len];
-            acc.fill(delta);
-            for &(i, j, k) in taps {
-                let s = &rows[i][j * cn + x0..j * cn + x0 + len];
-                for (a, &v) in acc.iter_mut().zip(s) {
-                    *a += v * k;
-                }
-            }
-            // `u8::from_f32` (round half to even, saturate, NaN to 0) in vector registers:
-            // adding 1.5 * 2^23 leaves the rounded value in the low mantissa bits. (`max`
-            // returns 0 for NaN, unlike `clamp`.)
-            #[allow(clippy::manual_clamp)]
-            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = (a.max(0.0).min(255.0) + 12_582_912.0).to_bits() as u8;
-            }
-        }
-    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -539,7 +494,8 @@ pub fn gaussian_blur<T: Pixel>(
         return Ok(src.clone());
     };
     if let Some(s8) = as_u8(src) {
-        return Ok(from_u8(gaussian_u8(s8, &gaussian_kernel_q8(&kx), &gaussian_kernel_q8(&ky), border)));
+        let (kx, ky) = (gaussian_kernel_q8(&kx), gaussian_kernel_q8(&ky));
+        return Ok(from_u8(crate::gauss8::gaussian_u8(s8, &kx, &ky, border, true)));
     }
     let kx: Vec<f32> = kx.iter().map(|&v| v as f32).collect();
     let ky: Vec<f32> = ky.iter().map(|&v| v as f32).collect();
@@ -636,15 +592,6 @@ multiversion! {
             }
         }
     }
-}
-
-fn gaussian_u8(src: &Image<u8>, kx: &[u16], ky: &[u16], border: BorderType) -> Image<u8> {
-    let cn = src.channels();
-    let (kw, kh) = (kx.len(), ky.len());
-    // Symmetric kernel: off-centre taps are at most 128, so pairs cannot overflow u16.
-    let row = move |pad: &[u8], out: &mut [u16]| kernels8::gauss_row_u16(pad, out, kx, cn);
-    let col = move |rows: &[&[u16]], out: &mut [u8]| kernels8::gauss_col_u16(rows, ky, out);
-    separable(src, cn, (kw, kw / 2), (kh, kh / 2), border, 0u8, row, col)
 }
 
 // ------------------------------------------------------------------------------------------

@@ -27,48 +27,6 @@ pub(crate) fn magic_div(d: u32, max: u32) -> Option<(u32, u32)> {
 }
 
 multiversion! {
-    /// Symmetric 8-bit-fraction Gaussian row pass into u16 (OpenCV's bit-exact path).
-    pub(crate) fn gauss_row_u16(pad: &[u8], out: &mut [u16], k: &[u16], cn: usize) {
-        let n = out.len();
-        let kw = k.len();
-        let c = kw / 2;
-        let kc = k[c];
-        for (o, &p) in out.iter_mut().zip(&pad[c * cn..c * cn + n]) {
-            *o = p as u16 * kc;
-        }
-        for i in 0..c {
-            let ki = k[i];
-            let a = &pad[i * cn..i * cn + n];
-            let b = &pad[(kw - 1 - i) * cn..(kw - 1 - i) * cn + n];
-            for ((o, &p), &q) in out.iter_mut().zip(a).zip(b) {
-                *o = o.wrapping_add((p as u16 + q as u16).wrapping_mul(ki));
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Gaussian column pass: `(sum k[i] * rows[i] + 2^15) >> 16`, saturated.
-    pub(crate) fn gauss_col_u16(rows: &[&[u16]], k: &[u16], out: &mut [u8]) {
-        let mut acc = [0u32; 512];
-        for x0 in (0..out.len()).step_by(512) {
-            let len = (out.len() - x0).min(512);
-            let acc = &mut acc[..len];
-            acc.fill(1 << 15);
-            for (r, &k) in rows.iter().zip(k) {
-                let k = k as u32;
-                for (a, &v) in acc.iter_mut().zip(&r[x0..x0 + len]) {
-                    *a += v as u32 * k;
-                }
-            }
-            for (o, &a) in out[x0..x0 + len].iter_mut().zip(acc.iter()) {
-                *o = (a >> 16).min(255) as u8;
-            }
-        }
-    }
-}
-
-multiversion! {
     /// `acc[x] = min/max(acc[x], src[x])`.
     pub(crate) fn minmax_into(acc: &mut [u8], src: &[u8], dilate: bool) {
         if dilate {

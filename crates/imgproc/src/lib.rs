@@ -14,6 +14,8 @@ pub mod edges;
 mod error;
 pub mod features;
 pub mod filter;
+mod filter2d8;
+mod gauss8;
 pub mod geometry;
 pub mod hist;
 mod image;
