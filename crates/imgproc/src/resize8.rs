@@ -77,14 +77,43 @@ multiversion! {
     }
 }
 
-/// Horizontal cubic pass, dispatching 3-channel rows to the SSSE3 shuffle/multiply-add kernel.
-fn hcubic_any(row: &[u8], t: &Taps<4>, out: &mut [i32], cn: usize) {
+/// Horizontal cubic pass, dispatching 3-channel rows to the AVX2 kernel (`plan` from
+/// [`cubic3_plan`]).
+fn hcubic_any(row: &[u8], t: &Taps<4>, plan: &Cubic3Plan, out: &mut [i32], cn: usize) {
     #[cfg(target_arch = "x86_64")]
-    if cn == 3 && std::arch::is_x86_feature_detected!("avx2") {
+    if cn == 3 && plan.fits(row, t) && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { x86::hcubic3(row, t, out) };
+        return unsafe { x86::hcubic3(row, t, plan, out) };
     }
     hcubic_row(row, t, out, cn)
+}
+
+/// What the 3-channel cubic kernel needs per destination pixel, the same for every row: the
+/// offset of its 4 taps when they are consecutive and a 16-byte read from there stays in the row
+/// (`u32::MAX` otherwise), and its weights as two i16 pairs for `madd` (`w0 | w1 << 16`,
+/// `w2 | w3 << 16`).
+struct Cubic3Plan {
+    row_len: usize,
+    ofs: Vec<u32>,
+    w: Vec<[i32; 2]>,
+}
+
+impl Cubic3Plan {
+    fn fits(&self, row: &[u8], t: &Taps<4>) -> bool {
+        row.len() == self.row_len && self.ofs.len() == t.ofs.len() && self.w.len() == t.ofs.len()
+    }
+}
+
+fn cubic3_plan(t: &Taps<4>, row_len: usize) -> Cubic3Plan {
+    // (OpenCV's cubic weights fit i16; others take the scalar path)
+    let inner = |o: &[u32; 4], w: &[i32; 4]| {
+        o[3] == o[0] + 9 && o[0] as usize + 16 <= row_len && w.iter().all(|&v| v == v as i16 as i32)
+    };
+    Cubic3Plan {
+        row_len,
+        ofs: t.ofs.iter().zip(&t.w).map(|(o, w)| if inner(o, w) { o[0] } else { u32::MAX }).collect(),
+        w: t.w.iter().map(|w| [(w[0] & 0xffff) | (w[1] << 16), (w[2] & 0xffff) | (w[3] << 16)]).collect(),
+    }
 }
 
 /// Horizontal linear pass, dispatching 3-channel rows to the AVX2 kernel (`plan` from
@@ -168,33 +197,63 @@ mod x86 {
     }
 
     /// `hcubic::<3>` with the 12 tap bytes of a pixel shuffled into (tap pair, channel) 16-bit
-    /// lanes and summed by `pmaddwd`: the same exact integers, a third of the instructions.
+    /// lanes and summed by `pmaddwd`, two pixels per step (one per 128-bit lane): the same exact
+    /// integers.
     #[target_feature(enable = "avx2")]
-    pub(super) fn hcubic3(row: &[u8], t: &Taps<4>, out: &mut [i32]) {
-        let ma = _mm_setr_epi8(0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128);
-        let mb = _mm_setr_epi8(6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128);
-        for ((o, ofs), w) in out.chunks_exact_mut(3).zip(&t.ofs).zip(&t.w) {
-            let o0 = ofs[0] as usize;
-            if ofs[3] as usize == o0 + 9 && o0 + 16 <= row.len() {
-                let lo = u64::from_le_bytes(row[o0..o0 + 8].try_into().expect("8 bytes"));
-                let hi = u64::from_le_bytes(row[o0 + 8..o0 + 16].try_into().expect("8 bytes"));
-                let v = _mm_set_epi64x(hi as i64, lo as i64);
-                let wa = _mm_set1_epi32((w[0] & 0xffff) | (w[1] << 16));
-                let wb = _mm_set1_epi32((w[2] & 0xffff) | (w[3] << 16));
-                let sum = _mm_add_epi32(
-                    _mm_madd_epi16(_mm_shuffle_epi8(v, ma), wa),
-                    _mm_madd_epi16(_mm_shuffle_epi8(v, mb), wb),
-                );
-                o[0] = _mm_cvtsi128_si32(sum);
-                o[1] = _mm_extract_epi32::<1>(sum);
-                o[2] = _mm_extract_epi32::<2>(sum);
-            } else {
-                let px = |k: usize| &row[ofs[k] as usize..ofs[k] as usize + 3];
-                let (p0, p1, p2, p3) = (px(0), px(1), px(2), px(3));
-                for c in 0..3 {
-                    o[c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
-                }
+    pub(super) fn hcubic3(row: &[u8], t: &Taps<4>, plan: &super::Cubic3Plan, out: &mut [i32]) {
+        let ma = _mm256_setr_epi8(
+            0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128, //
+            0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128,
+        );
+        let mb = _mm256_setr_epi8(
+            6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128, //
+            6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128,
+        );
+        let (ia, ib) = (_mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3));
+        let n = plan.ofs.len().min(plan.w.len()).min(out.len() / 3);
+        let mut k = 0;
+        // Each step writes 4 lanes per pixel (the 4th is rewritten by the next pixel), so the
+        // pair must not be the last pixels of `out`.
+        while k + 2 < n {
+            let (a, b) = (plan.ofs[k], plan.ofs[k + 1]);
+            if a == u32::MAX || b == u32::MAX {
+                hcubic_one(row, t, out, k);
+                k += 1;
+                continue;
             }
+            // SAFETY: the plan was made for rows of `row.len()` bytes (checked by the caller):
+            // a + 16 and b + 16 <= row.len(); k + 2 < n, so both 4-lane stores end in `out`,
+            // and the 16-byte weight read covers plan.w[k] and plan.w[k + 1].
+            unsafe {
+                let p = row.as_ptr();
+                let v = _mm256_setr_m128i(
+                    _mm_loadu_si128(p.add(a as usize) as *const __m128i),
+                    _mm_loadu_si128(p.add(b as usize) as *const __m128i),
+                );
+                let w = _mm256_castsi128_si256(_mm_loadu_si128(plan.w.as_ptr().add(k) as *const __m128i));
+                let sum = _mm256_add_epi32(
+                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, ma), _mm256_permutevar8x32_epi32(w, ia)),
+                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, mb), _mm256_permutevar8x32_epi32(w, ib)),
+                );
+                let dst = out.as_mut_ptr().add(k * 3);
+                _mm_storeu_si128(dst as *mut __m128i, _mm256_castsi256_si128(sum));
+                _mm_storeu_si128(dst.add(3) as *mut __m128i, _mm256_extracti128_si256::<1>(sum));
+            }
+            k += 2;
+        }
+        while k < n {
+            hcubic_one(row, t, out, k);
+            k += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn hcubic_one(row: &[u8], t: &Taps<4>, out: &mut [i32], k: usize) {
+        let (ofs, w) = (t.ofs[k], t.w[k]);
+        let px = |j: usize| &row[ofs[j] as usize..ofs[j] as usize + 3];
+        let (p0, p1, p2, p3) = (px(0), px(1), px(2), px(3));
+        for c in 0..3 {
+            out[k * 3 + c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
         }
     }
 }
@@ -307,12 +366,13 @@ pub(crate) fn resize_cubic(
     let rl = dw * cn;
     let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
     let clampy = |v: isize| v.clamp(0, sh as isize - 1) as usize;
+    let plan = cubic3_plan(xt, src.row_len());
     par_rows(dst.data_mut(), rl, |y0, band| {
         let mut cache = RowCache::<i32, 4>::new(rl);
         for (i, out) in band.chunks_mut(rl).enumerate() {
             let dy = y0 + i;
             let rows = std::array::from_fn(|k| clampy(yofs[dy] + k as isize));
-            cache.load(rows, |s, buf| hcubic_any(src.row(s), xt, buf, cn));
+            cache.load(rows, |s, buf| hcubic_any(src.row(s), xt, &plan, buf, cn));
             let b = &cache.bufs;
             vcubic([&b[0], &b[1], &b[2], &b[3]], yw[dy], out);
         }
@@ -553,12 +613,12 @@ mod tests {
     }
 
     #[test]
-    fn ssse3_horizontal_passes_match_generic() {
-        for (sw, dw) in [(1usize, 5usize), (2, 3), (5, 4), (17, 11), (40, 97), (97, 40)] {
+    fn simd_horizontal_passes_match_scalar() {
+        for (sw, dw) in [(1usize, 5usize), (2, 3), (5, 4), (17, 11), (40, 97), (97, 40), (1001, 701), (333, 1001)] {
             let row: Vec<u8> = (0..sw * 3).map(|i| (i * 97 % 251) as u8).collect();
             let t4 = taps::<4>(sw, dw, 7);
             let (mut a, mut b) = (vec![0i32; dw * 3], vec![0i32; dw * 3]);
-            hcubic_any(&row, &t4, &mut a, 3);
+            hcubic_any(&row, &t4, &cubic3_plan(&t4, row.len()), &mut a, 3);
             hcubic::<3>(&row, &t4, &mut b);
             assert_eq!(a, b, "cubic {sw}->{dw}");
             let t2 = taps::<2>(sw, dw, 9);
