@@ -88,32 +88,46 @@ fn hcubic_any(row: &[u8], t: &Taps<4>, plan: &Cubic3Plan, out: &mut [i32], cn: u
     hcubic_row(row, t, out, cn)
 }
 
-/// What the 3-channel cubic kernel needs per destination pixel, the same for every row: the
-/// offset of its 4 taps when they are consecutive and a 16-byte read from there stays in the row
-/// (`u32::MAX` otherwise), and its weights as two i16 pairs for `madd` (`w0 | w1 << 16`,
-/// `w2 | w3 << 16`).
+/// What the 3-channel cubic kernel needs, the same for every row: the pixel pairs `(k, k + 1)`
+/// it does two at a time (both with 4 consecutive taps whose 16-byte read stays in the row, and
+/// not the last pixels, so that its stores stay in the row), their tap offsets and their
+/// weights as i16 pairs for `madd`, each broadcast over its pixel's 128-bit lane; and the
+/// pixels left to the scalar loop, done after the pairs.
 struct Cubic3Plan {
     row_len: usize,
-    ofs: Vec<u32>,
-    w: Vec<[i32; 2]>,
+    pixels: usize,
+    pairs: Vec<[u32; 3]>,
+    w: Vec<[[i32; 8]; 2]>,
+    singles: Vec<u32>,
 }
 
 impl Cubic3Plan {
     fn fits(&self, row: &[u8], t: &Taps<4>) -> bool {
-        row.len() == self.row_len && self.ofs.len() == t.ofs.len() && self.w.len() == t.ofs.len()
+        row.len() == self.row_len && self.pixels == t.ofs.len() && self.pixels == t.w.len()
     }
 }
 
 fn cubic3_plan(t: &Taps<4>, row_len: usize) -> Cubic3Plan {
+    let n = t.ofs.len().min(t.w.len());
     // (OpenCV's cubic weights fit i16; others take the scalar path)
-    let inner = |o: &[u32; 4], w: &[i32; 4]| {
+    let inner = |k: usize| {
+        let (o, w) = (&t.ofs[k], &t.w[k]);
         o[3] == o[0] + 9 && o[0] as usize + 16 <= row_len && w.iter().all(|&v| v == v as i16 as i32)
     };
-    Cubic3Plan {
-        row_len,
-        ofs: t.ofs.iter().zip(&t.w).map(|(o, w)| if inner(o, w) { o[0] } else { u32::MAX }).collect(),
-        w: t.w.iter().map(|w| [(w[0] & 0xffff) | (w[1] << 16), (w[2] & 0xffff) | (w[3] << 16)]).collect(),
+    let pack = |k: usize, h: usize| (t.w[k][2 * h] & 0xffff) | (t.w[k][2 * h + 1] << 16);
+    let mut plan = Cubic3Plan { row_len, pixels: n, pairs: Vec::new(), w: Vec::new(), singles: Vec::new() };
+    let mut k = 0;
+    while k < n {
+        if k + 2 < n && inner(k) && inner(k + 1) {
+            plan.pairs.push([k as u32, t.ofs[k][0], t.ofs[k + 1][0]]);
+            plan.w.push(std::array::from_fn(|h| std::array::from_fn(|l| pack(k + l / 4, h))));
+            k += 2;
+        } else {
+            plan.singles.push(k as u32);
+            k += 1;
+        }
     }
+    plan
 }
 
 /// Horizontal linear pass, dispatching 3-channel rows to the AVX2 kernel (`plan` from
@@ -209,41 +223,34 @@ mod x86 {
             6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128, //
             6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128,
         );
-        let (ia, ib) = (_mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3));
-        let n = plan.ofs.len().min(plan.w.len()).min(out.len() / 3);
-        let mut k = 0;
-        // Each step writes 4 lanes per pixel (the 4th is rewritten by the next pixel), so the
-        // pair must not be the last pixels of `out`.
-        while k + 2 < n {
-            let (a, b) = (plan.ofs[k], plan.ofs[k + 1]);
-            if a == u32::MAX || b == u32::MAX {
-                hcubic_one(row, t, out, k);
-                k += 1;
-                continue;
-            }
-            // SAFETY: the plan was made for rows of `row.len()` bytes (checked by the caller):
-            // a + 16 and b + 16 <= row.len(); k + 2 < n, so both 4-lane stores end in `out`,
-            // and the 16-byte weight read covers plan.w[k] and plan.w[k + 1].
+        // the two pixels' 3 sums next to each other
+        let pack = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+        if out.len() < plan.pixels * 3 {
+            return;
+        }
+        for (&[k, a, b], w) in plan.pairs.iter().zip(&plan.w) {
+            // SAFETY: the plan was made for rows of `row.len()` bytes and `plan.pixels` pixels
+            // (checked by the caller, and `out` above): a + 16 and b + 16 <= row.len(), and
+            // k + 2 < plan.pixels, so the 8-lane store ends inside `out`.
             unsafe {
                 let p = row.as_ptr();
                 let v = _mm256_setr_m128i(
                     _mm_loadu_si128(p.add(a as usize) as *const __m128i),
                     _mm_loadu_si128(p.add(b as usize) as *const __m128i),
                 );
-                let w = _mm256_castsi128_si256(_mm_loadu_si128(plan.w.as_ptr().add(k) as *const __m128i));
+                let w01 = _mm256_loadu_si256(w[0].as_ptr() as *const __m256i);
+                let w23 = _mm256_loadu_si256(w[1].as_ptr() as *const __m256i);
                 let sum = _mm256_add_epi32(
-                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, ma), _mm256_permutevar8x32_epi32(w, ia)),
-                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, mb), _mm256_permutevar8x32_epi32(w, ib)),
+                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, ma), w01),
+                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, mb), w23),
                 );
-                let dst = out.as_mut_ptr().add(k * 3);
-                _mm_storeu_si128(dst as *mut __m128i, _mm256_castsi256_si128(sum));
-                _mm_storeu_si128(dst.add(3) as *mut __m128i, _mm256_extracti128_si256::<1>(sum));
+                let dst = out.as_mut_ptr().add(k as usize * 3);
+                _mm256_storeu_si256(dst as *mut __m256i, _mm256_permutevar8x32_epi32(sum, pack));
             }
-            k += 2;
         }
-        while k < n {
-            hcubic_one(row, t, out, k);
-            k += 1;
+        // after the pairs: their spare lanes may have written these pixels' first channels
+        for &k in &plan.singles {
+            hcubic_one(row, t, out, k as usize);
         }
     }
 
@@ -616,11 +623,17 @@ mod tests {
     fn simd_horizontal_passes_match_scalar() {
         for (sw, dw) in [(1usize, 5usize), (2, 3), (5, 4), (17, 11), (40, 97), (97, 40), (1001, 701), (333, 1001)] {
             let row: Vec<u8> = (0..sw * 3).map(|i| (i * 97 % 251) as u8).collect();
-            let t4 = taps::<4>(sw, dw, 7);
-            let (mut a, mut b) = (vec![0i32; dw * 3], vec![0i32; dw * 3]);
-            hcubic_any(&row, &t4, &cubic3_plan(&t4, row.len()), &mut a, 3);
-            hcubic::<3>(&row, &t4, &mut b);
-            assert_eq!(a, b, "cubic {sw}->{dw}");
+            let mut t4 = taps::<4>(sw, dw, 7);
+            for wide in [false, true] {
+                if wide {
+                    // a weight beyond i16 in the middle: that pixel goes scalar between pairs
+                    t4.w[dw / 2][1] = 40_000;
+                }
+                let (mut a, mut b) = (vec![0i32; dw * 3], vec![0i32; dw * 3]);
+                hcubic_any(&row, &t4, &cubic3_plan(&t4, row.len()), &mut a, 3);
+                hcubic::<3>(&row, &t4, &mut b);
+                assert_eq!(a, b, "cubic {sw}->{dw}");
+            }
             let t2 = taps::<2>(sw, dw, 9);
             let t2 = Taps::<2> {
                 ofs: t2.ofs,
