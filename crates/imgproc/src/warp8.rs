@@ -151,10 +151,18 @@ fn linear_row<const CN: usize>(
         let far = if replicate {
             0
         } else {
-            (0..n).fold(0u64, |f, i| {
-                let out = ((ixs[i] + 1) as u32 >= (w + 1) as u32) | ((iys[i] + 1) as u32 >= (h + 1) as u32);
-                f | (out as u64) << i
-            })
+            let far_at = |i: usize| ((ixs[i] + 1) as u32 >= (w + 1) as u32) | ((iys[i] + 1) as u32 >= (h + 1) as u32);
+            let mut far = 0u64;
+            let mut i = 0;
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2 (checked by the caller).
+                (far, i) = unsafe { x86::far_groups(&ixs[..n], &iys[..n], (w, h)) };
+            }
+            for i in i..n {
+                far |= (far_at(i) as u64) << i;
+            }
+            far
         };
         if far == all {
             dst.fill(bval);
@@ -271,6 +279,33 @@ fn has_avx2() -> bool {
 mod x86 {
     use super::CHUNK;
     use std::arch::x86_64::*;
+
+    /// Bit per pixel of whole groups of 8: its 2x2 neighbourhood lies wholly outside the source
+    /// (`ix < -1 || ix >= w || iy < -1 || iy >= h`); and the first pixel after those groups.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn far_groups(ixs: &[i32], iys: &[i32], (w, h): (i32, i32)) -> (u64, usize) {
+        let n = ixs.len().min(iys.len()).min(64);
+        let m1 = _mm256_set1_epi32(-1);
+        let (wm1, hm1) = (_mm256_set1_epi32(w - 1), _mm256_set1_epi32(h - 1));
+        let mut far = 0u64;
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n, within both slices.
+            let (ix, iy) = unsafe {
+                (
+                    _mm256_loadu_si256(ixs.as_ptr().add(i) as *const __m256i),
+                    _mm256_loadu_si256(iys.as_ptr().add(i) as *const __m256i),
+                )
+            };
+            let out = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpgt_epi32(m1, ix), _mm256_cmpgt_epi32(ix, wm1)),
+                _mm256_or_si256(_mm256_cmpgt_epi32(m1, iy), _mm256_cmpgt_epi32(iy, hm1)),
+            );
+            far |= (_mm256_movemask_ps(_mm256_castsi256_ps(out)) as u8 as u64) << i;
+            i += 8;
+        }
+        (far, i)
+    }
 
     /// Lanes of the groups of 8 pixels whose 2x2 neighbourhoods all lie inside the source and
     /// whose 8-byte reads (top and bottom row) end inside `data`: bit per pixel.
