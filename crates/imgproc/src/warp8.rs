@@ -551,4 +551,43 @@ mod tests {
             }
         }
     }
+
+    /// The comparison above means something only if the vector kernel runs: here every group
+    /// of 8 lies inside the source (the last one takes the copying 3-channel store), and each
+    /// pixel must equal the scalar blend.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_blend_covers_inner_groups() {
+        if !has_avx2() {
+            return;
+        }
+        fn check<const CN: usize>(src: &[u8], (w, h): (usize, usize)) {
+            let n = 64;
+            let ixs: Vec<i32> = (0..n).map(|i| (i * 7 % (w - 1)) as i32).collect();
+            let iys: Vec<i32> = (0..n).map(|i| (i * 5 % (h - 1)) as i32).collect();
+            let fx: Vec<f32> = (0..n).map(|i| (i % 7) as f32 / 7.0).collect();
+            let fy: Vec<f32> = (0..n).map(|i| (i % 5) as f32 / 5.3).collect();
+            let mut dst = vec![0u8; n * CN];
+            let stride = w * CN;
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            let done = unsafe {
+                x86::inner_blend::<CN>(&src[..w * h * CN], stride, (w as i32, h as i32), &ixs, &iys, &fx, &fy, &mut dst)
+            };
+            assert_eq!(done, u64::MAX, "{CN} channels");
+            for i in 0..n {
+                for c in 0..CN {
+                    let at = |dx: usize, dy: usize| {
+                        src[(iys[i] as usize + dy) * stride + (ixs[i] as usize + dx) * CN + c] as f32
+                    };
+                    let v0 = fx[i].mul_add(at(1, 0) - at(0, 0), at(0, 0));
+                    let v1 = fx[i].mul_add(at(1, 1) - at(0, 1), at(0, 1));
+                    assert_eq!(dst[i * CN + c], round_u8(fy[i].mul_add(v1 - v0, v0)), "{CN} channels, pixel {i}");
+                }
+            }
+        }
+        let (w, h) = (61usize, 37usize);
+        let src: Vec<u8> = (0..w * h * 4).map(|i| (i * 37 % 253) as u8).collect();
+        check::<3>(&src, (w, h));
+        check::<4>(&src, (w, h));
+    }
 }
