@@ -77,14 +77,57 @@ multiversion! {
     }
 }
 
-/// Horizontal cubic pass, dispatching 3-channel rows to the SSSE3 shuffle/multiply-add kernel.
-fn hcubic_any(row: &[u8], t: &Taps<4>, out: &mut [i32], cn: usize) {
+/// Horizontal cubic pass, dispatching 3-channel rows to the AVX2 kernel (`plan` from
+/// [`cubic3_plan`]).
+fn hcubic_any(row: &[u8], t: &Taps<4>, plan: &Cubic3Plan, out: &mut [i32], cn: usize) {
     #[cfg(target_arch = "x86_64")]
-    if cn == 3 && std::arch::is_x86_feature_detected!("avx2") {
+    if cn == 3 && plan.fits(row, t) && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { x86::hcubic3(row, t, out) };
+        return unsafe { x86::hcubic3(row, t, plan, out) };
     }
     hcubic_row(row, t, out, cn)
+}
+
+/// What the 3-channel cubic kernel needs, the same for every row: the pixel pairs `(k, k + 1)`
+/// it does two at a time (both with 4 consecutive taps whose 16-byte read stays in the row, and
+/// not the last pixels, so that its stores stay in the row), their tap offsets and their
+/// weights as i16 pairs for `madd`, each broadcast over its pixel's 128-bit lane; and the
+/// pixels left to the scalar loop, done after the pairs.
+struct Cubic3Plan {
+    row_len: usize,
+    pixels: usize,
+    pairs: Vec<[u32; 3]>,
+    w: Vec<[[i32; 8]; 2]>,
+    singles: Vec<u32>,
+}
+
+impl Cubic3Plan {
+    fn fits(&self, row: &[u8], t: &Taps<4>) -> bool {
+        row.len() == self.row_len && self.pixels == t.ofs.len() && self.pixels == t.w.len()
+    }
+}
+
+fn cubic3_plan(t: &Taps<4>, row_len: usize) -> Cubic3Plan {
+    let n = t.ofs.len().min(t.w.len());
+    // (OpenCV's cubic weights fit i16; others take the scalar path)
+    let inner = |k: usize| {
+        let (o, w) = (&t.ofs[k], &t.w[k]);
+        o[3] == o[0] + 9 && o[0] as usize + 16 <= row_len && w.iter().all(|&v| v == v as i16 as i32)
+    };
+    let pack = |k: usize, h: usize| (t.w[k][2 * h] & 0xffff) | (t.w[k][2 * h + 1] << 16);
+    let mut plan = Cubic3Plan { row_len, pixels: n, pairs: Vec::new(), w: Vec::new(), singles: Vec::new() };
+    let mut k = 0;
+    while k < n {
+        if k + 2 < n && inner(k) && inner(k + 1) {
+            plan.pairs.push([k as u32, t.ofs[k][0], t.ofs[k + 1][0]]);
+            plan.w.push(std::array::from_fn(|h| std::array::from_fn(|l| pack(k + l / 4, h))));
+            k += 2;
+        } else {
+            plan.singles.push(k as u32);
+            k += 1;
+        }
+    }
+    plan
 }
 
 /// Horizontal linear pass, dispatching 3-channel rows to the AVX2 kernel (`plan` from
@@ -168,33 +211,56 @@ mod x86 {
     }
 
     /// `hcubic::<3>` with the 12 tap bytes of a pixel shuffled into (tap pair, channel) 16-bit
-    /// lanes and summed by `pmaddwd`: the same exact integers, a third of the instructions.
+    /// lanes and summed by `pmaddwd`, two pixels per step (one per 128-bit lane): the same exact
+    /// integers.
     #[target_feature(enable = "avx2")]
-    pub(super) fn hcubic3(row: &[u8], t: &Taps<4>, out: &mut [i32]) {
-        let ma = _mm_setr_epi8(0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128);
-        let mb = _mm_setr_epi8(6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128);
-        for ((o, ofs), w) in out.chunks_exact_mut(3).zip(&t.ofs).zip(&t.w) {
-            let o0 = ofs[0] as usize;
-            if ofs[3] as usize == o0 + 9 && o0 + 16 <= row.len() {
-                let lo = u64::from_le_bytes(row[o0..o0 + 8].try_into().expect("8 bytes"));
-                let hi = u64::from_le_bytes(row[o0 + 8..o0 + 16].try_into().expect("8 bytes"));
-                let v = _mm_set_epi64x(hi as i64, lo as i64);
-                let wa = _mm_set1_epi32((w[0] & 0xffff) | (w[1] << 16));
-                let wb = _mm_set1_epi32((w[2] & 0xffff) | (w[3] << 16));
-                let sum = _mm_add_epi32(
-                    _mm_madd_epi16(_mm_shuffle_epi8(v, ma), wa),
-                    _mm_madd_epi16(_mm_shuffle_epi8(v, mb), wb),
+    pub(super) fn hcubic3(row: &[u8], t: &Taps<4>, plan: &super::Cubic3Plan, out: &mut [i32]) {
+        let ma = _mm256_setr_epi8(
+            0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128, //
+            0, -128, 3, -128, 1, -128, 4, -128, 2, -128, 5, -128, -128, -128, -128, -128,
+        );
+        let mb = _mm256_setr_epi8(
+            6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128, //
+            6, -128, 9, -128, 7, -128, 10, -128, 8, -128, 11, -128, -128, -128, -128, -128,
+        );
+        // the two pixels' 3 sums next to each other
+        let pack = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+        if out.len() < plan.pixels * 3 {
+            return;
+        }
+        for (&[k, a, b], w) in plan.pairs.iter().zip(&plan.w) {
+            // SAFETY: the plan was made for rows of `row.len()` bytes and `plan.pixels` pixels
+            // (checked by the caller, and `out` above): a + 16 and b + 16 <= row.len(), and
+            // k + 2 < plan.pixels, so the 8-lane store ends inside `out`.
+            unsafe {
+                let p = row.as_ptr();
+                let v = _mm256_setr_m128i(
+                    _mm_loadu_si128(p.add(a as usize) as *const __m128i),
+                    _mm_loadu_si128(p.add(b as usize) as *const __m128i),
                 );
-                o[0] = _mm_cvtsi128_si32(sum);
-                o[1] = _mm_extract_epi32::<1>(sum);
-                o[2] = _mm_extract_epi32::<2>(sum);
-            } else {
-                let px = |k: usize| &row[ofs[k] as usize..ofs[k] as usize + 3];
-                let (p0, p1, p2, p3) = (px(0), px(1), px(2), px(3));
-                for c in 0..3 {
-                    o[c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
-                }
+                let w01 = _mm256_loadu_si256(w[0].as_ptr() as *const __m256i);
+                let w23 = _mm256_loadu_si256(w[1].as_ptr() as *const __m256i);
+                let sum = _mm256_add_epi32(
+                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, ma), w01),
+                    _mm256_madd_epi16(_mm256_shuffle_epi8(v, mb), w23),
+                );
+                let dst = out.as_mut_ptr().add(k as usize * 3);
+                _mm256_storeu_si256(dst as *mut __m256i, _mm256_permutevar8x32_epi32(sum, pack));
             }
+        }
+        // after the pairs: their spare lanes may have written these pixels' first channels
+        for &k in &plan.singles {
+            hcubic_one(row, t, out, k as usize);
+        }
+    }
+
+    #[inline(always)]
+    fn hcubic_one(row: &[u8], t: &Taps<4>, out: &mut [i32], k: usize) {
+        let (ofs, w) = (t.ofs[k], t.w[k]);
+        let px = |j: usize| &row[ofs[j] as usize..ofs[j] as usize + 3];
+        let (p0, p1, p2, p3) = (px(0), px(1), px(2), px(3));
+        for c in 0..3 {
+            out[k * 3 + c] = p0[c] as i32 * w[0] + p1[c] as i32 * w[1] + p2[c] as i32 * w[2] + p3[c] as i32 * w[3];
         }
     }
 }
@@ -307,12 +373,13 @@ pub(crate) fn resize_cubic(
     let rl = dw * cn;
     let mut dst = Image::<u8>::new(dw, dh, cn).expect("channels");
     let clampy = |v: isize| v.clamp(0, sh as isize - 1) as usize;
+    let plan = cubic3_plan(xt, src.row_len());
     par_rows(dst.data_mut(), rl, |y0, band| {
         let mut cache = RowCache::<i32, 4>::new(rl);
         for (i, out) in band.chunks_mut(rl).enumerate() {
             let dy = y0 + i;
             let rows = std::array::from_fn(|k| clampy(yofs[dy] + k as isize));
-            cache.load(rows, |s, buf| hcubic_any(src.row(s), xt, buf, cn));
+            cache.load(rows, |s, buf| hcubic_any(src.row(s), xt, &plan, buf, cn));
             let b = &cache.bufs;
             vcubic([&b[0], &b[1], &b[2], &b[3]], yw[dy], out);
         }
@@ -553,14 +620,20 @@ mod tests {
     }
 
     #[test]
-    fn ssse3_horizontal_passes_match_generic() {
-        for (sw, dw) in [(1usize, 5usize), (2, 3), (5, 4), (17, 11), (40, 97), (97, 40)] {
+    fn simd_horizontal_passes_match_scalar() {
+        for (sw, dw) in [(1usize, 5usize), (2, 3), (5, 4), (17, 11), (40, 97), (97, 40), (1001, 701), (333, 1001)] {
             let row: Vec<u8> = (0..sw * 3).map(|i| (i * 97 % 251) as u8).collect();
-            let t4 = taps::<4>(sw, dw, 7);
-            let (mut a, mut b) = (vec![0i32; dw * 3], vec![0i32; dw * 3]);
-            hcubic_any(&row, &t4, &mut a, 3);
-            hcubic::<3>(&row, &t4, &mut b);
-            assert_eq!(a, b, "cubic {sw}->{dw}");
+            let mut t4 = taps::<4>(sw, dw, 7);
+            for wide in [false, true] {
+                if wide {
+                    // a weight beyond i16 in the middle: that pixel goes scalar between pairs
+                    t4.w[dw / 2][1] = 40_000;
+                }
+                let (mut a, mut b) = (vec![0i32; dw * 3], vec![0i32; dw * 3]);
+                hcubic_any(&row, &t4, &cubic3_plan(&t4, row.len()), &mut a, 3);
+                hcubic::<3>(&row, &t4, &mut b);
+                assert_eq!(a, b, "cubic {sw}->{dw}");
+            }
             let t2 = taps::<2>(sw, dw, 9);
             let t2 = Taps::<2> {
                 ofs: t2.ofs,

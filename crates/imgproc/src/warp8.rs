@@ -143,34 +143,57 @@ fn linear_row<const CN: usize>(
             sy[i] -= fy;
         }
         let dst = &mut out[x0 * CN..(x0 + n) * CN];
-        if !replicate {
-            // a chunk wholly outside the source (frequent around rotations) is just the border
-            let touches = (0..n).fold(false, |t, i| {
-                t | (((ixs[i] + 1) as u32) < (w + 1) as u32 && ((iys[i] + 1) as u32) < (h + 1) as u32)
-            });
-            if !touches {
-                dst.fill(bval);
-                continue;
+        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        // Bit i: pixel i's 2x2 neighbourhood lies wholly outside the source, so it is the border
+        // value (the blend of four equal values is exact). Chunks wholly outside are frequent
+        // around rotations, and near the edges these are most of the pixels the vector paths
+        // leave.
+        let far = if replicate {
+            0
+        } else {
+            let far_at = |i: usize| ((ixs[i] + 1) as u32 >= (w + 1) as u32) | ((iys[i] + 1) as u32 >= (h + 1) as u32);
+            let mut far = 0u64;
+            let mut i = 0;
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2 (checked by the caller).
+                (far, i) = unsafe { x86::far_groups(&ixs[..n], &iys[..n], (w, h)) };
             }
+            for i in i..n {
+                far |= (far_at(i) as u64) << i;
+            }
+            far
+        };
+        if far == all {
+            dst.fill(bval);
+            continue;
         }
         // Bit i: pixel i is written already (groups of 8 wholly inside the source, 3 or 4
-        // channels: blended straight from the source, one pixel's channels per vector).
+        // channels: blended straight from the source, 8 pixels per step).
         let mut written = 0u64;
         #[cfg(target_arch = "x86_64")]
         if avx2 && (CN == 3 || CN == 4) {
             // SAFETY: the CPU has AVX2 and FMA (checked by the caller).
             written =
                 unsafe { x86::inner_blend::<CN>(data, stride, (w, h), &ixs[..n], &iys[..n], &sx[..n], &sy[..n], dst) };
-            if written.count_ones() as usize == n {
-                continue;
+        }
+        if far & !written != 0 {
+            for (i, o) in dst.chunks_exact_mut(CN).enumerate() {
+                if (far & !written) >> i & 1 == 1 {
+                    o.fill(bval);
+                }
             }
+            written |= far;
+        }
+        if written == all {
+            continue;
         }
         // Bit i: pixel i's words are read already (groups of 8 wholly inside the source).
         let mut done = written;
         #[cfg(target_arch = "x86_64")]
-        if avx2 && written == 0 {
+        if avx2 && CN == 1 {
             // SAFETY: the CPU has AVX2 (checked by the caller).
-            done = unsafe { x86::inner_words::<CN>(data, stride, (w, h), &ixs[..n], &iys[..n], words) };
+            done |= unsafe { x86::inner_words::<CN>(data, stride, (w, h), &ixs[..n], &iys[..n], words) };
         }
         for i in 0..n {
             if done >> i & 1 == 1 {
@@ -257,6 +280,33 @@ mod x86 {
     use super::CHUNK;
     use std::arch::x86_64::*;
 
+    /// Bit per pixel of whole groups of 8: its 2x2 neighbourhood lies wholly outside the source
+    /// (`ix < -1 || ix >= w || iy < -1 || iy >= h`); and the first pixel after those groups.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn far_groups(ixs: &[i32], iys: &[i32], (w, h): (i32, i32)) -> (u64, usize) {
+        let n = ixs.len().min(iys.len()).min(64);
+        let m1 = _mm256_set1_epi32(-1);
+        let (wm1, hm1) = (_mm256_set1_epi32(w - 1), _mm256_set1_epi32(h - 1));
+        let mut far = 0u64;
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n, within both slices.
+            let (ix, iy) = unsafe {
+                (
+                    _mm256_loadu_si256(ixs.as_ptr().add(i) as *const __m256i),
+                    _mm256_loadu_si256(iys.as_ptr().add(i) as *const __m256i),
+                )
+            };
+            let out = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpgt_epi32(m1, ix), _mm256_cmpgt_epi32(ix, wm1)),
+                _mm256_or_si256(_mm256_cmpgt_epi32(m1, iy), _mm256_cmpgt_epi32(iy, hm1)),
+            );
+            far |= (_mm256_movemask_ps(_mm256_castsi256_ps(out)) as u8 as u64) << i;
+            i += 8;
+        }
+        (far, i)
+    }
+
     /// Lanes of the groups of 8 pixels whose 2x2 neighbourhoods all lie inside the source and
     /// whose 8-byte reads (top and bottom row) end inside `data`: bit per pixel.
     #[inline(always)]
@@ -302,8 +352,10 @@ mod x86 {
     }
 
     /// Bilinear pixels (3 or 4 channels) of the groups [`inside_groups`] finds, written into
-    /// `dst` (`CN` bytes per pixel): the channels of two pixels in the lanes of one vector, the
-    /// same fused multiply-adds and rounding as the scalar blend. Returns a bit per pixel written.
+    /// `dst` (`CN` bytes per pixel), 8 pixels per step: each pixel's top and bottom pixel pairs
+    /// read as 8-byte words, one channel of the 8 pixels per vector after, the same fused
+    /// multiply-adds and rounding as the scalar blend. (AVX2 gathers were slower on AMD Zen 3
+    /// and 4.) Returns a bit per pixel written.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn inner_blend<const CN: usize>(
@@ -319,141 +371,142 @@ mod x86 {
         let mut offs = [0i32; CHUNK];
         let inside = inside_groups::<CN>(data, stride, wh, ixs, iys, &mut offs);
         let n = ixs.len().min(iys.len()).min(sx.len()).min(sy.len()).min(dst.len() / CN);
-        // Two pixels per step: pixel j's channels in lanes 0..4, pixel j + 1's in lanes 4..8.
-        let dup = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        let split = _mm256_setr_epi8(
+            0, 1, 2, -128, 3, 4, 5, -128, 8, 9, 10, -128, 11, 12, 13, -128, //
+            0, 1, 2, -128, 3, 4, 5, -128, 8, 9, 10, -128, 11, 12, 13, -128,
+        );
+        // bytes of (channel, pixel) after the packs below, to pixel order within each lane
+        let order = if CN == 3 {
+            _mm256_setr_epi8(
+                0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11, -128, -128, -128, -128, //
+                0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11, -128, -128, -128, -128,
+            )
+        } else {
+            _mm256_setr_epi8(
+                0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, //
+                0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+            )
+        };
         let mut i = 0;
         while i + 8 <= n {
-            if inside >> i & 1 == 1 {
-                for j in (i..i + 8).step_by(2) {
-                    // SAFETY: `inside_groups` checked off + stride + 8 <= data.len() for these
-                    // lanes; j + 1 < n <= the lengths of `sx`, `sy`.
-                    let (ta, ba, tb, bb, fx, fy) = unsafe {
-                        let pa = data.as_ptr().add(offs[j] as usize);
-                        let pb = data.as_ptr().add(offs[j + 1] as usize);
-                        (
-                            _mm_loadl_epi64(pa as *const __m128i),
-                            _mm_loadl_epi64(pa.add(stride) as *const __m128i),
-                            _mm_loadl_epi64(pb as *const __m128i),
-                            _mm_loadl_epi64(pb.add(stride) as *const __m128i),
-                            _mm256_permutevar8x32_ps(
-                                _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(
-                                    sx.as_ptr().add(j) as *const __m128i
-                                ))),
-                                dup,
-                            ),
-                            _mm256_permutevar8x32_ps(
-                                _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(
-                                    sy.as_ptr().add(j) as *const __m128i
-                                ))),
-                                dup,
-                            ),
-                        )
-                    };
-                    let widen =
-                        |a: __m128i, b: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi32(a, b)));
-                    let tl = widen(ta, tb);
-                    let tr = widen(next_pixel::<CN>(ta), next_pixel::<CN>(tb));
-                    let bl = widen(ba, bb);
-                    let br = widen(next_pixel::<CN>(ba), next_pixel::<CN>(bb));
-                    let v0 = _mm256_fmadd_ps(fx, _mm256_sub_ps(tr, tl), tl);
-                    let v1 = _mm256_fmadd_ps(fx, _mm256_sub_ps(br, bl), bl);
-                    let v = _mm256_fmadd_ps(fy, _mm256_sub_ps(v1, v0), v0);
-                    // Round half to even (the default MXCSR mode), as `round_u8`; the blend of
-                    // bytes with weights in [0, 1) stays within [0, 255].
-                    let q = _mm256_cvtps_epi32(v);
-                    let q = _mm256_packus_epi16(_mm256_packs_epi32(q, q), q);
-                    let (wa, wb) = (_mm256_extract_epi32::<0>(q) as u32, _mm256_extract_epi32::<4>(q) as u32);
-                    for (k, word) in [(j, wa), (j + 1, wb)] {
-                        let o = k * CN;
-                        if o + 4 <= dst.len() {
-                            // (with 3 channels the fourth byte is the next pixel's first, which
-                            // is written after this one)
-                            dst[o..o + 4].copy_from_slice(&word.to_le_bytes());
-                        } else {
-                            dst[o..o + CN].copy_from_slice(&word.to_le_bytes()[..CN]);
-                        }
-                    }
+            if inside >> i & 1 == 0 {
+                i += 8;
+                continue;
+            }
+            // SAFETY: `inside_groups` checked off + stride + 8 <= data.len() for these lanes;
+            // i + 8 <= n <= the lengths of `offs`, `sx`, `sy`.
+            let (t0, t1, b0, b1, fx, fy) = unsafe {
+                let o = &offs[i..i + 8];
+                let (t0, t1) = pairs::<CN>(data, o, 0, split);
+                let (b0, b1) = pairs::<CN>(data, o, stride, split);
+                (t0, t1, b0, b1, _mm256_loadu_ps(sx.as_ptr().add(i)), _mm256_loadu_ps(sy.as_ptr().add(i)))
+            };
+            let mut q = [_mm256_setzero_si256(); 4];
+            for (c, qc) in q.iter_mut().enumerate().take(CN) {
+                let tl = channel::<CN>(t0, c);
+                let tr = channel::<CN>(t1, c);
+                let bl = channel::<CN>(b0, c);
+                let br = channel::<CN>(b1, c);
+                let v0 = _mm256_fmadd_ps(fx, _mm256_sub_ps(tr, tl), tl);
+                let v1 = _mm256_fmadd_ps(fx, _mm256_sub_ps(br, bl), bl);
+                // Round half to even (the default MXCSR mode) and saturate, as `round_u8`.
+                *qc = _mm256_cvtps_epi32(_mm256_fmadd_ps(fy, _mm256_sub_ps(v1, v0), v0));
+            }
+            let hi = if CN == 3 { q[2] } else { q[3] };
+            let bytes = _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], hi));
+            // lane 0: pixels i..i + 4, lane 1: i + 4..i + 8, `4 * CN` bytes each
+            let px = _mm256_shuffle_epi8(bytes, order);
+            let o = i * CN;
+            if CN == 4 {
+                dst[o..o + 32].copy_from_slice(&bytes_of(px));
+            } else if o + 28 <= dst.len() {
+                // SAFETY: o + 28 <= dst.len(); the second store rewrites the 4 spare bytes of
+                // the first, and its own spare bytes belong to pixel i + 8, written later.
+                unsafe {
+                    let p = dst.as_mut_ptr().add(o);
+                    _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(px));
+                    _mm_storeu_si128(p.add(12) as *mut __m128i, _mm256_extracti128_si256::<1>(px));
                 }
+            } else {
+                let b = bytes_of(px);
+                dst[o..o + 12].copy_from_slice(&b[..12]);
+                dst[o + 12..o + 24].copy_from_slice(&b[16..28]);
             }
             i += 8;
         }
         inside & if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
     }
 
-    /// The bytes from the second pixel (`CN` bytes on) at the bottom.
+    /// The left and right pixels of the 8 pixel pairs at `offs + row`, 4 bytes each (a function,
+    /// not a closure, so that it is inlined with the caller's target features).
+    ///
+    /// # Safety
+    /// Every `offs[k] + row + 8 <= data.len()`, and AVX2 is enabled.
     #[inline(always)]
-    fn next_pixel<const CN: usize>(v: __m128i) -> __m128i {
-        // SAFETY: SSE2 is part of x86-64.
+    unsafe fn pairs<const CN: usize>(data: &[u8], offs: &[i32], row: usize, split: __m256i) -> (__m256i, __m256i) {
+        let ld = |k: usize| (data.as_ptr().add(offs[k] as usize + row) as *const i64).read_unaligned();
+        // A pixel pair per 64-bit lane; pixels 0, 1, 4, 5 in one vector and 2, 3, 6, 7 in the
+        // other, so that the even/odd split below yields pixels in order.
+        let a = _mm256_setr_epi64x(ld(0), ld(1), ld(4), ld(5));
+        let b = _mm256_setr_epi64x(ld(2), ld(3), ld(6), ld(7));
+        // (3 channels: each pixel of a pair into its own 32-bit lane, top byte 0)
+        let (a, b) = if CN == 3 { (_mm256_shuffle_epi8(a, split), _mm256_shuffle_epi8(b, split)) } else { (a, b) };
+        let (a, b) = (_mm256_castsi256_ps(a), _mm256_castsi256_ps(b));
+        (_mm256_castps_si256(_mm256_shuffle_ps::<0x88>(a, b)), _mm256_castps_si256(_mm256_shuffle_ps::<0xdd>(a, b)))
+    }
+
+    /// Byte `c` of each 32-bit lane as a float (with 3 channels the top byte is 0).
+    #[inline(always)]
+    fn channel<const CN: usize>(v: __m256i, c: usize) -> __m256 {
+        // SAFETY: the callers are compiled with AVX2.
         unsafe {
-            if CN == 3 {
-                _mm_srli_si128::<3>(v)
-            } else {
-                _mm_srli_si128::<4>(v)
-            }
+            let m = _mm256_set1_epi32(0xff);
+            _mm256_cvtepi32_ps(match c {
+                0 => _mm256_and_si256(v, m),
+                1 => _mm256_and_si256(_mm256_srli_epi32::<8>(v), m),
+                2 if CN == 3 => _mm256_srli_epi32::<16>(v),
+                2 => _mm256_and_si256(_mm256_srli_epi32::<16>(v), m),
+                _ => _mm256_srli_epi32::<24>(v),
+            })
         }
     }
 
-    /// For each group of 8 pixels whose 2x2 neighbourhoods all lie inside the source (and whose
-    /// 8-byte reads end inside `data`), reads the top and bottom pixel pairs into `words` as the
-    /// scalar loop would, with the offsets and bounds done 8 at a time and no per-pixel checks.
-    /// (AVX2 gathers were slower here on AMD Zen 3.) Returns a bit per pixel done.
+    #[inline(always)]
+    fn bytes_of(v: __m256i) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        // SAFETY: `b` holds 32 bytes; AVX is enabled in the callers.
+        unsafe { _mm256_storeu_si256(b.as_mut_ptr() as *mut __m256i, v) };
+        b
+    }
+
+    /// For each group of 8 pixels [`inside_groups`] finds, reads the top and bottom pixel pairs
+    /// into `words` as the scalar loop would, without per-pixel checks. Returns a bit per pixel
+    /// done.
     #[target_feature(enable = "avx2")]
     pub(super) fn inner_words<const CN: usize>(
         data: &[u8],
         stride: usize,
-        (w, h): (i32, i32),
+        wh: (i32, i32),
         ixs: &[i32],
         iys: &[i32],
         words: &mut [[u32; CHUNK]; 4],
     ) -> u64 {
-        let n = ixs.len().min(iys.len()).min(CHUNK);
-        // Offsets are i32 lanes: only for sources under 2 GiB; and a source without a second
-        // row plus 8 bytes has no pixel this path may read.
-        if data.len() >= i32::MAX as usize - 16 || data.len() < stride + 8 {
-            return 0;
-        }
-        let limit = _mm256_set1_epi32((data.len() - stride - 8) as i32);
-        let (wm1, hm1) = (_mm256_set1_epi32(w - 1), _mm256_set1_epi32(h - 1));
-        let (vstride, vcn) = (_mm256_set1_epi32(stride as i32), _mm256_set1_epi32(CN as i32));
-        let mut done = 0u64;
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n, within both slices.
-            let (ix, iy) = unsafe {
-                (
-                    _mm256_loadu_si256(ixs[i..i + 8].as_ptr() as *const __m256i),
-                    _mm256_loadu_si256(iys[i..i + 8].as_ptr() as *const __m256i),
-                )
-            };
-            let o = _mm256_add_epi32(_mm256_mullo_epi32(iy, vstride), _mm256_mullo_epi32(ix, vcn));
-            // 0 <= ix < w - 1, 0 <= iy < h - 1, o <= len - stride - 8 (signed compares).
-            let neg = _mm256_or_si256(_mm256_or_si256(ix, iy), o);
-            let out = _mm256_or_si256(
-                _mm256_or_si256(
-                    _mm256_cmpgt_epi32(_mm256_add_epi32(ix, _mm256_set1_epi32(1)), wm1),
-                    _mm256_cmpgt_epi32(_mm256_add_epi32(iy, _mm256_set1_epi32(1)), hm1),
-                ),
-                _mm256_or_si256(_mm256_cmpgt_epi32(o, limit), _mm256_srai_epi32::<31>(neg)),
-            );
-            if _mm256_testz_si256(out, out) == 1 {
-                let mut offs = [0i32; 8];
-                // SAFETY: `offs` holds 8 i32.
-                unsafe { _mm256_storeu_si256(offs.as_mut_ptr() as *mut __m256i, o) };
-                for (j, &off) in offs.iter().enumerate() {
-                    let off = off as usize;
-                    // SAFETY: checked above for every lane: off + stride + 8 <= data.len().
-                    let (t, b) = unsafe {
-                        let p = data.as_ptr().add(off);
-                        ((p as *const u64).read_unaligned(), (p.add(stride) as *const u64).read_unaligned())
-                    };
-                    words[0][i + j] = t as u32;
-                    words[1][i + j] = (t >> 32) as u32;
-                    words[2][i + j] = b as u32;
-                    words[3][i + j] = (b >> 32) as u32;
-                }
-                done |= 0xff << i;
+        let mut offs = [0i32; CHUNK];
+        let done = inside_groups::<CN>(data, stride, wh, ixs, iys, &mut offs);
+        for (i, &off) in offs.iter().enumerate() {
+            if done >> i & 1 == 0 {
+                continue;
             }
-            i += 8;
+            let off = off as usize;
+            // SAFETY: `inside_groups` checked off + stride + 8 <= data.len() for this pixel.
+            let (t, b) = unsafe {
+                let p = data.as_ptr().add(off);
+                ((p as *const u64).read_unaligned(), (p.add(stride) as *const u64).read_unaligned())
+            };
+            words[0][i] = t as u32;
+            words[1][i] = (t >> 32) as u32;
+            words[2][i] = b as u32;
+            words[3][i] = (b >> 32) as u32;
         }
         done
     }
@@ -497,5 +550,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The comparison above means something only if the vector kernel runs: here every group
+    /// of 8 lies inside the source (the last one takes the copying 3-channel store), and each
+    /// pixel must equal the scalar blend.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_blend_covers_inner_groups() {
+        if !has_avx2() {
+            return;
+        }
+        fn check<const CN: usize>(src: &[u8], (w, h): (usize, usize)) {
+            let n = 64;
+            let ixs: Vec<i32> = (0..n).map(|i| (i * 7 % (w - 1)) as i32).collect();
+            let iys: Vec<i32> = (0..n).map(|i| (i * 5 % (h - 1)) as i32).collect();
+            let fx: Vec<f32> = (0..n).map(|i| (i % 7) as f32 / 7.0).collect();
+            let fy: Vec<f32> = (0..n).map(|i| (i % 5) as f32 / 5.3).collect();
+            let mut dst = vec![0u8; n * CN];
+            let stride = w * CN;
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            let done = unsafe {
+                x86::inner_blend::<CN>(&src[..w * h * CN], stride, (w as i32, h as i32), &ixs, &iys, &fx, &fy, &mut dst)
+            };
+            assert_eq!(done, u64::MAX, "{CN} channels");
+            for i in 0..n {
+                for c in 0..CN {
+                    let at = |dx: usize, dy: usize| {
+                        src[(iys[i] as usize + dy) * stride + (ixs[i] as usize + dx) * CN + c] as f32
+                    };
+                    let v0 = fx[i].mul_add(at(1, 0) - at(0, 0), at(0, 0));
+                    let v1 = fx[i].mul_add(at(1, 1) - at(0, 1), at(0, 1));
+                    assert_eq!(dst[i * CN + c], round_u8(fy[i].mul_add(v1 - v0, v0)), "{CN} channels, pixel {i}");
+                }
+            }
+        }
+        let (w, h) = (61usize, 37usize);
+        let src: Vec<u8> = (0..w * h * 4).map(|i| (i * 37 % 253) as u8).collect();
+        check::<3>(&src, (w, h));
+        check::<4>(&src, (w, h));
     }
 }
