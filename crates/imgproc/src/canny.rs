@@ -188,13 +188,15 @@ fn nms_body<M: Copy + PartialOrd>(
     for x0 in (0..w).step_by(BLOCK) {
         let end = (x0 + BLOCK).min(w);
         let o = &mut out[x0..end];
-        if !mid[x0 + 1..end + 1].iter().fold(false, |a, &m| a | (m > lo)) {
+        if mid[x0 + 1..end + 1].iter().fold(lo, |a, &m| if m > a { m } else { a }) <= lo {
             o.fill(MaybeUninit::new(NONE));
             continue;
         }
         let n = end - x0;
         let (u, m3, d) = (&up[x0..x0 + n + 2], &mid[x0..x0 + n + 2], &down[x0..x0 + n + 2]);
         let (gx, gy) = (&dx[x0..end], &dy[x0..end]);
+        let mut block = [NONE; BLOCK];
+        let codes = &mut block[..n];
         let mut any = 0u8;
         for i in 0..n {
             let m = m3[i + 1];
@@ -218,13 +220,18 @@ fn nms_body<M: Copy + PartialOrd>(
             let keep = (m > lo) & ((ok >> sel) & 1 != 0);
             let code = (keep as u8) << ((m > hi) as u8);
             any |= code;
-            o[i] = MaybeUninit::new(code);
+            codes[i] = code;
+        }
+        for (o, &c) in o.iter_mut().zip(codes.iter()) {
+            *o = MaybeUninit::new(c);
         }
         if any & EDGE != 0 {
-            for (i, v) in o.iter().enumerate() {
-                // SAFETY: written just above.
-                if unsafe { v.assume_init() } == EDGE {
-                    stack.push(((x0 + i) as u32, y));
+            // Eight codes at a time; of NONE, WEAK and EDGE only EDGE has bit 1 set.
+            for (k, c) in block.chunks_exact(8).enumerate() {
+                let mut bits = u64::from_le_bytes(c.try_into().expect("8 bytes")) & 0x0202_0202_0202_0202;
+                while bits != 0 {
+                    stack.push(((x0 + 8 * k + bits.trailing_zeros() as usize / 8) as u32, y));
+                    bits &= bits - 1;
                 }
             }
         }
@@ -246,16 +253,34 @@ multiversion! {
 }
 
 /// Marks WEAK pixels of `map` (rows of `w`) 8-connected to the EDGE pixels on `stack` as EDGE.
-fn follow(map: &mut [u8], w: usize, stack: &mut Vec<(u32, u32)>) {
+/// EDGE pixels of the last row go on `below` too: the band pass has yet to compute the row
+/// under them.
+fn follow(map: &mut [u8], w: usize, stack: &mut Vec<(u32, u32)>, below: &mut Vec<(u32, u32)>) {
     const AROUND: [(usize, usize); 8] = [(!0, !0), (0, !0), (1, !0), (!0, 0), (1, 0), (!0, 1), (0, 1), (1, 1)];
     let h = if w == 0 { 0 } else { map.len() / w };
     while let Some((x, y)) = stack.pop() {
+        if y as usize + 1 == h {
+            below.push((x, y));
+        }
         for (ox, oy) in AROUND {
             // Offsets of -1 wrap to huge values, which the bounds test rejects.
             let (nx, ny) = ((x as usize).wrapping_add(ox), (y as usize).wrapping_add(oy));
             if nx < w && ny < h && map[ny * w + nx] == WEAK {
                 map[ny * w + nx] = EDGE;
                 stack.push((nx as u32, ny as u32));
+            }
+        }
+    }
+}
+
+/// Marks WEAK pixels of `row` (row `y`) under the EDGE pixels of `above` as EDGE, onto `stack`.
+fn follow_down(row: &mut [u8], y: u32, above: &mut Vec<(u32, u32)>, stack: &mut Vec<(u32, u32)>) {
+    for (x, _) in above.drain(..) {
+        let x = x as usize;
+        for nx in x.saturating_sub(1)..(x + 2).min(row.len()) {
+            if row[nx] == WEAK {
+                row[nx] = EDGE;
+                stack.push((nx as u32, y));
             }
         }
     }
@@ -302,17 +327,19 @@ fn canny3_with<M: Mag>(src: &Image<u8>, lo: i32, hi: i32) -> Image<u8> {
         };
         fill(y0 as isize - 1, &mut dx, &mut dy, &mut mag);
         fill(y0 as isize, &mut dx, &mut dy, &mut mag);
-        let mut stack = Vec::new();
+        // Weak edges are followed row by row, while the rows they reach are still in cache.
+        let (mut stack, mut below) = (Vec::new(), Vec::new());
         for r in 0..n {
             let y = (y0 + r) as isize;
             fill(y + 1, &mut dx, &mut dy, &mut mag);
             let (u, m, d) = (y.rem_euclid(3) as usize, (y + 1).rem_euclid(3) as usize, (y + 2).rem_euclid(3) as usize);
             let out = &mut band[r * w..(r + 1) * w];
             M::nms([&mag[u], &mag[m], &mag[d]], &dx[m], &dy[m], lo, hi, out, &mut stack, r as u32);
+            // SAFETY: `nms` wrote every value of rows 0..=r.
+            let done = unsafe { std::slice::from_raw_parts_mut(band.as_mut_ptr() as *mut u8, (r + 1) * w) };
+            follow_down(&mut done[r * w..], r as u32, &mut below, &mut stack);
+            follow(done, w, &mut stack, &mut below);
         }
-        // SAFETY: `nms` wrote every value of every row of the band.
-        let band = unsafe { std::slice::from_raw_parts_mut(band.as_mut_ptr() as *mut u8, band.len()) };
-        follow(band, w, &mut stack);
         starts.lock().unwrap_or_else(|e| e.into_inner()).push(y0);
     };
     let fill = |data: &mut [MaybeUninit<u8>]| par_rows(data, w, band_pass);
@@ -338,7 +365,7 @@ fn canny3_with<M: Mag>(src: &Image<u8>, lo: i32, hi: i32) -> Image<u8> {
             }
         }
     }
-    follow(map, w, &mut stack);
+    follow(map, w, &mut stack, &mut Vec::new());
     par_rows(map, w, |_, rows| final_pass(rows));
     out
 }
