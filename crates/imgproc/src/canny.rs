@@ -257,7 +257,7 @@ multiversion! {
 /// under them.
 fn follow(map: &mut [u8], w: usize, stack: &mut Vec<(u32, u32)>, below: &mut Vec<(u32, u32)>) {
     const AROUND: [(usize, usize); 8] = [(!0, !0), (0, !0), (1, !0), (!0, 0), (1, 0), (!0, 1), (0, 1), (1, 1)];
-    let h = if w == 0 { 0 } else { map.len() / w };
+    let h = map.len().checked_div(w).unwrap_or(0);
     while let Some((x, y)) = stack.pop() {
         if y as usize + 1 == h {
             below.push((x, y));
@@ -405,7 +405,7 @@ mod tests {
         // Rows shorter than, equal to and just past the 64-pixel blocks; single rows and columns.
         for (w, h) in [(1, 1), (1, 7), (7, 1), (2, 2), (63, 5), (64, 3), (65, 9), (129, 31), (200, 171)] {
             // Black and white noise reaches the largest gradients (|dx| = 1020, L1 2040).
-            let bw = (0..w * h).map(|i| if (i * 2654435761usize >> 13) & 1 == 0 { 0 } else { 255 }).collect();
+            let bw = (0..w * h).map(|i| if ((i * 2654435761usize) >> 13) & 1 == 0 { 0 } else { 255 }).collect();
             for img in [test_image(w, h), Image::from_vec(w, h, 1, bw).unwrap()] {
                 let cases = [
                     (-1, 0, false),
