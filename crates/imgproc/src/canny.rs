@@ -189,7 +189,7 @@ fn nms_body<M: Copy + PartialOrd>(
         let end = (x0 + BLOCK).min(w);
         let o = &mut out[x0..end];
         if mid[x0 + 1..end + 1].iter().fold(lo, |a, &m| if m > a { m } else { a }) <= lo {
-            o.fill(MaybeUninit::new(NONE));
+            store(o, &[NONE; BLOCK]);
             continue;
         }
         let n = end - x0;
@@ -222,9 +222,7 @@ fn nms_body<M: Copy + PartialOrd>(
             any |= code;
             codes[i] = code;
         }
-        for (o, &c) in o.iter_mut().zip(codes.iter()) {
-            *o = MaybeUninit::new(c);
-        }
+        store(o, &block);
         if any & EDGE != 0 {
             // Eight codes at a time; of NONE, WEAK and EDGE only EDGE has bit 1 set.
             for (k, c) in block.chunks_exact(8).enumerate() {
@@ -234,6 +232,20 @@ fn nms_body<M: Copy + PartialOrd>(
                     bits &= bits - 1;
                 }
             }
+        }
+    }
+}
+
+/// `out` = the first `out.len()` codes, inline for a whole block (a library call otherwise).
+#[inline(always)]
+fn store<const N: usize>(out: &mut [MaybeUninit<u8>], codes: &[u8; N]) {
+    if let Ok(o) = <&mut [MaybeUninit<u8>; N]>::try_from(&mut *out) {
+        for (o, &c) in o.iter_mut().zip(codes) {
+            *o = MaybeUninit::new(c);
+        }
+    } else {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = MaybeUninit::new(c);
         }
     }
 }
