@@ -412,6 +412,77 @@ mod tests {
         }
     }
 
+    /// The multiversioned row kernels (AVX-512 or AVX2 where the CPU has them) against the same
+    /// bodies compiled for the baseline target, on odd widths and extreme values.
+    #[test]
+    fn vector_row_kernels_match_baseline() {
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        for w in [1usize, 2, 3, 15, 63, 64, 65, 127, 130, 257] {
+            let rows: Vec<Vec<u8>> =
+                (0..3).map(|_| (0..w).map(|_| if next() % 3 == 0 { 255 } else { next() as u8 }).collect()).collect();
+            let (a, b, c) = (&rows[0], &rows[1], &rows[2]);
+            let (mut dx, mut dy, mut vs, mut vd) = (vec![0i16; w], vec![0i16; w], vec![0i16; w + 2], vec![0i16; w + 2]);
+            let (mut dx2, mut dy2) = (dx.clone(), dy.clone());
+            let (mut m1, mut m1b) = (vec![0i16; w + 2], vec![0i16; w + 2]);
+            sobel_row_l1(a, b, c, &mut dx, &mut dy, &mut m1, &mut vs, &mut vd);
+            sobel_body(a, b, c, &mut dx2, &mut dy2, &mut m1b, &mut vs, &mut vd, |gx, gy| gx.abs() + gy.abs());
+            assert!(dx == dx2 && dy == dy2 && m1 == m1b, "sobel l1 {w}");
+            let (mut m2, mut m2b) = (vec![0i32; w + 2], vec![0i32; w + 2]);
+            sobel_row_l2(a, b, c, &mut dx, &mut dy, &mut m2, &mut vs, &mut vd);
+            sobel_body(a, b, c, &mut dx2, &mut dy2, &mut m2b, &mut vs, &mut vd, |gx, gy| {
+                gx as i32 * gx as i32 + gy as i32 * gy as i32
+            });
+            assert!(m2 == m2b, "sobel l2 {w}");
+            // NMS on random gradients and magnitudes (independent of each other, so that every
+            // direction meets every neighbour order).
+            for (lo, hi) in [(-1, 0), (100, 300), (1000, 1500)] {
+                let gx: Vec<i16> = (0..w).map(|_| (next() % 2041) as i16 - 1020).collect();
+                let gy: Vec<i16> = (0..w).map(|_| (next() % 2041) as i16 - 1020).collect();
+                let mags: Vec<Vec<i16>> = (0..3)
+                    .map(|_| {
+                        let mut r: Vec<i16> = (0..w + 2).map(|_| (next() % 2041) as i16).collect();
+                        (r[0], r[w + 1]) = (0, 0);
+                        r
+                    })
+                    .collect();
+                let run = |vector: bool| {
+                    let mut out = vec![MaybeUninit::new(9u8); w];
+                    let mut stack = Vec::new();
+                    let (u, m, d) = (&mags[0], &mags[1], &mags[2]);
+                    if vector {
+                        nms_row_l1(u, m, d, &gx, &gy, lo, hi, &mut out, &mut stack, 5);
+                    } else {
+                        nms_body(u, m, d, &gx, &gy, lo, hi, &mut out, &mut stack, 5);
+                    }
+                    // SAFETY: the kernels write every value (and it started initialised).
+                    (out.iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<u8>>(), stack)
+                };
+                let mags32: Vec<Vec<i32>> = mags.iter().map(|r| r.iter().map(|&v| v as i32).collect()).collect();
+                let run32 = |vector: bool| {
+                    let mut out = vec![MaybeUninit::new(9u8); w];
+                    let mut stack = Vec::new();
+                    let (u, m, d) = (&mags32[0], &mags32[1], &mags32[2]);
+                    let (lo, hi) = (lo as i32, hi as i32);
+                    if vector {
+                        nms_row_l2(u, m, d, &gx, &gy, lo, hi, &mut out, &mut stack, 5);
+                    } else {
+                        nms_body(u, m, d, &gx, &gy, lo, hi, &mut out, &mut stack, 5);
+                    }
+                    // SAFETY: as above.
+                    (out.iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<u8>>(), stack)
+                };
+                let want = run(false);
+                assert_eq!(run(true), want, "nms {w} {lo} {hi}");
+                assert_eq!(run32(true), want, "nms i32 {w} {lo} {hi}");
+                assert_eq!(run32(false), want, "nms i32 baseline {w} {lo} {hi}");
+            }
+        }
+    }
+
     #[test]
     fn small_and_odd_sizes_match_serial_reference() {
         // Rows shorter than, equal to and just past the 64-pixel blocks; single rows and columns.
