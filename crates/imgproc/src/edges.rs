@@ -262,9 +262,10 @@ pub fn canny(src: &Image<u8>, low: f64, high: f64, aperture: usize, l2: bool) ->
         }
     }
     let (lo, hi) = (lo.floor() as i64, hi.floor() as i64);
-    if aperture == 3 {
+    // The fast path keeps pixel coordinates in u32.
+    if aperture == 3 && src.width().max(src.height()) <= u32::MAX as usize {
         let (lo, hi) = (lo.clamp(-1, i32::MAX as i64) as i32, hi.clamp(-1, i32::MAX as i64) as i32);
-        return Image::from_vec(src.width(), src.height(), 1, crate::canny::canny3(src, lo, hi, l2));
+        return Ok(crate::canny::canny3(src, lo, hi, l2));
     }
     canny_generic(src, lo, hi, aperture, l2)
 }
