@@ -397,7 +397,8 @@ pub fn warp_affine<T: Pixel>(
     let inv = invert_affine(m).ok_or_else(|| bad("warp_affine", "matrix is singular"))?;
     let (sw, sh, cn) = (src.width() as isize, src.height() as isize, src.channels());
     let bval = T::from_f64(border_value);
-    let mut dst = Image::<T>::new(dw, dh, cn)?;
+    // Allocated only by the paths that fill it (the 8-bit ones make their own).
+    let new_dst = || Image::<T>::new(dw, dh, cn);
     let rl = dw * cn;
     let fetch = |x: isize, y: isize, c: usize| -> T {
         if x >= 0 && y >= 0 && x < sw && y < sh {
@@ -413,6 +414,7 @@ pub fn warp_affine<T: Pixel>(
             // OpenCV 5 (1, 3, 4 channels): the bilinear kernels' float coordinates, rounded half
             // to even.
             let invf = inv.map(|v| v as f32);
+            let mut dst = new_dst()?;
             par_rows(dst.data_mut(), rl, |y0, band| {
                 let mut sx = vec![0f32; dw];
                 let mut sy = vec![0f32; dw];
@@ -426,12 +428,14 @@ pub fn warp_affine<T: Pixel>(
                     }
                 }
             });
+            Ok(dst)
         }
         Interpolation::Nearest => {
             // OpenCV (2 channels): coordinates in 10-bit fixed point, rounded.
             const AB: f64 = 1024.0;
             let adelta: Vec<i64> = (0..dw).map(|x| (inv[0] * x as f64 * AB).round_ties_even() as i64).collect();
             let bdelta: Vec<i64> = (0..dw).map(|x| (inv[3] * x as f64 * AB).round_ties_even() as i64).collect();
+            let mut dst = new_dst()?;
             par_rows(dst.data_mut(), rl, |y0, band| {
                 for (i, out) in band.chunks_mut(rl).enumerate() {
                     let y = (y0 + i) as f64;
@@ -446,6 +450,7 @@ pub fn warp_affine<T: Pixel>(
                     }
                 }
             });
+            Ok(dst)
         }
         Interpolation::Linear | Interpolation::Area if as_u8(src).is_some() && cn != 2 => {
             let s8 = as_u8(src).expect("checked");
@@ -459,7 +464,7 @@ pub fn warp_affine<T: Pixel>(
             par_rows(d8.data_mut(), rl, |y0, band| {
                 warp_linear_band_u8(&geom, &invf, y0, band, rl, 0, dw, dw, cn, replicate, bval);
             });
-            return Ok(from_u8(d8));
+            Ok(from_u8(d8))
         }
         Interpolation::Linear | Interpolation::Area if as_u8(src).is_some() => {
             // 2 channels: OpenCV's fixed-point remap.
@@ -471,13 +476,14 @@ pub fn warp_affine<T: Pixel>(
                 border == BorderType::Replicate,
                 u8::from_f64(border_value),
             );
-            return Ok(from_u8(d8));
+            Ok(from_u8(d8))
         }
         _ => {
             // Bicubic (and the non-8-bit types): float coordinates as the bilinear kernels
             // compute them, float weights of the exact fraction (OpenCV 5's path).
             let cubic = interp == Interpolation::Cubic;
             let invf = inv.map(|v| v as f32);
+            let mut dst = new_dst()?;
             par_rows(dst.data_mut(), rl, |y0, band| {
                 let (mut sxs, mut sys) = (vec![0f32; dw], vec![0f32; dw]);
                 for (i, out) in band.chunks_mut(rl).enumerate() {
@@ -514,7 +520,7 @@ pub fn warp_affine<T: Pixel>(
                     }
                 }
             });
+            Ok(dst)
         }
     }
-    Ok(dst)
 }
