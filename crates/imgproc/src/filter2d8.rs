@@ -125,14 +125,7 @@ unsafe fn filter_row_avx2(rows: &[&[f32]], taps: &[(usize, usize, f32)], delta: 
         let v = _mm256_packus_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
         _mm256_storeu_si256(out.add(x) as *mut __m256i, _mm256_permutevar8x32_epi32(v, order));
     };
-    let mut x = 0;
-    while x + 32 <= n {
-        step(x);
-        x += 32;
-    }
-    if x < n {
-        step(n - 32);
-    }
+    crate::simd::overlapping_blocks(n, 32, step);
 }
 
 /// Taps `(kernel row, offset, value)` of the i16 path.
@@ -238,14 +231,7 @@ unsafe fn int_row_avx2(rows: &[&[u8]], taps: &[(usize, usize, i16)], delta: i16,
         let v = _mm256_permute4x64_epi64(_mm256_packus_epi16(a0, a1), 0xD8);
         _mm256_storeu_si256(out.add(x) as *mut __m256i, v);
     };
-    let mut x = 0;
-    while x + 32 <= n {
-        step(x);
-        x += 32;
-    }
-    if x < n {
-        step(n - 32);
-    }
+    crate::simd::overlapping_blocks(n, 32, step);
 }
 
 #[cfg(test)]

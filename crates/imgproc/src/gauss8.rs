@@ -261,14 +261,7 @@ unsafe fn row_sym<const P: usize>(src: *const u8, out: *mut u16, n: usize, cn: u
         }
         _mm256_storeu_si256(out.add(x) as *mut __m256i, acc);
     };
-    let mut x = 0;
-    while x + 16 <= n {
-        step(x);
-        x += 16;
-    }
-    if x < n {
-        step(n - 16);
-    }
+    crate::simd::overlapping_blocks(n, 16, step);
 }
 
 /// Narrow vertical pass over `2P + 1` rows with a symmetric kernel (`k` outer taps, `kc`
@@ -304,14 +297,7 @@ unsafe fn col_narrow_sym<const P: usize>(
         let v = _mm256_packus_epi16(_mm256_srl_epi16(a0, cnt), _mm256_srl_epi16(a1, cnt));
         _mm256_storeu_si256(out.add(x) as *mut __m256i, _mm256_permute4x64_epi64(v, 0xD8));
     };
-    let mut x = 0;
-    while x + 32 <= n {
-        step(x);
-        x += 32;
-    }
-    if x < n {
-        step(n - 32);
-    }
+    crate::simd::overlapping_blocks(n, 32, step);
 }
 
 /// Wide vertical pass over `2P + 1` rows with a symmetric kernel, unrolled: each mirrored pair
@@ -345,14 +331,7 @@ unsafe fn col_wide_sym<const P: usize>(rows: &[&[u16]], k: [u16; P], kc: u16, ou
         let v = _mm256_permute4x64_epi64(_mm256_packus_epi16(half(x), half(x + 16)), 0xD8);
         _mm256_storeu_si256(out.add(x) as *mut __m256i, v);
     };
-    let mut x = 0;
-    while x + 32 <= n {
-        step(x);
-        x += 32;
-    }
-    if x < n {
-        step(n - 32);
-    }
+    crate::simd::overlapping_blocks(n, 32, step);
 }
 
 /// [`row_interior`] with AVX2, 16 values per vector (`n >= 16`; the last step overlaps).
@@ -373,14 +352,7 @@ unsafe fn row_avx2(src: *const u8, out: *mut u16, n: usize, taps: &Taps, cn: usi
         }
         _mm256_storeu_si256(out.add(x) as *mut __m256i, acc);
     };
-    let mut x = 0;
-    while x + 16 <= n {
-        step(x);
-        x += 16;
-    }
-    if x < n {
-        step(n - 16);
-    }
+    crate::simd::overlapping_blocks(n, 16, step);
 }
 
 /// Narrow vertical pass, 32 outputs per step (`n >= 32`; the last step overlaps).
@@ -413,14 +385,7 @@ unsafe fn col_narrow_avx2(rows: &[&[u16]], taps: &Taps, add: u16, shift: u32, ou
         let v = _mm256_packus_epi16(_mm256_srl_epi16(a0, cnt), _mm256_srl_epi16(a1, cnt));
         _mm256_storeu_si256(out.add(x) as *mut __m256i, _mm256_permute4x64_epi64(v, 0xD8));
     };
-    let mut x = 0;
-    while x + 32 <= n {
-        step(x);
-        x += 32;
-    }
-    if x < n {
-        step(n - 32);
-    }
+    crate::simd::overlapping_blocks(n, 32, step);
 }
 
 /// Wide vertical pass: rows hold `r - 2^15` as i16; consecutive rows are interleaved and
@@ -456,14 +421,7 @@ unsafe fn col_wide_avx2(rows: &[&[u16]], k: &[u16], out: *mut u8, n: usize) {
         let v = _mm256_permute4x64_epi64(_mm256_packus_epi16(v0, v1), 0xD8);
         _mm256_storeu_si256(out.add(x) as *mut __m256i, v);
     };
-    let mut x = 0;
-    while x + 32 <= n {
-        step(x);
-        x += 32;
-    }
-    if x < n {
-        step(n - 32);
-    }
+    crate::simd::overlapping_blocks(n, 32, step);
 }
 
 #[cfg(test)]

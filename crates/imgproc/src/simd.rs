@@ -50,3 +50,18 @@ pub(crate) fn has_avx512() -> bool {
             && has!("fma")
     })
 }
+
+/// Calls `step(x)` for each whole block of `width` values from 0, then once more at `n - width`
+/// for a remainder: the last block overlaps the previous one, so `step` must write only what
+/// it reads from inputs it does not write (callers need `n >= width`).
+#[inline(always)]
+pub(crate) fn overlapping_blocks(n: usize, width: usize, mut step: impl FnMut(usize)) {
+    let mut x = 0;
+    while x + width <= n {
+        step(x);
+        x += width;
+    }
+    if x < n {
+        step(n - width);
+    }
+}
